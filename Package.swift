@@ -1,0 +1,68 @@
+// swift-tools-version:6.0
+// UGen Cluster: distributed training of a unified text+image autoregressive transformer.
+// Modules follow the data's way: kernels → model → store → data → training → cluster → dashboard.
+import PackageDescription
+
+let package = Package(
+    name: "UGenCluster",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "ugen", targets: ["ugen"]),
+        .executable(name: "ugen-coord", targets: ["ugen-coord"]),
+        .executable(name: "ugen-worker", targets: ["ugen-worker"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // System libraries (Debian: libopenblas-dev, libhdf5-dev, libzmq3-dev, libpng-dev).
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5-serial", providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+
+        // Float buffers, BLAS calls, every operation's forward and backward side by side, AdamW.
+        // Swift 5 language mode here only: row-parallel loops hand raw pointers to worker threads by design
+        // (each thread owns disjoint rows), which Swift 6's Sendable checking cannot express.
+        .target(name: "UGenKernels", dependencies: ["CBLAS"],
+                swiftSettings: [.swiftLanguageMode(.v5), .unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+        // Model config, named parameters, the stage (a cut of the chain), loss, init.
+        .target(name: "UGenModel", dependencies: ["UGenKernels"]),
+        // HDF5 files: typed reading/writing, dataset/tokenizer/checkpoint schemas, checksums.
+        .target(name: "UGenStore", dependencies: ["CHDF5", "UGenModel"]),
+        // Tokenizers (byte-level BPE, k-means VQ), PNG, dataset reader, packer, task mixing.
+        .target(name: "UGenData", dependencies: ["UGenStore", "CPNG"]),
+        // Run config, schedules (LR, progressive vocabulary), the single-process trainer, benchmarks.
+        .target(name: "UGenTraining", dependencies: [
+            "UGenModel", "UGenData", "UGenStore",
+            .product(name: "Yams", package: "Yams"),
+        ]),
+        // Wire protocol, coordinator, worker, pipeline schedules, data-parallel reduce.
+        .target(name: "UGenCluster", dependencies: [
+            "CZeroMQ", "UGenTraining", "UGenStore",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Log followers, terminal and web views (reads files only).
+        .target(name: "UGenDashboard", dependencies: []),
+
+        .executableTarget(name: "ugen", dependencies: [
+            "UGenTraining", "UGenData", "UGenStore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "ugen-coord", dependencies: [
+            "UGenCluster", "UGenDashboard",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "ugen-worker", dependencies: [
+            "UGenCluster",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "UGenKernelsTests", dependencies: ["UGenKernels"]),
+        .testTarget(name: "UGenModelTests", dependencies: ["UGenModel", "UGenStore", "UGenTraining"]),
+        .testTarget(name: "UGenDataTests", dependencies: ["UGenData", "UGenStore"]),
+        .testTarget(name: "UGenClusterTests", dependencies: ["UGenCluster", "UGenTraining"]),
+    ]
+)

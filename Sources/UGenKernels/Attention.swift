@@ -1,0 +1,93 @@
+import Foundation
+
+/// Causal multi-head attention with grouped-query heads, on a fused q/k/v buffer.
+///
+/// `qkv` is [N = B·T, C] with C = (H + 2·Hkv)·hd: query head h at column h·hd, key head g at
+/// (H + g)·hd, value head g at (H + Hkv + g)·hd. Query head h reads kv head h / (H / Hkv). Every
+/// product is one sgemm on a head's strided slice; the softmax is a plain loop.
+public struct AttentionShape {
+    public let batch: Int, seqLen: Int, heads: Int, kvHeads: Int, headDim: Int
+    public init(batch: Int, seqLen: Int, heads: Int, kvHeads: Int, headDim: Int) {
+        self.batch = batch; self.seqLen = seqLen; self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim
+    }
+    public var qkvWidth: Int { (heads + 2 * kvHeads) * headDim }
+    public var outWidth: Int { heads * headDim }
+    /// Elements of the saved probabilities [B, H, T, T].
+    public var probsCount: Int { batch * heads * seqLen * seqLen }
+    @inline(__always) func kvHead(_ h: Int) -> Int { h / (heads / kvHeads) }
+}
+
+public enum Attention {
+    /// out[N, H·hd] = softmax(q·kᵀ/√hd + causal) · v; saves the probabilities in `probs` [B,H,T,T].
+    public static func forward(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
+                               qkv: UnsafePointer<Float>, shape s: AttentionShape) {
+        let T = s.seqLen, hd = s.headDim, C = s.qkvWidth, D = s.outWidth
+        let scale = 1 / Float(hd).squareRoot()
+        for b in 0..<s.batch {
+            for h in 0..<s.heads {
+                let g = s.kvHead(h)
+                let q = qkv + b * T * C + h * hd
+                let k = qkv + b * T * C + (s.heads + g) * hd
+                let v = qkv + b * T * C + (s.heads + s.kvHeads + g) * hd
+                let p = probs + (b * s.heads + h) * T * T
+                BLAS.gemm(transB: true, m: T, n: T, k: hd, alpha: scale, a: q, lda: C, b: k, ldb: C, c: p, ldc: T)
+                causalSoftmaxRows(p, T)
+                BLAS.gemm(m: T, n: hd, k: T, a: p, lda: T, b: v, ldb: C, c: out + b * T * D + h * hd, ldc: D)
+            }
+        }
+    }
+
+    /// Row i keeps columns 0...i (softmax over them) and zeroes the rest.
+    @inline(__always)
+    static func causalSoftmaxRows(_ p: UnsafeMutablePointer<Float>, _ T: Int) {
+        for i in 0..<T {
+            let row = p + i * T
+            var m = -Float.infinity
+            for j in 0...i { m = max(m, row[j]) }
+            var sum: Float = 0
+            for j in 0...i { let e = expf(row[j] - m); row[j] = e; sum += e }
+            let inv = 1 / sum
+            for j in 0...i { row[j] *= inv }
+            for j in (i + 1)..<T { row[j] = 0 }
+        }
+    }
+
+    /// From d(out) writes d(q), d(k), d(v) into `dqkv` (same layout as `qkv`; fully overwritten).
+    /// `scratch` holds T·T floats.
+    public static func backward(dqkv: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
+                                qkv: UnsafePointer<Float>, probs: UnsafePointer<Float>,
+                                scratch dp: UnsafeMutablePointer<Float>, shape s: AttentionShape) {
+        let T = s.seqLen, hd = s.headDim, C = s.qkvWidth, D = s.outWidth
+        let scale = 1 / Float(hd).squareRoot()
+        let groupSize = s.heads / s.kvHeads
+        for b in 0..<s.batch {
+            for h in 0..<s.heads {
+                let g = s.kvHead(h)
+                let first = h % groupSize == 0  // first query head of its group overwrites dk/dv, the rest add
+                let q = qkv + b * T * C + h * hd
+                let k = qkv + b * T * C + (s.heads + g) * hd
+                let v = qkv + b * T * C + (s.heads + s.kvHeads + g) * hd
+                let dq = dqkv + b * T * C + h * hd
+                let dk = dqkv + b * T * C + (s.heads + g) * hd
+                let dv = dqkv + b * T * C + (s.heads + s.kvHeads + g) * hd
+                let p = probs + (b * s.heads + h) * T * T
+                let dO = dout + b * T * D + h * hd
+                // dP = dO · vᵀ ;  dv (+)= Pᵀ · dO
+                BLAS.gemm(transB: true, m: T, n: T, k: hd, a: dO, lda: D, b: v, ldb: C, c: dp, ldc: T)
+                BLAS.gemm(transA: true, m: T, n: hd, k: T, a: p, lda: T, b: dO, ldb: D, beta: first ? 0 : 1, c: dv, ldc: C)
+                // dS = P ⊙ (dP − rowsum(dP ⊙ P))   (the softmax backward; zero above the diagonal)
+                for i in 0..<T {
+                    let pr = p + i * T, dr = dp + i * T
+                    var dot: Float = 0
+                    for j in 0...i { dot += pr[j] * dr[j] }
+                    for j in 0...i { dr[j] = pr[j] * (dr[j] - dot) }
+                    for j in (i + 1)..<T { dr[j] = 0 }
+                }
+                // dq = scale · dS · k ;  dk (+)= scale · dSᵀ · q
+                BLAS.gemm(m: T, n: hd, k: T, alpha: scale, a: dp, lda: T, b: k, ldb: C, c: dq, ldc: C)
+                BLAS.gemm(transA: true, m: T, n: hd, k: T, alpha: scale, a: dp, lda: T, b: q, ldb: C,
+                          beta: first ? 0 : 1, c: dk, ldc: C)
+            }
+        }
+    }
+}

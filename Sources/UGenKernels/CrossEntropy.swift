@@ -1,0 +1,44 @@
+import Foundation
+
+/// Masked next-token cross-entropy over logits [N, V], fused with its backward.
+///
+/// Ids flagged in `inactive` (a V-long 0/1 table, or nil) are removed from the softmax: their logit
+/// becomes −∞, so they get no probability and no gradient. A position contributes
+/// `mask[r] · (logsumexp − logit[target])` to the loss; its gradient is `(softmax − onehot) · mask[r] · gradScale`,
+/// where `gradScale` is 1 / (the loss mask's sum over the whole global batch), so that micro-batches,
+/// pipeline replicas and the single process all produce the same mean.
+public enum CrossEntropy {
+    /// Overwrites `logits` with d(loss)/d(logits) and writes each position's unweighted loss to
+    /// `tokenLoss` (0 where the mask is 0). `logitsOut`, when given, receives the logits first.
+    public static func forwardBackward(logits: UnsafeMutablePointer<Float>, tokenLoss: UnsafeMutablePointer<Float>,
+                                       targets: UnsafePointer<Int32>, mask: UnsafePointer<Float>,
+                                       inactive: UnsafePointer<UInt8>?, gradScale: Float,
+                                       n: Int, v: Int, logitsOut: UnsafeMutablePointer<Float>? = nil) {
+        Parallel.rows(n) { range in
+            for r in range {
+                let row = logits + r * v
+                if let inactive { for j in 0..<v where inactive[j] != 0 { row[j] = -.infinity } }
+                if let logitsOut { (logitsOut + r * v).update(from: row, count: v) }
+                let m = mask[r]
+                if m == 0 {
+                    tokenLoss[r] = 0
+                    row.update(repeating: 0, count: v)
+                    continue
+                }
+                var mx = -Float.infinity
+                for j in 0..<v { mx = max(mx, row[j]) }
+                var sum = 0.0
+                for j in 0..<v { let e = expf(row[j] - mx); row[j] = e; sum += Double(e) }
+                let t = Int(targets[r])
+                // loss = log Σ exp(z − max) − (z_t − max); the target's shifted logit is log(e_t).
+                let logSum = Float(log(sum))
+                let eT = row[t]
+                tokenLoss[r] = logSum - logf(eT)
+                let inv = Float(1 / sum)
+                let g = m * gradScale
+                for j in 0..<v { row[j] = row[j] * inv * g }
+                row[t] -= g
+            }
+        }
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+
+/// A dense float32 array with a shape, row-major. Either owns 64-byte-aligned memory, or is a view into
+/// another tensor's memory (used so q/k/v and gate/up weights can live in one fused matrix while keeping
+/// their HuggingFace names). Allocated once per shape and reused: nothing in a training step allocates.
+public final class Tensor: @unchecked Sendable {
+    public let shape: [Int]
+    public let count: Int
+    public let data: UnsafeMutablePointer<Float>
+    private let owner: Tensor?
+    private let owns: Bool
+
+    /// A new zero-filled tensor.
+    public init(_ shape: [Int]) {
+        self.shape = shape
+        self.count = shape.reduce(1, *)
+        var raw: UnsafeMutableRawPointer? = nil
+        posix_memalign(&raw, 64, max(count, 1) * MemoryLayout<Float>.stride)
+        self.data = raw!.bindMemory(to: Float.self, capacity: max(count, 1))
+        self.data.initialize(repeating: 0, count: max(count, 1))
+        self.owner = nil
+        self.owns = true
+    }
+
+    /// A view of `shape` starting `offset` elements into `base` (shares its memory, keeps it alive).
+    public init(viewOf base: Tensor, offset: Int, shape: [Int]) {
+        precondition(offset + shape.reduce(1, *) <= base.count, "view out of range")
+        self.shape = shape
+        self.count = shape.reduce(1, *)
+        self.data = base.data + offset
+        self.owner = base
+        self.owns = false
+    }
+
+    public convenience init(_ shape: [Int], _ values: [Float]) {
+        precondition(values.count == shape.reduce(1, *), "value count does not match shape")
+        self.init(shape)
+        values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: count) }
+    }
+
+    deinit { if owns { free(data) } }
+
+    public func zero() { data.update(repeating: 0, count: count) }
+
+    public func copy(from other: Tensor) {
+        precondition(other.count == count, "copy between tensors of different sizes")
+        data.update(from: other.data, count: count)
+    }
+
+    public subscript(i: Int) -> Float {
+        get { data[i] }
+        set { data[i] = newValue }
+    }
+
+    public var array: [Float] { Array(UnsafeBufferPointer(start: data, count: count)) }
+
+    /// Sum of squares, accumulated in double in index order (deterministic).
+    public func sumOfSquares() -> Double {
+        var s = 0.0
+        for i in 0..<count { let v = Double(data[i]); s += v * v }
+        return s
+    }
+}

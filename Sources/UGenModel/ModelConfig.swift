@@ -1,0 +1,132 @@
+import Foundation
+
+/// The model's hyperparameters (SPEC section 2). Names match the HDF5 `/config` attributes.
+public struct ModelConfig: Codable, Equatable, Sendable {
+    public var vocabSize: Int
+    public var dModel: Int
+    public var nLayers: Int
+    public var nHeads: Int
+    public var nKVHeads: Int
+    public var ffnHidden: Int
+    public var ropeTheta: Double = 10000
+    public var rmsEps: Double = 1e-5
+    public var maxSeqLen: Int
+
+    public init(vocabSize: Int, dModel: Int, nLayers: Int, nHeads: Int, nKVHeads: Int? = nil, ffnHidden: Int,
+                ropeTheta: Double = 10000, rmsEps: Double = 1e-5, maxSeqLen: Int) {
+        self.vocabSize = vocabSize; self.dModel = dModel; self.nLayers = nLayers; self.nHeads = nHeads
+        self.nKVHeads = nKVHeads ?? nHeads; self.ffnHidden = ffnHidden; self.ropeTheta = ropeTheta
+        self.rmsEps = rmsEps; self.maxSeqLen = maxSeqLen
+    }
+
+    public var headDim: Int { dModel / nHeads }
+    /// Width of the fused q/k/v projection's output.
+    public var qkvWidth: Int { (nHeads + 2 * nKVHeads) * headDim }
+
+    /// Checks the shape rules; the error names the offending key.
+    public func validate() throws {
+        func need(_ ok: Bool, _ msg: String) throws { if !ok { throw ModelError(msg) } }
+        try need(vocabSize > 0, "model.vocab_size must be positive")
+        try need(dModel > 0 && nLayers > 0 && ffnHidden > 0 && maxSeqLen > 0, "model sizes must be positive")
+        try need(nHeads > 0 && dModel % nHeads == 0, "model.n_heads (\(nHeads)) must divide model.d_model (\(dModel))")
+        try need(headDim % 2 == 0, "model head_dim (d_model / n_heads = \(headDim)) must be even for RoPE")
+        try need(nKVHeads > 0 && nHeads % nKVHeads == 0, "model.n_kv_heads (\(nKVHeads)) must divide model.n_heads (\(nHeads))")
+        try need(ropeTheta > 0 && rmsEps > 0, "model.rope_theta and model.rms_eps must be positive")
+    }
+
+    /// Parameters that are matrix-product weights (for the 6·N FLOP count), per layer and for the head.
+    public var matmulParameterCount: Int {
+        let perLayer = dModel * qkvWidth + nHeads * headDim * dModel + 3 * dModel * ffnHidden
+        return nLayers * perLayer + vocabSize * dModel
+    }
+
+    /// Training FLOPs per token: 6 × matmul parameters + 12·L·T·d for attention (the PaLM count).
+    public func trainingFLOPsPerToken(seqLen: Int) -> Double {
+        6 * Double(matmulParameterCount) + 12 * Double(nLayers * seqLen * dModel)
+    }
+
+    /// All parameter names in canonical (model) order with their shapes.
+    public var parameterShapes: [(name: String, shape: [Int])] {
+        var out: [(String, [Int])] = [("model.embed_tokens.weight", [vocabSize, dModel])]
+        for l in 0..<nLayers { out += layerParameterShapes(l) }
+        out += [("model.norm.weight", [dModel]), ("lm_head.weight", [vocabSize, dModel])]
+        return out
+    }
+
+    public func layerParameterShapes(_ l: Int) -> [(name: String, shape: [Int])] {
+        let p = "model.layers.\(l)."
+        return [
+            (p + "input_layernorm.weight", [dModel]),
+            (p + "self_attn.q_proj.weight", [nHeads * headDim, dModel]),
+            (p + "self_attn.k_proj.weight", [nKVHeads * headDim, dModel]),
+            (p + "self_attn.v_proj.weight", [nKVHeads * headDim, dModel]),
+            (p + "self_attn.o_proj.weight", [dModel, nHeads * headDim]),
+            (p + "post_attention_layernorm.weight", [dModel]),
+            (p + "mlp.gate_proj.weight", [ffnHidden, dModel]),
+            (p + "mlp.up_proj.weight", [ffnHidden, dModel]),
+            (p + "mlp.down_proj.weight", [dModel, ffnHidden]),
+        ]
+    }
+
+    public var parameterCount: Int { parameterShapes.reduce(0) { $0 + $1.shape.reduce(1, *) } }
+}
+
+/// A model configuration or usage error, one line.
+public struct ModelError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+/// Which cut of the chain a stage holds: `[embedding] + layers[a..<b] + [final norm + head]`.
+public struct StageSpec: Codable, Equatable, Sendable {
+    public var firstLayer: Int
+    public var endLayer: Int
+    public var hasEmbedding: Bool
+    public var hasHead: Bool
+
+    public init(layers: Range<Int>, hasEmbedding: Bool, hasHead: Bool) {
+        firstLayer = layers.lowerBound; endLayer = layers.upperBound
+        self.hasEmbedding = hasEmbedding; self.hasHead = hasHead
+    }
+
+    public var layers: Range<Int> { firstLayer..<endLayer }
+
+    /// The whole model as one stage (the single process).
+    public static func whole(_ c: ModelConfig) -> StageSpec { StageSpec(layers: 0..<c.nLayers, hasEmbedding: true, hasHead: true) }
+
+    /// Splits the model into `count` stages of contiguous layers, balancing compute: each layer costs its
+    /// matmul FLOPs, the head costs its V·d product and the loss, the embedding a small copy.
+    public static func partition(_ c: ModelConfig, stages count: Int, seqLen: Int) throws -> [StageSpec] {
+        guard count >= 1 else { throw ModelError("cluster.stages must be at least 1") }
+        guard count <= c.nLayers else {
+            throw ModelError("cluster.stages (\(count)) exceeds model.n_layers (\(c.nLayers)): every stage needs a layer")
+        }
+        let layerCost = Double(c.dModel * c.qkvWidth + c.nHeads * c.headDim * c.dModel + 3 * c.dModel * c.ffnHidden)
+            + 2 * Double(seqLen * c.dModel)
+        let headCost = Double(c.vocabSize * c.dModel) * 1.15  // the softmax over V adds a little
+        let embedCost = Double(c.dModel) * 0.5
+        // Choose cut points minimising the largest stage cost (small n: exhaustive dynamic programming).
+        let L = c.nLayers
+        func cost(_ a: Int, _ b: Int) -> Double {
+            Double(b - a) * layerCost + (a == 0 ? embedCost : 0) + (b == L ? headCost : 0)
+        }
+        var best = [[Double]](repeating: [Double](repeating: .infinity, count: L + 1), count: count + 1)
+        var cut = [[Int]](repeating: [Int](repeating: 0, count: L + 1), count: count + 1)
+        best[0][0] = 0
+        for s in 1...count {
+            for b in s...L {
+                for a in (s - 1)..<b where best[s - 1][a] < .infinity {
+                    let v = max(best[s - 1][a], cost(a, b))
+                    if v < best[s][b] - 1e-9 { best[s][b] = v; cut[s][b] = a }
+                }
+            }
+        }
+        var bounds = [L]
+        var b = L
+        for s in stride(from: count, to: 0, by: -1) { b = cut[s][b]; bounds.append(b) }
+        bounds.reverse()
+        return (0..<count).map { i in
+            StageSpec(layers: bounds[i]..<bounds[i + 1], hasEmbedding: i == 0, hasHead: i == count - 1)
+        }
+    }
+}

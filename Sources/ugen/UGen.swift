@@ -1,0 +1,39 @@
+import ArgumentParser
+import Foundation
+import UGenTraining
+
+@main
+struct UGen: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ugen",
+        abstract: "The toolbox around UGen training: check, benchmark, tokenize, generate, inspect, export.",
+        subcommands: [GradCheckCommand.self])
+}
+
+/// Prints `message` to stderr as one line and exits with `code`.
+func fail(_ message: String, code: Int32 = 1) -> Never {
+    FileHandle.standardError.write(("error: " + message + "\n").data(using: .utf8)!)
+    exit(code)
+}
+
+struct GradCheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gradcheck",
+        abstract: "Compare loss, logits and every gradient with a reference file laid out like shared/fixtures/tiny-llama.h5.")
+
+    @Argument(help: "An HDF5 file with /config, /params, /batch and /expected/{plain,masked}.")
+    var file: String
+
+    func run() throws {
+        let rows: [GradCheck.Row]
+        do { rows = try GradCheck.run(path: file) } catch { fail("\(error)") }
+        print("case    quantity                                            rel.error   tolerance  ok")
+        for r in rows {
+            let q = r.quantity.padding(toLength: 50, withPad: " ", startingAt: 0)
+            print(String(format: "%-7@ %@  %.3e   %.0e      %@", r.caseName, q, r.relativeError, r.tolerance, r.passed ? "yes" : "NO"))
+        }
+        let failed = rows.filter { !$0.passed }
+        print("\(rows.count - failed.count) passed, \(failed.count) failed")
+        if !failed.isEmpty { throw ExitCode(1) }
+    }
+}
