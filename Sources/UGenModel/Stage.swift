@@ -100,6 +100,9 @@ public final class Stage {
             + [finalNorm?.grad, head?.grad].compactMap { $0 }
     }
 
+    /// The mask the last `loss` call used: the batch's mask with inactive-id targets zeroed.
+    public var lastEffectiveMask: Tensor { effectiveMask }
+
     /// The parameter with a HuggingFace name, if this stage holds it.
     public func parameter(named name: String) -> Parameter? { parameters.first { $0.name == name } }
 

@@ -1,0 +1,136 @@
+import Foundation
+import UGenKernels
+import UGenModel
+
+/// One global batch as the trainer sees it: `rows` rows of `seqLen` positions. `targets[i]` is the
+/// token that should follow `inputs[i]`; `mask[i]` is 1 where that prediction carries loss; `tasks[i]`
+/// is the example kind at that position (0 text, 1 image→text, 2 text→image, 255 padding).
+public struct TrainingBatch: Sendable {
+    public var rows: Int, seqLen: Int
+    public var inputs: [Int32], targets: [Int32], mask: [Float], tasks: [UInt8]
+    public init(rows: Int, seqLen: Int, inputs: [Int32], targets: [Int32], mask: [Float], tasks: [UInt8]) {
+        self.rows = rows; self.seqLen = seqLen; self.inputs = inputs; self.targets = targets; self.mask = mask; self.tasks = tasks
+    }
+
+    /// Rows `r ..< r+count` as a smaller batch (a micro-batch).
+    public func slice(rows r: Int, count: Int) -> TrainingBatch {
+        let a = r * seqLen, b = (r + count) * seqLen
+        return TrainingBatch(rows: count, seqLen: seqLen, inputs: Array(inputs[a..<b]), targets: Array(targets[a..<b]),
+                             mask: Array(mask[a..<b]), tasks: Array(tasks[a..<b]))
+    }
+}
+
+/// The masks a step trains under: V bytes of inactive flags and the V-long input id map.
+public struct StepVocab: Sendable {
+    public var activeVisual: Int
+    public var inactive: [UInt8]?
+    public var tokenMap: [Int32]?
+    public init(activeVisual: Int, inactive: [UInt8]?, tokenMap: [Int32]?) {
+        self.activeVisual = activeVisual; self.inactive = inactive; self.tokenMap = tokenMap
+    }
+    public static func allActive(codebook: Int) -> StepVocab { StepVocab(activeVisual: codebook, inactive: nil, tokenMap: nil) }
+}
+
+/// Loss sums by task: index 0 text, 1 image→text, 2 text→image.
+public struct TaskLosses: Sendable, Equatable {
+    public var sum = [Double](repeating: 0, count: 3)
+    public var weight = [Double](repeating: 0, count: 3)
+    public init() {}
+
+    public mutating func add(tokenLoss: UnsafePointer<Float>, mask: UnsafePointer<Float>, tasks: UnsafePointer<UInt8>, n: Int) {
+        for i in 0..<n where mask[i] != 0 && tasks[i] < 3 {
+            sum[Int(tasks[i])] += Double(mask[i]) * Double(tokenLoss[i])
+            weight[Int(tasks[i])] += Double(mask[i])
+        }
+    }
+    public mutating func add(_ o: TaskLosses) { for i in 0..<3 { sum[i] += o.sum[i]; weight[i] += o.weight[i] } }
+    /// Mean loss of a task, nil when the step had no such target.
+    public func mean(_ task: Int) -> Double? { weight[task] > 0 ? sum[task] / weight[task] : nil }
+}
+
+/// The mask that actually carries loss: the batch's mask, zero where the target is an inactive id.
+/// Its sum over the global batch is the loss's denominator everywhere (single process and cluster).
+public func effectiveMaskSum(targets: [Int32], mask: [Float], inactive: [UInt8]?) -> Double {
+    var s = 0.0
+    for i in 0..<mask.count where mask[i] != 0 {
+        if let inactive, inactive[Int(targets[i])] != 0 { continue }
+        s += Double(mask[i])
+    }
+    return s
+}
+
+public struct StepResult: Sendable {
+    public var step: Int
+    public var loss: Double
+    public var taskLosses: TaskLosses
+    public var lr: Double
+    public var gradNorm: Double
+    public var tokens: Int
+}
+
+/// The single-process trainer: the whole model as one stage, each global batch split into the same
+/// micro-batches the pipeline uses, gradients accumulated in micro-batch order, one AdamW step.
+/// This is the reference every parallel layout must match.
+public final class Trainer {
+    public let config: RunConfig
+    public let model: ModelConfig
+    public let stage: Stage
+    public let optimizer: AdamWState
+    public let microBatches: Int
+    /// Completed optimizer steps.
+    public var step = 0
+
+    public init(config: RunConfig, model: ModelConfig) throws {
+        self.config = config
+        self.model = model
+        microBatches = config.replicas * config.microBatches
+        stage = try Stage(config: model, spec: .whole(model), rows: config.batchRows / microBatches, seqLen: config.seqLen)
+        stage.initialize(seed: UInt64(config.seed))
+        optimizer = AdamWState(parameters: stage.parameters)
+    }
+
+    /// One optimizer step on a global batch.
+    public func train(_ batch: TrainingBatch, vocab: StepVocab? = nil) -> StepResult {
+        precondition(batch.rows == config.batchRows && batch.seqLen == config.seqLen, "batch shape does not match the config")
+        let maskSum = effectiveMaskSum(targets: batch.targets, mask: batch.mask, inactive: vocab?.inactive)
+        let gradScale = Float(1 / max(maskSum, 1))
+        stage.zeroGrads()
+        var lossSum = 0.0
+        var tasks = TaskLosses()
+        let rowsPer = stage.rows
+        let a = stage.activations(0)
+        for mb in 0..<microBatches {
+            let r0 = mb * rowsPer * batch.seqLen
+            let n = stage.n
+            withOptional(vocab?.tokenMap) { map in
+                batch.inputs.withUnsafeBufferPointer { stage.forward(a, tokens: $0.baseAddress! + r0, tokenMap: map) }
+            }
+            withOptional(vocab?.inactive) { inactive in
+                batch.targets.withUnsafeBufferPointer { t in
+                    batch.mask.withUnsafeBufferPointer { m in
+                        lossSum += stage.loss(a, targets: t.baseAddress! + r0, mask: m.baseAddress! + r0, inactive: inactive,
+                                              gradScale: gradScale)
+                    }
+                }
+            }
+            batch.tasks.withUnsafeBufferPointer { t in
+                tasks.add(tokenLoss: a.tokenLoss!.data, mask: stage.lastEffectiveMask.data, tasks: t.baseAddress! + r0, n: n)
+            }
+            stage.backward(a)
+        }
+        let norm = globalNorm(stage.gradSquares())
+        let lr = config.lrSchedule.lr(at: step)
+        optimizer.update(stage.parameters, lr: lr, hyper: config.adam,
+                         clipScale: AdamW.clipScale(globalNorm: norm, maxNorm: config.gradClip))
+        step += 1
+        return StepResult(step: step, loss: lossSum / max(maskSum, 1), taskLosses: tasks, lr: lr, gradNorm: norm,
+                          tokens: Int(maskSum))
+    }
+}
+
+/// Calls `body` with a pointer to the array's storage, or nil.
+@inline(__always)
+func withOptional<T, R>(_ a: [T]?, _ body: (UnsafePointer<T>?) -> R) -> R {
+    if let a { return a.withUnsafeBufferPointer { body($0.baseAddress!) } }
+    return body(nil)
+}

@@ -1,0 +1,66 @@
+import Foundation
+import UGenKernels
+
+/// Progressive vocabulary learning (SPEC section 4): which visual ids are live at each step.
+///
+/// `progressive`: the first `textOnlySteps` steps draw text only and no visual id is active; then
+/// `start` ids, taken from a seeded random order of the K codes, become active, and `add` more join
+/// every `every` steps until all K are. `vanilla`: all K active from step 0, no text-only phase.
+/// The state at any step is a pure function of (config, step), so a checkpoint needs only the step;
+/// the order is still recorded in checkpoints for inspection.
+public struct VocabSchedule: Equatable, Sendable {
+    public enum Kind: String, Sendable { case progressive, vanilla }
+    public let kind: Kind
+    public let textOnlySteps: Int, start: Int, every: Int, add: Int, seed: Int
+    /// Number of visual codes K, and the id of visual code 0 (= T + S).
+    public let codebook: Int, firstVisualId: Int
+    /// The id inactive visual ids are replaced by in the input stream.
+    public let unkImageId: Int
+    /// Codes in activation order: order[0] is the first to become active.
+    public let order: [Int]
+
+    public init(kind: Kind, textOnlySteps: Int, start: Int, every: Int, add: Int, seed: Int,
+                codebook: Int, firstVisualId: Int, unkImageId: Int) {
+        self.kind = kind; self.textOnlySteps = textOnlySteps; self.start = start; self.every = every
+        self.add = add; self.seed = seed; self.codebook = codebook; self.firstVisualId = firstVisualId
+        self.unkImageId = unkImageId
+        var rng = SplitMix64(seed: fnv1a64("vocab-order/\(seed)"))
+        var o = Array(0..<codebook)
+        if codebook > 1 {
+            for i in stride(from: codebook - 1, to: 0, by: -1) { o.swapAt(i, rng.nextInt(below: i + 1)) }
+        }
+        order = o
+    }
+
+    /// Whether only text examples are drawn at `step`.
+    public func isTextOnly(step: Int) -> Bool { kind == .progressive && step < textOnlySteps }
+
+    /// How many visual ids are active at `step`.
+    public func activeCount(step: Int) -> Int {
+        switch kind {
+        case .vanilla: return codebook
+        case .progressive:
+            if step < textOnlySteps { return 0 }
+            let grown = start + add * ((step - textOnlySteps) / every)
+            return min(codebook, grown)
+        }
+    }
+
+    /// The first step at which every visual id is active.
+    public var allActiveStep: Int {
+        if kind == .vanilla || codebook == 0 { return 0 }
+        let remaining = max(0, codebook - start)
+        return textOnlySteps + ((remaining + add - 1) / add) * every
+    }
+
+    /// Fills `inactive` (V bytes, 1 = inactive) and `tokenMap` (V ids: identity, except inactive visual ids
+    /// → `<unk_img>`) for a step with `active` visual ids. Text ids and specials are always active.
+    public func masks(active: Int, inactive: inout [UInt8], tokenMap: inout [Int32]) {
+        for i in 0..<tokenMap.count { tokenMap[i] = Int32(i); inactive[i] = 0 }
+        for rank in active..<codebook {
+            let id = firstVisualId + order[rank]
+            inactive[id] = 1
+            tokenMap[id] = Int32(unkImageId)
+        }
+    }
+}
