@@ -1,0 +1,46 @@
+# UGen Cluster — the two commands a newcomer needs: `make demo` and `make test`.
+# `make deps` installs what is missing (Debian packages via apt-get when run as root; Python checkers via pip).
+
+SWIFT      ?= swift
+APT_PKGS   := libzmq3-dev libhdf5-dev libopenblas-dev libpng-dev pkg-config fortunes
+PIP_PKGS   := h5py numpy safetensors
+BIN        := .build/debug
+RELEASE    := .build/release
+DEMO_RUN   ?= runs/demo
+
+.PHONY: deps build release data demo test bench clean
+
+deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "missing Debian packages:$$missing (run as root or: sudo apt-get install$$missing)"; exit 1; fi; \
+	fi
+	@python3 -c "import h5py, numpy, safetensors" 2>/dev/null || python3 -m pip install -q $(PIP_PKGS)
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+# Real data, fetched offline from the two registries this machine reaches (see Documentation/data.md).
+data: release
+	bash cluster/data/fetch.sh data/raw
+	$(RELEASE)/ugen tokenize --text data/raw/fortunes --pairs data/raw/digits/pairs.jsonl --out data/demo \
+	  --text-vocab 1024 --codebook 64 --patch 2 --seed 1
+
+# A real training job on the bundled data: coordinator + 2 local workers, 2 pipeline stages.
+demo: data
+	$(RELEASE)/ugen-coord start --config configs/tiny.yaml --run $(DEMO_RUN) --local-workers 2
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+bench: release
+	$(RELEASE)/ugen bench
+
+clean:
+	rm -rf .build data runs

@@ -1,0 +1,74 @@
+import Foundation
+import UGenKernels
+import UGenModel
+
+/// Single-process training throughput against the machine's own `cblas_sgemm` rate, measured in the
+/// same run (issue 2's speed target: the model's achieved GFLOP/s as a fraction of sgemm's).
+public enum TrainingBenchmark {
+    public struct Setup: Sendable {
+        public let name: String
+        public let model: ModelConfig
+        public let seqLen: Int
+        public let batch: Int
+    }
+
+    /// Config S and M of issue 2.
+    public static let setups: [Setup] = [
+        Setup(name: "S", model: ModelConfig(vocabSize: 4096, dModel: 256, nLayers: 4, nHeads: 4, ffnHidden: 688, maxSeqLen: 256),
+              seqLen: 256, batch: 8),
+        Setup(name: "M", model: ModelConfig(vocabSize: 8192, dModel: 512, nLayers: 8, nHeads: 8, ffnHidden: 1376, maxSeqLen: 256),
+              seqLen: 256, batch: 8),
+    ]
+
+    public struct Result: Codable, Sendable {
+        public let config: String
+        public let threads: Int
+        public let tokens_per_s: Double
+        public let step_ms: Double
+        public let model_gflops: Double
+        public let sgemm_gflops: Double
+        public let ratio: Double
+        public let peak_rss_mb: Double
+    }
+
+    /// Times `steps` optimizer steps (after `warmup`) of the whole model on random tokens (throughput does
+    /// not depend on the tokens' content), the batch as one micro-batch.
+    public static func run(_ s: Setup, threads: Int, steps: Int = 5, warmup: Int = 1) throws -> Result {
+        BLAS.setThreads(threads)
+        let sgemm = BLAS.measureSgemmGFLOPs(n: 1024, seconds: 1.5)
+        let stage = try Stage(config: s.model, spec: .whole(s.model), rows: s.batch, seqLen: s.seqLen)
+        stage.initialize(seed: 1)
+        let opt = AdamWState(parameters: stage.parameters)
+        let n = s.batch * s.seqLen
+        var rng = SplitMix64(seed: 9)
+        let tokens = (0..<n).map { _ in Int32(rng.nextInt(below: s.model.vocabSize)) }
+        let targets = (0..<n).map { _ in Int32(rng.nextInt(below: s.model.vocabSize)) }
+        let mask = [Float](repeating: 1, count: n)
+        let a = stage.activations(0)
+        func step() {
+            stage.zeroGrads()
+            tokens.withUnsafeBufferPointer { stage.forward(a, tokens: $0.baseAddress!) }
+            targets.withUnsafeBufferPointer { t in mask.withUnsafeBufferPointer { m in
+                _ = stage.loss(a, targets: t.baseAddress!, mask: m.baseAddress!, gradScale: 1 / Float(n))
+            } }
+            stage.backward(a)
+            let norm = globalNorm(stage.gradSquares())
+            opt.update(stage.parameters, lr: 1e-4, hyper: AdamWHyper(), clipScale: AdamW.clipScale(globalNorm: norm, maxNorm: 1))
+        }
+        for _ in 0..<warmup { step() }
+        let start = Date()
+        for _ in 0..<steps { step() }
+        let seconds = Date().timeIntervalSince(start) / Double(steps)
+        let tps = Double(n) / seconds
+        let gflops = tps * s.model.trainingFLOPsPerToken(seqLen: s.seqLen) / 1e9
+        return Result(config: s.name, threads: threads, tokens_per_s: tps, step_ms: seconds * 1000, model_gflops: gflops,
+                      sgemm_gflops: sgemm, ratio: gflops / sgemm, peak_rss_mb: peakRSSMegabytes())
+    }
+
+    /// The process's peak resident memory so far.
+    public static func peakRSSMegabytes() -> Double {
+        var u = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &u)
+        return Double(u.ru_maxrss) / 1024
+    }
+}
