@@ -64,5 +64,6 @@ let package = Package(
         .testTarget(name: "UGenModelTests", dependencies: ["UGenModel", "UGenStore", "UGenTraining"]),
         .testTarget(name: "UGenDataTests", dependencies: ["UGenData", "UGenStore"]),
         .testTarget(name: "UGenClusterTests", dependencies: ["UGenCluster", "UGenTraining"]),
+        .testTarget(name: "UGenDashboardTests", dependencies: ["UGenDashboard"]),
     ]
 )
