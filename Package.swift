@@ -22,6 +22,7 @@ let package = Package(
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5-serial", providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // Float buffers, BLAS calls, every operation's forward and backward side by side, AdamW.
         // Swift 5 language mode here only: row-parallel loops hand raw pointers to worker threads by design
@@ -31,7 +32,7 @@ let package = Package(
         // Model config, named parameters, the stage (a cut of the chain), loss, init.
         .target(name: "UGenModel", dependencies: ["UGenKernels"]),
         // HDF5 files: typed reading/writing, dataset/tokenizer/checkpoint schemas, checksums.
-        .target(name: "UGenStore", dependencies: ["CHDF5", "UGenModel"]),
+        .target(name: "UGenStore", dependencies: ["CHDF5", "CZlib", "UGenModel"]),
         // Tokenizers (byte-level BPE, k-means VQ), PNG, dataset reader, packer, task mixing.
         .target(name: "UGenData", dependencies: ["UGenStore", "CPNG"]),
         // Run config, schedules (LR, progressive vocabulary), the single-process trainer, benchmarks.

@@ -145,6 +145,15 @@ public final class H5File {
         return (Int(H5Tget_size(t)), cls == H5T_FLOAT, cls == H5T_FLOAT || H5Tget_sign(t) == H5T_SGN_2)
     }
 
+    /// The byte offset of a contiguous dataset's data in the file (for tests that damage a tensor).
+    public func dataOffset(of name: String) throws -> Int {
+        let d = try openDataset(name)
+        defer { H5Dclose(d) }
+        let off = H5Dget_offset(d)
+        guard off != haddr_t.max else { throw StoreError("\(path): \(name) has no contiguous storage") }
+        return Int(off)
+    }
+
     /// Reads a whole dataset, converting to `T`.
     public func read<T: H5Element>(_ name: String, as: T.Type = T.self) throws -> [T] {
         let count = try shape(of: name).reduce(1, *)

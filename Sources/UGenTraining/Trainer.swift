@@ -1,6 +1,7 @@
 import Foundation
 import UGenKernels
 import UGenModel
+import UGenStore
 
 /// One global batch as the trainer sees it: `rows` rows of `seqLen` positions. `targets[i]` is the
 /// token that should follow `inputs[i]`; `mask[i]` is 1 where that prediction carries loss; `tasks[i]`
@@ -125,6 +126,22 @@ public final class Trainer {
         step += 1
         return StepResult(step: step, loss: lossSum / max(maskSum, 1), taskLosses: tasks, lr: lr, gradNorm: norm,
                           tokens: Int(maskSum))
+    }
+}
+
+extension Trainer {
+    /// A checkpoint of the whole model, its optimizer and `progress`.
+    public func checkpoint(progress: TrainingProgress, vocabLayout: [String: Int]) -> Checkpoint {
+        let (m, v) = stage.exportMoments(optimizer)
+        return Checkpoint(model: model, vocabLayout: vocabLayout, params: stage.exportParameters(), adamM: m, adamV: v,
+                          optimizerStep: optimizer.step, progress: progress)
+    }
+
+    /// Continues from a checkpoint: parameters, moments and the step count.
+    public func restore(_ ckpt: Checkpoint) throws {
+        guard ckpt.model == model else { throw ConfigError("checkpoint model \(ckpt.model) does not match the run's \(model)") }
+        try stage.importTensors(params: ckpt.params, m: ckpt.adamM, v: ckpt.adamV, into: optimizer, optimizerStep: ckpt.optimizerStep)
+        step = ckpt.progress.step
     }
 }
 
