@@ -121,3 +121,26 @@ final class CheckpointTests: XCTestCase {
         XCTAssertThrowsError(try t.restore(ck))
     }
 }
+
+/// The checkpoint and its safetensors export, read from Python (h5py, numpy, safetensors from pip).
+final class ExportTests: XCTestCase {
+    func testPythonReadsCheckpointAndExportMatches() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("export-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let c = try RunConfig.parse(yaml: "model: {d_model: 32, n_layers: 2, n_heads: 4, n_kv_heads: 2, ffn_hidden: 64, max_seq_len: 32}\ndata: {seq_len: 32}")
+        let t = try Trainer(config: c, model: c.modelConfig(vocabSize: 300))
+        let progress = TrainingProgress(step: 3, tokensSeen: 9, dataSeed: 1, dataState: "{}", vocabKind: "vanilla", vocabActive: 0,
+                                        vocabOrder: [], rngStates: [:], configYAML: c.yaml)
+        let path = try CheckpointFile.save(t.checkpoint(progress: progress, vocabLayout: ["bos_id": 257]), runDirectory: dir, keep: 1)
+        try SafetensorsExport.write(try CheckpointFile.read(path), to: dir + "/hf")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", repoRoot.appendingPathComponent("Tests/python/check_checkpoint.py").path, path, dir + "/hf"]
+        let pipe = Pipe()
+        p.standardOutput = pipe; p.standardError = pipe
+        try p.run(); p.waitUntilExit()
+        let out = String(data: pipe.fileHandleForReading.readDataToEndOfFile(), encoding: .utf8) ?? ""
+        XCTAssertEqual(p.terminationStatus, 0, "python check failed (needs `make deps` for h5py/safetensors): \(out)")
+        XCTAssertTrue(out.contains("63 checksums verified, 21 tensors equal"), out)
+    }
+}
