@@ -91,16 +91,16 @@ public struct RoPETable {
 
 public enum RoPE {
     /// Rotates `heads` heads of width hd, found at column `col` of rows with stride `ld`, in place.
-    /// Row r is at position r % seqLen. `inverse` rotates back (the backward pass).
+    /// Row r is at position `startPosition + r % seqLen`. `inverse` rotates back (the backward pass).
     public static func apply(_ x: UnsafeMutablePointer<Float>, rows n: Int, seqLen: Int, ld: Int, col: Int,
-                             heads: Int, table: RoPETable, inverse: Bool = false) {
+                             heads: Int, table: RoPETable, inverse: Bool = false, startPosition: Int = 0) {
         let hd = table.headDim, half = hd / 2
         let sign: Float = inverse ? -1 : 1
         table.cos.withUnsafeBufferPointer { cosT in
             table.sin.withUnsafeBufferPointer { sinT in
                 Parallel.rows(n) { range in
                     for r in range {
-                        let pos = r % seqLen
+                        let pos = startPosition + r % seqLen
                         let c = cosT.baseAddress! + pos * half, s = sinT.baseAddress! + pos * half
                         for h in 0..<heads {
                             let v = x + r * ld + col + h * hd
