@@ -27,9 +27,7 @@ release: deps
 
 # Real data, fetched offline from the two registries this machine reaches (see Documentation/data.md).
 data: release
-	bash cluster/data/fetch.sh data/raw
-	$(RELEASE)/ugen tokenize --text data/raw/fortunes --pairs data/raw/digits/pairs.jsonl --out data/demo \
-	  --text-vocab 1024 --codebook 64 --patch 2 --seed 1
+	UGEN=$(RELEASE)/ugen bash cluster/data/prepare.sh --text-vocab 1024 --codebook 64 --patch 2 --seed 1
 
 # A real training job on the bundled data: coordinator + 2 local workers, 2 pipeline stages.
 demo: data

@@ -18,7 +18,7 @@ public struct RunConfig: Equatable, Sendable {
     public var rmsEps = 1e-5
     public var maxSeqLen = 128
     // data.*
-    public var dataDir = "data/demo"
+    public var dataDir = "data/tokenized"
     public var seqLen = 64
     public var batchRows = 8
     public var weightText = 1.0
