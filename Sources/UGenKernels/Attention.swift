@@ -23,7 +23,7 @@ public enum Attention {
                                qkv: UnsafePointer<Float>, shape s: AttentionShape) {
         let T = s.seqLen, hd = s.headDim, C = s.qkvWidth, D = s.outWidth
         let scale = 1 / Float(hd).squareRoot()
-        for b in 0..<s.batch {
+        Parallel.items(s.batch) { b in
             for h in 0..<s.heads {
                 let g = s.kvHead(h)
                 let q = qkv + b * T * C + h * hd
@@ -53,14 +53,15 @@ public enum Attention {
     }
 
     /// From d(out) writes d(q), d(k), d(v) into `dqkv` (same layout as `qkv`; fully overwritten).
-    /// `scratch` holds T·T floats.
+    /// `scratch` holds B·T·T floats (one T·T block per batch row, so rows can run in parallel).
     public static func backward(dqkv: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
                                 qkv: UnsafePointer<Float>, probs: UnsafePointer<Float>,
-                                scratch dp: UnsafeMutablePointer<Float>, shape s: AttentionShape) {
+                                scratch: UnsafeMutablePointer<Float>, shape s: AttentionShape) {
         let T = s.seqLen, hd = s.headDim, C = s.qkvWidth, D = s.outWidth
         let scale = 1 / Float(hd).squareRoot()
         let groupSize = s.heads / s.kvHeads
-        for b in 0..<s.batch {
+        Parallel.items(s.batch) { b in
+            let dp = scratch + b * T * T
             for h in 0..<s.heads {
                 let g = s.kvHead(h)
                 let first = h % groupSize == 0  // first query head of its group overwrites dk/dv, the rest add

@@ -44,6 +44,19 @@ public enum BLAS {
 public enum Parallel {
     nonisolated(unsafe) public static var width = 1
 
+    /// Runs `body(i)` for i in 0..<n spread over the threads, each thread calling BLAS single-threaded
+    /// (for many small products, e.g. attention per batch row, where one BLAS call is too small to split).
+    /// Each i's arithmetic does not depend on which thread runs it.
+    public static func items(_ n: Int, _ body: (Int) -> Void) {
+        let w = min(width, n)
+        if w <= 1 { for i in 0..<n { body(i) }; return }
+        openblas_set_num_threads(1)
+        defer { openblas_set_num_threads(Int32(width)) }
+        DispatchQueue.concurrentPerform(iterations: w) { t in
+            for i in (n * t / w)..<(n * (t + 1) / w) { body(i) }
+        }
+    }
+
     @inline(__always)
     public static func rows(_ n: Int, _ body: (Range<Int>) -> Void) {
         let w = min(width, n)

@@ -94,7 +94,7 @@ public final class Stage {
         let n = rows * seqLen
         dResid = Tensor([n, d]); dNorm = Tensor([n, d]); dQKV = Tensor([n, c.qkvWidth])
         dAttn = Tensor([n, c.nHeads * c.headDim]); dGateUp = Tensor([n, 2 * c.ffnHidden]); dAct = Tensor([n, c.ffnHidden])
-        dProbs = Tensor([seqLen * seqLen]); effectiveMask = Tensor([n])
+        dProbs = Tensor([rows * seqLen * seqLen]); effectiveMask = Tensor([n])
         gradStorage = [embed?.grad].compactMap { $0 }
             + blocks.flatMap { [$0.attnNorm.grad, $0.qkvGrad, $0.o.grad, $0.mlpNorm.grad, $0.gateUpGrad, $0.down.grad] }
             + [finalNorm?.grad, head?.grad].compactMap { $0 }

@@ -6,6 +6,10 @@ import UGenKernels
 public protocol BatchSource: AnyObject {
     /// The global batch for optimizer step `step` (0-based). `textOnly`: draw text examples only.
     func batch(step: Int, textOnly: Bool) throws -> TrainingBatch
+    /// Where the stream stands (JSON text), recorded in checkpoints.
+    var state: String { get }
+    /// Continues from a recorded `state`.
+    func restore(state: String) throws
 }
 
 /// Byte-level windows of a text corpus: token = byte value, loss on every position. Used by tests and
@@ -18,6 +22,10 @@ public final class ByteWindowSource: BatchSource {
         precondition(bytes.count > seqLen + 1, "corpus shorter than one row")
         self.bytes = bytes; self.rows = rows; self.seqLen = seqLen; self.seed = seed
     }
+
+    /// Stateless: every batch is a function of (seed, step).
+    public var state: String { "{}" }
+    public func restore(state: String) throws {}
 
     public func batch(step: Int, textOnly: Bool) throws -> TrainingBatch {
         var rng = SplitMix64(seed: seed &+ UInt64(step) &* 0x9E37_79B9)

@@ -3,12 +3,12 @@ import UGenData
 import UGenModel
 
 /// The three ways to use a trained UGen (SPEC section 1): continue text, caption an image, draw an image
-/// for a caption. Runs on the KV-cache `Decoder`, and only ever samples ids that are legal at that point:
+/// for a caption. Runs on the KV-cache `CachedDecoder`, and only ever samples ids that are legal at that point:
 /// text ids or `<eos>` outside an image, (active) visual ids inside one — so an image always has exactly
 /// the tokenizer's number of visual tokens.
 public final class Generator {
     public let layout: VocabLayout
-    public let decoder: Decoder
+    public let decoder: CachedDecoder
     /// Visual ids the model may emit (all of them, or the active ones of a progressive checkpoint).
     public let visualAllowed: [Range<Int>]
     let textAllowed: [Range<Int>]
@@ -18,7 +18,7 @@ public final class Generator {
             throw ModelError("the model's vocabulary (\(stage.config.vocabSize)) does not match the tokenizer's layout (\(layout.vocabSize))")
         }
         self.layout = layout
-        decoder = Decoder(stage: stage)
+        decoder = CachedDecoder(stage: stage)
         textAllowed = [layout.textRange, Int(layout.eos)..<Int(layout.eos) + 1]
         if let activeVisual { visualAllowed = activeVisual.sorted().map { Int($0)..<Int($0) + 1 } } else { visualAllowed = [layout.visualRange] }
     }

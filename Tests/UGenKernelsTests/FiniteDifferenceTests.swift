@@ -89,7 +89,7 @@ final class FiniteDifferenceTests: XCTestCase {
         let out = Tensor([n, s.outWidth]), probs = Tensor([s.probsCount])
         func loss() -> Double { Attention.forward(out: out.data, probs: probs.data, qkv: qkv.data, shape: s); return dot(out, r) }
         _ = loss()
-        let dqkv = Tensor([n, s.qkvWidth]), scratch = Tensor([s.seqLen * s.seqLen])
+        let dqkv = Tensor([n, s.qkvWidth]), scratch = Tensor([s.batch * s.seqLen * s.seqLen])
         Attention.backward(dqkv: dqkv.data, dout: r.data, qkv: qkv.data, probs: probs.data, scratch: scratch.data, shape: s)
         assertGradient("attention dqkv", x: qkv, analytic: dqkv, loss: loss)
         // Causality: position 0's output depends only on position 0 (its probability row is [1, 0, 0…]).

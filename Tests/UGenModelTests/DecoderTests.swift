@@ -11,12 +11,12 @@ final class DecoderTests: XCTestCase {
         stage.initialize(seed: 4)
         // Larger weights than the init so the argmax is decisive and the test meaningful.
         for p in stage.parameters where p.decays { for i in 0..<p.value.count { p.value[i] *= 8 } }
-        let decoder = Decoder(stage: stage)
+        let decoder = CachedDecoder(stage: stage)
         var cached: [Int32] = [5, 17], uncached: [Int32] = [5, 17]
         for t in cached { decoder.append(t) }
         var maxDiff: Float = 0
         while cached.count < 24 {
-            let ref = Decoder.uncachedLogits(stage: stage, tokens: uncached)
+            let ref = CachedDecoder.uncachedLogits(stage: stage, tokens: uncached)
             for j in 0..<c.vocabSize { maxDiff = max(maxDiff, abs(ref[j] - decoder.logits[j])) }
             let a = argmax(decoder.logits.array), b = argmax(ref)
             cached.append(a); uncached.append(b)

@@ -6,7 +6,7 @@ import UGenKernels
 ///
 /// Uses the training kernels with a single row; the cache holds every layer's rotated keys and values
 /// for positions 0..<length.
-public final class Decoder {
+public final class CachedDecoder {
     public let model: ModelConfig
     let stage: Stage
     public private(set) var length = 0

@@ -1,0 +1,74 @@
+import Foundation
+import UGenData
+
+/// The training data of a run: the tokenized dataset in `data.dir`, its vocabulary layout, the packer
+/// that turns it into global batches, and the progressive-vocabulary schedule over its codebook.
+public struct RunData {
+    public let source: BatchSource
+    public let layout: VocabLayout
+    public let schedule: VocabSchedule
+    /// The model's vocabulary size (= the layout's V; `model.vocab_size` must agree when set).
+    public var vocabSize: Int { layout.vocabSize }
+
+    /// Opens `data.dir/train.h5`; errors are one line naming the file or key at fault.
+    public static func open(_ config: RunConfig) throws -> RunData {
+        let path = config.dataDir + "/train.h5"
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw ConfigError("\(path): no dataset (data.dir = \(config.dataDir)); make one with `ugen tokenize` or `make data`")
+        }
+        let reader = try DatasetReader(path: path)
+        let layout = reader.layout
+        if config.vocabSize != 0 && config.vocabSize != layout.vocabSize {
+            throw ConfigError("model.vocab_size (\(config.vocabSize)) does not match the vocabulary of \(path) (\(layout.vocabSize))")
+        }
+        let packer = try Packer(readers: [reader], rows: config.batchRows, seqLen: config.seqLen,
+                                weights: TaskWeights(text: config.weightText, imageToText: config.weightImg2Txt,
+                                                     textToImage: config.weightTxt2Img),
+                                seed: UInt64(config.dataSeed))
+        return RunData(source: PackerSource(packer), layout: layout, schedule: schedule(config, layout))
+    }
+
+    /// The run's vocabulary schedule over the layout's K visual codes.
+    public static func schedule(_ c: RunConfig, _ layout: VocabLayout) -> VocabSchedule {
+        VocabSchedule(kind: c.vocabKind == "vanilla" ? .vanilla : .progressive, textOnlySteps: c.textOnlySteps,
+                      start: c.vocabStart, every: c.vocabEvery, add: c.vocabAdd, seed: c.vocabSeed,
+                      codebook: layout.codebookSize, firstVisualId: layout.visualRange.lowerBound,
+                      unkImageId: Int(layout.unkImage))
+    }
+}
+
+/// The packer as a `BatchSource`. The packer is sequential; asking for any step but the next one is a
+/// programming error (a resumed run restores the packer's state first).
+public final class PackerSource: BatchSource {
+    public let packer: Packer
+    public init(_ packer: Packer) { self.packer = packer }
+
+    public func batch(step: Int, textOnly: Bool) throws -> TrainingBatch {
+        guard step == packer.state.batches else {
+            throw ConfigError("data stream is at batch \(packer.state.batches), step \(step) was asked for")
+        }
+        let b = try packer.nextBatch(textOnly: textOnly)
+        return TrainingBatch(rows: b.rows, seqLen: b.seqLen, inputs: b.inputs, targets: b.targets, mask: b.mask, tasks: b.tasks)
+    }
+
+    public var state: String {
+        String(data: try! JSONEncoder().encode(packer.state), encoding: .utf8)!
+    }
+
+    public func restore(state: String) throws {
+        do { try packer.restore(try JSONDecoder().decode(PackerState.self, from: Data(state.utf8))) } catch {
+            throw ConfigError("cannot restore the data stream from state \(state): \(error)")
+        }
+    }
+}
+
+extension StepVocab {
+    /// The masks of `step` under `schedule` (nil tables when every visual id is active).
+    public static func at(step: Int, schedule: VocabSchedule, vocabSize: Int) -> StepVocab {
+        let active = schedule.activeCount(step: step)
+        if active >= schedule.codebook { return .allActive(codebook: schedule.codebook) }
+        var inactive = [UInt8](repeating: 0, count: vocabSize), map = [Int32](repeating: 0, count: vocabSize)
+        schedule.masks(active: active, inactive: &inactive, tokenMap: &map)
+        return StepVocab(activeVisual: active, inactive: inactive, tokenMap: map)
+    }
+}
