@@ -64,7 +64,7 @@ let package = Package(
         .testTarget(name: "UGenKernelsTests", dependencies: ["UGenKernels"]),
         .testTarget(name: "UGenModelTests", dependencies: ["UGenModel", "UGenStore", "UGenTraining"]),
         .testTarget(name: "UGenDataTests", dependencies: ["UGenData", "UGenStore"]),
-        .testTarget(name: "UGenClusterTests", dependencies: ["UGenCluster", "UGenTraining"]),
+        .testTarget(name: "UGenClusterTests", dependencies: ["UGenCluster", "UGenTraining", "UGenData", "UGenStore", "UGenModel", "UGenKernels"]),
         .testTarget(name: "UGenDashboardTests", dependencies: ["UGenDashboard"]),
     ]
 )

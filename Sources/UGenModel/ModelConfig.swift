@@ -68,6 +68,14 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         ]
     }
 
+    /// The parameters a stage holds, in canonical order (the same list `Stage.parameters` has).
+    public func parameterShapes(for spec: StageSpec) -> [(name: String, shape: [Int])] {
+        var out: [(String, [Int])] = spec.hasEmbedding ? [("model.embed_tokens.weight", [vocabSize, dModel])] : []
+        for l in spec.layers { out += layerParameterShapes(l) }
+        if spec.hasHead { out += [("model.norm.weight", [dModel]), ("lm_head.weight", [vocabSize, dModel])] }
+        return out
+    }
+
     public var parameterCount: Int { parameterShapes.reduce(0) { $0 + $1.shape.reduce(1, *) } }
 }
 

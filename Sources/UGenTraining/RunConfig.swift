@@ -65,6 +65,8 @@ public struct RunConfig: Equatable, Sendable {
         public let help: String
         let get: @Sendable (RunConfig) -> Any
         let set: @Sendable (inout RunConfig, Any) throws -> Void
+        /// The key's value in `c`, as text.
+        public func text(_ c: RunConfig) -> String { "\(get(c))" }
     }
 
     private static func int(_ name: String, _ kp: WritableKeyPath<RunConfig, Int> & Sendable, _ help: String) -> Key {

@@ -1,0 +1,520 @@
+import CZeroMQ
+import Foundation
+import Logging
+import UGenData
+import UGenKernels
+import UGenModel
+import UGenStore
+import UGenTraining
+
+/// Set by SIGINT/SIGTERM: save a checkpoint at the next step boundary, stop the workers, exit.
+nonisolated(unsafe) public var coordinatorStopRequested: Int32 = 0
+
+/// The coordinator: owns the configuration, the data stream, the vocabulary schedule and the run
+/// directory; admits workers, gives each a pipeline stage, drives every step, combines the stages'
+/// partial results (losses, gradient norms) and writes logs and checkpoints. It never touches
+/// activations: those go from stage to stage directly.
+///
+/// One step, as the code below runs it:
+///   1. take the step's global batch from the data stream and the step's vocabulary masks;
+///   2. send each worker a `step` with its replica's rows (ids to first stages, targets to last ones);
+///   3. collect every worker's `stepDone`: loss sums per micro-batch and squared gradient norms;
+///   4. add the losses in global micro-batch order and the norms in stage order (the single process's
+///      order, so both agree to the bit), and send `apply` with the learning rate and clip factor.
+/// A lost worker abandons the step before `apply`: no update is ever half applied. The run then goes
+/// back to its last checkpoint and continues once enough workers are present again.
+public final class Coordinator {
+    public struct Options {
+        public var config: RunConfig
+        public var runDirectory: String
+        /// Control endpoint; port 0 picks a free one (printed, and passed to local workers).
+        public var bind = "tcp://127.0.0.1:5555"
+        public var secret = ""
+        /// Workers to start on this machine (`ugen-worker join`), restarted when they die.
+        public var localWorkers = 0
+        /// The `ugen-worker` executable (default: next to this process's executable).
+        public var workerExecutable: String?
+        /// `PATH` or `latest` (RUN/checkpoints/latest).
+        public var resume: String?
+        /// Stop (with a checkpoint) once this many steps are done; the schedule still spans train.steps.
+        public var stopAfter: Int?
+        public init(config: RunConfig, runDirectory: String) { self.config = config; self.runDirectory = runDirectory }
+    }
+
+    public enum Outcome: Equatable, Sendable { case finished(step: Int), stopped(step: Int) }
+
+    let options: Options
+    var config: RunConfig { options.config }
+    public private(set) var endpoint = ""
+    /// Called once the control socket is bound (tests learn the port from it).
+    public var onBound: ((String) -> Void)?
+    var log = Logger(label: "ugen-coord")
+
+    let data: RunData
+    public let model: ModelConfig
+    let runLog: RunLog
+    private var socket: ZMQSocket!
+    private var local: LocalWorkers?
+
+    // Workers: every hello gets a fresh id; a slot (replica·stages + stage) holds one id.
+    struct Member {
+        var identity: Data
+        var hello: Hello
+        var lastSeen: Date
+    }
+    private var members: [Int: Member] = [:]
+    private var identities: [Data: Int] = [:]
+    private var slots: [Int?] = []
+    private var nextWorkerId = 0
+    private var specs: [StageSpec] = []
+    private var stages = 0
+    private var generation = 0
+
+    // Where training stands.
+    private(set) var step = 0
+    private var tokensSeen = 0
+    private let initialDataState: String
+    private var restorePoint: Checkpoint?
+    private var lastCheckpointPath: String?
+
+    public init(_ options: Options) throws {
+        self.options = options
+        data = try RunData.open(options.config)
+        model = options.config.modelConfig(vocabSize: data.vocabSize)
+        initialDataState = data.source.state
+        _ = try StageSpec.partition(model, stages: options.config.stages, seqLen: options.config.seqLen)
+        runLog = try RunLog(directory: options.runDirectory)
+        if let r = options.resume {
+            let path = try CheckpointFile.resolve(r, runDirectory: options.runDirectory)
+            let ckpt = try CheckpointFile.read(path)
+            try Self.checkCompatible(ckpt, path: path, config: options.config, model: model)
+            restorePoint = ckpt
+            lastCheckpointPath = path
+        }
+    }
+
+    /// A checkpoint resumes a run only if the model and the data are the same; the parallel layout
+    /// (stages, replicas, micro-batches) may differ. Names the first key that differs.
+    static func checkCompatible(_ ckpt: Checkpoint, path: String, config: RunConfig, model: ModelConfig) throws {
+        let saved = try RunConfig.parse(yaml: ckpt.progress.configYAML, source: "\(path) (config)")
+        let mustMatch = RunConfig.keys.filter { $0.name.hasPrefix("model.") || $0.name.hasPrefix("vocab_schedule.") }.map(\.name)
+            + ["data.seq_len", "data.batch_rows", "data.seed", "train.seed"]
+        for name in mustMatch where saved.value(of: name) != config.value(of: name) {
+            throw ConfigError("\(path): checkpoint was trained with \(name) = \(saved.value(of: name)), this run has \(config.value(of: name))")
+        }
+        guard ckpt.model == model else { throw ConfigError("\(path): checkpoint model \(ckpt.model) does not match the run's \(model)") }
+    }
+
+    // MARK: The run
+
+    public func run() throws -> Outcome {
+        socket = try ZMQSocket(.router)
+        try socket.set(ZMQ_MAXMSGSIZE, int64: maxFrameBytes)
+        try socket.set(ZMQ_ROUTER_MANDATORY, 1)
+        endpoint = try socket.bind(options.bind)
+        log.info("listening on \(endpoint) for \(config.stages * config.replicas) workers (\(config.stages) stages × \(config.replicas) replicas)")
+        onBound?(endpoint)
+        try runLog.writeConfig(config.yaml)
+        if let ckpt = restorePoint {
+            step = ckpt.progress.step
+            tokensSeen = ckpt.progress.tokensSeen
+            try data.source.restore(state: ckpt.progress.dataState)
+            try runLog.truncateMetrics(after: step)
+            runLog.event("resume", [("step", .int(step)), ("checkpoint", .string(lastCheckpointPath ?? ""))])
+            log.info("resuming from \(lastCheckpointPath ?? "?") at step \(step)")
+        } else {
+            runLog.event("start", [("steps", .int(config.steps)), ("stages", .int(config.stages)), ("replicas", .int(config.replicas))])
+        }
+        if options.localWorkers > 0 {
+            local = try LocalWorkers(count: options.localWorkers, executable: options.workerExecutable,
+                                     coordinator: endpoint.replacingOccurrences(of: "0.0.0.0", with: "127.0.0.1"),
+                                     threads: config.threadsPerWorker, secret: options.secret, maxRestarts: config.maxRestarts,
+                                     log: log)
+        }
+        defer { local?.stopAll() }
+        stages = config.stages
+        while true {
+            do {
+                try recruit()
+                try assign()
+                let outcome = try train()
+                broadcast(.shutdown, Shutdown(reason: outcomeReason(outcome)))
+                local?.waitAll(seconds: 5)
+                return outcome
+            } catch let lost as WorkerLost {
+                try recover(from: lost)
+            } catch is StopBeforeStart {
+                log.info("stopped before training could start")
+                broadcast(.shutdown, Shutdown(reason: "coordinator stopped"), to: Array(members.keys))
+                return .stopped(step: step)
+            }
+        }
+    }
+
+    private func outcomeReason(_ o: Outcome) -> String {
+        switch o { case .finished(let s): "run finished at step \(s)"; case .stopped(let s): "run stopped at step \(s)" }
+    }
+
+    /// The largest frame a worker may send: the biggest tensor, or a step's token arrays, with room.
+    private var maxFrameBytes: Int64 {
+        let tensor = model.parameterShapes.map { $0.shape.reduce(1, *) }.max() ?? 0
+        return Int64(max(tensor, config.batchRows * config.seqLen, model.vocabSize) * 8 + (1 << 20))
+    }
+
+    // MARK: Workers joining
+
+    /// Waits until every slot of the layout has a worker (spares that joined earlier fill them first).
+    private func recruit() throws {
+        let needed = stages * config.replicas
+        slots = Array(repeating: nil, count: needed)
+        var waiting = members.keys.sorted()
+        while true {
+            for id in waiting where slots.contains(where: { $0 == nil }) {
+                slots[slots.firstIndex(where: { $0 == nil })!] = id
+            }
+            waiting = []
+            if !slots.contains(where: { $0 == nil }) { return }
+            if try checkStop() { throw StopBeforeStart() }
+            let joined = try pump(timeoutMs: 100).joined
+            waiting = joined
+            try checkLocalWorkers()
+        }
+    }
+
+    private func assign() throws {
+        generation += 1
+        for id in slots.compactMap({ $0 }) { members[id]?.lastSeen = Date() }
+        specs = try StageSpec.partition(model, stages: stages, seqLen: config.seqLen)
+        let endpoints = slots.map { members[$0!]!.hello.dataEndpoint }
+        for (slot, id) in slots.enumerated() {
+            let stage = slot % stages, replica = slot / stages
+            let spec = specs[stage]
+            var arrays: [Data] = []
+            if let ckpt = restorePoint {
+                let byName = Dictionary(uniqueKeysWithValues: ckpt.params.indices.map { (ckpt.params[$0].name, $0) })
+                for (name, _) in model.parameterShapes(for: spec) {
+                    guard let i = byName[name] else { throw ConfigError("checkpoint has no tensor \(name)") }
+                    arrays += [bytes(ckpt.params[i].values), bytes(ckpt.adamM[i].values), bytes(ckpt.adamV[i].values)]
+                }
+            }
+            let a = Assign(workerId: id!, stage: stage, replica: replica, stages: stages, spec: spec, model: model,
+                           config: config.yaml,
+                           previous: stage > 0 ? endpoints[slot - 1] : nil,
+                           next: stage < stages - 1 ? endpoints[slot + 1] : nil,
+                           replicaPeers: (0..<config.replicas).map { endpoints[$0 * stages + stage] },
+                           withTensors: restorePoint != nil, optimizerStep: restorePoint?.optimizerStep ?? 0,
+                           generation: generation)
+            try send(id!, WireMessage(.assign, a, arrays: arrays))
+            let m = members[id!]!
+            log.info("worker \(m.hello.name) on \(m.hello.host): stage \(stage + 1)/\(stages) layers \(spec.firstLayer)..<\(spec.endLayer), replica \(replica)")
+            runLog.event("assign", [("worker", .string(m.hello.name)), ("host", .string(m.hello.host)), ("stage", .int(stage)),
+                                    ("replica", .int(replica)), ("layers", .string("\(spec.firstLayer)..<\(spec.endLayer)"))])
+        }
+        _ = try collect(.ready, from: slots.map { $0! }, deadline: 120)
+        log.info("all \(slots.count) workers ready; training from step \(step) to \(config.steps)")
+    }
+
+    // MARK: Training
+
+    private func train() throws -> Outcome {
+        let m = config.microBatches, R = config.replicas
+        let rowsPer = config.batchRows / (R * m), n = rowsPer * config.seqLen, perReplica = m * n
+        let codebook = data.schedule.codebook
+        while step < config.steps {
+            if try checkStop() || (options.stopAfter.map { step >= $0 } ?? false) {
+                try checkpoint()
+                return .stopped(step: step)
+            }
+            let t0 = Date()
+            let vocab = StepVocab.at(step: step, schedule: data.schedule, vocabSize: model.vocabSize)
+            let batch = try data.source.batch(step: step, textOnly: data.schedule.isTextOnly(step: step))
+            let maskSum = effectiveMaskSum(targets: batch.targets, mask: batch.mask, inactive: vocab.inactive)
+            let order = StepOrder(step: step, microBatches: m, gradScale: Float(1 / max(maskSum, 1)), masked: vocab.inactive != nil)
+            for (slot, id) in slots.enumerated() {
+                let stage = slot % stages, r = slot / stages
+                let rows = (r * perReplica)..<((r + 1) * perReplica)
+                var arrays: [Data] = []
+                if stage == 0 {
+                    arrays.append(bytes(Array(batch.inputs[rows])))
+                    if let map = vocab.tokenMap { arrays.append(bytes(map)) }
+                }
+                if stage == stages - 1 {
+                    arrays += [bytes(Array(batch.targets[rows])), bytes(Array(batch.mask[rows])), bytes(Array(batch.tasks[rows]))]
+                    if let inactive = vocab.inactive { arrays.append(bytes(inactive)) }
+                }
+                try send(id!, WireMessage(.step, order, arrays: arrays))
+            }
+            let done = try collect(.stepDone, from: slots.map { $0! }, deadline: stepDeadline)
+
+            // Combine in the single process's order: losses by global micro-batch, norms by stage.
+            var lossSum = 0.0
+            var tasks = TaskLosses()
+            var squares: [Double] = []
+            var timings: [LogValue] = []
+            for (slot, id) in slots.enumerated() {
+                let msg = done[id!]!, stage = slot % stages, r = slot / stages
+                let body = try msg.decode(StepDone.self)
+                if stage == stages - 1 {
+                    for v in try msg.array(0, Double.self, count: m) { lossSum += v }
+                    let t = try msg.array(1, Double.self, count: 6)
+                    for i in 0..<3 { tasks.sum[i] += t[i]; tasks.weight[i] += t[3 + i] }
+                }
+                if r == 0 {
+                    let count = model.parameterShapes(for: specs[stage]).count
+                    squares += try msg.array(2, Double.self, count: count)
+                }
+                let who = members[id!]!.hello
+                timings.append(.object([("stage", .int(stage)), ("replica", .int(r)), ("worker", .string(who.name)),
+                                        ("host", .string(who.host)), ("forward_ms", .double(body.forwardMs)),
+                                        ("backward_ms", .double(body.backwardMs)), ("wait_ms", .double(body.waitMs))]))
+            }
+            let norm = globalNorm(squares)
+            let lr = config.lrSchedule.lr(at: step)
+            broadcast(.apply, Apply(step: step, lr: lr, clipScale: AdamW.clipScale(globalNorm: norm, maxNorm: config.gradClip)))
+            step += 1
+            tokensSeen += Int(maskSum)
+            let seconds = Date().timeIntervalSince(t0)
+            let loss = lossSum / max(maskSum, 1)
+            var fields: [(String, LogValue)] = [("step", .int(step)), ("loss", .double(loss))]
+            for (i, key) in ["loss_text", "loss_img2txt", "loss_txt2img"].enumerated() {
+                if let v = tasks.mean(i) { fields.append((key, .double(v))) }
+            }
+            fields += [("lr", .double(lr)), ("grad_norm", .double(norm)), ("tokens", .int(Int(maskSum))),
+                       ("tokens_per_s", .double(Double(config.batchRows * config.seqLen) / seconds)),
+                       ("active_visual_ids", .int(vocab.activeVisual)), ("visual_codebook", .int(codebook)),
+                       ("step_ms", .double(seconds * 1000)), ("time", .double(Date().timeIntervalSince1970)),
+                       ("stages", .array(timings))]
+            runLog.metric(fields)
+            phaseEvents(after: step - 1)
+            if step % max(1, config.logEvery) == 0 || step == config.steps {
+                log.info("step \(step)/\(config.steps)  loss \(String(format: "%.4f", loss))  lr \(String(format: "%.2e", lr))  grad norm \(String(format: "%.3f", norm))  \(Int(Double(config.batchRows * config.seqLen) / seconds)) tok/s  visual ids \(vocab.activeVisual)/\(codebook)")
+            }
+            if config.checkpointEvery > 0 && step % config.checkpointEvery == 0 && step < config.steps { try checkpoint() }
+        }
+        try checkpoint()
+        runLog.event("finished", [("step", .int(step))])
+        return .finished(step: step)
+    }
+
+    /// A step has this long before it counts as hung (generous: the first steps warm up).
+    private var stepDeadline: Double { max(60, 10 * config.lostAfterSeconds) }
+
+    private func phaseEvents(after s: Int) {
+        let sched = data.schedule
+        guard sched.kind == .progressive else {
+            if s == 0 { runLog.event("phase", [("phase", .string("vanilla: all visual ids active")), ("step", .int(0))]) }
+            return
+        }
+        if sched.textOnlySteps > 0 && s + 1 == sched.textOnlySteps {
+            runLog.event("phase", [("phase", .string("text-only over")), ("step", .int(s + 1))])
+            log.info("phase: text-only steps over; \(sched.activeCount(step: s + 1)) visual ids active")
+        }
+        if s + 1 == sched.allActiveStep {
+            runLog.event("phase", [("phase", .string("all visual ids active")), ("step", .int(s + 1))])
+            log.info("phase: all \(sched.codebook) visual ids active")
+        }
+    }
+
+    // MARK: Checkpoints
+
+    /// Gathers replica 0's tensors stage by stage and writes them as one layout-independent checkpoint.
+    private func checkpoint() throws {
+        let t0 = Date()
+        let ids = (0..<stages).map { slots[$0]! }
+        broadcast(.saveRequest, SaveRequest(step: step), to: ids)
+        let replies = try collect(.saveReply, from: ids, deadline: 120)
+        var params: [NamedTensor] = [], mm: [NamedTensor] = [], vv: [NamedTensor] = []
+        var optimizerStep = 0
+        for (stage, id) in ids.enumerated() {
+            let msg = replies[id]!
+            optimizerStep = try msg.decode(SaveReply.self).optimizerStep
+            for (i, (name, shape)) in model.parameterShapes(for: specs[stage]).enumerated() {
+                let count = shape.reduce(1, *)
+                params.append(NamedTensor(name: name, shape: shape, values: try msg.array(3 * i, Float.self, count: count)))
+                mm.append(NamedTensor(name: name, shape: shape, values: try msg.array(3 * i + 1, Float.self, count: count)))
+                vv.append(NamedTensor(name: name, shape: shape, values: try msg.array(3 * i + 2, Float.self, count: count)))
+            }
+        }
+        let sched = data.schedule
+        let progress = TrainingProgress(step: step, tokensSeen: tokensSeen, dataSeed: config.dataSeed, dataState: data.source.state,
+                                        vocabKind: sched.kind.rawValue, vocabActive: sched.activeCount(step: step),
+                                        vocabOrder: sched.order.map { Int32(sched.firstVisualId + $0) },
+                                        rngStates: ["init_seed": UInt64(config.seed), "vocab_seed": UInt64(config.vocabSeed)],
+                                        configYAML: config.yaml)
+        let ckpt = Checkpoint(model: model, vocabLayout: data.layout.attributes, params: params, adamM: mm, adamV: vv,
+                              optimizerStep: optimizerStep, progress: progress)
+        let path = try CheckpointFile.save(ckpt, runDirectory: options.runDirectory, keep: config.keepCheckpoints)
+        lastCheckpointPath = path
+        let ms = Date().timeIntervalSince(t0) * 1000
+        runLog.event("checkpoint", [("step", .int(step)), ("path", .string(path)), ("ms", .double(ms))])
+        log.info("checkpoint \(path) (\(String(format: "%.0f", ms)) ms)")
+    }
+
+    // MARK: Failures
+
+    /// A worker stopped answering or reported a failure: the current step is abandoned whole, the run
+    /// goes back to its last checkpoint (or its start) and waits for enough workers.
+    private func recover(from lost: WorkerLost) throws {
+        if let m = members[lost.workerId] {
+            log.error("worker \(m.hello.name) lost: \(lost.reason)")
+            runLog.event("lost", [("worker", .string(m.hello.name)), ("host", .string(m.hello.host)), ("reason", .string(lost.reason)),
+                                  ("step", .int(step))])
+            identities[m.identity] = nil
+            members[lost.workerId] = nil
+        }
+        // Everyone else drops what they were doing; they keep their place and get a new assignment.
+        broadcast(.reset, Reset(reason: "worker \(lost.workerId) lost"), to: Array(members.keys))
+        if let path = lastCheckpointPath {
+            restorePoint = try CheckpointFile.read(path)
+            step = restorePoint!.progress.step
+            tokensSeen = restorePoint!.progress.tokensSeen
+            try data.source.restore(state: restorePoint!.progress.dataState)
+        } else {
+            restorePoint = nil
+            step = 0
+            tokensSeen = 0
+            try data.source.restore(state: initialDataState)
+        }
+        try runLog.truncateMetrics(after: step)
+        runLog.event("resume", [("step", .int(step)), ("checkpoint", .string(lastCheckpointPath ?? "initial weights"))])
+        log.info("continuing from step \(step) once \(config.stages * config.replicas) workers are present")
+    }
+
+    // MARK: Messages
+
+    struct WorkerLost: Error { var workerId: Int; var reason: String }
+    struct StopBeforeStart: Error {}
+
+    private func checkStop() throws -> Bool { coordinatorStopRequested != 0 }
+
+    private func checkLocalWorkers() throws { local?.restartDead() }
+
+    private func send(_ id: Int, _ msg: WireMessage) throws {
+        guard let m = members[id] else { throw WorkerLost(workerId: id, reason: "gone") }
+        do { try socket.send([m.identity] + msg.frames) } catch {
+            throw WorkerLost(workerId: id, reason: "cannot send \(msg.kind): \(error)")
+        }
+    }
+
+    private func broadcast<B: Encodable>(_ kind: Wire.Kind, _ body: B, to ids: [Int]? = nil) {
+        let msg = WireMessage(kind, body)
+        for id in ids ?? slots.compactMap({ $0 }) { try? send(id, msg) }
+    }
+
+    /// Waits for one `kind` message from each of `ids`; throws `WorkerLost` when one of them fails,
+    /// disconnects or falls silent.
+    private func collect(_ kind: Wire.Kind, from ids: [Int], deadline: Double) throws -> [Int: WireMessage] {
+        var got: [Int: WireMessage] = [:]
+        let start = Date()
+        while got.count < ids.count {
+            for (id, msg) in try pump(timeoutMs: 100).messages {
+                guard ids.contains(id) else { continue }
+                if msg.kind == kind { got[id] = msg; continue }
+                if msg.kind == .failure {
+                    let reason = (try? msg.decode(Failure.self).reason) ?? "failure"
+                    throw WorkerLost(workerId: id, reason: reason)
+                }
+                log.warning("unexpected \(msg.kind) from worker \(id) while waiting for \(kind)")
+            }
+            let now = Date()
+            for id in ids where got[id] == nil {
+                guard let m = members[id] else { throw WorkerLost(workerId: id, reason: "gone") }
+                if now.timeIntervalSince(m.lastSeen) > config.lostAfterSeconds {
+                    throw WorkerLost(workerId: id, reason: "no heartbeat for \(config.lostAfterSeconds) s")
+                }
+            }
+            if now.timeIntervalSince(start) > deadline {
+                let missing = ids.filter { got[$0] == nil }
+                runLog.event("hang", [("waiting_for", .string("\(kind)")),
+                                      ("workers", .array(missing.map { .string(members[$0]?.hello.name ?? "?") })),
+                                      ("status", .array(missing.map { .string(status[$0] ?? "unknown") }))])
+                throw WorkerLost(workerId: missing[0], reason: "no \(kind) within \(Int(deadline)) s (\(status[missing[0]] ?? "no status"))")
+            }
+            if coordinatorStopRequested != 0 && kind == .ready { throw StopBeforeStart() }
+            local?.restartDead()
+        }
+        return got
+    }
+
+    /// What each worker last said it was doing (from its heartbeats).
+    private var status: [Int: String] = [:]
+
+    /// Receives what is waiting (up to `timeoutMs` for the first message): answers heartbeats, admits
+    /// or refuses hellos, refuses malformed input with a logged reason, and returns the rest.
+    private func pump(timeoutMs: Int) throws -> (messages: [(Int, WireMessage)], joined: [Int]) {
+        var out: [(Int, WireMessage)] = [], joined: [Int] = []
+        var wait = timeoutMs
+        while socket.poll(timeoutMs: wait) {
+            wait = 0
+            let frames = try socket.receive()
+            guard frames.count >= 2 else { continue }
+            let identity = frames[0]
+            let msg: WireMessage
+            do { msg = try WireMessage(frames: Array(frames.dropFirst())) } catch {
+                refuse(identity, "\(error)")
+                continue
+            }
+            if msg.kind == .heartbeat {
+                if let hb = try? msg.decode(Heartbeat.self), let m = members[hb.workerId] {
+                    members[hb.workerId]!.lastSeen = Date()
+                    _ = m
+                    if let s = hb.status { status[hb.workerId] = s }
+                }
+                try? socket.send([identity] + WireMessage(.heartbeat, Heartbeat(workerId: -1)).frames)
+                continue
+            }
+            if msg.kind == .hello {
+                if let id = admit(identity, msg) { joined.append(id) }
+                continue
+            }
+            guard let id = identities[identity] else {
+                refuse(identity, "\(msg.kind) from a peer that has not joined")
+                continue
+            }
+            members[id]!.lastSeen = Date()
+            out.append((id, msg))
+        }
+        return (out, joined)
+    }
+
+    private func refuse(_ identity: Data, _ reason: String) {
+        let peer = identities[identity].flatMap { members[$0]?.hello.name } ?? "peer \(identity.map { String(format: "%02x", $0) }.joined())"
+        log.warning("refused a message from \(peer): \(reason)")
+        runLog.event("refused", [("peer", .string(peer)), ("reason", .string(reason))])
+        try? socket.send([identity] + WireMessage(.reject, Reject(reason: reason)).frames)
+    }
+
+    private func admit(_ identity: Data, _ msg: WireMessage) -> Int? {
+        guard let hello = try? msg.decode(Hello.self) else { refuse(identity, "malformed hello"); return nil }
+        guard hello.protocolVersion == Int(Wire.version) else {
+            refuse(identity, "protocol version \(hello.protocolVersion) is not supported (this coordinator speaks \(Wire.version))")
+            return nil
+        }
+        guard hello.secret == options.secret else { refuse(identity, "wrong cluster secret from \(hello.name)@\(hello.host)"); return nil }
+        guard identities[identity] == nil else { refuse(identity, "\(hello.name) has already joined"); return nil }
+        let id = nextWorkerId
+        nextWorkerId += 1
+        members[id] = Member(identity: identity, hello: hello, lastSeen: Date())
+        identities[identity] = id
+        log.info("worker \(hello.name) joined from \(hello.host) (\(hello.cores) cores)")
+        runLog.event("join", [("worker", .string(hello.name)), ("host", .string(hello.host)), ("cores", .int(hello.cores))])
+        return id
+    }
+}
+
+extension VocabLayout {
+    /// The layout as the attribute table checkpoints store.
+    public var attributes: [String: Int] {
+        var a = ["text_vocab": textVocab, "n_specials": specialCount, "codebook": codebookSize, "vocab_size": vocabSize]
+        for (i, name) in Self.specialNames.enumerated() { a[String(name.dropFirst().dropLast()) + "_id"] = textVocab + i }
+        return a
+    }
+}
+
+extension RunConfig {
+    /// A key's value as text (for comparisons and messages).
+    public func value(of name: String) -> String {
+        guard let k = Self.keys.first(where: { $0.name == name }) else { return "?" }
+        return k.text(self)
+    }
+}

@@ -1,0 +1,201 @@
+import Foundation
+import UGenModel
+
+/// The wire protocol between coordinator and workers (Documentation/protocol.md), written down once.
+///
+/// Every control message is a ZeroMQ multipart message:
+///
+///     part 0   "UGEN" · version (UInt16 LE) · kind (UInt8) · JSON body (the kind's small fields)
+///     part 1…  raw little-endian arrays (token ids, masks, tensors, float64 sums), as the kind lists
+///
+/// Arrays never pass through JSON: they are sent and received as their bytes. Float64 values that must
+/// survive exactly (losses, squared norms) travel as arrays too. Decoding checks the magic, version, kind,
+/// body and every array's byte count against what the body declares before anything is allocated for it.
+public enum Wire {
+    public static let magic: [UInt8] = Array("UGEN".utf8)
+    public static let version: UInt16 = 1
+    /// Largest message the coordinator's control socket accepts (libzmq drops bigger ones before allocating).
+    public static let maxControlMessageBytes: Int64 = 64 << 20
+
+    public enum Kind: UInt8, CaseIterable, Sendable {
+        case hello = 1, assign, reject, ready, step, stepDone, apply, heartbeat, shutdown, saveRequest, saveReply, failure, reset
+    }
+}
+
+public struct ProtocolError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+/// A decoded control message: its kind, body, and raw array parts.
+public struct WireMessage {
+    public var kind: Wire.Kind
+    public var body: Data
+    public var arrays: [Data]
+
+    public init<B: Encodable>(_ kind: Wire.Kind, _ body: B, arrays: [Data] = []) {
+        self.kind = kind
+        self.body = try! JSONEncoder().encode(body)
+        self.arrays = arrays
+    }
+
+    /// The frames to send.
+    public var frames: [Data] {
+        var head = Data(Wire.magic)
+        withUnsafeBytes(of: Wire.version.littleEndian) { head.append(contentsOf: $0) }
+        head.append(kind.rawValue)
+        head.append(body)
+        return [head] + arrays
+    }
+
+    /// Parses frames; every failure is a one-line reason.
+    public init(frames: [Data]) throws {
+        guard let head = frames.first else { throw ProtocolError("empty message") }
+        guard head.count >= 7, Array(head.prefix(4)) == Wire.magic else { throw ProtocolError("not a UGen message (bad magic)") }
+        let version = UInt16(head[head.startIndex + 4]) | UInt16(head[head.startIndex + 5]) << 8
+        guard version == Wire.version else {
+            throw ProtocolError("protocol version \(version) is not supported (this build speaks \(Wire.version))")
+        }
+        guard let kind = Wire.Kind(rawValue: head[head.startIndex + 6]) else {
+            throw ProtocolError("unknown message kind \(head[head.startIndex + 6])")
+        }
+        self.kind = kind
+        body = head.dropFirst(7)
+        arrays = Array(frames.dropFirst())
+    }
+
+    /// The body as `B`, or a one-line reason.
+    public func decode<B: Decodable>(_ type: B.Type) throws -> B {
+        do { return try JSONDecoder().decode(B.self, from: body) } catch {
+            throw ProtocolError("malformed \(kind) body")
+        }
+    }
+
+    /// Array part `i` as `count` elements of `T`, checking the byte count first.
+    public func array<T>(_ i: Int, _ type: T.Type, count: Int) throws -> [T] {
+        guard i < arrays.count else { throw ProtocolError("\(kind): missing array part \(i + 1)") }
+        let d = arrays[i]
+        guard d.count == count * MemoryLayout<T>.stride else {
+            throw ProtocolError("\(kind): array part \(i + 1) has \(d.count) bytes, expected \(count * MemoryLayout<T>.stride)")
+        }
+        return d.withUnsafeBytes { raw in Array(raw.bindMemory(to: T.self)) }
+    }
+}
+
+/// Raw bytes of an array (for an array part).
+public func bytes<T>(_ a: [T]) -> Data { a.withUnsafeBytes { Data($0) } }
+
+// MARK: - Message bodies
+
+/// worker → coordinator: asks to join.
+public struct Hello: Codable, Sendable {
+    public var protocolVersion: Int
+    public var name: String
+    public var host: String
+    public var cores: Int
+    public var secret: String
+    /// Where this worker's data socket listens for its neighbours.
+    public var dataEndpoint: String
+}
+
+/// coordinator → worker: what to run.
+public struct Assign: Codable, Sendable {
+    public var workerId: Int
+    public var stage: Int
+    public var replica: Int
+    public var stages: Int
+    public var spec: StageSpec
+    public var model: ModelConfig
+    /// The resolved run configuration (YAML).
+    public var config: String
+    /// Data endpoints of the previous and next stage of the same replica.
+    public var previous: String?
+    public var next: String?
+    /// The same stage in every replica, in replica order (for the gradient reduce), and whether the
+    /// parameters follow as arrays (params, m, v per parameter, then the optimizer step in the body).
+    public var replicaPeers: [String]
+    public var withTensors: Bool
+    public var optimizerStep: Int
+    /// Counts assignments; data messages carry it, so a message left over from before a recovery is
+    /// recognised and dropped.
+    public var generation: Int
+}
+
+public struct Reject: Codable, Sendable { public var reason: String }
+public struct Ready: Codable, Sendable { public var workerId: Int }
+
+/// coordinator → worker: run one step's micro-batches.
+///
+/// Arrays, first stage: tokens (Int32, m·rows·T), then the input id map (Int32, V) when `masked`.
+/// Last stage: targets (Int32, m·rows·T), mask (Float, m·rows·T), tasks (UInt8, m·rows·T), then the
+/// inactive table (UInt8, V) when `masked`. A stage that is both has the first stage's arrays first.
+public struct StepOrder: Codable, Sendable {
+    public var step: Int
+    public var microBatches: Int
+    public var gradScale: Float
+    public var masked: Bool
+}
+
+/// worker → coordinator: the step's results. Arrays: loss sums per micro-batch (Float64, m; last stage,
+/// else empty), task loss sums then weights (Float64, 6; last stage, else empty), the squared norm of
+/// every parameter gradient this stage holds (Float64, canonical order).
+public struct StepDone: Codable, Sendable {
+    public var workerId: Int
+    public var step: Int
+    public var forwardMs: Double
+    public var backwardMs: Double
+    public var waitMs: Double
+}
+
+/// coordinator → worker: apply the optimizer step with the global clip factor.
+public struct Apply: Codable, Sendable {
+    public var step: Int
+    public var lr: Double
+    public var clipScale: Float
+}
+
+/// Both ways, every half second on the worker's own heartbeat socket. A worker says what it is doing,
+/// so a hung step can be diagnosed from the coordinator's log.
+public struct Heartbeat: Codable, Sendable {
+    public var workerId: Int
+    public var status: String?
+    public init(workerId: Int, status: String? = nil) { self.workerId = workerId; self.status = status }
+}
+/// coordinator → worker: abandon the current step and wait for a new assignment (after a loss).
+public struct Reset: Codable, Sendable { public var reason: String }
+public struct Shutdown: Codable, Sendable { public var reason: String }
+/// coordinator → worker: send your tensors (for a checkpoint). Reply arrays: per parameter value, m, v.
+public struct SaveRequest: Codable, Sendable { public var step: Int }
+public struct SaveReply: Codable, Sendable { public var workerId: Int; public var step: Int; public var optimizerStep: Int }
+/// worker → coordinator: the worker cannot go on (reason in words).
+public struct Failure: Codable, Sendable { public var workerId: Int; public var reason: String }
+
+/// The data path between neighbouring stages: part 0 is 13 bytes — kind (0 activation, 1 gradient),
+/// generation, step, micro-batch (each Int32 LE; micro-batch −1−r is replica r's gradients for the
+/// reduce); part 1 is the float32 tensor ([rows·T, d], or every gradient of the stage, flattened).
+public struct DataHeader: Equatable {
+    public enum Kind: UInt8 { case activation = 0, gradient = 1 }
+    public static let size = 13
+    public var kind: Kind
+    public var generation: Int32
+    public var step: Int32
+    public var microBatch: Int32
+
+    public var bytes: [UInt8] {
+        var b = [kind.rawValue]
+        for v in [generation, step, microBatch] { withUnsafeBytes(of: v.littleEndian) { b += $0 } }
+        return b
+    }
+
+    public init(kind: Kind, generation: Int32, step: Int32, microBatch: Int32) {
+        self.kind = kind; self.generation = generation; self.step = step; self.microBatch = microBatch
+    }
+
+    public init(_ raw: UnsafeRawBufferPointer) throws {
+        guard raw.count == Self.size, let k = Kind(rawValue: raw[0]) else { throw ProtocolError("malformed data header") }
+        kind = k
+        generation = Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 1, as: Int32.self))
+        step = Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 5, as: Int32.self))
+        microBatch = Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 9, as: Int32.self))
+    }
+}

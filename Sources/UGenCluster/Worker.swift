@@ -1,0 +1,426 @@
+import CZeroMQ
+import Foundation
+import Logging
+import UGenKernels
+import UGenModel
+import UGenStore
+import UGenTraining
+
+/// A worker process's job: join the coordinator, run the pipeline stage it is given, exchange
+/// activations and gradients directly with its neighbours, and step the optimizer for its own
+/// parameters.
+public final class Worker {
+    public struct Options: Sendable {
+        public var coordinator: String
+        public var name: String
+        public var threads: Int
+        public var secret: String
+        /// The address neighbours use to reach this worker's data socket (default: derived from the
+        /// coordinator's address: loopback stays loopback, otherwise this host's name).
+        public var advertise: String?
+        /// Seconds without any message from the coordinator after which it is considered gone.
+        public var coordinatorTimeout: Double
+        public init(coordinator: String, name: String, threads: Int = 1, secret: String = "", advertise: String? = nil,
+                    coordinatorTimeout: Double = 10) {
+            self.coordinator = coordinator; self.name = name; self.threads = threads; self.secret = secret
+            self.advertise = advertise; self.coordinatorTimeout = coordinatorTimeout
+        }
+    }
+
+    public enum Outcome: Equatable, Sendable { case finished, rejected(String), coordinatorLost }
+
+    let options: Options
+    var log: Logger
+    private let control: ZMQSocket
+    private let data: ZMQSocket
+    private var dataEndpoint = ""
+    private var toPrevious: ZMQSocket?, toNext: ZMQSocket?
+    private var toReplicas: [ZMQSocket?] = []
+    private let heartbeat: HeartbeatLink
+
+    // Set by the assignment.
+    private var assign: Assign!
+    private var config: RunConfig!
+    private var stage: Stage!
+    private var optimizer: AdamWState!
+    private var schedule = PipelineSchedule.oneFOneB
+
+    // Per micro-batch receive buffers and arrival marks (allocated at the first step, then reused).
+    private var activationIn: [Tensor] = [], gradientIn: [Tensor] = []
+    private var arrived: [DataHeader.Kind: Set<Int>] = [.activation: [], .gradient: []]
+    // Gradient reduce across replicas (replica 0 sums, in replica order, then sends the sum back).
+    private var flatGrad: [Float] = [], reduceIn: [[Float]] = [], reduceArrived = Set<Int>()
+    private var headerBuffer = [UInt8](repeating: 0, count: 64)
+
+    /// The coordinator broke into a step (a reset or shutdown is waiting on the control socket).
+    struct Interrupted: Error { var reason: String }
+
+    public init(_ options: Options) throws {
+        self.options = options
+        log = Logger(label: "ugen-worker \(options.name)")
+        control = try ZMQSocket(.dealer)
+        data = try ZMQSocket(.pull)
+        heartbeat = try HeartbeatLink(coordinator: options.coordinator, timeout: options.coordinatorTimeout)
+    }
+
+    /// Joins and works until the coordinator says shutdown (or refuses, or disappears).
+    public func run() throws -> Outcome {
+        BLAS.setThreads(options.threads)
+        try control.connect(options.coordinator)
+        let bound = try data.bind("tcp://\(bindHost()):*")
+        dataEndpoint = bound.replacingOccurrences(of: "0.0.0.0", with: advertiseHost())
+        let hello = Hello(protocolVersion: Int(Wire.version), name: options.name, host: ProcessInfo.processInfo.hostName,
+                          cores: ProcessInfo.processInfo.activeProcessorCount, secret: options.secret, dataEndpoint: dataEndpoint)
+        try control.send(WireMessage(.hello, hello).frames)
+        log.info("joining \(options.coordinator) as \(options.name), data socket \(dataEndpoint)")
+        heartbeat.start(workerId: -1)
+        defer { heartbeat.stop() }
+        while true {
+            guard let msg = try nextControlMessage(timeoutMs: 200) else {
+                if heartbeat.lost { log.error("lost the coordinator: no answer for \(options.coordinatorTimeout) s"); return .coordinatorLost }
+                continue
+            }
+            switch msg.kind {
+            case .reject:
+                let reason = (try? msg.decode(Reject.self).reason) ?? "?"
+                log.error("refused by the coordinator: \(reason)")
+                return .rejected(reason)
+            case .assign: try setUp(msg)
+            case .step:
+                do { try runStep(msg) } catch let e as Interrupted {
+                    log.warning("step abandoned: \(e.reason)")
+                } catch {
+                    log.error("step failed: \(error)")
+                    try control.send(WireMessage(.failure, Failure(workerId: assign?.workerId ?? -1, reason: "\(error)")).frames)
+                }
+                heartbeat.setStatus("idle")
+            case .apply: try apply(msg)
+            case .saveRequest: try save(msg)
+            case .reset:
+                let reason = (try? msg.decode(Reset.self).reason) ?? "?"
+                log.info("reset by the coordinator (\(reason)); waiting for a new assignment")
+                heartbeat.setStatus("waiting for an assignment")
+            case .shutdown:
+                let reason = (try? msg.decode(Shutdown.self).reason) ?? "?"
+                log.info("shutdown: \(reason)")
+                return .finished
+            case .heartbeat: continue
+            default: log.warning("ignoring unexpected \(msg.kind) from the coordinator")
+            }
+        }
+    }
+
+    private func bindHost() -> String {
+        let h = advertiseHost()
+        return (h == "127.0.0.1" || h == "localhost") ? "127.0.0.1" : "0.0.0.0"
+    }
+
+    private func advertiseHost() -> String {
+        if let a = options.advertise { return a }
+        let host = options.coordinator.split(separator: "/").last?.split(separator: ":").first.map(String.init) ?? ""
+        return (host == "127.0.0.1" || host == "localhost") ? "127.0.0.1" : ProcessInfo.processInfo.hostName
+    }
+
+    private func nextControlMessage(timeoutMs: Int) throws -> WireMessage? {
+        guard control.poll(timeoutMs: timeoutMs) else { return nil }
+        let frames = try control.receive()
+        do { return try WireMessage(frames: frames) } catch {
+            log.warning("ignoring a malformed message from the coordinator: \(error)")
+            return nil
+        }
+    }
+
+    // MARK: Assignment
+
+    private func setUp(_ msg: WireMessage) throws {
+        let a = try msg.decode(Assign.self)
+        assign = a
+        toPrevious = nil; toNext = nil; toReplicas = []
+        activationIn = []; gradientIn = []
+        config = try RunConfig.parse(yaml: a.config, source: "assignment")
+        schedule = PipelineSchedule(rawValue: config.schedule) ?? .oneFOneB
+        heartbeat.workerId = a.workerId
+        let rows = config.batchRows / (config.replicas * config.microBatches)
+        stage = try Stage(config: a.model, spec: a.spec, rows: rows, seqLen: config.seqLen)
+        optimizer = AdamWState(parameters: stage.parameters)
+        if a.withTensors {
+            var params: [NamedTensor] = [], m: [NamedTensor] = [], v: [NamedTensor] = []
+            for (i, p) in stage.parameters.enumerated() {
+                let shape = p.value.shape, n = p.value.count
+                params.append(NamedTensor(name: p.name, shape: shape, values: try msg.array(3 * i, Float.self, count: n)))
+                m.append(NamedTensor(name: p.name, shape: shape, values: try msg.array(3 * i + 1, Float.self, count: n)))
+                v.append(NamedTensor(name: p.name, shape: shape, values: try msg.array(3 * i + 2, Float.self, count: n)))
+            }
+            try stage.importTensors(params: params, m: m, v: v, into: optimizer, optimizerStep: a.optimizerStep)
+        } else {
+            stage.initialize(seed: UInt64(config.seed))
+        }
+        if config.replicas > 1 {
+            let total = stage.parameters.reduce(0) { $0 + $1.grad.count }
+            flatGrad = [Float](repeating: 0, count: total)
+            reduceIn = (0..<config.replicas).map { _ in [Float](repeating: 0, count: total) }
+        }
+        if let p = a.previous { toPrevious = try ZMQSocket(.push); try toPrevious!.connect(p) }
+        if let n = a.next { toNext = try ZMQSocket(.push); try toNext!.connect(n) }
+        toReplicas = try a.replicaPeers.enumerated().map { r, endpoint in
+            guard r != a.replica, a.replica == 0 || r == 0 else { return nil }  // replica 0 talks to all, others to 0
+            let s = try ZMQSocket(.push); try s.connect(endpoint); return s
+        }
+        log.info("stage \(a.stage + 1)/\(a.stages) (layers \(a.spec.firstLayer)..<\(a.spec.endLayer)\(a.spec.hasEmbedding ? " + embedding" : "")\(a.spec.hasHead ? " + head" : "")), replica \(a.replica)")
+        try control.send(WireMessage(.ready, Ready(workerId: a.workerId)).frames)
+    }
+
+    // MARK: One step
+
+    private func runStep(_ msg: WireMessage) throws {
+        let order = try msg.decode(StepOrder.self)
+        let gen = Int32(assign.generation)
+        arrived = [.activation: [], .gradient: []]
+        reduceArrived = []
+        let m = order.microBatches, n = stage.n, V = stage.config.vocabSize, d = stage.config.dModel
+        if activationIn.count != m {
+            activationIn = (0..<m).map { _ in Tensor([n, d]) }
+            gradientIn = (0..<m).map { _ in Tensor([n, d]) }
+        }
+        var part = 0
+        var tokens: [Int32] = [], tokenMap: [Int32]? = nil
+        var targets: [Int32] = [], mask: [Float] = [], tasks: [UInt8] = [], inactive: [UInt8]? = nil
+        if stage.spec.hasEmbedding {
+            tokens = try msg.array(part, Int32.self, count: m * n); part += 1
+            if order.masked { tokenMap = try msg.array(part, Int32.self, count: V); part += 1 }
+            guard tokens.allSatisfy({ $0 >= 0 && Int($0) < V }) else { throw ProtocolError("step: token id outside the vocabulary") }
+        }
+        if stage.spec.hasHead {
+            targets = try msg.array(part, Int32.self, count: m * n); part += 1
+            mask = try msg.array(part, Float.self, count: m * n); part += 1
+            tasks = try msg.array(part, UInt8.self, count: m * n); part += 1
+            if order.masked { inactive = try msg.array(part, UInt8.self, count: V); part += 1 }
+            guard targets.allSatisfy({ $0 >= 0 && Int($0) < V }) else { throw ProtocolError("step: target id outside the vocabulary") }
+        }
+        stage.zeroGrads()
+        var lossSums = [Double](repeating: 0, count: stage.spec.hasHead ? m : 0)
+        var taskLosses = TaskLosses()
+        var forwardMs = 0.0, backwardMs = 0.0, waitMs = 0.0
+        let slots = schedule.slots(stage: assign.stage, stages: assign.stages, microBatches: m)
+        func clock() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e6 }
+
+        for op in schedule.ops(stage: assign.stage, stages: assign.stages, microBatches: m) {
+            switch op {
+            case .forward(let k):
+                heartbeat.setPosition(step: order.step, forward: true, microBatch: k)
+                let a = stage.activations(k % slots)
+                if stage.spec.hasEmbedding {
+                    let t0 = clock()
+                    tokens.withUnsafeBufferPointer { tk in withOptionalPointer(tokenMap) { map in
+                        stage.forward(a, tokens: tk.baseAddress! + k * n, tokenMap: map) } }
+                    forwardMs += clock() - t0
+                } else {
+                    let t0 = clock()
+                    heartbeat.setWaiting(true)
+                    defer { heartbeat.setWaiting(false) }
+                    try waitFor(.activation, k, step: order.step)
+                    waitMs += clock() - t0
+                    let t1 = clock()
+                    a.input.copy(from: activationIn[k])
+                    stage.forward(a)
+                    forwardMs += clock() - t1
+                }
+                let t2 = clock()
+                if stage.spec.hasHead {
+                    targets.withUnsafeBufferPointer { tg in mask.withUnsafeBufferPointer { mk in withOptionalPointer(inactive) { ia in
+                        lossSums[k] = stage.loss(a, targets: tg.baseAddress! + k * n, mask: mk.baseAddress! + k * n, inactive: ia,
+                                                 gradScale: order.gradScale)
+                    } } }
+                    tasks.withUnsafeBufferPointer { tk in
+                        taskLosses.add(tokenLoss: a.tokenLoss!.data, mask: stage.lastEffectiveMask.data, tasks: tk.baseAddress! + k * n, n: n)
+                    }
+                } else {
+                    try sendTensor(toNext!, DataHeader(kind: .activation, generation: gen, step: Int32(order.step), microBatch: Int32(k)), a.output)
+                }
+                forwardMs += clock() - t2
+            case .backward(let k):
+                heartbeat.setPosition(step: order.step, forward: false, microBatch: k)
+                let a = stage.activations(k % slots)
+                var gradOut: Tensor? = nil
+                if !stage.spec.hasHead {
+                    let t0 = clock()
+                    heartbeat.setWaiting(true)
+                    defer { heartbeat.setWaiting(false) }
+                    try waitFor(.gradient, k, step: order.step)
+                    waitMs += clock() - t0
+                    gradOut = gradientIn[k]
+                }
+                let t1 = clock()
+                let gIn = stage.backward(a, gradOutput: gradOut)
+                if let gIn, let prev = toPrevious {
+                    try sendTensor(prev, DataHeader(kind: .gradient, generation: gen, step: Int32(order.step), microBatch: Int32(k)), gIn)
+                }
+                backwardMs += clock() - t1
+            }
+        }
+        arrived = [.activation: [], .gradient: []]
+        defer { reduceArrived = [] }
+        if config.replicas > 1 { waitMs += try reduceAcrossReplicas(step: order.step) }
+
+        var taskArray = [Double](repeating: 0, count: 6)
+        if stage.spec.hasHead { for t in 0..<3 { taskArray[t] = taskLosses.sum[t]; taskArray[3 + t] = taskLosses.weight[t] } }
+        let done = StepDone(workerId: assign.workerId, step: order.step, forwardMs: forwardMs, backwardMs: backwardMs, waitMs: waitMs)
+        try control.send(WireMessage(.stepDone, done, arrays: [bytes(lossSums), bytes(stage.spec.hasHead ? taskArray : []),
+                                                                 bytes(stage.gradSquares())]).frames)
+    }
+
+    private func sendTensor(_ socket: ZMQSocket, _ header: DataHeader, _ t: Tensor) throws {
+        let h = header.bytes
+        try h.withUnsafeBytes { hb in
+            try socket.send([hb, UnsafeRawBufferPointer(start: t.data, count: t.count * 4)])
+        }
+    }
+
+    /// Receives data messages (into their micro-batch's buffer) until `kind` for micro-batch `k` is in.
+    /// Keeps an eye on the control socket: a shutdown there aborts the step.
+    private func waitFor(_ kind: DataHeader.Kind, _ k: Int, step: Int) throws {
+        while !(arrived[kind]!.contains(k)) {
+            try receiveData(step: step)
+        }
+    }
+
+    /// Receives one data message into the buffer its header names: an activation or gradient of a
+    /// micro-batch (micro-batch ≥ 0), or a replica's gradients for the reduce (micro-batch −1 − replica).
+    private func receiveData(step: Int) throws {
+        while true {
+            let ready = pollAny([data, control], timeoutMs: 500)
+            if ready.contains(0) { break }
+            if ready.contains(1) { throw Interrupted(reason: "the coordinator sent a message during step \(step)") }
+            if heartbeat.lost { throw Interrupted(reason: "lost the coordinator during step \(step)") }
+        }
+        let size = try headerBuffer.withUnsafeMutableBytes { try data.receive(into: $0.baseAddress!, capacity: $0.count) }
+        guard size == DataHeader.size, data.hasMore else { try data.discardRest(); throw ProtocolError("malformed data message") }
+        let header = try headerBuffer.withUnsafeBytes { try DataHeader(UnsafeRawBufferPointer(rebasing: $0[0..<DataHeader.size])) }
+        let k = Int(header.microBatch)
+        guard Int(header.generation) == assign.generation else {
+            try data.discardRest()  // left over from before a recovery
+            return
+        }
+        guard Int(header.step) == step, k < activationIn.count, -k - 1 < reduceIn.count else {
+            try data.discardRest(); throw ProtocolError("data message for step \(header.step) part \(k) during step \(step)")
+        }
+        if k >= 0 {
+            let dest = header.kind == .activation ? activationIn[k] : gradientIn[k]
+            let got = try data.receive(into: dest.data, capacity: dest.count * 4)
+            guard got == dest.count * 4 else { throw ProtocolError("data message of \(got) bytes, expected \(dest.count * 4)") }
+            arrived[header.kind]!.insert(k)
+        } else {
+            let r = -1 - k
+            let got = try reduceIn[r].withUnsafeMutableBytes { try data.receive(into: $0.baseAddress!, capacity: $0.count) }
+            guard got == reduceIn[r].count * 4 else { throw ProtocolError("reduce message of \(got) bytes, expected \(reduceIn[r].count * 4)") }
+            reduceArrived.insert(r)
+        }
+    }
+
+    /// Sums every parameter gradient over the replicas of this stage in replica order (at replica 0),
+    /// then gives every replica the sum, so all apply the same update. Returns the time spent waiting.
+    private func reduceAcrossReplicas(step: Int) throws -> Double {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let total = flatGrad.count
+        func gather() { var o = 0; for p in stage.parameters { for j in 0..<p.grad.count { flatGrad[o + j] = p.grad[j] }; o += p.grad.count } }
+        func scatter(_ src: [Float]) { var o = 0; for p in stage.parameters { for j in 0..<p.grad.count { p.grad[j] = src[o + j] }; o += p.grad.count } }
+        gather()
+        let reduceHeader = { (r: Int) in DataHeader(kind: .gradient, generation: Int32(self.assign.generation), step: Int32(step), microBatch: Int32(-1 - r)) }
+        if assign.replica == 0 {
+            while reduceArrived.count < config.replicas - 1 { try receiveData(step: step) }
+            var sum = flatGrad
+            for r in 1..<config.replicas { for j in 0..<total { sum[j] += reduceIn[r][j] } }
+            scatter(sum)
+            for r in 1..<config.replicas {
+                try sum.withUnsafeBytes { raw in try reduceHeader(0).bytes.withUnsafeBytes { try toReplicas[r]!.send([$0, raw]) } }
+            }
+        } else {
+            try flatGrad.withUnsafeBytes { raw in try reduceHeader(assign.replica).bytes.withUnsafeBytes { try toReplicas[0]!.send([$0, raw]) } }
+            while !reduceArrived.contains(0) { try receiveData(step: step) }
+            scatter(reduceIn[0])
+        }
+        return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+    }
+
+    // MARK: Optimizer and checkpoints
+
+    private func apply(_ msg: WireMessage) throws {
+        let a = try msg.decode(Apply.self)
+        optimizer.update(stage.parameters, lr: a.lr, hyper: config.adam, clipScale: a.clipScale)
+    }
+
+    private func save(_ msg: WireMessage) throws {
+        let r = try msg.decode(SaveRequest.self)
+        var arrays: [Data] = []
+        for (i, p) in stage.parameters.enumerated() {
+            arrays.append(Data(bytes: p.value.data, count: p.value.count * 4))
+            arrays.append(Data(bytes: optimizer.m[i].data, count: p.value.count * 4))
+            arrays.append(Data(bytes: optimizer.v[i].data, count: p.value.count * 4))
+        }
+        let reply = SaveReply(workerId: assign.workerId, step: r.step, optimizerStep: optimizer.step)
+        try control.send(WireMessage(.saveReply, reply, arrays: arrays).frames)
+    }
+}
+
+/// Calls `body` with a pointer to the array's storage, or nil.
+func withOptionalPointer<T, R>(_ a: [T]?, _ body: (UnsafePointer<T>?) throws -> R) rethrows -> R {
+    if let a { return try a.withUnsafeBufferPointer { try body($0.baseAddress!) } }
+    return try body(nil)
+}
+
+/// Heartbeats on a socket of their own, from a thread of their own: a worker deep in a long step still
+/// says it is alive, and notices when the coordinator stops answering.
+final class HeartbeatLink: @unchecked Sendable {
+    private let endpoint: String
+    private let timeout: Double
+    private let lock = NSLock()
+    private var _workerId = -1, _lost = false, running = false
+    private var thread: Thread?
+
+    init(coordinator: String, timeout: Double) throws { endpoint = coordinator; self.timeout = timeout }
+
+    var workerId: Int { get { lock.withLock { _workerId } } set { lock.withLock { _workerId = newValue } } }
+    var lost: Bool { lock.withLock { _lost } }
+
+    // What the worker is doing, set from its main thread without allocating, reported in heartbeats.
+    private var idleText = "idle", position: (step: Int, forward: Bool, microBatch: Int)? = nil
+    private var waitingSince: DispatchTime? = nil
+    func setStatus(_ s: String) { lock.withLock { idleText = s; position = nil; waitingSince = nil } }
+    func setPosition(step: Int, forward: Bool, microBatch: Int) { lock.withLock { position = (step, forward, microBatch) } }
+    func setWaiting(_ w: Bool) { lock.withLock { waitingSince = w ? DispatchTime.now() : nil } }
+
+    var status: String {
+        lock.withLock {
+            guard let p = position else { return idleText }
+            var s = "step \(p.step): \(p.forward ? "forward" : "backward") of micro-batch \(p.microBatch)"
+            if let w = waitingSince {
+                let secs = Double(DispatchTime.now().uptimeNanoseconds - w.uptimeNanoseconds) / 1e9
+                s += ", waiting for the \(p.forward ? "previous stage's activation" : "next stage's gradient") for \(String(format: "%.1f", secs)) s"
+            }
+            return s
+        }
+    }
+
+    func start(workerId: Int) {
+        self.workerId = workerId
+        running = true
+        let t = Thread { [weak self] in self?.loop() }
+        thread = t
+        t.start()
+    }
+
+    func stop() { lock.withLock { running = false } }
+
+    private func loop() {
+        guard let socket = try? ZMQSocket(.dealer), (try? socket.connect(endpoint)) != nil else { return }
+        var lastHeard = Date()
+        while lock.withLock({ running }) {
+            _ = try? socket.send(WireMessage(.heartbeat, Heartbeat(workerId: workerId, status: status)).frames)
+            let deadline = Date().addingTimeInterval(0.5)
+            while Date() < deadline {
+                if socket.poll(timeoutMs: 100) { _ = try? socket.receive(); lastHeard = Date() }
+            }
+            if Date().timeIntervalSince(lastHeard) > timeout { lock.withLock { _lost = true } }
+        }
+    }
+}

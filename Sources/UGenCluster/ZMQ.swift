@@ -1,0 +1,135 @@
+import CZeroMQ
+import Foundation
+
+/// A ZeroMQ failure, one line (what was attempted and zmq_strerror).
+public struct ZMQError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ what: String) { description = "\(what): \(String(cString: zmq_strerror(zmq_errno())))" }
+}
+
+/// The process's ZeroMQ context (one per process, as libzmq recommends).
+final class ZMQContext: @unchecked Sendable {
+    static let shared = ZMQContext()
+    let handle: UnsafeMutableRawPointer
+    private init() { handle = zmq_ctx_new() }
+}
+
+/// One ZeroMQ socket. Not thread-safe (ZeroMQ sockets never are): each thread owns its sockets.
+public final class ZMQSocket {
+    public enum Kind { case router, dealer, push, pull
+        var raw: Int32 {
+            switch self { case .router: ZMQ_ROUTER; case .dealer: ZMQ_DEALER; case .push: ZMQ_PUSH; case .pull: ZMQ_PULL }
+        }
+    }
+    let handle: UnsafeMutableRawPointer
+
+    public init(_ kind: Kind) throws {
+        guard let h = zmq_socket(ZMQContext.shared.handle, kind.raw) else { throw ZMQError("zmq_socket") }
+        handle = h
+        try set(ZMQ_LINGER, 0)  // closing never blocks on undelivered messages
+    }
+
+    deinit { zmq_close(handle) }
+
+    public func set(_ option: Int32, _ value: Int32) throws {
+        var v = value
+        guard zmq_setsockopt(handle, option, &v, MemoryLayout<Int32>.size) == 0 else { throw ZMQError("zmq_setsockopt \(option)") }
+    }
+
+    public func set(_ option: Int32, int64 value: Int64) throws {
+        var v = value
+        guard zmq_setsockopt(handle, option, &v, MemoryLayout<Int64>.size) == 0 else { throw ZMQError("zmq_setsockopt \(option)") }
+    }
+
+    public func set(_ option: Int32, bytes: [UInt8]) throws {
+        guard bytes.withUnsafeBytes({ zmq_setsockopt(handle, option, $0.baseAddress, $0.count) }) == 0 else {
+            throw ZMQError("zmq_setsockopt \(option)")
+        }
+    }
+
+    /// Binds and returns the endpoint actually bound (a `:0` or `*` port resolved).
+    @discardableResult
+    public func bind(_ endpoint: String) throws -> String {
+        guard zmq_bind(handle, endpoint) == 0 else { throw ZMQError("cannot bind \(endpoint)") }
+        var buf = [CChar](repeating: 0, count: 256)
+        var len = buf.count
+        zmq_getsockopt(handle, ZMQ_LAST_ENDPOINT, &buf, &len)
+        return String(cString: buf)
+    }
+
+    public func connect(_ endpoint: String) throws {
+        guard zmq_connect(handle, endpoint) == 0 else { throw ZMQError("cannot connect to \(endpoint)") }
+    }
+
+    /// Sends a multipart message; each part is copied into ZeroMQ once.
+    public func send(_ parts: [UnsafeRawBufferPointer]) throws {
+        for (i, p) in parts.enumerated() {
+            let flags: Int32 = i < parts.count - 1 ? ZMQ_SNDMORE : 0
+            while zmq_send(handle, p.baseAddress, p.count, flags) < 0 {
+                if zmq_errno() == EINTR { continue }
+                throw ZMQError("zmq_send")
+            }
+        }
+    }
+
+    public func send(_ parts: [Data]) throws {
+        var raws: [UnsafeRawBufferPointer] = []
+        var keep: [NSData] = []
+        for d in parts { let n = d as NSData; keep.append(n); raws.append(UnsafeRawBufferPointer(start: n.bytes, count: n.length)) }
+        try send(raws)
+        withExtendedLifetime(keep) {}
+    }
+
+    /// Whether a message is waiting within `timeoutMs` (-1: wait for ever).
+    public func poll(timeoutMs: Int) -> Bool {
+        var item = zmq_pollitem_t(socket: handle, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
+        let r = zmq_poll(&item, 1, timeoutMs)
+        return r > 0 && (item.revents & Int16(ZMQ_POLLIN)) != 0
+    }
+
+    /// Receives one whole multipart message (blocking). Parts are copied into `Data`.
+    public func receive() throws -> [Data] {
+        var parts: [Data] = []
+        repeat {
+            var msg = zmq_msg_t()
+            zmq_msg_init(&msg)
+            defer { zmq_msg_close(&msg) }
+            while zmq_msg_recv(&msg, handle, 0) < 0 {
+                if zmq_errno() == EINTR { continue }
+                throw ZMQError("zmq_msg_recv")
+            }
+            parts.append(Data(bytes: zmq_msg_data(&msg), count: zmq_msg_size(&msg)))
+        } while hasMore
+        return parts
+    }
+
+    /// Receives one part into caller memory of `capacity` bytes; returns the part's true size (larger
+    /// than `capacity` means it was truncated: a protocol error the caller reports).
+    public func receive(into buffer: UnsafeMutableRawPointer, capacity: Int) throws -> Int {
+        while true {
+            let n = zmq_recv(handle, buffer, capacity, 0)
+            if n >= 0 { return Int(n) }
+            if zmq_errno() == EINTR { continue }
+            throw ZMQError("zmq_recv")
+        }
+    }
+
+    /// Whether more parts of the current message follow.
+    public var hasMore: Bool {
+        var more: Int32 = 0
+        var len = MemoryLayout<Int32>.size
+        zmq_getsockopt(handle, ZMQ_RCVMORE, &more, &len)
+        return more != 0
+    }
+
+    /// Drops the rest of the current multipart message.
+    public func discardRest() throws { while hasMore { _ = try receive() } }
+}
+
+/// Polls several sockets at once; returns the indices of those with a message waiting.
+func pollAny(_ sockets: [ZMQSocket], timeoutMs: Int) -> [Int] {
+    var items = sockets.map { zmq_pollitem_t(socket: $0.handle, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0) }
+    let r = zmq_poll(&items, Int32(items.count), timeoutMs)
+    guard r > 0 else { return [] }
+    return items.indices.filter { items[$0].revents & Int16(ZMQ_POLLIN) != 0 }
+}

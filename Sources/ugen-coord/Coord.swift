@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+import UGenCluster
+import UGenTraining
+
+/// `ugen-coord`: the coordinator of a UGen training run, and the dashboard that follows one.
+@main
+struct Coord: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ugen-coord", abstract: "The UGen cluster coordinator.",
+        subcommands: [Start.self, DashboardCommand.self])
+}
+
+struct Start: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a config: wait for cluster.stages × cluster.replicas workers, assign stages, drive every step.",
+        discussion: """
+            Writes RUN/config.yaml, RUN/metrics.jsonl, RUN/events.jsonl and RUN/checkpoints/. SIGINT or SIGTERM \
+            saves a checkpoint at the next step boundary and stops the workers; `--resume latest` continues.
+            """)
+
+    @Option(help: "The run's YAML config (e.g. configs/tiny.yaml).") var config: String
+    @Option(name: .customLong("run"), help: "Run directory (default: runs/<config name>).") var runDirectory: String?
+    @Option(name: .customLong("set"), help: "Override a config key: group.key=value (repeatable).") var overrides: [String] = []
+    @Option(help: "Control endpoint to bind (port 0: any free port).") var bind: String = "tcp://127.0.0.1:5555"
+    @Option(help: "Start this many `ugen-worker join` processes on this machine.") var localWorkers: Int = 0
+    @Option(help: "Stop with a checkpoint after this many steps in all (the LR schedule still spans train.steps).") var steps: Int?
+    @Option(help: "Continue from a checkpoint: a path, or `latest` (RUN/checkpoints/latest).") var resume: String?
+    @Option(help: "The cluster secret workers must present (or UGEN_SECRET in the environment).") var secret: String?
+    @Option(help: "The ugen-worker executable for --local-workers (default: next to ugen-coord).") var workerExecutable: String?
+
+    func run() throws {
+        let cfg: RunConfig
+        do { cfg = try RunConfig.load(path: config, overrides: overrides) } catch { fail("\(error)") }
+        let runDir = runDirectory ?? "runs/" + URL(fileURLWithPath: config).deletingPathExtension().lastPathComponent
+        var options = Coordinator.Options(config: cfg, runDirectory: runDir)
+        options.bind = bind
+        options.localWorkers = localWorkers
+        options.stopAfter = steps
+        options.resume = resume
+        options.secret = secret ?? ProcessInfo.processInfo.environment["UGEN_SECRET"] ?? ""
+        options.workerExecutable = workerExecutable
+        for s in [SIGINT, SIGTERM] { signal(s) { _ in coordinatorStopRequested = 1 } }
+        let outcome: Coordinator.Outcome
+        do {
+            let c = try Coordinator(options)
+            outcome = try c.run()
+        } catch { fail("\(error)") }
+        switch outcome {
+        case .finished(let s): print("run finished at step \(s): \(runDir)")
+        case .stopped(let s): print("run stopped at step \(s); continue with --resume latest --run \(runDir)")
+        }
+    }
+}
+
+/// Prints `message` to stderr as one line and exits with status 1.
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(("error: " + message + "\n").data(using: .utf8)!)
+    exit(1)
+}
