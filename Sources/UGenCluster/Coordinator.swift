@@ -55,6 +55,8 @@ public final class Coordinator {
     let runLog: RunLog
     private var socket: ZMQSocket!
     private var local: LocalWorkers?
+    /// Process ids of the workers started with `--local-workers` (any thread may read them).
+    public var localWorkerPIDs: [Int32] { local?.pids ?? [] }
 
     // Workers: every hello gets a fresh id; a slot (replica·stages + stage) holds one id.
     struct Member {

@@ -24,6 +24,7 @@ final class LocalWorkers {
             ["join", "--coord", coordinator, "--threads", String(threads), "--name", "local-\(i)"] + (secret.isEmpty ? [] : ["--secret", secret])
         }
         for i in 0..<count { processes.append(try start(i)) }
+        lock.withLock { _pids = processes.map(\.processIdentifier) }
     }
 
     /// A sibling of the running executable.
@@ -54,10 +55,14 @@ final class LocalWorkers {
             restarts += 1
             log.warning("local worker \(i) exited (status \(processes[i].terminationStatus)); restart \(restarts)/\(maxRestarts)")
             if let p = try? start(i) { processes[i] = p }
+            lock.withLock { _pids = processes.map(\.processIdentifier) }
         }
     }
 
-    var pids: [Int32] { processes.map(\.processIdentifier) }
+    private let lock = NSLock()
+    private var _pids: [Int32] = []
+    /// The workers' process ids (readable from any thread).
+    var pids: [Int32] { lock.withLock { _pids } }
 
     /// Waits up to `seconds` for the workers to exit by themselves.
     func waitAll(seconds: Double) {

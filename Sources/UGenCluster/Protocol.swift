@@ -96,6 +96,10 @@ public struct Hello: Codable, Sendable {
     public var secret: String
     /// Where this worker's data socket listens for its neighbours.
     public var dataEndpoint: String
+    public init(protocolVersion: Int, name: String, host: String, cores: Int, secret: String, dataEndpoint: String) {
+        self.protocolVersion = protocolVersion; self.name = name; self.host = host; self.cores = cores
+        self.secret = secret; self.dataEndpoint = dataEndpoint
+    }
 }
 
 /// coordinator → worker: what to run.

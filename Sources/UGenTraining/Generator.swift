@@ -12,6 +12,8 @@ public final class Generator {
     /// Visual ids the model may emit (all of them, or the active ones of a progressive checkpoint).
     public let visualAllowed: [Range<Int>]
     let textAllowed: [Range<Int>]
+    /// Inactive visual ids of a progressive checkpoint: in the input they become `<unk_img>`, as in training.
+    let inactiveVisual: Set<Int32>
 
     public init(stage: Stage, layout: VocabLayout, activeVisual: [Int32]? = nil) throws {
         guard stage.config.vocabSize == layout.vocabSize else {
@@ -20,7 +22,14 @@ public final class Generator {
         self.layout = layout
         decoder = CachedDecoder(stage: stage)
         textAllowed = [layout.textRange, Int(layout.eos)..<Int(layout.eos) + 1]
-        if let activeVisual { visualAllowed = activeVisual.sorted().map { Int($0)..<Int($0) + 1 } } else { visualAllowed = [layout.visualRange] }
+        if let activeVisual {
+            guard activeVisual.allSatisfy(layout.isVisual) else { throw ModelError("active visual ids must lie in \(layout.visualRange)") }
+            visualAllowed = activeVisual.sorted().map { Int($0)..<Int($0) + 1 }
+            inactiveVisual = Set(layout.visualRange.map { Int32($0) }).subtracting(activeVisual)
+        } else {
+            visualAllowed = [layout.visualRange]
+            inactiveVisual = []
+        }
     }
 
     private func feed(_ tokens: [Int32]) throws {
@@ -28,7 +37,7 @@ public final class Generator {
             throw ModelError("prompt of \(tokens.count) tokens exceeds model.max_seq_len \(decoder.model.maxSeqLen)")
         }
         decoder.reset()
-        for t in tokens { decoder.append(t) }
+        for t in tokens { decoder.append(inactiveVisual.contains(t) ? layout.unkImage : t) }
     }
 
     /// Samples text ids until `<eos>` (not returned), `maxNew` tokens, or the model's length limit.
@@ -58,6 +67,7 @@ public final class Generator {
 
     /// Draws an image for a caption: `<bos> caption <boi>` → exactly `count` visual ids.
     public func image(caption: [Int32], count: Int, sampler: inout Sampler) throws -> [Int32] {
+        guard !visualAllowed.isEmpty else { throw ModelError("no visual id is active yet (the checkpoint is still in the text-only phase)") }
         try feed([layout.bos] + caption + [layout.boi])
         guard decoder.length + count <= decoder.model.maxSeqLen else {
             throw ModelError("caption of \(caption.count) tokens + \(count) image tokens exceeds model.max_seq_len \(decoder.model.maxSeqLen)")

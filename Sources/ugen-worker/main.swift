@@ -23,7 +23,11 @@ struct Join: ParsableCommand {
     @Option(help: "Stop trying to rejoin a lost coordinator after this many seconds (0: never give up).") var giveUpAfter: Double = 120
 
     func run() throws {
-        if ProcessInfo.processInfo.environment["UGEN_LOCAL_WORKER"] == "1" { signal(SIGINT, SIG_IGN) }
+        // A worker the coordinator started itself ignores the terminal's Ctrl-C (the coordinator stops it
+        // cleanly) and does not outlive its coordinator.
+        let local = ProcessInfo.processInfo.environment["UGEN_LOCAL_WORKER"] == "1"
+        let parent = getppid()
+        if local { signal(SIGINT, SIG_IGN) }
         let host = ProcessInfo.processInfo.hostName
         let options = Worker.Options(coordinator: coord, name: name ?? "\(host)-\(getpid())", threads: threads,
                                      secret: secret ?? ProcessInfo.processInfo.environment["UGEN_SECRET"] ?? "",
@@ -40,6 +44,7 @@ struct Join: ParsableCommand {
             case .finished: return
             case .rejected: throw ExitCode(2)
             case .coordinatorLost:
+                if local && getppid() != parent { print("coordinator process gone; exiting"); return }
                 if Date().timeIntervalSince(started) > 3 * coordinatorTimeout { lostSince = nil }  // it was working
                 let since = lostSince ?? Date()
                 lostSince = since

@@ -1,0 +1,130 @@
+import Foundation
+import UGenData
+import UGenKernels
+import UGenModel
+import UGenStore
+
+/// A checkpoint opened for use: its weights, the tokenizers it was trained with, and which visual ids it
+/// may emit. What `ugen generate` and `ugen eval` start from.
+///
+/// The active visual ids are the checkpoint's progressive-vocabulary state: a checkpoint saved while the
+/// visual vocabulary was still growing only knows its active ids, so generation only samples those and
+/// (as in training) reads an inactive id in its input as `<unk_img>`.
+public final class TrainedModel {
+    public let checkpointPath: String
+    public let model: ModelConfig
+    public let progress: TrainingProgress
+    public let tokenizers: Tokenizers
+    public let tokenizerPath: String
+    public var layout: VocabLayout { tokenizers.layout }
+    /// The run configuration stored in the checkpoint, when it parses.
+    public let runConfig: RunConfig?
+    /// The visual ids the model may emit, sorted; nil when all K are active.
+    public let activeVisual: [Int32]?
+    /// The weights under their HuggingFace names.
+    public let params: [NamedTensor]
+
+    /// Opens `checkpoint` (a file, `RUN/checkpoints/latest`, or a run folder) and its tokenizer
+    /// (`tokenizer`, or `data.dir/tokenizer.h5` of the config the checkpoint was trained with). Errors are
+    /// one line naming the file at fault.
+    public init(checkpoint: String, tokenizer: String? = nil) throws {
+        let path = try Self.resolve(checkpoint)
+        let ck = try CheckpointFile.read(path)
+        checkpointPath = path
+        model = ck.model
+        progress = ck.progress
+        params = ck.params
+        runConfig = try? RunConfig.parse(yaml: ck.progress.configYAML, source: path)
+        if let tokenizer {
+            tokenizerPath = tokenizer
+        } else if let runConfig {
+            tokenizerPath = runConfig.dataDir + "/tokenizer.h5"
+        } else {
+            throw ModelError("\(path): the checkpoint's config names no data.dir; give --tokenizer DIR/tokenizer.h5")
+        }
+        guard FileManager.default.fileExists(atPath: tokenizerPath) else {
+            throw ModelError("\(tokenizerPath): no tokenizer there\(tokenizer == nil ? " (data.dir of the checkpoint's config); give --tokenizer" : "")")
+        }
+        tokenizers = try Tokenizers(path: tokenizerPath)
+        let l = tokenizers.layout
+        let t = ck.vocabLayout["text_vocab"] ?? l.textVocab, k = ck.vocabLayout["codebook"] ?? l.codebookSize
+        guard ck.model.vocabSize == l.vocabSize, t == l.textVocab, k == l.codebookSize else {
+            throw ModelError("\(tokenizerPath): vocabulary T=\(l.textVocab) K=\(l.codebookSize) (V=\(l.vocabSize)) does not match "
+                + "checkpoint \(path) (T=\(t) K=\(k) V=\(ck.model.vocabSize))")
+        }
+        activeVisual = try Self.activeIds(ck.progress, layout: l, path: path)
+    }
+
+    /// `PATH` → itself; `RUN/checkpoints/latest` or a run folder → the checkpoint `latest` names.
+    public static func resolve(_ spec: String) throws -> String {
+        var isDir: ObjCBool = false
+        let fm = FileManager.default
+        guard fm.fileExists(atPath: spec, isDirectory: &isDir) else { throw ModelError("\(spec): no such checkpoint") }
+        var pointer = spec
+        if isDir.boolValue {
+            pointer = [spec + "/checkpoints/latest", spec + "/latest"].first { fm.fileExists(atPath: $0) } ?? ""
+            guard !pointer.isEmpty else { throw ModelError("\(spec): a folder without checkpoints/latest") }
+        } else if (spec as NSString).lastPathComponent != "latest" {
+            return spec
+        }
+        guard let text = try? String(contentsOfFile: pointer, encoding: .utf8) else { throw ModelError("\(pointer): cannot read") }
+        let name = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !name.isEmpty else { throw ModelError("\(pointer): empty, names no checkpoint") }
+        let path = name.hasPrefix("/") ? name : (pointer as NSString).deletingLastPathComponent + "/" + name
+        guard fm.fileExists(atPath: path) else { throw ModelError("\(pointer): names \(name), which does not exist") }
+        return path
+    }
+
+    /// The active visual ids recorded in a checkpoint: nil when all are active. `vocab_order` holds the
+    /// activation order as visual ids (the cluster) or as codes 0..<K; both are accepted.
+    static func activeIds(_ p: TrainingProgress, layout l: VocabLayout, path: String) throws -> [Int32]? {
+        let k = l.codebookSize
+        if p.vocabKind == "vanilla" || p.vocabActive >= k || p.vocabOrder.isEmpty { return nil }
+        let first = Int32(l.visualRange.lowerBound)
+        let order: [Int32]
+        if p.vocabOrder.count == k, Set(p.vocabOrder) == Set((0..<Int32(k)).map { $0 + first }) {
+            order = p.vocabOrder
+        } else if p.vocabOrder.count == k, Set(p.vocabOrder) == Set(0..<Int32(k)) {
+            order = p.vocabOrder.map { $0 + first }
+        } else {
+            throw ModelError("\(path): /train/vocab_order is not an ordering of the \(k) visual ids")
+        }
+        return Array(order.prefix(max(0, p.vocabActive))).sorted()
+    }
+
+    /// A whole-model stage of the given shape holding the checkpoint's weights.
+    public func stage(rows: Int, seqLen: Int) throws -> Stage {
+        let s = try Stage(config: model, spec: .whole(model), rows: rows, seqLen: seqLen)
+        try s.importTensors(params: params)
+        return s
+    }
+
+    /// A generator over this model (KV cache, legal ids only).
+    public func generator() throws -> Generator {
+        try Generator(stage: try stage(rows: 1, seqLen: 1), layout: layout, activeVisual: activeVisual)
+    }
+
+    /// The training masks of the checkpoint's vocabulary state (nil tables when every id is active):
+    /// inactive ids leave the softmax and become `<unk_img>` in the input.
+    public var stepVocab: StepVocab {
+        guard let activeVisual else { return .allActive(codebook: layout.codebookSize) }
+        var inactive = [UInt8](repeating: 0, count: layout.vocabSize), map = (0..<Int32(layout.vocabSize)).map { $0 }
+        let live = Set(activeVisual)
+        for id in layout.visualRange where !live.contains(Int32(id)) {
+            inactive[id] = 1
+            map[id] = layout.unkImage
+        }
+        return StepVocab(activeVisual: activeVisual.count, inactive: inactive, tokenMap: map)
+    }
+
+    /// Visual tokens per image.
+    public var tokensPerImage: Int { tokenizers.tokensPerImage }
+
+    /// The image tokenizer, or an error naming the tokenizer file when it has none.
+    public func imageTokenizer() throws -> VQTokenizer {
+        guard let vq = tokenizers.image else {
+            throw ModelError("\(tokenizerPath): has no learned image codebook (text only or external ids), so images cannot be encoded or decoded")
+        }
+        return vq
+    }
+}

@@ -1,0 +1,92 @@
+import Foundation
+import XCTest
+import UGenCluster
+import UGenTraining
+
+final class Box<T>: @unchecked Sendable { var value: T; init(_ v: T) { value = v } }
+
+/// Hostile or mistaken input: refused with a one-line reason; the coordinator stays up and trains.
+final class ClusterBadInputTests: XCTestCase {
+    func testUnknownKeyAndImpossibleLayoutAreOneLineErrors() throws {
+        let tmp = try temporaryDirectory(self)
+        try "model:\n  d_model: 32\n  colour: blue\n".write(toFile: tmp + "/bad.yaml", atomically: true, encoding: .utf8)
+        var (status, _, err) = try runProcess(coordExecutable, ["start", "--config", tmp + "/bad.yaml", "--run", tmp + "/r"])
+        XCTAssertEqual(status, 1)
+        XCTAssertEqual(err.split(separator: "\n").count, 1, err)
+        XCTAssertTrue(err.contains("unknown config key 'model.colour'") && err.contains("bad.yaml"), err)
+
+        try "model:\n  n_layers: 2\n".write(toFile: tmp + "/ok.yaml", atomically: true, encoding: .utf8)
+        (status, _, err) = try runProcess(coordExecutable, ["start", "--config", tmp + "/ok.yaml", "--set", "cluster.stages=3"])
+        XCTAssertEqual(status, 1)
+        XCTAssertEqual(err.split(separator: "\n").count, 1, err)
+        XCTAssertTrue(err.contains("cluster.stages (3)") && err.contains("model.n_layers (2)"), err)
+
+        (status, _, err) = try runProcess(coordExecutable, ["start", "--config", tmp + "/ok.yaml", "--set", "data.dir=\(tmp)/nowhere"])
+        XCTAssertEqual(status, 1)
+        XCTAssertTrue(err.contains("\(tmp)/nowhere/train.h5"), err)
+    }
+
+    func testGarbageWrongVersionAndWrongSecretAreRefusedAndTrainingGoesOn() throws {
+        let tmp = try temporaryDirectory(self)
+        var o = Coordinator.Options(config: try tinyConfig(["train.steps=3"]), runDirectory: tmp + "/run")
+        o.bind = "tcp://127.0.0.1:0"
+        o.secret = "s3cret"
+        let coordinator = Box(try Coordinator(o))
+        let bound = Box<String?>(nil), outcome = Box<Coordinator.Outcome?>(nil)
+        let lock = NSLock()
+        coordinator.value.onBound = { e in lock.withLock { bound.value = e } }
+        let thread = Thread { outcome.value = try? coordinator.value.run() }
+        thread.start()
+        var endpoint: String?
+        while endpoint == nil { usleep(10_000); endpoint = lock.withLock { bound.value } }
+
+        func exchange(_ frames: [Data]) throws -> String? {
+            let s = try ZMQSocket(.dealer)
+            try s.connect(endpoint!)
+            try s.send(frames)
+            guard s.poll(timeoutMs: 5000) else { return nil }
+            let reply = try WireMessage(frames: try s.receive())
+            XCTAssertEqual(reply.kind, .reject)
+            return try reply.decode(Reject.self).reason
+        }
+        func hello(secret: String, version: Int = Int(Wire.version)) -> Hello {
+            Hello(protocolVersion: version, name: "intruder", host: "nowhere", cores: 1, secret: secret, dataEndpoint: "tcp://127.0.0.1:1")
+        }
+        XCTAssertEqual(try exchange([Data("hello world".utf8)]), "not a UGen message (bad magic)")
+        var old = WireMessage(.hello, hello(secret: "s3cret")).frames
+        old[0][old[0].startIndex + 4] = 99
+        XCTAssertEqual(try exchange(old), "protocol version 99 is not supported (this build speaks 1)")
+        XCTAssertEqual(try exchange(WireMessage(.hello, hello(secret: "guess")).frames), "wrong cluster secret from intruder@nowhere")
+        XCTAssertEqual(try exchange([Data("UGEN".utf8) + Data([1, 0, 2]) + Data("{not json".utf8)]), "assign from a peer that has not joined")
+        XCTAssertEqual(try exchange(WireMessage(.hello, hello(secret: "s3cret", version: 7)).frames),
+                       "protocol version 7 is not supported (this coordinator speaks 1)")
+
+        // A well-behaved worker still trains.
+        let (status, _, err) = try runProcess(workerExecutable, ["join", "--coord", endpoint!, "--secret", "s3cret", "--name", "good"])
+        XCTAssertEqual(status, 0, err)
+        while !thread.isFinished { usleep(10_000) }
+        XCTAssertEqual(outcome.value, .finished(step: 3))
+        let refused = try events(tmp + "/run").filter { $0["kind"] as? String == "refused" }
+        XCTAssertEqual(refused.count, 5)
+    }
+
+    func testAWorkerWithTheWrongSecretExitsWithTheReason() throws {
+        let tmp = try temporaryDirectory(self)
+        var o = Coordinator.Options(config: try tinyConfig(["train.steps=1"]), runDirectory: tmp + "/run")
+        o.bind = "tcp://127.0.0.1:0"
+        o.secret = "right"
+        let coordinator = Box(try Coordinator(o))
+        let bound = Box<String?>(nil)
+        let lock = NSLock()
+        coordinator.value.onBound = { e in lock.withLock { bound.value = e } }
+        let thread = Thread { _ = try? coordinator.value.run() }
+        thread.start()
+        var endpoint: String?
+        while endpoint == nil { usleep(10_000); endpoint = lock.withLock { bound.value } }
+        let (status, _, err) = try runProcess(workerExecutable, ["join", "--coord", endpoint!, "--secret", "wrong"])
+        XCTAssertEqual(status, 2)
+        XCTAssertTrue(err.contains("wrong cluster secret"), err)
+        _ = try runProcess(workerExecutable, ["join", "--coord", endpoint!, "--secret", "right"])
+        while !thread.isFinished { usleep(10_000) }
+    }
+}
