@@ -268,7 +268,8 @@ public final class Coordinator {
                 let who = members[id!]!.hello
                 timings.append(.object([("stage", .int(stage)), ("replica", .int(r)), ("worker", .string(who.name)),
                                         ("host", .string(who.host)), ("forward_ms", .double(body.forwardMs)),
-                                        ("backward_ms", .double(body.backwardMs)), ("wait_ms", .double(body.waitMs))]))
+                                        ("backward_ms", .double(body.backwardMs)), ("wait_ms", .double(body.waitMs)),
+                                        ("comm_ms", .double(body.commMs))]))
             }
             let norm = globalNorm(squares)
             let lr = config.lrSchedule.lr(at: step)

@@ -149,6 +149,8 @@ public struct StepDone: Codable, Sendable {
     public var forwardMs: Double
     public var backwardMs: Double
     public var waitMs: Double
+    /// Time spent handing activations and gradients to ZeroMQ and copying received ones in.
+    public var commMs: Double
 }
 
 /// coordinator → worker: apply the optimizer step with the global clip factor.

@@ -177,6 +177,7 @@ public final class Worker {
         let gen = Int32(assign.generation)
         arrived = [.activation: [], .gradient: []]
         reduceArrived = []
+        commNanos = 0
         let m = order.microBatches, n = stage.n, V = stage.config.vocabSize, d = stage.config.dModel
         if activationIn.count != m {
             activationIn = (0..<m).map { _ in Tensor([n, d]) }
@@ -264,12 +265,17 @@ public final class Worker {
 
         var taskArray = [Double](repeating: 0, count: 6)
         if stage.spec.hasHead { for t in 0..<3 { taskArray[t] = taskLosses.sum[t]; taskArray[3 + t] = taskLosses.weight[t] } }
-        let done = StepDone(workerId: assign.workerId, step: order.step, forwardMs: forwardMs, backwardMs: backwardMs, waitMs: waitMs)
+        let done = StepDone(workerId: assign.workerId, step: order.step, forwardMs: forwardMs, backwardMs: backwardMs, waitMs: waitMs,
+                            commMs: Double(commNanos) / 1e6)
         try control.send(WireMessage(.stepDone, done, arrays: [bytes(lossSums), bytes(stage.spec.hasHead ? taskArray : []),
                                                                  bytes(stage.gradSquares())]).frames)
     }
 
+    private var commNanos: UInt64 = 0
+
     private func sendTensor(_ socket: ZMQSocket, _ header: DataHeader, _ t: Tensor) throws {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer { commNanos += DispatchTime.now().uptimeNanoseconds - t0 }
         let h = header.bytes
         try h.withUnsafeBytes { hb in
             try socket.send([hb, UnsafeRawBufferPointer(start: t.data, count: t.count * 4)])
@@ -306,7 +312,9 @@ public final class Worker {
         }
         if k >= 0 {
             let dest = header.kind == .activation ? activationIn[k] : gradientIn[k]
+            let t0 = DispatchTime.now().uptimeNanoseconds
             let got = try data.receive(into: dest.data, capacity: dest.count * 4)
+            commNanos += DispatchTime.now().uptimeNanoseconds - t0
             guard got == dest.count * 4 else { throw ProtocolError("data message of \(got) bytes, expected \(dest.count * 4)") }
             arrived[header.kind]!.insert(k)
         } else {
