@@ -246,7 +246,7 @@ public final class Coordinator {
                 }
                 try send(id!, WireMessage(.step, order, arrays: arrays))
             }
-            let done = try collect(.stepDone, from: slots.map { $0! }, deadline: stepDeadline)
+            let done = try collect(.stepDone, from: slots.map { $0! }, deadline: stepDeadline, stepOf: step)
 
             // Combine in the single process's order: losses by global micro-batch, norms by stage.
             var lossSum = 0.0
@@ -255,21 +255,26 @@ public final class Coordinator {
             var timings: [LogValue] = []
             for (slot, id) in slots.enumerated() {
                 let msg = done[id!]!, stage = slot % stages, r = slot / stages
-                let body = try msg.decode(StepDone.self)
-                if stage == stages - 1 {
-                    for v in try msg.array(0, Double.self, count: m) { lossSum += v }
-                    let t = try msg.array(1, Double.self, count: 6)
-                    for i in 0..<3 { tasks.sum[i] += t[i]; tasks.weight[i] += t[3 + i] }
+                do {
+                    let body = try msg.decode(StepDone.self)
+                    if stage == stages - 1 {
+                        for v in try msg.array(0, Double.self, count: m) { lossSum += v }
+                        let t = try msg.array(1, Double.self, count: 6)
+                        for i in 0..<3 { tasks.sum[i] += t[i]; tasks.weight[i] += t[3 + i] }
+                    }
+                    if r == 0 {
+                        let count = model.parameterShapes(for: specs[stage]).count
+                        squares += try msg.array(2, Double.self, count: count)
+                    }
+                    let who = members[id!]!.hello
+                    timings.append(.object([("stage", .int(stage)), ("replica", .int(r)), ("worker", .string(who.name)),
+                                            ("host", .string(who.host)), ("forward_ms", .double(body.forwardMs)),
+                                            ("backward_ms", .double(body.backwardMs)), ("wait_ms", .double(body.waitMs)),
+                                            ("comm_ms", .double(body.commMs))]))
+                } catch {
+                    // A worker that answers with nonsense is treated like one that failed: the step is dropped.
+                    throw WorkerLost(workerId: id!, reason: "malformed stepDone: \(error)")
                 }
-                if r == 0 {
-                    let count = model.parameterShapes(for: specs[stage]).count
-                    squares += try msg.array(2, Double.self, count: count)
-                }
-                let who = members[id!]!.hello
-                timings.append(.object([("stage", .int(stage)), ("replica", .int(r)), ("worker", .string(who.name)),
-                                        ("host", .string(who.host)), ("forward_ms", .double(body.forwardMs)),
-                                        ("backward_ms", .double(body.backwardMs)), ("wait_ms", .double(body.waitMs)),
-                                        ("comm_ms", .double(body.commMs))]))
             }
             let norm = globalNorm(squares)
             let lr = config.lrSchedule.lr(at: step)
@@ -330,13 +335,15 @@ public final class Coordinator {
         var optimizerStep = 0
         for (stage, id) in ids.enumerated() {
             let msg = replies[id]!
-            optimizerStep = try msg.decode(SaveReply.self).optimizerStep
-            for (i, (name, shape)) in model.parameterShapes(for: specs[stage]).enumerated() {
-                let count = shape.reduce(1, *)
-                params.append(NamedTensor(name: name, shape: shape, values: try msg.array(3 * i, Float.self, count: count)))
-                mm.append(NamedTensor(name: name, shape: shape, values: try msg.array(3 * i + 1, Float.self, count: count)))
-                vv.append(NamedTensor(name: name, shape: shape, values: try msg.array(3 * i + 2, Float.self, count: count)))
-            }
+            do {
+                optimizerStep = try msg.decode(SaveReply.self).optimizerStep
+                for (i, (name, shape)) in model.parameterShapes(for: specs[stage]).enumerated() {
+                    let count = shape.reduce(1, *)
+                    params.append(NamedTensor(name: name, shape: shape, values: try msg.array(3 * i, Float.self, count: count)))
+                    mm.append(NamedTensor(name: name, shape: shape, values: try msg.array(3 * i + 1, Float.self, count: count)))
+                    vv.append(NamedTensor(name: name, shape: shape, values: try msg.array(3 * i + 2, Float.self, count: count)))
+                }
+            } catch { throw WorkerLost(workerId: id, reason: "malformed saveReply: \(error)") }
         }
         let sched = data.schedule
         let progress = TrainingProgress(step: step, tokensSeen: tokensSeen, dataSeed: config.dataSeed, dataState: data.source.state,
@@ -406,13 +413,20 @@ public final class Coordinator {
 
     /// Waits for one `kind` message from each of `ids`; throws `WorkerLost` when one of them fails,
     /// disconnects or falls silent.
-    private func collect(_ kind: Wire.Kind, from ids: [Int], deadline: Double) throws -> [Int: WireMessage] {
+    private func collect(_ kind: Wire.Kind, from ids: [Int], deadline: Double, stepOf: Int? = nil) throws -> [Int: WireMessage] {
         var got: [Int: WireMessage] = [:]
         let start = Date()
         while got.count < ids.count {
             for (id, msg) in try pump(timeoutMs: 100).messages {
                 guard ids.contains(id) else { continue }
-                if msg.kind == kind { got[id] = msg; continue }
+                if msg.kind == kind {
+                    if let expected = stepOf, let body = try? msg.decode(StepDone.self), body.step != expected {
+                        log.warning("dropping a stale \(kind) for step \(body.step) from worker \(id)")
+                        continue
+                    }
+                    got[id] = msg
+                    continue
+                }
                 if msg.kind == .failure {
                     let reason = (try? msg.decode(Failure.self).reason) ?? "failure"
                     throw WorkerLost(workerId: id, reason: reason)
@@ -449,7 +463,7 @@ public final class Coordinator {
         var wait = timeoutMs
         while socket.poll(timeoutMs: wait) {
             wait = 0
-            let frames = try socket.receive()
+            let frames = try socket.receive(maxParts: Wire.maxParts)
             guard frames.count >= 2 else { continue }
             let identity = frames[0]
             let msg: WireMessage

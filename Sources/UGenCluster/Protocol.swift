@@ -15,7 +15,9 @@ public enum Wire {
     public static let magic: [UInt8] = Array("UGEN".utf8)
     public static let version: UInt16 = 1
     /// Largest message the coordinator's control socket accepts (libzmq drops bigger ones before allocating).
-    public static let maxControlMessageBytes: Int64 = 64 << 20
+    /// Most parts a control message has (identity, head, and three arrays per parameter of the largest
+    /// stage stay far below); more is dropped unread.
+    public static let maxParts = 4096
 
     public enum Kind: UInt8, CaseIterable, Sendable {
         case hello = 1, assign, reject, ready, step, stepDone, apply, heartbeat, shutdown, saveRequest, saveReply, failure, reset

@@ -87,10 +87,18 @@ public final class ZMQSocket {
         return r > 0 && (item.revents & Int16(ZMQ_POLLIN)) != 0
     }
 
-    /// Receives one whole multipart message (blocking). Parts are copied into `Data`.
-    public func receive() throws -> [Data] {
+    /// Receives one whole multipart message (blocking). Parts are copied into `Data`; beyond `maxParts`
+    /// the rest of the message is received and dropped (so a flood of tiny parts allocates nothing).
+    public func receive(maxParts: Int = .max) throws -> [Data] {
         var parts: [Data] = []
         repeat {
+            if parts.count >= maxParts {
+                var msg = zmq_msg_t()
+                zmq_msg_init(&msg)
+                while zmq_msg_recv(&msg, handle, 0) < 0 && zmq_errno() == EINTR {}
+                zmq_msg_close(&msg)
+                continue
+            }
             var msg = zmq_msg_t()
             zmq_msg_init(&msg)
             defer { zmq_msg_close(&msg) }
