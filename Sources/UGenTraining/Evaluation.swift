@@ -1,0 +1,446 @@
+import Foundation
+import UGenData
+import UGenKernels
+import UGenModel
+import UGenStore
+
+/// How `ugen eval` measures a checkpoint on a held-out split.
+public struct EvaluationOptions: Sendable {
+    /// At most this many examples per task (nil: all of them).
+    public var maxText: Int?
+    public var maxCaptions: Int?
+    public var maxImages: Int?
+    /// Captions are decoded greedily, at most this many tokens.
+    public var captionMaxTokens = 24
+    /// Images are sampled (example i with seed `seed + i`, so a subset gives the same images).
+    public var imageTemperature = 1.0
+    public var imageTopK = 0
+    public var imageTopP = 1.0
+    public var seed: UInt64 = 1
+    /// Rows per forward pass of the teacher-forced losses.
+    public var rows = 8
+    public var judge = PixelClassifier.Options()
+    public init() {}
+}
+
+/// Everything `ugen eval` measures; encoded as the JSON report (snake_case keys; null = not measured).
+public struct EvaluationReport: Codable, Sendable {
+    public struct Text: Codable, Sendable {
+        public var examples: Int
+        /// Scored targets: every text token and `<eos>`.
+        public var tokens: Int
+        /// UTF-8 bytes of the scored text tokens.
+        public var bytes: Int
+        /// Mean cross-entropy per token (nats).
+        public var loss: Double
+        public var perplexity: Double
+        /// Total cross-entropy in bits over the bytes of the text.
+        public var bits_per_byte: Double
+    }
+    public struct CaptionSample: Codable, Sendable {
+        public var reference: String
+        public var generated: String
+        public var correct: Bool
+    }
+    public struct ImageToText: Codable, Sendable {
+        public var examples: Int
+        /// Teacher-forced loss on the caption and `<eos>`.
+        public var loss: Double?
+        /// Examples whose reference caption names a class (the ones scored for accuracy).
+        public var scored: Int
+        /// Fraction of scored examples whose generated caption names exactly the right class.
+        public var caption_accuracy: Double?
+        /// Fraction whose generated caption names exactly one class, right or wrong.
+        public var names_a_class: Double?
+        public var per_class_accuracy: [Double?]
+        public var samples: [CaptionSample]
+    }
+    public struct TextToImage: Codable, Sendable {
+        public var examples: Int
+        /// Teacher-forced loss on the visual tokens and `<eoi>`.
+        public var loss: Double?
+        /// Generated images judged (captions that name a class).
+        public var scored: Int
+        /// Fraction of generated images the judge assigns to the caption's class.
+        public var judge_accuracy: Double?
+        public var per_class_accuracy: [Double?]
+        /// Distinct generated token sequences / images generated (1 = all different).
+        public var distinct_images: Double?
+        public var visual_tokens_per_image: Int
+    }
+    public struct Judge: Codable, Sendable {
+        public var kind: String
+        public var train_images: Int
+        public var train_accuracy: Double
+        /// Held-out real digits (val split) as the image tokenizer reconstructs them — the judge's stated
+        /// accuracy, and the ceiling for generated images, which live in the same space.
+        public var heldout_images: Int
+        public var heldout_accuracy: Double
+        /// 5-fold cross-validated accuracy over the training images (a larger held-out sample than val).
+        public var cross_validated_accuracy: Double
+        /// With the raw images (`--images PAIRS.jsonl`): the held-out digits' original pixels.
+        public var raw_heldout_images: Int?
+        public var raw_heldout_accuracy: Double?
+        /// Mean squared error (0–255 scale) between held-out originals and their VQ reconstructions.
+        public var vq_reconstruction_mse: Double?
+    }
+    public var checkpoint: String
+    public var step: Int
+    public var vocab_kind: String
+    public var active_visual_ids: Int
+    public var codebook: Int
+    public var tokenizer: String
+    public var data: String
+    public var text: Text?
+    public var img2txt: ImageToText?
+    public var txt2img: TextToImage?
+    public var judge: Judge?
+    public var notes: [String]
+    public var seconds: Double
+}
+
+/// Measures a trained model on a held-out split, per task (issue 8):
+///
+/// - text: teacher-forced loss, perplexity, bits per byte;
+/// - image→text: teacher-forced caption loss, and caption accuracy — does the greedily generated caption
+///   name the right class (the class the reference caption names);
+/// - text→image: teacher-forced image loss, and the class accuracy of sampled images as judged by a
+///   softmax-regression classifier trained on the training split's images (decoded from their tokens),
+///   whose own accuracy on held-out images is measured first.
+public final class Evaluator {
+    public let model: TrainedModel
+    let log: (String) -> Void
+
+    public init(model: TrainedModel, log: @escaping (String) -> Void = { _ in }) {
+        self.model = model
+        self.log = log
+    }
+
+    /// Evaluates on `valPath`; the judge trains on `trainPath` (default: train.h5 beside it). `rawPairs`
+    /// (the pairs file the dataset was tokenized from) adds the raw-pixel and reconstruction numbers.
+    public func run(valPath: String, trainPath: String? = nil, rawPairs: String? = nil,
+                    options o: EvaluationOptions = EvaluationOptions()) throws -> EvaluationReport {
+        let start = Date()
+        let layout = model.layout
+        let val = try DatasetReader(path: valPath, expecting: layout)
+        try checkHash(val)
+        var notes: [String] = []
+        var report = EvaluationReport(
+            checkpoint: model.checkpointPath, step: model.progress.step, vocab_kind: model.progress.vocabKind,
+            active_visual_ids: model.activeVisual?.count ?? layout.codebookSize, codebook: layout.codebookSize,
+            tokenizer: model.tokenizerPath, data: valPath, text: nil, img2txt: nil, txt2img: nil, judge: nil, notes: [], seconds: 0)
+
+        let byTask = try examplesByTask(val)
+        let text = Array(byTask[0].prefix(o.maxText ?? .max))
+        let captions = Array(byTask[1].prefix(o.maxCaptions ?? .max))
+        let drawings = Array(byTask[2].prefix(o.maxImages ?? .max))
+        let stage = try model.stage(rows: o.rows, seqLen: model.model.maxSeqLen)
+        let vocab = model.stepVocab
+
+        if !text.isEmpty {
+            log("text: teacher-forced loss on \(text.count) examples")
+            let s = teacherForced(text, stage: stage, vocab: vocab)
+            report.text = .init(examples: text.count, tokens: s.tokens, bytes: s.bytes, loss: s.mean, perplexity: exp(s.mean),
+                                bits_per_byte: s.bytes > 0 ? s.nats / M_LN2 / Double(s.bytes) : .infinity)
+            if s.truncated > 0 { notes.append("text: \(s.truncated) examples longer than max_seq_len+1 were scored on their first \(model.model.maxSeqLen + 1) tokens") }
+        } else { notes.append("text: no text examples in \(valPath)") }
+
+        if !captions.isEmpty {
+            log("image→text: loss and \(captions.count) greedy captions")
+            report.img2txt = try captioning(captions, stage: stage, vocab: vocab, options: o)
+        } else { notes.append("image→text: no such examples in \(valPath)") }
+
+        if !drawings.isEmpty {
+            report.txt2img = try drawing(drawings, captionExamples: byTask[1], stage: stage, vocab: vocab, trainPath: trainPath
+                ?? ((valPath as NSString).deletingLastPathComponent as NSString).appendingPathComponent("train.h5"),
+                rawPairs: rawPairs, options: o, judge: &report.judge, notes: &notes)
+        } else { notes.append("text→image: no such examples in \(valPath)") }
+
+        report.notes = notes
+        report.seconds = Date().timeIntervalSince(start)
+        return report
+    }
+
+    func checkHash(_ r: DatasetReader) throws {
+        guard r.tokenizerHash == model.tokenizers.hash else {
+            throw ModelError("\(r.path): made with tokenizer \(r.tokenizerHash), but \(model.tokenizerPath) is \(model.tokenizers.hash)")
+        }
+    }
+
+    /// Examples of each task (index = task code), in file order.
+    func examplesByTask(_ r: DatasetReader, only: ExampleTask? = nil) throws -> [[Example]] {
+        var out: [[Example]] = [[], [], []]
+        var i = 0
+        while i < r.count {
+            let end = min(r.count, i + 2048)
+            if only == nil || (i..<end).contains(where: { r.task(of: $0) == only }) {
+                for e in try r.examples(i..<end) where only == nil || e.task == only { out[Int(e.task.rawValue)].append(e) }
+            }
+            i = end
+        }
+        return out
+    }
+
+    // MARK: Teacher-forced loss
+
+    struct LossSum {
+        var nats = 0.0, tokens = 0, bytes = 0, truncated = 0
+        var mean: Double { tokens > 0 ? nats / Double(tokens) : .nan }
+    }
+
+    /// Mean next-token loss over the examples' loss-masked targets, one example per row, under the
+    /// checkpoint's vocabulary masks. Examples longer than max_seq_len + 1 are scored on their start.
+    func teacherForced(_ examples: [Example], stage: Stage, vocab: StepVocab) -> LossSum {
+        let R = stage.rows, S = stage.seqLen, layout = model.layout, bpe = model.tokenizers.text
+        var sum = LossSum()
+        var inputs = [Int32](repeating: layout.pad, count: R * S), targets = inputs, mask = [Float](repeating: 0, count: R * S)
+        let a = stage.activations(0)
+        for batchStart in stride(from: 0, to: examples.count, by: R) {
+            for i in 0..<(R * S) { inputs[i] = layout.pad; targets[i] = layout.pad; mask[i] = 0 }
+            for (r, e) in examples[batchStart..<min(examples.count, batchStart + R)].enumerated() {
+                let L = min(e.tokens.count, S + 1)
+                if e.tokens.count > S + 1 { sum.truncated += 1 }
+                for j in 0..<(L - 1) {
+                    inputs[r * S + j] = e.tokens[j]
+                    targets[r * S + j] = e.tokens[j + 1]
+                    mask[r * S + j] = Float(e.mask[j + 1])
+                }
+            }
+            withOptional(vocab.tokenMap) { map in inputs.withUnsafeBufferPointer { stage.forward(a, tokens: $0.baseAddress!, tokenMap: map) } }
+            withOptional(vocab.inactive) { inactive in
+                targets.withUnsafeBufferPointer { t in
+                    mask.withUnsafeBufferPointer { m in
+                        _ = stage.loss(a, targets: t.baseAddress!, mask: m.baseAddress!, inactive: inactive, gradScale: 0)
+                    }
+                }
+            }
+            let effective = stage.lastEffectiveMask, loss = a.tokenLoss!
+            for i in 0..<(R * S) where effective[i] != 0 {
+                sum.nats += Double(loss[i])
+                sum.tokens += 1
+                if layout.isText(targets[i]) { sum.bytes += bpe.bytes(of: targets[i]).count }
+            }
+        }
+        return sum
+    }
+
+    // MARK: Image → text
+
+    /// The caption (text ids) and image (visual ids) of an image example.
+    func parts(_ e: Example) -> (caption: [Int32], image: [Int32]) {
+        let l = model.layout
+        guard let b = e.tokens.firstIndex(of: l.boi), let x = e.tokens[b...].firstIndex(of: l.eoi) else {
+            return (e.tokens.filter(l.isText), [])
+        }
+        let image = Array(e.tokens[(b + 1)..<x])
+        let caption = (Array(e.tokens[..<b]) + Array(e.tokens[(x + 1)...])).filter(l.isText)
+        return (caption, image)
+    }
+
+    func captioning(_ examples: [Example], stage: Stage, vocab: StepVocab, options o: EvaluationOptions) throws
+        -> EvaluationReport.ImageToText {
+        let loss = teacherForced(examples, stage: stage, vocab: vocab)
+        let gen = try model.generator()
+        let bpe = model.tokenizers.text
+        var scored = 0, right = 0, named = 0
+        var perClass = [(Int, Int)](repeating: (0, 0), count: CaptionClass.words.count)
+        var samples: [EvaluationReport.CaptionSample] = []
+        for e in examples {
+            let (caption, image) = parts(e)
+            guard !image.isEmpty else { continue }
+            let reference = bpe.decodeText(caption)
+            var sampler = Sampler(greedy: true)
+            let generated = bpe.decodeText(try gen.caption(visualIds: image, maxNew: o.captionMaxTokens, sampler: &sampler))
+            guard let want = CaptionClass.parse(reference) else { continue }
+            let got = CaptionClass.parse(generated)
+            scored += 1
+            if got != nil { named += 1 }
+            perClass[want].1 += 1
+            if got == want { right += 1; perClass[want].0 += 1 }
+            if samples.count < 12 { samples.append(.init(reference: reference, generated: generated, correct: got == want)) }
+        }
+        return .init(examples: examples.count, loss: loss.tokens > 0 ? loss.mean : nil, scored: scored,
+                     caption_accuracy: scored > 0 ? Double(right) / Double(scored) : nil,
+                     names_a_class: scored > 0 ? Double(named) / Double(scored) : nil,
+                     per_class_accuracy: perClass.map { $0.1 > 0 ? Double($0.0) / Double($0.1) : nil }, samples: samples)
+    }
+
+    // MARK: Text → image
+
+    /// Pixels (0…1) of the images the given codes decode to, concatenated.
+    static func pixels(_ images: [PNGImage]) -> [Float] { images.flatMap { $0.pixels.map { Float($0) / 255 } } }
+
+    /// Decoded images and caption classes of every image example of `r` that names a class.
+    func labelledImages(_ examples: [Example], vq: VQTokenizer) -> (images: [PNGImage], labels: [Int], codes: [[Int]], captions: [String]) {
+        var images: [PNGImage] = [], labels: [Int] = [], codes: [[Int]] = [], captions: [String] = []
+        let l = model.layout
+        for e in examples {
+            let (caption, image) = parts(e)
+            guard image.count == vq.tokensPerImage, image.allSatisfy(l.isVisual) else { continue }
+            let text = model.tokenizers.text.decodeText(caption)
+            guard let label = CaptionClass.parse(text) else { continue }
+            let c = image.map(l.code(of:))
+            images.append(vq.decode(c)); labels.append(label); codes.append(c); captions.append(text)
+        }
+        return (images, labels, codes, captions)
+    }
+
+    func drawing(_ examples: [Example], captionExamples: [Example], stage: Stage, vocab: StepVocab, trainPath: String,
+                 rawPairs: String?, options o: EvaluationOptions, judge: inout EvaluationReport.Judge?,
+                 notes: inout [String]) throws -> EvaluationReport.TextToImage {
+        let loss = teacherForced(examples, stage: stage, vocab: vocab)
+        var result = EvaluationReport.TextToImage(examples: examples.count, loss: loss.tokens > 0 ? loss.mean : nil, scored: 0,
+                                                  judge_accuracy: nil, per_class_accuracy: [], distinct_images: nil,
+                                                  visual_tokens_per_image: model.tokensPerImage)
+        guard let vq = model.tokenizers.image else {
+            notes.append("text→image: \(model.tokenizerPath) has no learned codebook, so images cannot be decoded and judged")
+            return result
+        }
+        // The judge: trained on the training split's images, measured on the held-out split's.
+        log("judge: training on the images of \(trainPath)")
+        let train = try DatasetReader(path: trainPath, expecting: model.layout)
+        try checkHash(train)
+        let trainSet = labelledImages(try examplesByTask(train, only: .textToImage)[2], vq: vq)
+        let heldout = labelledImages(examples, vq: vq)
+        guard Set(trainSet.labels).count >= 2, !heldout.labels.isEmpty else {
+            notes.append("text→image: captions do not name digit classes (or name only one), so there is no judge")
+            return result
+        }
+        let d = vq.imageWidth * vq.imageHeight * vq.channels, classes = CaptionClass.words.count
+        let trainX = Self.pixels(trainSet.images)
+        let classifier = PixelClassifier(x: trainX, labels: trainSet.labels, features: d, classes: classes, options: o.judge)
+        var j = EvaluationReport.Judge(
+            kind: "softmax regression on pixels (\(o.judge.iterations) iterations, L2 \(o.judge.l2))", train_images: trainSet.labels.count,
+            train_accuracy: classifier.accuracy(trainX, labels: trainSet.labels), heldout_images: heldout.labels.count,
+            heldout_accuracy: classifier.accuracy(Self.pixels(heldout.images), labels: heldout.labels),
+            cross_validated_accuracy: Self.crossValidated(trainX, labels: trainSet.labels, features: d, classes: classes, options: o.judge),
+            raw_heldout_images: nil, raw_heldout_accuracy: nil, vq_reconstruction_mse: nil)
+        if let rawPairs { try rawNumbers(rawPairs, heldoutCaptions: captionExamples, vq: vq, classifier: classifier, judge: &j) }
+        judge = j
+        log(String(format: "judge: %.1f%% on %d held-out images; drawing %d images", 100 * j.heldout_accuracy, j.heldout_images, examples.count))
+
+        // Generated images, one per held-out caption that names a class.
+        if model.activeVisual?.isEmpty == true {
+            notes.append("text→image: no visual id is active at step \(model.progress.step) (text-only phase), so no image was drawn")
+            return result
+        }
+        let gen = try model.generator()
+        var generated: [PNGImage] = [], labels: [Int] = [], seen = Set<[Int32]>()
+        for (i, e) in examples.enumerated() {
+            let caption = parts(e).caption
+            guard let label = CaptionClass.parse(model.tokenizers.text.decodeText(caption)) else { continue }
+            var sampler = Sampler(temperature: o.imageTemperature, topK: o.imageTopK, topP: o.imageTopP, seed: o.seed &+ UInt64(i))
+            let ids = try gen.image(caption: caption, count: vq.tokensPerImage, sampler: &sampler)
+            precondition(ids.count == vq.tokensPerImage && ids.allSatisfy(model.layout.isVisual), "an image of illegal ids")
+            seen.insert(ids)
+            generated.append(vq.decode(ids.map(model.layout.code(of:))))
+            labels.append(label)
+        }
+        let predicted = classifier.predict(Self.pixels(generated))
+        var perClass = [(Int, Int)](repeating: (0, 0), count: classes)
+        for (p, l) in zip(predicted, labels) { perClass[l].1 += 1; if p == l { perClass[l].0 += 1 } }
+        result.scored = labels.count
+        result.judge_accuracy = labels.isEmpty ? nil : Double(zip(predicted, labels).filter { $0 == $1 }.count) / Double(labels.count)
+        result.per_class_accuracy = perClass.map { $0.1 > 0 ? Double($0.0) / Double($0.1) : nil }
+        result.distinct_images = labels.isEmpty ? nil : Double(seen.count) / Double(labels.count)
+        return result
+    }
+
+    /// k-fold cross-validated accuracy (example i in fold i mod k).
+    static func crossValidated(_ x: [Float], labels: [Int], features d: Int, classes: Int, folds k: Int = 5,
+                               options: PixelClassifier.Options) -> Double {
+        var right = 0
+        for f in 0..<k {
+            var tx: [Float] = [], tl: [Int] = [], hx: [Float] = [], hl: [Int] = []
+            for (i, l) in labels.enumerated() {
+                if i % k == f { hx += x[(i * d)..<((i + 1) * d)]; hl.append(l) } else { tx += x[(i * d)..<((i + 1) * d)]; tl.append(l) }
+            }
+            guard !hl.isEmpty, !tl.isEmpty else { continue }
+            let c = PixelClassifier(x: tx, labels: tl, features: d, classes: classes, options: options)
+            right += zip(c.predict(hx), hl).filter { $0 == $1 }.count
+        }
+        return Double(right) / Double(max(labels.count, 1))
+    }
+
+    /// Finds the held-out originals in the raw pairs file (an original is held out when its VQ codes and
+    /// caption equal a val image→text example's), then measures the judge on their pixels and the VQ
+    /// reconstruction error.
+    func rawNumbers(_ path: String, heldoutCaptions: [Example], vq: VQTokenizer, classifier: PixelClassifier,
+                    judge j: inout EvaluationReport.Judge) throws {
+        let pairs = try ImageCaptionPairs.read(path)
+        var keys = Set<String>()
+        for e in heldoutCaptions {
+            let (caption, image) = parts(e)
+            guard image.count == vq.tokensPerImage else { continue }
+            keys.insert(image.map { String(model.layout.code(of: $0)) }.joined(separator: ",") + "|" + model.tokenizers.text.decodeText(caption))
+        }
+        var raw: [PNGImage] = [], labels: [Int] = [], mse = 0.0
+        for p in pairs {
+            guard case .png(let png) = p.image, let label = CaptionClass.parse(p.caption) else { continue }
+            guard png.width == vq.imageWidth, png.height == vq.imageHeight else {
+                throw ModelError("\(p.source): image is \(png.width)×\(png.height), the tokenizer's are \(vq.imageWidth)×\(vq.imageHeight)")
+            }
+            let image = png.converted(toChannels: vq.channels)
+            let codes = vq.encode(image)
+            guard keys.contains(codes.map(String.init).joined(separator: ",") + "|" + p.caption) else { continue }
+            raw.append(image); labels.append(label)
+            mse += image.meanSquaredError(to: vq.decode(codes))
+        }
+        guard !raw.isEmpty else {
+            throw ModelError("\(path): none of its images is in the held-out split; is it the pairs file the dataset was tokenized from?")
+        }
+        j.raw_heldout_images = raw.count
+        j.raw_heldout_accuracy = classifier.accuracy(Self.pixels(raw), labels: labels)
+        j.vq_reconstruction_mse = mse / Double(raw.count)
+    }
+}
+
+extension EvaluationReport {
+    /// The JSON report (sorted keys, pretty-printed).
+    public func json() throws -> Data {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return try enc.encode(self)
+    }
+
+    /// The human-readable table.
+    public var table: String {
+        func pct(_ v: Double?) -> String { v.map { String(format: "%.1f%%", 100 * $0) } ?? "—" }
+        func num(_ v: Double?, _ f: String = "%.4f") -> String { v.map { String(format: f, $0) } ?? "—" }
+        var out = "checkpoint  \(checkpoint) (step \(step), \(vocab_kind), \(active_visual_ids)/\(codebook) visual ids active)\n"
+        out += "data        \(data)\n\n"
+        out += "task         examples  metric                        value\n"
+        if let t = text {
+            out += String(format: "text         %8d  loss (nats/token)             %@\n", t.examples, num(t.loss))
+            out += "                       perplexity                    \(num(t.perplexity, "%.2f"))\n"
+            out += "                       bits per byte                 \(num(t.bits_per_byte))\n"
+        }
+        if let c = img2txt {
+            out += String(format: "image→text   %8d  caption loss (nats/token)     %@\n", c.examples, num(c.loss))
+            out += "                       caption accuracy              \(pct(c.caption_accuracy)) of \(c.scored)\n"
+            out += "                       names a class                 \(pct(c.names_a_class))\n"
+        }
+        if let g = txt2img {
+            out += String(format: "text→image   %8d  image loss (nats/token)       %@\n", g.examples, num(g.loss))
+            out += "                       judged class accuracy         \(pct(g.judge_accuracy)) of \(g.scored)\n"
+            out += "                       distinct images               \(pct(g.distinct_images))\n"
+        }
+        if let j = judge {
+            out += "\njudge       \(j.kind)\n"
+            out += "            train accuracy \(pct(j.train_accuracy)) on \(j.train_images) images; "
+            out += "held-out (VQ-reconstructed real digits) \(pct(j.heldout_accuracy)) on \(j.heldout_images); "
+            out += "5-fold cross-validated \(pct(j.cross_validated_accuracy))\n"
+            if let r = j.raw_heldout_accuracy {
+                out += "            held-out originals \(pct(r)) on \(j.raw_heldout_images ?? 0); VQ reconstruction MSE \(num(j.vq_reconstruction_mse, "%.1f")) (0–255 scale)\n"
+            }
+        }
+        if let c = img2txt, !c.samples.isEmpty {
+            out += "\ncaption samples (reference → generated):\n"
+            for s in c.samples.prefix(5) { out += "  \(s.correct ? "✓" : "✗") \(s.reference) → \(s.generated)\n" }
+        }
+        for n in notes { out += "note: \(n)\n" }
+        out += String(format: "time        %.1f s\n", seconds)
+        return out
+    }
+}

@@ -1,0 +1,94 @@
+import Foundation
+import UGenData
+import UGenKernels
+import UGenModel
+import UGenStore
+
+/// Generation speed with and without the key/value cache, on a real checkpoint: greedy decoding of
+/// `newTokens` tokens after a prompt, both ways, timing only the decoding (not building stages).
+///
+/// Without the cache every new token re-runs the full causal forward pass over the whole prefix (padded up
+/// to a multiple of 16 positions, the stage shapes being fixed); with it, each token costs one position.
+/// Both must produce the same tokens.
+public enum GenerationBenchmark {
+    public struct Result: Codable, Sendable {
+        public var prompt_tokens: Int
+        public var new_tokens: Int
+        public var cached_tokens_per_s: Double
+        public var uncached_tokens_per_s: Double
+        public var speedup: Double
+        public var same_tokens: Bool
+        /// Largest difference between the cached and uncached next-token logits.
+        public var max_logit_difference: Double
+        public var cached_tokens: [Int32]
+        public var uncached_tokens: [Int32]
+    }
+
+    static let bucket = 16
+
+    public static func run(_ model: TrainedModel, prompt: [Int32], newTokens: Int) throws -> Result {
+        let maxLen = model.model.maxSeqLen
+        guard !prompt.isEmpty, prompt.count + newTokens <= maxLen else {
+            throw ModelError("benchmark: prompt of \(prompt.count) tokens + \(newTokens) new tokens must fit model.max_seq_len \(maxLen)")
+        }
+        func argmax(_ p: UnsafePointer<Float>, _ n: Int) -> Int32 {
+            var best = 0
+            for i in 1..<n where p[i] > p[best] { best = i }
+            return Int32(best)
+        }
+        let V = model.model.vocabSize
+
+        // With the cache.
+        let decoder = CachedDecoder(stage: try model.stage(rows: 1, seqLen: 1))
+        var cached = prompt
+        var cachedLogits: [[Float]] = []
+        var t0 = Date()
+        for t in prompt { decoder.append(t) }
+        for i in 0..<newTokens {
+            let next = argmax(decoder.logits.data, V)
+            cachedLogits.append(decoder.logits.array)
+            cached.append(next)
+            if i + 1 < newTokens { decoder.append(next) }
+        }
+        let cachedSeconds = Date().timeIntervalSince(t0)
+
+        // Without: the whole prefix every token.
+        var uncached = prompt
+        var seconds = 0.0, maxDiff: Float = 0
+        var stage: Stage? = nil
+        for i in 0..<newTokens {
+            let len = min(maxLen, (uncached.count + bucket - 1) / bucket * bucket)
+            if stage?.seqLen != len { stage = nil; stage = try model.stage(rows: 1, seqLen: len) }
+            t0 = Date()
+            let logits = CachedDecoder.uncachedLogits(stage: stage!, tokens: uncached)
+            let next = logits.withUnsafeBufferPointer { argmax($0.baseAddress!, V) }
+            seconds += Date().timeIntervalSince(t0)
+            for j in 0..<V { maxDiff = max(maxDiff, abs(logits[j] - cachedLogits[i][j])) }
+            uncached.append(next)
+        }
+        let c = Double(newTokens) / max(cachedSeconds, 1e-9), u = Double(newTokens) / max(seconds, 1e-9)
+        return Result(prompt_tokens: prompt.count, new_tokens: newTokens, cached_tokens_per_s: c, uncached_tokens_per_s: u,
+                      speedup: c / u, same_tokens: cached == uncached, max_logit_difference: Double(maxDiff),
+                      cached_tokens: Array(cached.dropFirst(prompt.count)), uncached_tokens: Array(uncached.dropFirst(prompt.count)))
+    }
+}
+
+extension PNGImage {
+    /// Images of one size side by side, left to right, each enlarged `scale` times (nearest neighbour).
+    public static func sideBySide(_ images: [PNGImage], scale: Int = 1) -> PNGImage {
+        precondition(!images.isEmpty && scale >= 1, "no images to place")
+        let w = images[0].width, h = images[0].height, c = images[0].channels
+        precondition(images.allSatisfy { $0.width == w && $0.height == h && $0.channels == c }, "images differ in size")
+        let W = w * scale * images.count, H = h * scale
+        var pixels = [UInt8](repeating: 0, count: W * H * c)
+        for (k, img) in images.enumerated() {
+            for y in 0..<H {
+                for x in 0..<(w * scale) {
+                    let src = ((y / scale) * w + x / scale) * c, dst = (y * W + k * w * scale + x) * c
+                    for ch in 0..<c { pixels[dst + ch] = img.pixels[src + ch] }
+                }
+            }
+        }
+        return PNGImage(width: W, height: H, channels: c, pixels: pixels)
+    }
+}
