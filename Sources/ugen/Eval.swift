@@ -1,0 +1,55 @@
+import ArgumentParser
+import Foundation
+import UGenKernels
+import UGenTraining
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Measure a checkpoint per task on a held-out split: text loss/perplexity/bits per byte, caption accuracy, judged image accuracy.",
+        discussion: """
+            text        teacher-forced loss, perplexity and bits per byte on the text examples
+            image→text  caption loss; greedy captions scored by the digit class they name (right class, and only it)
+            text→image  image loss; one sampled image per held-out caption, judged by a softmax-regression classifier
+                        trained on the training split's images (decoded from their tokens); the judge's accuracy on the
+                        held-out images is measured and printed first. --images PAIRS.jsonl (the raw pairs the data was
+                        tokenized from) adds its accuracy on the original pixels and the VQ reconstruction error.
+
+              ugen eval --checkpoint runs/demo/checkpoints/latest --data data/tokenized/val.h5 --images data/digits/pairs.jsonl --json eval.json
+            """)
+
+    @Option(help: "A checkpoint file, RUN/checkpoints/latest, or a run folder.") var checkpoint: String
+    @Option(help: "The held-out split (val.h5).") var data: String
+    @Option(help: "The training split the judge learns from (default: train.h5 beside --data).") var train: String?
+    @Option(help: "tokenizer.h5 (default: data.dir/tokenizer.h5 of the checkpoint's config).") var tokenizer: String?
+    @Option(help: "The raw pairs file (JSONL with PNG paths) the dataset was tokenized from.") var images: String?
+    @Option(help: "Write the report as JSON here.") var json: String?
+    @Option(help: "At most this many text examples.") var maxText: Int?
+    @Option(help: "At most this many image→text examples.") var maxCaptions: Int?
+    @Option(help: "At most this many text→image examples.") var maxImages: Int?
+    @Option(help: "Temperature for sampling images.") var imageTemperature = 1.0
+    @Option(help: "Top-k for sampling images (0: all).") var imageTopK = 0
+    @Option(help: "Seed for sampling images (example i uses seed + i).") var seed: UInt64 = 1
+    @Option(help: "BLAS threads.") var threads = 1
+    @Flag(help: "No progress lines on stderr.") var quiet = false
+
+    func run() throws {
+        BLAS.setThreads(threads)
+        var o = EvaluationOptions()
+        o.maxText = maxText; o.maxCaptions = maxCaptions; o.maxImages = maxImages
+        o.imageTemperature = imageTemperature; o.imageTopK = imageTopK; o.seed = seed
+        let quiet = quiet
+        do {
+            let model = try TrainedModel(checkpoint: checkpoint, tokenizer: tokenizer)
+            let evaluator = Evaluator(model: model) { line in
+                if !quiet { FileHandle.standardError.write(("eval: " + line + "\n").data(using: .utf8)!) }
+            }
+            let report = try evaluator.run(valPath: data, trainPath: train, rawPairs: images, options: o)
+            print(report.table, terminator: "")
+            if let json {
+                do { try report.json().write(to: URL(fileURLWithPath: json)) } catch { fail("\(json): cannot write the JSON report") }
+                print("wrote \(json)")
+            }
+        } catch { fail("\(error)") }
+    }
+}
