@@ -12,7 +12,9 @@ public struct EvaluationOptions: Sendable {
     public var maxImages: Int?
     /// Captions are decoded greedily, at most this many tokens.
     public var captionMaxTokens = 24
-    /// Images are sampled (example i with seed `seed + i`, so a subset gives the same images).
+    /// Images are sampled, `imagesPerCaption` per held-out caption (sample k of example i with seed
+    /// `seed + i·imagesPerCaption + k`, so a subset of examples gives the same images).
+    public var imagesPerCaption = 1
     public var imageTemperature = 1.0
     public var imageTopK = 0
     public var imageTopP = 1.0
@@ -59,8 +61,9 @@ public struct EvaluationReport: Codable, Sendable {
         public var examples: Int
         /// Teacher-forced loss on the visual tokens and `<eoi>`.
         public var loss: Double?
-        /// Generated images judged (captions that name a class).
+        /// Generated images judged (`images_per_caption` for each caption that names a class).
         public var scored: Int
+        public var images_per_caption: Int
         /// Fraction of generated images the judge assigns to the caption's class.
         public var judge_accuracy: Double?
         public var per_class_accuracy: [Double?]
@@ -290,7 +293,7 @@ public final class Evaluator {
                  notes: inout [String]) throws -> EvaluationReport.TextToImage {
         let loss = teacherForced(examples, stage: stage, vocab: vocab)
         var result = EvaluationReport.TextToImage(examples: examples.count, loss: loss.tokens > 0 ? loss.mean : nil, scored: 0,
-                                                  judge_accuracy: nil, per_class_accuracy: [], distinct_images: nil,
+                                                  images_per_caption: o.imagesPerCaption, judge_accuracy: nil, per_class_accuracy: [], distinct_images: nil,
                                                   visual_tokens_per_image: model.tokensPerImage)
         guard let vq = model.tokenizers.image else {
             notes.append("text→image: \(model.tokenizerPath) has no learned codebook, so images cannot be decoded and judged")
@@ -317,7 +320,8 @@ public final class Evaluator {
             raw_heldout_images: nil, raw_heldout_accuracy: nil, vq_reconstruction_mse: nil)
         if let rawPairs { try rawNumbers(rawPairs, heldoutCaptions: captionExamples, vq: vq, classifier: classifier, judge: &j) }
         judge = j
-        log(String(format: "judge: %.1f%% on %d held-out images; drawing %d images", 100 * j.heldout_accuracy, j.heldout_images, examples.count))
+        log(String(format: "judge: %.1f%% on %d held-out images; drawing %d images", 100 * j.heldout_accuracy, j.heldout_images,
+                   examples.count * o.imagesPerCaption))
 
         // Generated images, one per held-out caption that names a class.
         if model.activeVisual?.isEmpty == true {
@@ -329,12 +333,15 @@ public final class Evaluator {
         for (i, e) in examples.enumerated() {
             let caption = parts(e).caption
             guard let label = CaptionClass.parse(model.tokenizers.text.decodeText(caption)) else { continue }
-            var sampler = Sampler(temperature: o.imageTemperature, topK: o.imageTopK, topP: o.imageTopP, seed: o.seed &+ UInt64(i))
-            let ids = try gen.image(caption: caption, count: vq.tokensPerImage, sampler: &sampler)
-            precondition(ids.count == vq.tokensPerImage && ids.allSatisfy(model.layout.isVisual), "an image of illegal ids")
-            seen.insert(ids)
-            generated.append(vq.decode(ids.map(model.layout.code(of:))))
-            labels.append(label)
+            for k in 0..<o.imagesPerCaption {
+                var sampler = Sampler(temperature: o.imageTemperature, topK: o.imageTopK, topP: o.imageTopP,
+                                      seed: o.seed &+ UInt64(i * o.imagesPerCaption + k))
+                let ids = try gen.image(caption: caption, count: vq.tokensPerImage, sampler: &sampler)
+                precondition(ids.count == vq.tokensPerImage && ids.allSatisfy(model.layout.isVisual), "an image of illegal ids")
+                seen.insert(ids)
+                generated.append(vq.decode(ids.map(model.layout.code(of:))))
+                labels.append(label)
+            }
         }
         let predicted = classifier.predict(Self.pixels(generated))
         var perClass = [(Int, Int)](repeating: (0, 0), count: classes)

@@ -27,17 +27,27 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "At most this many text examples.") var maxText: Int?
     @Option(help: "At most this many image→text examples.") var maxCaptions: Int?
     @Option(help: "At most this many text→image examples.") var maxImages: Int?
+    @Option(help: "Images sampled per held-out caption.") var imagesPerCaption = 1
     @Option(help: "Temperature for sampling images.") var imageTemperature = 1.0
     @Option(help: "Top-k for sampling images (0: all).") var imageTopK = 0
     @Option(help: "Seed for sampling images (example i uses seed + i).") var seed: UInt64 = 1
     @Option(help: "BLAS threads.") var threads = 1
     @Flag(help: "No progress lines on stderr.") var quiet = false
 
+    func validate() throws {
+        guard imagesPerCaption >= 1, threads >= 1, imageTemperature >= 0, imageTopK >= 0 else {
+            throw ValidationError("--images-per-caption and --threads must be ≥ 1, --image-temperature and --image-top-k ≥ 0")
+        }
+        for (name, v) in [("--max-text", maxText), ("--max-captions", maxCaptions), ("--max-images", maxImages)] where (v ?? 0) < 0 {
+            throw ValidationError("\(name) must be ≥ 0")
+        }
+    }
+
     func run() throws {
         BLAS.setThreads(threads)
         var o = EvaluationOptions()
         o.maxText = maxText; o.maxCaptions = maxCaptions; o.maxImages = maxImages
-        o.imageTemperature = imageTemperature; o.imageTopK = imageTopK; o.seed = seed
+        o.imagesPerCaption = imagesPerCaption; o.imageTemperature = imageTemperature; o.imageTopK = imageTopK; o.seed = seed
         let quiet = quiet
         do {
             let model = try TrainedModel(checkpoint: checkpoint, tokenizer: tokenizer)

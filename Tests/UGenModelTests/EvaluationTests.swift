@@ -334,6 +334,12 @@ final class EvaluationTests: XCTestCase {
         XCTAssertNil(early.txt2img?.judge_accuracy)
         XCTAssertTrue(early.notes.contains { $0.contains("text-only phase") }, "\(early.notes)")
 
+        // More samples per caption: that many images judged, the first of each the same as before.
+        var o3 = o; o3.imagesPerCaption = 3
+        let three = try Evaluator(model: try TrainedModel(checkpoint: w.trained)).run(valPath: w.val, options: o3)
+        XCTAssertEqual(three.txt2img?.scored, 3 * valPairs)
+        XCTAssertEqual(three.txt2img?.images_per_caption, 3)
+
         // Same checkpoint, same seed: the same numbers.
         let again = try Evaluator(model: try TrainedModel(checkpoint: w.trained)).run(valPath: w.val, rawPairs: w.pairs, options: o)
         XCTAssertEqual(again.txt2img?.judge_accuracy, g.judge_accuracy)
