@@ -8,7 +8,7 @@ BIN        := .build/debug
 RELEASE    := .build/release
 DEMO_RUN   ?= runs/demo
 
-.PHONY: deps build release data demo test bench clean
+.PHONY: deps build release data demo test bench clean cluster-checks
 
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -36,6 +36,12 @@ demo: data
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	$(MAKE) cluster-checks
+
+# Real Slurm and several hosts (network namespaces): root, installs slurm/munge/iproute2 when missing; ~25 s.
+cluster-checks:
+	UGEN_BIN=$(CURDIR)/$(BIN) bash cluster/slurm/check.sh
+	UGEN_BIN=$(CURDIR)/$(BIN) bash cluster/netns/check.sh
 
 bench: release
 	$(RELEASE)/ugen bench
