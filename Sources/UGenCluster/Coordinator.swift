@@ -38,6 +38,10 @@ public final class Coordinator {
         public var resume: String?
         /// Stop (with a checkpoint) once this many steps are done; the schedule still spans train.steps.
         public var stopAfter: Int?
+        /// `.curve(keys)`: the control socket is a CURVE server and admits only `authorizedKeys` (plus the
+        /// keys it makes for its own local workers).
+        public var security: Security = .plaintext
+        public var authorizedKeys: Set<String> = []
         public init(config: RunConfig, runDirectory: String) { self.config = config; self.runDirectory = runDirectory }
     }
 
@@ -70,6 +74,8 @@ public final class Coordinator {
     private var nextWorkerId = 0
     private var specs: [StageSpec] = []
     private var stages = 0
+    /// Set once a worker has been lost: elastic re-partitioning applies only to a run that already started.
+    private var recovering = false
     private var generation = 0
 
     // Where training stands.
@@ -111,10 +117,16 @@ public final class Coordinator {
 
     public func run() throws -> Outcome {
         socket = try ZMQSocket(.router)
+        var localKeys: [CurveKeyPair] = []
+        if let keys = options.security.keys {
+            localKeys = try (0..<options.localWorkers).map { _ in try CurveKeyPair.generate() }
+            ZAPHandler.shared.allow(options.authorizedKeys.union(localKeys.map(\.publicKey)))
+            try socket.makeCurveServer(keys)
+        }
         try socket.set(ZMQ_MAXMSGSIZE, int64: maxFrameBytes)
         try socket.set(ZMQ_ROUTER_MANDATORY, 1)
         endpoint = try socket.bind(options.bind)
-        log.info("listening on \(endpoint) for \(config.stages * config.replicas) workers (\(config.stages) stages × \(config.replicas) replicas)")
+        log.info("listening on \(endpoint) (\(options.security == .plaintext ? "plain text" : "CURVE, \(options.authorizedKeys.count) admitted worker keys")) for \(config.stages * config.replicas) workers (\(config.stages) stages × \(config.replicas) replicas)")
         onBound?(endpoint)
         try runLog.writeConfig(config.yaml)
         if let ckpt = restorePoint {
@@ -131,7 +143,7 @@ public final class Coordinator {
             local = try LocalWorkers(count: options.localWorkers, executable: options.workerExecutable,
                                      coordinator: endpoint.replacingOccurrences(of: "0.0.0.0", with: "127.0.0.1"),
                                      threads: config.threadsPerWorker, secret: options.secret, maxRestarts: config.maxRestarts,
-                                     log: log)
+                                     curve: options.security.keys.map { ($0.publicKey, localKeys) }, log: log)
         }
         defer { local?.stopAll() }
         stages = config.stages
@@ -166,16 +178,33 @@ public final class Coordinator {
     // MARK: Workers joining
 
     /// Waits until every slot of the layout has a worker (spares that joined earlier fill them first).
+    ///
+    /// Elastic (`cluster.elastic: true`): after a loss, when no replacement has come within
+    /// `cluster.lost_after_s`, the workers present are re-partitioned into fewer stages (as many as
+    /// they fill for every replica). The checkpoint does not depend on the layout, so the run goes on
+    /// exactly as it would have on the full layout.
     private func recruit() throws {
-        let needed = stages * config.replicas
-        slots = Array(repeating: nil, count: needed)
+        slots = Array(repeating: nil, count: stages * config.replicas)
         var waiting = members.keys.sorted()
+        let since = Date()
         while true {
             for id in waiting where slots.contains(where: { $0 == nil }) {
                 slots[slots.firstIndex(where: { $0 == nil })!] = id
             }
             waiting = []
             if !slots.contains(where: { $0 == nil }) { return }
+            if config.elastic && recovering && Date().timeIntervalSince(since) > config.lostAfterSeconds {
+                let fits = members.count / config.replicas
+                if fits >= 1 && fits < stages {
+                    log.warning("elastic: no replacement within \(config.lostAfterSeconds) s; re-partitioning \(stages) stages onto \(fits)")
+                    runLog.event("repartition", [("from_stages", .int(stages)), ("to_stages", .int(fits)),
+                                                 ("replicas", .int(config.replicas)), ("step", .int(step))])
+                    stages = fits
+                    slots = Array(repeating: nil, count: stages * config.replicas)
+                    waiting = members.keys.sorted()
+                    continue
+                }
+            }
             if try checkStop() { throw StopBeforeStart() }
             let joined = try pump(timeoutMs: 100).joined
             waiting = joined
@@ -188,6 +217,7 @@ public final class Coordinator {
         for id in slots.compactMap({ $0 }) { members[id]?.lastSeen = Date() }
         specs = try StageSpec.partition(model, stages: stages, seqLen: config.seqLen)
         let endpoints = slots.map { members[$0!]!.hello.dataEndpoint }
+        let keys = slots.map { members[$0!]!.hello.publicKey }
         for (slot, id) in slots.enumerated() {
             let stage = slot % stages, replica = slot / stages
             let spec = specs[stage]
@@ -204,6 +234,9 @@ public final class Coordinator {
                            previous: stage > 0 ? endpoints[slot - 1] : nil,
                            next: stage < stages - 1 ? endpoints[slot + 1] : nil,
                            replicaPeers: (0..<config.replicas).map { endpoints[$0 * stages + stage] },
+                           previousKey: stage > 0 ? keys[slot - 1] : nil,
+                           nextKey: stage < stages - 1 ? keys[slot + 1] : nil,
+                           replicaPeerKeys: options.security == .plaintext ? nil : (0..<config.replicas).map { keys[$0 * stages + stage] ?? "" },
                            withTensors: restorePoint != nil, optimizerStep: restorePoint?.optimizerStep ?? 0,
                            generation: generation)
             try send(id!, WireMessage(.assign, a, arrays: arrays))
@@ -365,10 +398,13 @@ public final class Coordinator {
     /// A worker stopped answering or reported a failure: the current step is abandoned whole, the run
     /// goes back to its last checkpoint (or its start) and waits for enough workers.
     private func recover(from lost: WorkerLost) throws {
+        recovering = true
         if let m = members[lost.workerId] {
             log.error("worker \(m.hello.name) lost: \(lost.reason)")
             runLog.event("lost", [("worker", .string(m.hello.name)), ("host", .string(m.hello.host)), ("reason", .string(lost.reason)),
                                   ("step", .int(step))])
+            // If it is still alive (a hung step, a stalled link) it is told so, and joins again afresh.
+            try? socket.send([m.identity] + WireMessage(.reset, Reset(reason: "declared lost: \(lost.reason)", rejoin: true)).frames)
             identities[m.identity] = nil
             members[lost.workerId] = nil
         }
@@ -387,7 +423,7 @@ public final class Coordinator {
         }
         try runLog.truncateMetrics(after: step)
         runLog.event("resume", [("step", .int(step)), ("checkpoint", .string(lastCheckpointPath ?? "initial weights"))])
-        log.info("continuing from step \(step) once \(config.stages * config.replicas) workers are present")
+        log.info("continuing from step \(step) once \(stages * config.replicas) workers are present")
     }
 
     // MARK: Messages
@@ -460,6 +496,10 @@ public final class Coordinator {
     /// or refuses hellos, refuses malformed input with a logged reason, and returns the rest.
     private func pump(timeoutMs: Int) throws -> (messages: [(Int, WireMessage)], joined: [Int]) {
         var out: [(Int, WireMessage)] = [], joined: [Int] = []
+        for key in ZAPHandler.shared.takeDenied() {
+            log.warning("refused a connection: CURVE key \(key) is not admitted")
+            runLog.event("refused", [("peer", .string("CURVE key \(key)")), ("reason", .string("key not admitted"))])
+        }
         var wait = timeoutMs
         while socket.poll(timeoutMs: wait) {
             wait = 0
@@ -485,7 +525,9 @@ public final class Coordinator {
                 continue
             }
             guard let id = identities[identity] else {
-                refuse(identity, "\(msg.kind) from a peer that has not joined")
+                // Also what a live worker of a coordinator that was killed and restarted sends first (its
+                // last stepDone): it is told to join again, not sent away.
+                refuse(identity, "\(msg.kind) from a peer that has not joined", rejoin: true)
                 continue
             }
             members[id]!.lastSeen = Date()
@@ -494,11 +536,12 @@ public final class Coordinator {
         return (out, joined)
     }
 
-    private func refuse(_ identity: Data, _ reason: String) {
+    private func refuse(_ identity: Data, _ reason: String, rejoin: Bool = false) {
         let peer = identities[identity].flatMap { members[$0]?.hello.name } ?? "peer \(identity.map { String(format: "%02x", $0) }.joined())"
         log.warning("refused a message from \(peer): \(reason)")
         runLog.event("refused", [("peer", .string(peer)), ("reason", .string(reason))])
-        try? socket.send([identity] + WireMessage(.reject, Reject(reason: reason)).frames)
+        let answer = rejoin ? WireMessage(.reset, Reset(reason: reason, rejoin: true)) : WireMessage(.reject, Reject(reason: reason))
+        try? socket.send([identity] + answer.frames)
     }
 
     private func admit(_ identity: Data, _ msg: WireMessage) -> Int? {

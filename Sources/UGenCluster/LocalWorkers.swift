@@ -12,7 +12,11 @@ final class LocalWorkers {
     private let maxRestarts: Int
     private let log: Logger
 
-    init(count: Int, executable: String?, coordinator: String, threads: Int, secret: String, maxRestarts: Int, log: Logger) throws {
+    private let curve: (coordinator: String, workers: [CurveKeyPair])?
+
+    init(count: Int, executable: String?, coordinator: String, threads: Int, secret: String, maxRestarts: Int,
+         curve: (String, [CurveKeyPair])?, log: Logger) throws {
+        self.curve = curve
         let exe = executable ?? Self.besideSelf("ugen-worker")
         guard FileManager.default.isExecutableFile(atPath: exe) else {
             throw ProtocolError("\(exe): worker executable not found (build it with `swift build`, or pass its path)")
@@ -42,6 +46,10 @@ final class LocalWorkers {
         p.arguments = arguments(i)
         var env = ProcessInfo.processInfo.environment
         env["UGEN_LOCAL_WORKER"] = "1"  // ignore the terminal's Ctrl-C: the coordinator stops it cleanly
+        if let curve {  // keys made for this run, handed over in the environment (not on the command line)
+            env["UGEN_CURVE_SECRET_KEY"] = curve.workers[i].secretKey
+            env["UGEN_COORD_PUBLIC_KEY"] = curve.coordinator
+        }
         p.environment = env
         try p.run()
         log.info("started local worker \(i) (pid \(p.processIdentifier))")

@@ -98,9 +98,12 @@ public struct Hello: Codable, Sendable {
     public var secret: String
     /// Where this worker's data socket listens for its neighbours.
     public var dataEndpoint: String
-    public init(protocolVersion: Int, name: String, host: String, cores: Int, secret: String, dataEndpoint: String) {
+    /// The worker's CURVE public key (its data socket is a CURVE server with it); nil in plain text.
+    public var publicKey: String?
+    public init(protocolVersion: Int, name: String, host: String, cores: Int, secret: String, dataEndpoint: String,
+                publicKey: String? = nil) {
         self.protocolVersion = protocolVersion; self.name = name; self.host = host; self.cores = cores
-        self.secret = secret; self.dataEndpoint = dataEndpoint
+        self.secret = secret; self.dataEndpoint = dataEndpoint; self.publicKey = publicKey
     }
 }
 
@@ -120,6 +123,11 @@ public struct Assign: Codable, Sendable {
     /// The same stage in every replica, in replica order (for the gradient reduce), and whether the
     /// parameters follow as arrays (params, m, v per parameter, then the optimizer step in the body).
     public var replicaPeers: [String]
+    /// CURVE public keys of `previous`, `next` and `replicaPeers` (nil in plain text): the worker admits
+    /// exactly these on its data socket and checks them when it connects.
+    public var previousKey: String?
+    public var nextKey: String?
+    public var replicaPeerKeys: [String]?
     public var withTensors: Bool
     public var optimizerStep: Int
     /// Counts assignments; data messages carry it, so a message left over from before a recovery is
@@ -169,8 +177,13 @@ public struct Heartbeat: Codable, Sendable {
     public var status: String?
     public init(workerId: Int, status: String? = nil) { self.workerId = workerId; self.status = status }
 }
-/// coordinator → worker: abandon the current step and wait for a new assignment (after a loss).
-public struct Reset: Codable, Sendable { public var reason: String }
+/// coordinator → worker: drop the current step and wait for a new assignment; with `rejoin` the
+/// coordinator has dropped this worker (declared lost while still alive) and it must join afresh.
+public struct Reset: Codable, Sendable {
+    public var reason: String
+    public var rejoin: Bool?
+    public init(reason: String, rejoin: Bool? = nil) { self.reason = reason; self.rejoin = rejoin }
+}
 public struct Shutdown: Codable, Sendable { public var reason: String }
 /// coordinator → worker: send your tensors (for a checkpoint). Reply arrays: per parameter value, m, v.
 public struct SaveRequest: Codable, Sendable { public var step: Int }

@@ -20,6 +20,9 @@ public final class Worker {
         public var advertise: String?
         /// Seconds without any message from the coordinator after which it is considered gone.
         public var coordinatorTimeout: Double
+        /// `.curve(keys)` with the coordinator's public key: every socket is CURVE-encrypted.
+        public var security: Security = .plaintext
+        public var coordinatorKey: String?
         public init(coordinator: String, name: String, threads: Int = 1, secret: String = "", advertise: String? = nil,
                     coordinatorTimeout: Double = 10) {
             self.coordinator = coordinator; self.name = name; self.threads = threads; self.secret = secret
@@ -27,7 +30,7 @@ public final class Worker {
         }
     }
 
-    public enum Outcome: Equatable, Sendable { case finished, rejected(String), coordinatorLost }
+    public enum Outcome: Equatable, Sendable { case finished, rejected(String), coordinatorLost, dropped(String) }
 
     let options: Options
     var log: Logger
@@ -36,6 +39,7 @@ public final class Worker {
     private var dataEndpoint = ""
     private var toPrevious: ZMQSocket?, toNext: ZMQSocket?
     private var toReplicas: [ZMQSocket?] = []
+    private var connectPeers: (() throws -> Void)?
     private let heartbeat: HeartbeatLink
 
     // Set by the assignment.
@@ -60,7 +64,14 @@ public final class Worker {
         log = Logger(label: "ugen-worker \(options.name)")
         control = try ZMQSocket(.dealer)
         data = try ZMQSocket(.pull)
-        heartbeat = try HeartbeatLink(coordinator: options.coordinator, timeout: options.coordinatorTimeout)
+        if let keys = options.security.keys {
+            guard let server = options.coordinatorKey else { throw ProtocolError("CURVE needs the coordinator's public key (--coord-key)") }
+            try control.makeCurveClient(keys, server: server)
+            try data.makeCurveServer(keys)
+            ZAPHandler.shared.replaceAllowed([])  // nobody may send data before the assignment names the peers
+        }
+        heartbeat = try HeartbeatLink(coordinator: options.coordinator, timeout: options.coordinatorTimeout,
+                                      curve: options.security.keys.map { ($0, options.coordinatorKey ?? "") })
     }
 
     /// Joins and works until the coordinator says shutdown (or refuses, or disappears).
@@ -70,8 +81,12 @@ public final class Worker {
         let bound = try data.bind("tcp://\(bindHost()):*")
         dataEndpoint = bound.replacingOccurrences(of: "0.0.0.0", with: advertiseHost())
         let hello = Hello(protocolVersion: Int(Wire.version), name: options.name, host: ProcessInfo.processInfo.hostName,
-                          cores: ProcessInfo.processInfo.activeProcessorCount, secret: options.secret, dataEndpoint: dataEndpoint)
-        try control.send(WireMessage(.hello, hello).frames)
+                          cores: ProcessInfo.processInfo.activeProcessorCount, secret: options.secret, dataEndpoint: dataEndpoint,
+                          publicKey: options.security.keys?.publicKey)
+        do { try control.send(WireMessage(.hello, hello).frames) } catch {
+            log.error("cannot reach the coordinator at \(options.coordinator) (\(options.security == .plaintext ? "plain text" : "CURVE handshake not completed"))")
+            return .coordinatorLost
+        }
         log.info("joining \(options.coordinator) as \(options.name), data socket \(dataEndpoint)")
         heartbeat.start(workerId: -1)
         defer { heartbeat.stop() }
@@ -97,7 +112,12 @@ public final class Worker {
             case .apply: try apply(msg)
             case .saveRequest: try save(msg)
             case .reset:
-                let reason = (try? msg.decode(Reset.self).reason) ?? "?"
+                let reset = try? msg.decode(Reset.self)
+                let reason = reset?.reason ?? "?"
+                if reset?.rejoin == true {
+                    log.warning("dropped by the coordinator (\(reason)); joining again")
+                    return .dropped(reason)
+                }
                 log.info("reset by the coordinator (\(reason)); waiting for a new assignment")
                 heartbeat.setStatus("waiting for an assignment")
             case .shutdown:
@@ -160,11 +180,28 @@ public final class Worker {
             flatGrad = [Float](repeating: 0, count: total)
             reduceIn = (0..<config.replicas).map { _ in [Float](repeating: 0, count: total) }
         }
-        if let p = a.previous { toPrevious = try ZMQSocket(.push); try toPrevious!.connect(p) }
-        if let n = a.next { toNext = try ZMQSocket(.push); try toNext!.connect(n) }
-        toReplicas = try a.replicaPeers.enumerated().map { r, endpoint in
-            guard r != a.replica, a.replica == 0 || r == 0 else { return nil }  // replica 0 talks to all, others to 0
-            let s = try ZMQSocket(.push); try s.connect(endpoint); return s
+        let keys = options.security.keys
+        if keys != nil {
+            ZAPHandler.shared.replaceAllowed(Set([a.previousKey, a.nextKey].compactMap { $0 } + (a.replicaPeerKeys ?? [])))
+        }
+        func push(_ endpoint: String, _ peerKey: String?) throws -> ZMQSocket {
+            let s = try ZMQSocket(.push)
+            if let keys {
+                guard let peerKey, !peerKey.isEmpty else { throw ProtocolError("assignment lacks a peer's CURVE key") }
+                try s.makeCurveClient(keys, server: peerKey)
+            }
+            try s.connect(endpoint)
+            return s
+        }
+        // Connected at the first step, not now: by then every peer has its assignment and admits our key
+        // (a CURVE handshake refused now would not be retried).
+        connectPeers = {
+            if let p = a.previous { self.toPrevious = try push(p, a.previousKey) }
+            if let n = a.next { self.toNext = try push(n, a.nextKey) }
+            self.toReplicas = try a.replicaPeers.enumerated().map { r, endpoint in
+                guard r != a.replica, a.replica == 0 || r == 0 else { return nil }  // replica 0 talks to all, others to 0
+                return try push(endpoint, a.replicaPeerKeys?[r])
+            }
         }
         log.info("stage \(a.stage + 1)/\(a.stages) (layers \(a.spec.firstLayer)..<\(a.spec.endLayer)\(a.spec.hasEmbedding ? " + embedding" : "")\(a.spec.hasHead ? " + head" : "")), replica \(a.replica)")
         try control.send(WireMessage(.ready, Ready(workerId: a.workerId)).frames)
@@ -175,6 +212,7 @@ public final class Worker {
     private func runStep(_ msg: WireMessage) throws {
         let order = try msg.decode(StepOrder.self)
         let gen = Int32(assign.generation)
+        if let connect = connectPeers { try connect(); connectPeers = nil }
         arrived = [.activation: [], .gradient: []]
         reduceArrived = []
         commNanos = 0
@@ -294,6 +332,7 @@ public final class Worker {
     /// micro-batch (micro-batch ≥ 0), or a replica's gradients for the reduce (micro-batch −1 − replica).
     private func receiveData(step: Int) throws {
         while true {
+            for key in ZAPHandler.shared.takeDenied() { log.warning("refused a data connection: CURVE key \(key) is not a neighbour") }
             let ready = pollAny([data, control], timeoutMs: 500)
             if ready.contains(0) { break }
             if ready.contains(1) { throw Interrupted(reason: "the coordinator sent a message during step \(step)") }
@@ -385,7 +424,10 @@ final class HeartbeatLink: @unchecked Sendable {
     private var _workerId = -1, _lost = false, running = false
     private var thread: Thread?
 
-    init(coordinator: String, timeout: Double) throws { endpoint = coordinator; self.timeout = timeout }
+    private let curve: (CurveKeyPair, String)?
+    init(coordinator: String, timeout: Double, curve: (CurveKeyPair, String)?) throws {
+        endpoint = coordinator; self.timeout = timeout; self.curve = curve
+    }
 
     var workerId: Int { get { lock.withLock { _workerId } } set { lock.withLock { _workerId = newValue } } }
     var lost: Bool { lock.withLock { _lost } }
@@ -420,7 +462,9 @@ final class HeartbeatLink: @unchecked Sendable {
     func stop() { lock.withLock { running = false } }
 
     private func loop() {
-        guard let socket = try? ZMQSocket(.dealer), (try? socket.connect(endpoint)) != nil else { return }
+        guard let socket = try? ZMQSocket(.dealer) else { return }
+        if let (keys, server) = curve { guard (try? socket.makeCurveClient(keys, server: server)) != nil else { return } }
+        guard (try? socket.connect(endpoint)) != nil else { return }
         var lastHeard = Date()
         while lock.withLock({ running }) {
             _ = try? socket.send(WireMessage(.heartbeat, Heartbeat(workerId: workerId, status: status)).frames)

@@ -16,9 +16,9 @@ final class ZMQContext: @unchecked Sendable {
 
 /// One ZeroMQ socket. Not thread-safe (ZeroMQ sockets never are): each thread owns its sockets.
 public final class ZMQSocket {
-    public enum Kind { case router, dealer, push, pull
+    public enum Kind { case router, dealer, push, pull, rep
         var raw: Int32 {
-            switch self { case .router: ZMQ_ROUTER; case .dealer: ZMQ_DEALER; case .push: ZMQ_PUSH; case .pull: ZMQ_PULL }
+            switch self { case .router: ZMQ_ROUTER; case .dealer: ZMQ_DEALER; case .push: ZMQ_PUSH; case .pull: ZMQ_PULL; case .rep: ZMQ_REP }
         }
     }
     let handle: UnsafeMutableRawPointer
@@ -27,6 +27,9 @@ public final class ZMQSocket {
         guard let h = zmq_socket(ZMQContext.shared.handle, kind.raw) else { throw ZMQError("zmq_socket") }
         handle = h
         try set(ZMQ_LINGER, 0)  // closing never blocks on undelivered messages
+        // A DEALER with no completed connection (coordinator down, CURVE handshake refused) would block a
+        // send for ever; it fails after 2 s instead, and the worker treats that as a lost coordinator.
+        if kind == .dealer { try set(ZMQ_SNDTIMEO, 2000) }
     }
 
     deinit { zmq_close(handle) }

@@ -8,7 +8,7 @@ import UGenTraining
 struct Coord: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ugen-coord", abstract: "The UGen cluster coordinator.",
-        subcommands: [Start.self, DashboardCommand.self])
+        subcommands: [Start.self, Keygen.self, DashboardCommand.self])
 }
 
 struct Start: ParsableCommand {
@@ -28,6 +28,9 @@ struct Start: ParsableCommand {
     @Option(help: "Continue from a checkpoint: a path, or `latest` (RUN/checkpoints/latest).") var resume: String?
     @Option(help: "The cluster secret workers must present (or UGEN_SECRET in the environment).") var secret: String?
     @Option(help: "The ugen-worker executable for --local-workers (default: next to ugen-coord).") var workerExecutable: String?
+    @Option(help: "The coordinator's CURVE secret key file (from `ugen-coord keygen`).") var key: String?
+    @Option(help: "Worker public keys to admit: a .pub file or a directory of them.") var authorizedKeys: String?
+    @Flag(help: "Plain text instead of CURVE (only on loopback). Without keys, a run whose workers are all local uses CURVE keys made for the run.") var insecure = false
 
     func run() throws {
         let cfg: RunConfig
@@ -40,6 +43,11 @@ struct Start: ParsableCommand {
         options.resume = resume
         options.secret = secret ?? ProcessInfo.processInfo.environment["UGEN_SECRET"] ?? ""
         options.workerExecutable = workerExecutable
+        do {
+            (options.security, options.authorizedKeys) = try SecurityPolicy.coordinator(
+                keyFile: key, authorized: authorizedKeys, insecure: insecure, bind: bind, localWorkers: localWorkers,
+                workersNeeded: cfg.stages * cfg.replicas)
+        } catch { fail("\(error)") }
         for s in [SIGINT, SIGTERM] { signal(s) { _ in coordinatorStopRequested = 1 } }
         let outcome: Coordinator.Outcome
         do {
@@ -49,6 +57,24 @@ struct Start: ParsableCommand {
         switch outcome {
         case .finished(let s): print("run finished at step \(s): \(runDir)")
         case .stopped(let s): print("run stopped at step \(s); continue with --resume latest --run \(runDir)")
+        }
+    }
+}
+
+struct Keygen: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make a CURVE key pair: NAME.key (secret, mode 0600) and NAME.pub (public).",
+        discussion: "Give the coordinator its .key with --key and the workers' .pub files with --authorized-keys; give each worker its own .key with --key and the coordinator's .pub with --coord-key.")
+
+    @Option(help: "Folder to write the keys into.") var out: String = "keys"
+    @Argument(help: "Names of the key pairs, e.g. coordinator worker-1 worker-2.") var names: [String] = ["coordinator"]
+
+    func run() throws {
+        for name in names {
+            do {
+                let (sec, pub) = try CurveKeyPair.generate().write(directory: out, name: name)
+                print("\(name): \(sec) (secret), \(pub) (public)")
+            } catch { fail("\(error)") }
         }
     }
 }

@@ -20,6 +20,8 @@ struct Join: ParsableCommand {
     @Option(help: "The cluster secret (or UGEN_SECRET in the environment).") var secret: String?
     @Option(help: "The address neighbours use to reach this worker (default: this host's name, or 127.0.0.1 for a loopback coordinator).") var advertise: String?
     @Option(help: "Seconds without the coordinator before this worker considers it gone and tries to rejoin.") var coordinatorTimeout: Double = 10
+    @Option(help: "This worker's CURVE secret key file (or UGEN_CURVE_SECRET_KEY).") var key: String?
+    @Option(help: "The coordinator's CURVE public key: a .pub file or the 40-character key (or UGEN_COORD_PUBLIC_KEY).") var coordKey: String?
     @Option(help: "Stop trying to rejoin a lost coordinator after this many seconds (0: never give up).") var giveUpAfter: Double = 120
 
     func run() throws {
@@ -29,9 +31,24 @@ struct Join: ParsableCommand {
         let parent = getppid()
         if local { signal(SIGINT, SIG_IGN) }
         let host = ProcessInfo.processInfo.hostName
-        let options = Worker.Options(coordinator: coord, name: name ?? "\(host)-\(getpid())", threads: threads,
+        var options = Worker.Options(coordinator: coord, name: name ?? "\(host)-\(getpid())", threads: threads,
                                      secret: secret ?? ProcessInfo.processInfo.environment["UGEN_SECRET"] ?? "",
                                      advertise: advertise, coordinatorTimeout: coordinatorTimeout)
+        let env = ProcessInfo.processInfo.environment
+        do {
+            let secretKey = try key.map(CurveKeyPair.readKey) ?? env["UGEN_CURVE_SECRET_KEY"]
+            let coordinatorKey = try coordKey.map { $0.utf8.count == 40 && !FileManager.default.fileExists(atPath: $0) ? $0 : try CurveKeyPair.readKey($0) }
+                ?? env["UGEN_COORD_PUBLIC_KEY"]
+            switch (secretKey, coordinatorKey) {
+            case let (s?, c?): options.security = .curve(try CurveKeyPair(secretKey: s)); options.coordinatorKey = c
+            case (nil, nil): break
+            case (_?, nil): throw ProtocolError("--key needs --coord-key (the coordinator's public key)")
+            case (nil, _?): throw ProtocolError("--coord-key needs --key (this worker's secret key; make one with `ugen-coord keygen`)")
+            }
+        } catch {
+            FileHandle.standardError.write("error: \(error)\n".data(using: .utf8)!)
+            throw ExitCode(1)
+        }
         var lostSince: Date?
         while true {
             let outcome: Worker.Outcome
@@ -43,6 +60,9 @@ struct Join: ParsableCommand {
             switch outcome {
             case .finished: return
             case .rejected: throw ExitCode(2)
+            case .dropped:  // declared lost while alive (e.g. a hung step): join again at once, as a new worker
+                lostSince = nil
+                continue
             case .coordinatorLost:
                 if local && getppid() != parent { print("coordinator process gone; exiting"); return }
                 if Date().timeIntervalSince(started) > 3 * coordinatorTimeout { lostSince = nil }  // it was working

@@ -1,0 +1,86 @@
+import Foundation
+import XCTest
+import UGenCluster
+import UGenTraining
+
+/// CURVE between coordinator and workers: admitted keys train, others cannot join.
+final class SecurityTests: XCTestCase {
+    func testKeygenWritesAPrivateSecretAndItsPublicHalf() throws {
+        let tmp = try temporaryDirectory(self)
+        let (status, out, err) = try runProcess(coordExecutable, ["keygen", "--out", tmp + "/keys", "coordinator", "w1"])
+        XCTAssertEqual(status, 0, err)
+        XCTAssertTrue(out.contains("w1.key"))
+        let attrs = try FileManager.default.attributesOfItem(atPath: tmp + "/keys/w1.key")
+        XCTAssertEqual((attrs[.posixPermissions] as? NSNumber)?.intValue, 0o600)
+        let pair = try CurveKeyPair(secretKey: try CurveKeyPair.readKey(tmp + "/keys/w1.key"))
+        XCTAssertEqual(try CurveKeyPair.readPublicKeys(tmp + "/keys/w1.pub"), [pair.publicKey])
+        let again = try runProcess(coordExecutable, ["keygen", "--out", tmp + "/keys", "w1"])
+        XCTAssertEqual(again.0, 1, "an existing key is never overwritten")
+    }
+
+    func testInsecureRefusesANetworkBindAndRemoteWorkersNeedKeys() throws {
+        XCTAssertThrowsError(try SecurityPolicy.coordinator(keyFile: nil, authorized: nil, insecure: true, bind: "tcp://0.0.0.0:5555",
+                                                           localWorkers: 0, workersNeeded: 2))
+        XCTAssertThrowsError(try SecurityPolicy.coordinator(keyFile: nil, authorized: nil, insecure: false, bind: "tcp://127.0.0.1:5555",
+                                                           localWorkers: 1, workersNeeded: 2))
+        XCTAssertEqual(try SecurityPolicy.coordinator(keyFile: nil, authorized: nil, insecure: true, bind: "tcp://127.0.0.1:5555",
+                                                      localWorkers: 0, workersNeeded: 2).0, .plaintext)
+        if case .plaintext = try SecurityPolicy.coordinator(keyFile: nil, authorized: nil, insecure: false, bind: "tcp://127.0.0.1:0",
+                                                            localWorkers: 2, workersNeeded: 2).0 { XCTFail("local runs use CURVE by default") }
+    }
+
+    func testOnlyAdmittedKeysJoinAndTrain() throws {
+        let tmp = try temporaryDirectory(self)
+        _ = try runProcess(coordExecutable, ["keygen", "--out", tmp + "/keys", "coordinator", "good", "stranger"])
+        try FileManager.default.createDirectory(atPath: tmp + "/admitted", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: tmp + "/keys/good.pub", toPath: tmp + "/admitted/good.pub")
+
+        var o = Coordinator.Options(config: try tinyConfig(["train.steps=3"]), runDirectory: tmp + "/run")
+        o.bind = "tcp://127.0.0.1:0"
+        (o.security, o.authorizedKeys) = try SecurityPolicy.coordinator(
+            keyFile: tmp + "/keys/coordinator.key", authorized: tmp + "/admitted", insecure: false, bind: o.bind,
+            localWorkers: 0, workersNeeded: 1)
+        let coordinator = Box(try Coordinator(o))
+        let bound = Box<String?>(nil), outcome = Box<Coordinator.Outcome?>(nil)
+        let lock = NSLock()
+        coordinator.value.onBound = { e in lock.withLock { bound.value = e } }
+        let thread = Thread { outcome.value = try? coordinator.value.run() }
+        thread.start()
+        var endpoint: String?
+        while endpoint == nil { usleep(10_000); endpoint = lock.withLock { bound.value } }
+
+        let patience = ["--coordinator-timeout", "1.5", "--give-up-after", "1"]
+        // A key the coordinator was not given: the handshake is refused, the worker never joins.
+        let stranger = try runProcess(workerExecutable, ["join", "--coord", endpoint!, "--key", tmp + "/keys/stranger.key",
+                                                         "--coord-key", tmp + "/keys/coordinator.pub"] + patience)
+        XCTAssertEqual(stranger.0, 3, stranger.2)
+        // No key at all: plain text cannot talk to a CURVE server.
+        let plain = try runProcess(workerExecutable, ["join", "--coord", endpoint!] + patience)
+        XCTAssertEqual(plain.0, 3, plain.2)
+        // The admitted key, but a wrong idea of the coordinator's key: refused by the worker's own handshake.
+        let fooled = try runProcess(workerExecutable, ["join", "--coord", endpoint!, "--key", tmp + "/keys/good.key",
+                                                       "--coord-key", tmp + "/keys/stranger.pub"] + patience)
+        XCTAssertEqual(fooled.0, 3, fooled.2)
+        XCTAssertFalse(try events(tmp + "/run").contains { $0["kind"] as? String == "join" })
+
+        let good = try runProcess(workerExecutable, ["join", "--coord", endpoint!, "--key", tmp + "/keys/good.key",
+                                                     "--coord-key", tmp + "/keys/coordinator.pub"])
+        XCTAssertEqual(good.0, 0, good.2)
+        while !thread.isFinished { usleep(10_000) }
+        XCTAssertEqual(outcome.value, .finished(step: 3))
+        let refused = try events(tmp + "/run").filter { $0["kind"] as? String == "refused" }
+        XCTAssertTrue(refused.contains { ($0["reason"] as? String) == "key not admitted" }, "\(refused)")
+    }
+
+    func testTwoLocalStagesTalkCurveByDefault() throws {
+        let tmp = try temporaryDirectory(self)
+        var o = Coordinator.Options(config: try tinyConfig(["cluster.stages=2", "train.steps=4"]), runDirectory: tmp + "/run")
+        o.bind = "tcp://127.0.0.1:0"
+        o.localWorkers = 2
+        o.workerExecutable = workerExecutable
+        (o.security, o.authorizedKeys) = try SecurityPolicy.coordinator(keyFile: nil, authorized: nil, insecure: false, bind: o.bind,
+                                                                         localWorkers: 2, workersNeeded: 2)
+        XCTAssertEqual(try Coordinator(o).run(), .finished(step: 4))
+        XCTAssertEqual(try exactLosses(tmp + "/run"), Array(try referenceRun(try tinyConfig(["train.steps=4"])).losses))
+    }
+}
