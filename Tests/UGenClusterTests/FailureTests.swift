@@ -66,4 +66,104 @@ final class FailureTests: XCTestCase {
         let assigned = try events(tmp + "/b").filter { $0["kind"] as? String == "assign" }.compactMap { $0["worker"] as? String }
         XCTAssertTrue(assigned.contains("replacement"), "\(assigned)")
     }
+
+    /// `cluster.elastic`: a worker dies for good and nobody replaces it; the survivor takes every layer
+    /// and the run ends exactly as the uninterrupted one.
+    func testElasticRunShrinksToTheWorkersLeft() throws {
+        let sets = ["train.steps=16", "train.checkpoint_every=4", "cluster.stages=2", "cluster.lost_after_s=1",
+                    "cluster.elastic=true"]
+        let tmp = try temporaryDirectory(self)
+        let straight = try clusterRun(try tinyConfig(sets), run: tmp + "/a")
+        var o = Coordinator.Options(config: try tinyConfig(sets), runDirectory: tmp + "/b")
+        o.bind = "tcp://127.0.0.1:0"
+        let coordinator = Box(try Coordinator(o))
+        let bound = Box<String?>(nil), outcome = Box<Coordinator.Outcome?>(nil)
+        let lock = NSLock()
+        coordinator.value.onBound = { e in lock.withLock { bound.value = e } }
+        let thread = Thread { outcome.value = try? coordinator.value.run() }
+        thread.start()
+        var endpoint: String?
+        while endpoint == nil { usleep(10_000); endpoint = lock.withLock { bound.value } }
+        let workers = try (0..<2).map { i -> Process in
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: workerExecutable)
+            p.arguments = ["join", "--coord", endpoint!, "--name", "w\(i)"]
+            p.standardError = FileHandle.nullDevice
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            return p
+        }
+        waitForSteps(tmp + "/b", 6)
+        kill(workers[1].processIdentifier, SIGKILL)
+        let deadline = Date().addingTimeInterval(120)
+        while !thread.isFinished && Date() < deadline { usleep(20_000) }
+        workers[0].waitUntilExit()
+        XCTAssertEqual(outcome.value, .finished(step: 16))
+        XCTAssertEqual(try exactLosses(tmp + "/b"), straight.losses)
+        let shrink = try events(tmp + "/b").filter { $0["kind"] as? String == "repartition" }
+        XCTAssertEqual(shrink.count, 1, "\(shrink)")
+        XCTAssertEqual(shrink.first?["to_stages"] as? Int, 1)
+        XCTAssertEqual(workers[0].terminationStatus, 0)
+    }
+
+    /// A worker that stalls (SIGSTOP: alive but silent) is declared lost; when it wakes it is told it was
+    /// dropped, joins again as a new worker, and the run ends bit for bit.
+    func testAStalledWorkerIsDroppedAndJoinsAgain() throws {
+        let sets = ["train.steps=16", "train.checkpoint_every=4", "cluster.stages=2", "cluster.lost_after_s=1",
+                    "cluster.max_restarts=0"]
+        let tmp = try temporaryDirectory(self)
+        let straight = try clusterRun(try tinyConfig(sets), run: tmp + "/a")
+        let outcome = try runWithChaos(try tinyConfig(sets), dir: tmp + "/b") { c, dir in
+            waitForSteps(dir, 6)
+            let pid = c.localWorkerPIDs[1]
+            kill(pid, SIGSTOP)
+            sleep(3)
+            kill(pid, SIGCONT)
+        }
+        XCTAssertEqual(outcome, .finished(step: 16))
+        XCTAssertEqual(try exactLosses(tmp + "/b"), straight.losses)
+        let kinds = try events(tmp + "/b").map { $0["kind"] as! String }
+        XCTAssertEqual(kinds.filter { $0 == "lost" }.count, 1, "\(kinds)")
+        XCTAssertGreaterThanOrEqual(kinds.filter { $0 == "join" }.count, 3, "the stalled worker joined again: \(kinds)")
+    }
+
+    /// The coordinator is SIGKILLed mid-run and started again with `--resume latest` on the same address;
+    /// the workers, never restarted, rejoin it and the run ends bit for bit.
+    func testARestartedCoordinatorIsRejoinedByLiveWorkers() throws {
+        let sets = ["train.steps=16", "train.checkpoint_every=4", "cluster.stages=2"]
+        let tmp = try temporaryDirectory(self)
+        let straight = try clusterRun(try tinyConfig(sets), run: tmp + "/a")
+        let config = tmp + "/run.yaml"
+        try (try tinyConfig(sets)).yaml.write(toFile: config, atomically: true, encoding: .utf8)
+        let endpoint = "tcp://127.0.0.1:\(21000 + Int(getpid() % 4000))"
+        func coordinator(_ extra: [String]) throws -> Process {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: coordExecutable)
+            p.arguments = ["start", "--config", config, "--run", tmp + "/b", "--bind", endpoint, "--insecure"] + extra
+            p.standardError = FileHandle.nullDevice
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            return p
+        }
+        let first = try coordinator([])
+        let workers = try (0..<2).map { i -> Process in
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: workerExecutable)
+            p.arguments = ["join", "--coord", endpoint, "--name", "w\(i)", "--coordinator-timeout", "2"]
+            p.standardError = FileHandle.nullDevice
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            return p
+        }
+        waitForSteps(tmp + "/b", 9)
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        let second = try coordinator(["--resume", "latest"])
+        second.waitUntilExit()
+        for w in workers { w.waitUntilExit() }
+        XCTAssertEqual(second.terminationStatus, 0)
+        XCTAssertEqual(workers.map(\.terminationStatus), [0, 0], "the same worker processes finished the run")
+        XCTAssertEqual(try exactLosses(tmp + "/b"), straight.losses)
+        XCTAssertTrue(try events(tmp + "/b").contains { $0["kind"] as? String == "resume" })
+    }
 }
