@@ -8,7 +8,7 @@ import UGenTraining
 struct Coord: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ugen-coord", abstract: "The UGen cluster coordinator.",
-        subcommands: [Start.self, Keygen.self, DashboardCommand.self])
+        subcommands: [Start.self, Keygen.self, DashboardCommand.self, Bench.self])
 }
 
 struct Start: ParsableCommand {

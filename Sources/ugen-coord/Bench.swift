@@ -1,0 +1,153 @@
+import ArgumentParser
+import Foundation
+import UGenCluster
+
+/// `ugen-coord bench`: the cluster's speed on this machine, with a real coordinator and real worker
+/// processes: pipeline speed-up, bubble and activation traffic for config S (issue 4), checkpoint
+/// throughput and the training time a checkpoint costs for config M (issue 6).
+/// Documentation/benchmarks.md records the numbers and how to read them.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure pipeline speed-up, bubble and activation traffic (config S) and checkpoint throughput (config M).",
+        discussion: """
+            Build in release first (swift build -c release) and make the dataset (make data). Every number is measured \
+            here: tokens/s and per-stage times come from the runs' own metrics.jsonl, checkpoint times from \
+            events.jsonl and from timing CheckpointFile.write/read, the ceiling from cblas_sgemm in this process. \
+            Run it on a quiet machine: workers on a 2-core machine have no core to spare.
+            """)
+
+    enum Part: String, ExpressibleByArgument, CaseIterable { case pipeline, checkpoint }
+
+    @Option(help: "What to measure: pipeline, checkpoint (repeatable; default both).") var part: [Part] = Part.allCases
+    @Option(help: "Dataset folder (train.h5; make data).") var dataDir = "data/tokenized"
+    @Option(help: "Micro-batches per step in the pipeline runs.") var microBatches = 8
+    @Option(help: "Rows (of config S's 256 tokens) per global batch in the pipeline runs; must divide by --micro-batches.") var batchRows = 16
+    @Option(help: "Steps before timing starts.") var warmup = 2
+    @Option(help: "Timed steps per pipeline run.") var steps = 6
+    @Option(help: "Steps of the config-M checkpoint run.") var checkpointSteps = 7
+    @Option(help: "train.checkpoint_every of the checkpoint run.") var checkpointEvery = 2
+    @Option(help: "Writes and reads of the checkpoint file timed.") var repeats = 3
+    @Option(help: "The ugen-worker executable (default: next to ugen-coord).") var workerExecutable: String?
+    @Option(help: "Keep the runs in this folder (default: a temporary folder, removed afterwards).") var keep: String?
+    @Flag(help: "Print one JSON object with everything measured.") var json = false
+
+    func validate() throws {
+        guard microBatches >= 1, batchRows % microBatches == 0 else {
+            throw ValidationError("--batch-rows (\(batchRows)) must divide by --micro-batches (\(microBatches))")
+        }
+        guard steps >= 1, warmup >= 0, checkpointEvery >= 1, checkpointSteps > checkpointEvery, repeats >= 1 else {
+            throw ValidationError("--steps, --repeats and --checkpoint-every must be ≥ 1, --checkpoint-steps > --checkpoint-every")
+        }
+    }
+
+    func run() throws {
+        guard FileManager.default.fileExists(atPath: dataDir + "/train.h5") else {
+            fail("\(dataDir)/train.h5: no dataset (run `make data`, or pass --data-dir)")
+        }
+        PipelineBenchmark.quietLogs()
+        var opt = PipelineBenchmark.Options()
+        opt.dataDir = dataDir
+        opt.microBatches = microBatches
+        opt.batchRows = batchRows
+        opt.warmupSteps = warmup
+        opt.timedSteps = steps
+        opt.checkpointSteps = checkpointSteps
+        opt.checkpointEvery = checkpointEvery
+        opt.fileRepeats = repeats
+        opt.workerExecutable = workerExecutable
+        opt.keep = keep != nil
+        let root = keep ?? NSTemporaryDirectory() + "ugen-bench-\(getpid())"
+        defer { if keep == nil { try? FileManager.default.removeItem(atPath: root) } }
+        let say: (String) -> Void = { line in
+            FileHandle.standardError.write(("bench: " + line + "\n").data(using: .utf8)!)
+        }
+
+        var pipeline: PipelineBenchmark.PipelineReport?
+        var checkpoint: PipelineBenchmark.CheckpointReport?
+        do {
+            if part.contains(.pipeline) {
+                pipeline = try PipelineBenchmark.pipeline(opt, root: root, progress: say)
+                if !json { print(Self.render(pipeline!)) }
+            }
+            if part.contains(.checkpoint) {
+                checkpoint = try PipelineBenchmark.checkpoint(opt, root: root, progress: say)
+                if !json { print(Self.render(checkpoint!)) }
+            }
+        } catch { fail("\(error)") }
+        if json {
+            struct All: Encodable { var pipeline: PipelineBenchmark.PipelineReport?; var checkpoint: PipelineBenchmark.CheckpointReport? }
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.sortedKeys]
+            print(String(data: try enc.encode(All(pipeline: pipeline, checkpoint: checkpoint)), encoding: .utf8)!)
+        }
+    }
+
+    static func f(_ x: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", x) }
+    static func pct(_ x: Double) -> String { String(format: "%.1f%%", 100 * x) }
+    static func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+    static func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
+
+    static func render(_ r: PipelineBenchmark.PipelineReport) -> String {
+        var out: [String] = []
+        let s = r.sgemm
+        out.append("sgemm (1024², this process): 1 thread \(f(s.one_thread_gflops)) GFLOP/s"
+                   + (s.one_thread_after_gflops.map { " (after the runs: \(f($0)))" } ?? "")
+                   + "; \(s.concurrent_threads) single-threaded at once: \(f(s.concurrent_total_gflops)) GFLOP/s in all")
+        guard let first = r.runs.first else { return out.joined(separator: "\n") }
+        out.append("")
+        out.append("Pipeline, config S dims over the dataset's vocabulary (V = \(first.vocab_size)): \(first.batch_rows) rows × \(first.seq_len) tokens per step, "
+                   + "\(first.micro_batches) micro-batches, \(first.timed_steps) timed steps")
+        out.append("layout                          step ms (min–max)     tokens/s  GFLOP/s  sgemm GFLOP/s  ratio  bubble theory  wait  idle  comm")
+        for run in r.runs {
+            out.append(pad(run.name, 30) + lpad(f(run.step_ms, 0), 9) + " (" + f(run.step_ms_min, 0) + "–" + f(run.step_ms_max, 0) + ")"
+                       + lpad(f(run.tokens_per_s, 0), 10) + lpad(f(run.model_gflops), 9) + lpad(f(run.sgemm_gflops), 15)
+                       + lpad(f(run.ratio_to_sgemm, 2), 7) + lpad(pct(run.bubble_theory), 15) + lpad(pct(run.bubble_measured), 6)
+                       + lpad(pct(run.idle_measured), 6) + lpad(pct(run.comm_share), 6))
+        }
+        out.append("")
+        out.append(pad("per stage, ms per step", 44) + "forward  backward     wait    comm  wait/step  idle/step")
+        for run in r.runs {
+            for st in run.stage_times {
+                out.append(pad("p=\(run.stages) \(run.schedule) stage \(st.stage) [\(st.layers)]", 42)
+                           + lpad(f(st.forward_ms), 9) + lpad(f(st.backward_ms), 10) + lpad(f(st.wait_ms), 9) + lpad(f(st.comm_ms, 2), 8)
+                           + lpad(pct(st.wait_share), 12) + lpad(pct(st.idle_share), 11))
+            }
+        }
+        if let twoStage = r.runs.first(where: { $0.stages > 1 }) {
+            out.append("activations between stages: \(twoStage.activation_bytes / 1024) KiB per micro-batch each way; "
+                       + "send + receive time \(f(twoStage.comm_ms_per_step, 2)) ms per step (\(pct(twoStage.comm_share)) of the step)")
+        }
+        out.append("")
+        for sp in r.speedups {
+            out.append("speed-up \(sp.name) over 1 stage: \(f(sp.speedup, 2))× (target ≥ \(f(sp.target, 1))×: \(sp.meets_target ? "met" : "NOT met")); "
+                       + "ceiling \(f(sp.ceiling_balanced, 2))× with equal stages, \(f(sp.ceiling_at_measured_balance, 2))× at the measured stage balance")
+            out.append("  = \(f(sp.ceiling_balanced, 2)) pipeline ceiling p·m/(m+p−1) × \(f(sp.stage_balance, 2)) stage balance (mean/max busy)"
+                       + " × \(f(sp.work_ratio, 2)) work ratio (1 stage's busy / Σ stages' busy) × \(f(sp.step_vs_model, 2)) step vs pipeline model"
+                       + " / \(f(sp.baseline_busy_share, 2)) 1-stage busy share")
+        }
+        out.append("wait = mean over stages of time blocked on a neighbour / step time (the measured bubble); idle = 1 − (forward + backward) / step "
+                   + "(also the optimizer update and the coordinator's round trip); comm = sends + receives of activations and gradients / step")
+        return out.joined(separator: "\n")
+    }
+
+    static func render(_ c: PipelineBenchmark.CheckpointReport) -> String {
+        func list(_ xs: [Double], _ d: Int = 0) -> String { xs.map { f($0, d) }.joined(separator: ", ") }
+        func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
+        var out = [""]
+        out.append("Checkpoints, config \(c.model): \(c.parameters) parameters; file \(f(Double(c.file_bytes) / 1e6)) MB "
+                   + "(tensors incl. AdamW m and v: \(f(Double(c.tensor_bytes) / 1e6)) MB)")
+        out.append("CheckpointFile.write (temp name, fsync, rename): \(list(c.write_mb_per_s)) MB/s (median \(f(median(c.write_mb_per_s), 0)); \(list(c.write_ms)) ms)")
+        out.append("CheckpointFile.read from disk (page cache dropped): \(list(c.read_cold_mb_per_s)) MB/s (median \(f(median(c.read_cold_mb_per_s), 0)); \(list(c.read_cold_ms)) ms)")
+        out.append("CheckpointFile.read from the page cache:   \(list(c.read_warm_mb_per_s)) MB/s (median \(f(median(c.read_warm_mb_per_s), 0)); \(list(c.read_warm_ms)) ms)")
+        out.append("training run (\(c.run_layout)): step \(f(c.run_step_ms, 0)) ms; each checkpoint stopped training for \(list(c.run_checkpoint_ms)) ms "
+                   + "(gather from the workers + write + rotate)")
+        let mean = c.run_checkpoint_ms.reduce(0, +) / Double(max(c.run_checkpoint_ms.count, 1))
+        let write = median(c.write_ms)
+        out.append("  of which writing the file ≈ \(f(write, 0)) ms (median CheckpointFile.write above); the rest, ≈ \(f(mean - write, 0)) ms, "
+                   + "is the gather: save requests, \(f(Double(c.tensor_bytes) / 1e6, 0)) MB of tensors from the workers, checksums, rotation")
+        out.append("time lost per checkpoint: \(f(mean, 0)) ms = \(f(mean / c.run_step_ms, 2)) steps; at checkpoint_every \(c.checkpoint_every): "
+                   + "\(pct(c.lost_share)) of training time; at checkpoint_every 100: \(pct(mean / (100 * c.run_step_ms + mean)))")
+        out.append("sgemm 1 thread in this process: \(f(c.sgemm_one_thread_gflops)) GFLOP/s")
+        return out.joined(separator: "\n")
+    }
+}
