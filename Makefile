@@ -26,8 +26,9 @@ release: deps
 	$(SWIFT) build -c release
 
 # Real data, fetched offline from the two registries this machine reaches (see Documentation/data.md).
+# Made once: delete data/tokenized to make it again.
 data: release
-	UGEN=$(RELEASE)/ugen bash cluster/data/prepare.sh --text-vocab 1024 --codebook 64 --patch 2 --seed 1
+	@[ -f data/tokenized/train.h5 ] || UGEN=$(RELEASE)/ugen bash cluster/data/prepare.sh --text-vocab 1024 --codebook 64 --patch 2 --seed 1
 
 # A real training job on the bundled data: coordinator + 2 local workers, 2 pipeline stages.
 demo: data
@@ -42,9 +43,11 @@ test: deps
 cluster-checks:
 	UGEN_BIN=$(CURDIR)/$(BIN) bash cluster/slurm/check.sh
 	UGEN_BIN=$(CURDIR)/$(BIN) bash cluster/netns/check.sh
+	BIN=$(BIN) bash cluster/chaos.sh
 
-bench: release
+bench: release data
 	$(RELEASE)/ugen bench
+	$(RELEASE)/ugen-coord bench
 
 clean:
 	rm -rf .build data runs
