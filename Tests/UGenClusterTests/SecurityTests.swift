@@ -83,4 +83,56 @@ final class SecurityTests: XCTestCase {
         XCTAssertEqual(try Coordinator(o).run(), .finished(step: 4))
         XCTAssertEqual(try exactLosses(tmp + "/run"), Array(try referenceRun(try tinyConfig(["train.steps=4"])).losses))
     }
+
+    /// A message altered on the wire (one bit of an encrypted CURVE message, flipped by a proxy) is
+    /// refused: a worker whose traffic is tampered with never joins, while the same proxy, untampered,
+    /// carries a worker that trains.
+    func testATamperedMessageIsRefused() throws {
+        let tmp = try temporaryDirectory(self)
+        _ = try runProcess(coordExecutable, ["keygen", "--out", tmp + "/keys", "coordinator", "good"])
+        var o = Coordinator.Options(config: try tinyConfig(["train.steps=3"]), runDirectory: tmp + "/run")
+        o.bind = "tcp://127.0.0.1:0"
+        (o.security, o.authorizedKeys) = try SecurityPolicy.coordinator(
+            keyFile: tmp + "/keys/coordinator.key", authorized: tmp + "/keys/good.pub", insecure: false, bind: o.bind,
+            localWorkers: 0, workersNeeded: 1)
+        let coordinator = Box(try Coordinator(o))
+        let bound = Box<String?>(nil), outcome = Box<Coordinator.Outcome?>(nil)
+        let lock = NSLock()
+        coordinator.value.onBound = { e in lock.withLock { bound.value = e } }
+        let thread = Thread { outcome.value = try? coordinator.value.run() }
+        thread.start()
+        var endpoint: String?
+        while endpoint == nil { usleep(10_000); endpoint = lock.withLock { bound.value } }
+
+        /// Starts the proxy in front of the coordinator; returns it, its endpoint and its output.
+        func proxy(tamper: Bool) throws -> (Process, String, Pipe) {
+            let p = Process(), out = Pipe()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["python3", packageRoot.appendingPathComponent("cluster/checks/tamper_proxy.py").path,
+                           String(endpoint!.dropFirst("tcp://".count))] + (tamper ? ["--tamper"] : [])
+            p.standardOutput = out
+            try p.run()
+            var line = Data()
+            while !line.contains(UInt8(ascii: "\n")) { line += out.fileHandleForReading.readData(ofLength: 1) }
+            let port = String(decoding: line, as: UTF8.self).split(separator: " ")[1].trimmingCharacters(in: .whitespacesAndNewlines)
+            return (p, "tcp://127.0.0.1:\(port)", out)
+        }
+        let worker = ["--key", tmp + "/keys/good.key", "--coord-key", tmp + "/keys/coordinator.pub"]
+
+        let (bad, badEndpoint, badOut) = try proxy(tamper: true)
+        let refused = try runProcess(workerExecutable, ["join", "--coord", badEndpoint] + worker
+                                     + ["--coordinator-timeout", "1.5", "--give-up-after", "2"])
+        bad.terminate()
+        let tampered = String(decoding: badOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertTrue(tampered.contains("tampered"), "the proxy altered messages: \(tampered)")
+        XCTAssertEqual(refused.0, 3, "a worker whose messages are altered never joins: \(refused.2)")
+        XCTAssertFalse(try events(tmp + "/run").contains { $0["kind"] as? String == "join" })
+
+        let (good, goodEndpoint, _) = try proxy(tamper: false)
+        defer { good.terminate() }
+        let trained = try runProcess(workerExecutable, ["join", "--coord", goodEndpoint] + worker)
+        XCTAssertEqual(trained.0, 0, trained.2)
+        while !thread.isFinished { usleep(10_000) }
+        XCTAssertEqual(outcome.value, .finished(step: 3))
+    }
 }
