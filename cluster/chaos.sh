@@ -54,6 +54,7 @@ for i in $(seq 1 "$KILLS"); do
     [ "${#workers[@]}" -gt 0 ] || { echo "chaos: no worker to kill at kill $i" >&2; exit 1; }
     victim=${workers[$((RANDOM % ${#workers[@]}))]}
     kill -KILL "$victim"
+    date +%s.%N >> "$OUT/kill-times"
     echo "chaos: kill $i: SIGKILL worker pid $victim at step $(steps_done "$OUT/chaos")"
 done
 wait "$coord" || { echo "chaos: the chaos run failed; see $OUT/chaos.log" >&2; exit 1; }
@@ -70,4 +71,22 @@ if ! diff <(losses "$OUT/straight") <(losses "$OUT/chaos") > /dev/null; then
 fi
 [ "$lost" -ge "$KILLS" ] || { echo "chaos: FAILED: $KILLS kills but only $lost losses recorded ($OUT)" >&2; exit 1; }
 echo "chaos: OK: all $STEPS losses equal to the bit"
+# Per kill: time from SIGKILL to the "lost" event, from there to the first step trained again, and the
+# steps trained twice (from the checkpoint gone back to, up to the step the worker died in).
+python3 - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+kills = [float(t) for t in open(out + "/kill-times")]
+ev = [json.loads(l) for l in open(out + "/chaos/events.jsonl")]
+# metrics.jsonl was rewritten after each resume; its time stamps are those of the steps that count
+met = [json.loads(l) for l in open(out + "/chaos/metrics.jsonl")]
+lost = [e for e in ev if e["kind"] == "lost"]
+resumes = [e for e in ev if e["kind"] == "resume"]
+print("chaos: kill  detected after  training again after  steps redone")
+for i, (k, l) in enumerate(zip(kills, lost)):
+    r = next((e for e in resumes if e["time"] >= l["time"]), None)
+    again = next((m for m in met if r and m["step"] == r["step"] + 1), None)
+    redo = l["step"] - r["step"] if r else float("nan")
+    print(f"chaos: {i + 1:4d}  {l['time'] - k:12.2f} s  {(again['time'] - l['time']) if again else float('nan'):17.2f} s  {redo:13d}")
+PY
 [ -n "${KEEP:-}" ] || rm -rf "$OUT"
