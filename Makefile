@@ -39,11 +39,13 @@ test: deps
 	$(SWIFT) test --skip-build
 	$(MAKE) cluster-checks
 
-# Real Slurm and several hosts (network namespaces): root, installs slurm/munge/iproute2 when missing; ~25 s.
+# Real Slurm, several hosts (network namespaces), random worker kills, the web dashboard in headless Chromium:
+# root, installs slurm/munge/iproute2/chromium when missing; about a minute.
 cluster-checks:
 	UGEN_BIN=$(CURDIR)/$(BIN) bash cluster/slurm/check.sh
 	UGEN_BIN=$(CURDIR)/$(BIN) bash cluster/netns/check.sh
 	BIN=$(BIN) bash cluster/chaos.sh
+	DASHBOARD="$(BIN)/ugen-coord dashboard" bash cluster/dashboard-check.sh
 
 bench: release data
 	$(RELEASE)/ugen bench
