@@ -8,7 +8,7 @@ BIN        := .build/debug
 RELEASE    := .build/release
 DEMO_RUN   ?= runs/demo
 
-.PHONY: deps build release data demo test bench clean cluster-checks
+.PHONY: deps build release data test-data demo test bench clean cluster-checks
 
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -27,8 +27,13 @@ release: deps
 
 # Real data, fetched offline from the two registries this machine reaches (see Documentation/data.md).
 # Made once: delete data/tokenized to make it again.
+DATA_ARGS  := --text-vocab 1024 --codebook 64 --patch 2 --seed 1
 data: release
-	@[ -f data/tokenized/train.h5 ] || UGEN=$(RELEASE)/ugen bash cluster/data/prepare.sh --text-vocab 1024 --codebook 64 --patch 2 --seed 1
+	@[ -f data/tokenized/train.h5 ] || UGEN=$(RELEASE)/ugen bash cluster/data/prepare.sh $(DATA_ARGS)
+
+# The same data made by the debug build the tests use (10 s; spares CI a release build).
+test-data:
+	@[ -f data/tokenized/train.h5 ] || UGEN=$(BIN)/ugen bash cluster/data/prepare.sh $(DATA_ARGS)
 
 # A real training job on the bundled data: coordinator + 2 local workers, 2 pipeline stages.
 demo: data
@@ -41,7 +46,7 @@ test: deps
 
 # Real Slurm, several hosts (network namespaces), random worker kills, the web dashboard in headless Chromium:
 # root, installs slurm/munge/iproute2/chromium when missing; about a minute.
-cluster-checks:
+cluster-checks: test-data
 	UGEN_BIN=$(CURDIR)/$(BIN) bash cluster/slurm/check.sh
 	UGEN_BIN=$(CURDIR)/$(BIN) bash cluster/netns/check.sh
 	BIN=$(BIN) bash cluster/chaos.sh
