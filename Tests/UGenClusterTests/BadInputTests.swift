@@ -32,14 +32,8 @@ final class ClusterBadInputTests: XCTestCase {
         var o = Coordinator.Options(config: try tinyConfig(["train.steps=3"]), runDirectory: tmp + "/run")
         o.bind = "tcp://127.0.0.1:0"
         o.secret = "s3cret"
-        let coordinator = Box(try Coordinator(o))
-        let bound = Box<String?>(nil), outcome = Box<Coordinator.Outcome?>(nil)
-        let lock = NSLock()
-        coordinator.value.onBound = { e in lock.withLock { bound.value = e } }
-        let thread = Thread { outcome.value = try? coordinator.value.run() }
-        thread.start()
-        var endpoint: String?
-        while endpoint == nil { usleep(10_000); endpoint = lock.withLock { bound.value } }
+        let running = try RunningCoordinator(o)
+        let endpoint: String? = running.endpoint
 
         func exchange(_ frames: [Data]) throws -> String? {
             let s = try ZMQSocket(.dealer)
@@ -70,8 +64,7 @@ final class ClusterBadInputTests: XCTestCase {
         // A well-behaved worker still trains.
         let (status, _, err) = try runProcess(workerExecutable, ["join", "--coord", endpoint!, "--secret", "s3cret", "--name", "good"])
         XCTAssertEqual(status, 0, err)
-        while !thread.isFinished { usleep(10_000) }
-        XCTAssertEqual(outcome.value, .finished(step: 3))
+        XCTAssertEqual(running.wait(), .finished(step: 3))
         let refused = try events(tmp + "/run").filter { $0["kind"] as? String == "refused" }
         XCTAssertEqual(refused.count, 5)
     }
@@ -81,18 +74,12 @@ final class ClusterBadInputTests: XCTestCase {
         var o = Coordinator.Options(config: try tinyConfig(["train.steps=1"]), runDirectory: tmp + "/run")
         o.bind = "tcp://127.0.0.1:0"
         o.secret = "right"
-        let coordinator = Box(try Coordinator(o))
-        let bound = Box<String?>(nil)
-        let lock = NSLock()
-        coordinator.value.onBound = { e in lock.withLock { bound.value = e } }
-        let thread = Thread { _ = try? coordinator.value.run() }
-        thread.start()
-        var endpoint: String?
-        while endpoint == nil { usleep(10_000); endpoint = lock.withLock { bound.value } }
+        let running = try RunningCoordinator(o)
+        let endpoint: String? = running.endpoint
         let (status, _, err) = try runProcess(workerExecutable, ["join", "--coord", endpoint!, "--secret", "wrong"])
         XCTAssertEqual(status, 2)
         XCTAssertTrue(err.contains("wrong cluster secret"), err)
         _ = try runProcess(workerExecutable, ["join", "--coord", endpoint!, "--secret", "right"])
-        while !thread.isFinished { usleep(10_000) }
+        _ = running.wait()
     }
 }

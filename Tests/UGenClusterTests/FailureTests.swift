@@ -11,15 +11,11 @@ final class FailureTests: XCTestCase {
         o.bind = "tcp://127.0.0.1:0"
         o.localWorkers = workers
         o.workerExecutable = workerExecutable
-        let coordinator = Box(try Coordinator(o))
-        let outcome = Box<Coordinator.Outcome?>(nil)
-        let thread = Thread { outcome.value = try? coordinator.value.run() }
-        thread.start()
-        try during(coordinator.value, dir)
-        let deadline = Date().addingTimeInterval(120)
-        while !thread.isFinished && Date() < deadline { usleep(20_000) }
-        XCTAssertTrue(thread.isFinished, "the run finished")
-        return outcome.value
+        let running = try RunningCoordinator(o)
+        try during(running.coordinator, dir)
+        let outcome = running.wait()
+        XCTAssertTrue(running.isFinished, "the run finished")
+        return outcome
     }
 
     func waitForSteps(_ dir: String, _ n: Int) {
@@ -76,14 +72,8 @@ final class FailureTests: XCTestCase {
         let straight = try clusterRun(try tinyConfig(sets), run: tmp + "/a")
         var o = Coordinator.Options(config: try tinyConfig(sets), runDirectory: tmp + "/b")
         o.bind = "tcp://127.0.0.1:0"
-        let coordinator = Box(try Coordinator(o))
-        let bound = Box<String?>(nil), outcome = Box<Coordinator.Outcome?>(nil)
-        let lock = NSLock()
-        coordinator.value.onBound = { e in lock.withLock { bound.value = e } }
-        let thread = Thread { outcome.value = try? coordinator.value.run() }
-        thread.start()
-        var endpoint: String?
-        while endpoint == nil { usleep(10_000); endpoint = lock.withLock { bound.value } }
+        let running = try RunningCoordinator(o)
+        let endpoint: String? = running.endpoint
         let workers = try (0..<2).map { i -> Process in
             let p = Process()
             p.executableURL = URL(fileURLWithPath: workerExecutable)
@@ -95,10 +85,8 @@ final class FailureTests: XCTestCase {
         }
         waitForSteps(tmp + "/b", 6)
         kill(workers[1].processIdentifier, SIGKILL)
-        let deadline = Date().addingTimeInterval(120)
-        while !thread.isFinished && Date() < deadline { usleep(20_000) }
+        XCTAssertEqual(running.wait(), .finished(step: 16))
         workers[0].waitUntilExit()
-        XCTAssertEqual(outcome.value, .finished(step: 16))
         XCTAssertEqual(try exactLosses(tmp + "/b"), straight.losses)
         let shrink = try events(tmp + "/b").filter { $0["kind"] as? String == "repartition" }
         XCTAssertEqual(shrink.count, 1, "\(shrink)")

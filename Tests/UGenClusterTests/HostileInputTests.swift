@@ -12,14 +12,8 @@ final class HostileInputTests: XCTestCase {
         let tmp = try temporaryDirectory(self)
         var o = Coordinator.Options(config: try tinyConfig(["train.steps=3"]), runDirectory: tmp + "/run")
         o.bind = "tcp://127.0.0.1:0"
-        let coordinator = Box(try Coordinator(o))
-        let bound = Box<String?>(nil), outcome = Box<Coordinator.Outcome?>(nil)
-        let lock = NSLock()
-        coordinator.value.onBound = { e in lock.withLock { bound.value = e } }
-        let thread = Thread { outcome.value = try? coordinator.value.run() }
-        thread.start()
-        var endpoint: String?
-        while endpoint == nil { usleep(10_000); endpoint = lock.withLock { bound.value } }
+        let running = try RunningCoordinator(o)
+        let endpoint: String? = running.endpoint
 
         var rng = SystemRandomNumberGenerator()
         let valid = WireMessage(.hello, Hello(protocolVersion: 1, name: "x", host: "h", cores: 1, secret: "", dataEndpoint: "tcp://127.0.0.1:1")).frames
@@ -56,12 +50,11 @@ final class HostileInputTests: XCTestCase {
             usleep(50_000)
         }
         XCTAssertEqual(refused, count, "each bad message refused with a logged reason")
-        XCTAssertFalse(thread.isFinished, "the coordinator is still up")
+        XCTAssertFalse(running.isFinished, "the coordinator is still up")
 
         // A well-behaved worker still trains.
         let (status, _, err) = try runProcess(workerExecutable, ["join", "--coord", endpoint!, "--name", "good"])
         XCTAssertEqual(status, 0, err)
-        while !thread.isFinished { usleep(10_000) }
-        XCTAssertEqual(outcome.value, .finished(step: 3))
+        XCTAssertEqual(running.wait(), .finished(step: 3))
     }
 }

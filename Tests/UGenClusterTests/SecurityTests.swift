@@ -40,14 +40,8 @@ final class SecurityTests: XCTestCase {
         (o.security, o.authorizedKeys) = try SecurityPolicy.coordinator(
             keyFile: tmp + "/keys/coordinator.key", authorized: tmp + "/admitted", insecure: false, bind: o.bind,
             localWorkers: 0, workersNeeded: 1)
-        let coordinator = Box(try Coordinator(o))
-        let bound = Box<String?>(nil), outcome = Box<Coordinator.Outcome?>(nil)
-        let lock = NSLock()
-        coordinator.value.onBound = { e in lock.withLock { bound.value = e } }
-        let thread = Thread { outcome.value = try? coordinator.value.run() }
-        thread.start()
-        var endpoint: String?
-        while endpoint == nil { usleep(10_000); endpoint = lock.withLock { bound.value } }
+        let running = try RunningCoordinator(o)
+        let endpoint: String? = running.endpoint
 
         let patience = ["--coordinator-timeout", "1.5", "--give-up-after", "1"]
         // A key the coordinator was not given: the handshake is refused, the worker never joins.
@@ -66,8 +60,7 @@ final class SecurityTests: XCTestCase {
         let good = try runProcess(workerExecutable, ["join", "--coord", endpoint!, "--key", tmp + "/keys/good.key",
                                                      "--coord-key", tmp + "/keys/coordinator.pub"])
         XCTAssertEqual(good.0, 0, good.2)
-        while !thread.isFinished { usleep(10_000) }
-        XCTAssertEqual(outcome.value, .finished(step: 3))
+        XCTAssertEqual(running.wait(), .finished(step: 3))
         let refused = try events(tmp + "/run").filter { $0["kind"] as? String == "refused" }
         XCTAssertTrue(refused.contains { ($0["reason"] as? String) == "key not admitted" }, "\(refused)")
     }
@@ -95,14 +88,8 @@ final class SecurityTests: XCTestCase {
         (o.security, o.authorizedKeys) = try SecurityPolicy.coordinator(
             keyFile: tmp + "/keys/coordinator.key", authorized: tmp + "/keys/good.pub", insecure: false, bind: o.bind,
             localWorkers: 0, workersNeeded: 1)
-        let coordinator = Box(try Coordinator(o))
-        let bound = Box<String?>(nil), outcome = Box<Coordinator.Outcome?>(nil)
-        let lock = NSLock()
-        coordinator.value.onBound = { e in lock.withLock { bound.value = e } }
-        let thread = Thread { outcome.value = try? coordinator.value.run() }
-        thread.start()
-        var endpoint: String?
-        while endpoint == nil { usleep(10_000); endpoint = lock.withLock { bound.value } }
+        let running = try RunningCoordinator(o)
+        let endpoint: String? = running.endpoint
 
         /// Starts the proxy in front of the coordinator; returns it, its endpoint and its output.
         func proxy(tamper: Bool) throws -> (Process, String, Pipe) {
@@ -132,7 +119,6 @@ final class SecurityTests: XCTestCase {
         defer { good.terminate() }
         let trained = try runProcess(workerExecutable, ["join", "--coord", goodEndpoint] + worker)
         XCTAssertEqual(trained.0, 0, trained.2)
-        while !thread.isFinished { usleep(10_000) }
-        XCTAssertEqual(outcome.value, .finished(step: 3))
+        XCTAssertEqual(running.wait(), .finished(step: 3))
     }
 }

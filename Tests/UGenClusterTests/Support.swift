@@ -140,3 +140,33 @@ func runProcess(_ exe: String, _ args: [String], environment: [String: String] =
     p.waitUntilExit()
     return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
+
+/// A coordinator running on a thread of the test, once it has bound its endpoint.
+final class RunningCoordinator: @unchecked Sendable {
+    let coordinator: Coordinator
+    let endpoint: String
+    private let thread: Thread
+    private let lock = NSLock()
+    private let result = Box<Coordinator.Outcome?>(nil)
+
+    init(_ options: Coordinator.Options) throws {
+        let c = Box(try Coordinator(options))  // the Box carries it onto the thread (Coordinator is not Sendable)
+        let bound = Box<String?>(nil), result = self.result, lock = self.lock
+        c.value.onBound = { e in lock.withLock { bound.value = e } }
+        let t = Thread { let o = try? c.value.run(); lock.withLock { result.value = o } }
+        t.start()
+        while lock.withLock({ bound.value }) == nil && !t.isFinished { usleep(10_000) }
+        coordinator = c.value
+        thread = t
+        endpoint = lock.withLock { bound.value ?? "" }
+    }
+
+    var isFinished: Bool { thread.isFinished }
+
+    /// Waits up to `seconds` for the run to end; its outcome, or nil if it failed or has not ended.
+    func wait(seconds: Double = 120) -> Coordinator.Outcome? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while !thread.isFinished && Date() < deadline { usleep(10_000) }
+        return lock.withLock { result.value }
+    }
+}
