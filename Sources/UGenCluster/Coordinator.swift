@@ -34,6 +34,8 @@ public final class Coordinator {
         public var localWorkers = 0
         /// The `ugen-worker` executable (default: next to this process's executable).
         public var workerExecutable: String?
+        /// Where local worker i writes its output (`worker-i.log`); nil: this process's stdout and stderr.
+        public var localWorkerLogs: String?
         /// `PATH` or `latest` (RUN/checkpoints/latest).
         public var resume: String?
         /// Stop (with a checkpoint) once this many steps are done; the schedule still spans train.steps.
@@ -130,11 +132,7 @@ public final class Coordinator {
         onBound?(endpoint)
         try runLog.writeConfig(config.yaml)
         if let ckpt = restorePoint {
-            step = ckpt.progress.step
-            tokensSeen = ckpt.progress.tokensSeen
-            try data.source.restore(state: ckpt.progress.dataState)
-            try runLog.truncateMetrics(after: step)
-            runLog.event("resume", [("step", .int(step)), ("checkpoint", .string(lastCheckpointPath ?? ""))])
+            try rewind(to: ckpt)
             log.info("resuming from \(lastCheckpointPath ?? "?") at step \(step)")
         } else {
             runLog.event("start", [("steps", .int(config.steps)), ("stages", .int(config.stages)), ("replicas", .int(config.replicas))])
@@ -143,7 +141,8 @@ public final class Coordinator {
             local = try LocalWorkers(count: options.localWorkers, executable: options.workerExecutable,
                                      coordinator: endpoint.replacingOccurrences(of: "0.0.0.0", with: "127.0.0.1"),
                                      threads: config.threadsPerWorker, secret: options.secret, maxRestarts: config.maxRestarts,
-                                     curve: options.security.keys.map { ($0.publicKey, localKeys) }, log: log)
+                                     curve: options.security.keys.map { ($0.publicKey, localKeys) },
+                                     logDirectory: options.localWorkerLogs, log: log)
         }
         defer { local?.stopAll() }
         stages = config.stages
@@ -205,10 +204,10 @@ public final class Coordinator {
                     continue
                 }
             }
-            if try checkStop() { throw StopBeforeStart() }
+            if coordinatorStopRequested != 0 { throw StopBeforeStart() }
             let joined = try pump(timeoutMs: 100).joined
             waiting = joined
-            try checkLocalWorkers()
+            local?.restartDead()
         }
     }
 
@@ -218,14 +217,14 @@ public final class Coordinator {
         specs = try StageSpec.partition(model, stages: stages, seqLen: config.seqLen)
         let endpoints = slots.map { members[$0!]!.hello.dataEndpoint }
         let keys = slots.map { members[$0!]!.hello.publicKey }
+        let tensorIndex = restorePoint.map { c in Dictionary(uniqueKeysWithValues: c.params.indices.map { (c.params[$0].name, $0) }) }
         for (slot, id) in slots.enumerated() {
             let stage = slot % stages, replica = slot / stages
             let spec = specs[stage]
             var arrays: [Data] = []
-            if let ckpt = restorePoint {
-                let byName = Dictionary(uniqueKeysWithValues: ckpt.params.indices.map { (ckpt.params[$0].name, $0) })
+            if let ckpt = restorePoint, let tensorIndex {
                 for (name, _) in model.parameterShapes(for: spec) {
-                    guard let i = byName[name] else { throw ConfigError("checkpoint has no tensor \(name)") }
+                    guard let i = tensorIndex[name] else { throw ConfigError("checkpoint has no tensor \(name)") }
                     arrays += [bytes(ckpt.params[i].values), bytes(ckpt.adamM[i].values), bytes(ckpt.adamV[i].values)]
                 }
             }
@@ -256,7 +255,7 @@ public final class Coordinator {
         let rowsPer = config.batchRows / (R * m), n = rowsPer * config.seqLen, perReplica = m * n
         let codebook = data.schedule.codebook
         while step < config.steps {
-            if try checkStop() || (options.stopAfter.map { step >= $0 } ?? false) {
+            if coordinatorStopRequested != 0 || (options.stopAfter.map { step >= $0 } ?? false) {
                 try checkpoint()
                 return .stopped(step: step)
             }
@@ -410,30 +409,25 @@ public final class Coordinator {
         }
         // Everyone else drops what they were doing; they keep their place and get a new assignment.
         broadcast(.reset, Reset(reason: "worker \(lost.workerId) lost"), to: Array(members.keys))
-        if let path = lastCheckpointPath {
-            restorePoint = try CheckpointFile.read(path)
-            step = restorePoint!.progress.step
-            tokensSeen = restorePoint!.progress.tokensSeen
-            try data.source.restore(state: restorePoint!.progress.dataState)
-        } else {
-            restorePoint = nil
-            step = 0
-            tokensSeen = 0
-            try data.source.restore(state: initialDataState)
-        }
+        try rewind(to: try lastCheckpointPath.map(CheckpointFile.read))
+        log.info("continuing from step \(step) once \(stages * config.replicas) workers are present")
+    }
+
+    /// Puts the run back where `ckpt` left it (nil: its start): step, tokens seen, the data stream, and
+    /// metrics.jsonl cut after that step; the next assignment sends the checkpoint's tensors.
+    private func rewind(to ckpt: Checkpoint?) throws {
+        restorePoint = ckpt
+        step = ckpt?.progress.step ?? 0
+        tokensSeen = ckpt?.progress.tokensSeen ?? 0
+        try data.source.restore(state: ckpt?.progress.dataState ?? initialDataState)
         try runLog.truncateMetrics(after: step)
         runLog.event("resume", [("step", .int(step)), ("checkpoint", .string(lastCheckpointPath ?? "initial weights"))])
-        log.info("continuing from step \(step) once \(stages * config.replicas) workers are present")
     }
 
     // MARK: Messages
 
     struct WorkerLost: Error { var workerId: Int; var reason: String }
     struct StopBeforeStart: Error {}
-
-    private func checkStop() throws -> Bool { coordinatorStopRequested != 0 }
-
-    private func checkLocalWorkers() throws { local?.restartDead() }
 
     private func send(_ id: Int, _ msg: WireMessage) throws {
         guard let m = members[id] else { throw WorkerLost(workerId: id, reason: "gone") }
@@ -512,9 +506,8 @@ public final class Coordinator {
                 continue
             }
             if msg.kind == .heartbeat {
-                if let hb = try? msg.decode(Heartbeat.self), let m = members[hb.workerId] {
+                if let hb = try? msg.decode(Heartbeat.self), members[hb.workerId] != nil {
                     members[hb.workerId]!.lastSeen = Date()
-                    _ = m
                     if let s = hb.status { status[hb.workerId] = s }
                 }
                 try? socket.send([identity] + WireMessage(.heartbeat, Heartbeat(workerId: -1)).frames)

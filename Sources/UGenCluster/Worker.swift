@@ -375,11 +375,11 @@ public final class Worker {
         let reduceHeader = { (r: Int) in DataHeader(kind: .gradient, generation: Int32(self.assign.generation), step: Int32(step), microBatch: Int32(-1 - r)) }
         if assign.replica == 0 {
             while reduceArrived.count < config.replicas - 1 { try receiveData(step: step) }
-            var sum = flatGrad
-            for r in 1..<config.replicas { for j in 0..<total { sum[j] += reduceIn[r][j] } }
-            scatter(sum)
+            // Summed in place (replica 0's gradients, then replicas 1, 2, … in order): no buffer per step.
+            for r in 1..<config.replicas { for j in 0..<total { flatGrad[j] += reduceIn[r][j] } }
+            scatter(flatGrad)
             for r in 1..<config.replicas {
-                try sum.withUnsafeBytes { raw in try reduceHeader(0).bytes.withUnsafeBytes { try toReplicas[r]!.send([$0, raw]) } }
+                try flatGrad.withUnsafeBytes { raw in try reduceHeader(0).bytes.withUnsafeBytes { try toReplicas[r]!.send([$0, raw]) } }
             }
         } else {
             try flatGrad.withUnsafeBytes { raw in try reduceHeader(assign.replica).bytes.withUnsafeBytes { try toReplicas[0]!.send([$0, raw]) } }
