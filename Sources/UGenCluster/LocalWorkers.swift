@@ -13,10 +13,12 @@ final class LocalWorkers {
     private let log: Logger
 
     private let curve: (coordinator: String, workers: [CurveKeyPair])?
+    private let logDirectory: String?
 
     init(count: Int, executable: String?, coordinator: String, threads: Int, secret: String, maxRestarts: Int,
-         curve: (String, [CurveKeyPair])?, log: Logger) throws {
+         curve: (String, [CurveKeyPair])?, logDirectory: String? = nil, log: Logger) throws {
         self.curve = curve
+        self.logDirectory = logDirectory
         let exe = executable ?? Self.besideSelf("ugen-worker")
         guard FileManager.default.isExecutableFile(atPath: exe) else {
             throw ProtocolError("\(exe): worker executable not found (build it with `swift build`, or pass its path)")
@@ -51,6 +53,14 @@ final class LocalWorkers {
             env["UGEN_COORD_PUBLIC_KEY"] = curve.coordinator
         }
         p.environment = env
+        if let logDirectory {  // appended to, so a restarted worker's output follows its predecessor's
+            let path = logDirectory + "/worker-\(i).log"
+            if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+            let file = FileHandle(forWritingAtPath: path)
+            file?.seekToEndOfFile()
+            p.standardOutput = file
+            p.standardError = file
+        }
         try p.run()
         log.info("started local worker \(i) (pid \(p.processIdentifier))")
         return p

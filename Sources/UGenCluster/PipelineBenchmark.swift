@@ -193,8 +193,8 @@ public enum PipelineBenchmark {
         ])
     }
 
-    /// Trains `config` with a coordinator in this process and `stages` worker processes started here
-    /// (their logs go to RUN/worker-N.log). Returns the resolved model.
+    /// Trains `config` with a coordinator in this process and its local worker processes (their output
+    /// goes to RUN/worker-N.log). Returns the resolved model.
     @discardableResult
     static func train(_ config: RunConfig, runDirectory: String, workerExecutable: String?) throws -> ModelConfig {
         try? FileManager.default.removeItem(atPath: runDirectory)
@@ -202,48 +202,13 @@ public enum PipelineBenchmark {
         var o = Coordinator.Options(config: config, runDirectory: runDirectory)
         o.bind = "tcp://127.0.0.1:0"
         o.secret = ProcessInfo.processInfo.environment["UGEN_SECRET"] ?? ""
-        let exe = workerExecutable ?? besideSelf("ugen-worker")
-        guard FileManager.default.isExecutableFile(atPath: exe) else {
-            throw ConfigError("\(exe): ugen-worker not found (build with `swift build -c release`, or pass --worker-executable)")
-        }
+        o.localWorkers = config.stages * config.replicas
+        o.workerExecutable = workerExecutable
+        o.localWorkerLogs = runDirectory
         let coordinator = try Coordinator(o)
-        var workers: [Process] = []
-        var startError: Error?
-        coordinator.onBound = { endpoint in
-            for i in 0..<(config.stages * config.replicas) {
-                let p = Process()
-                p.executableURL = URL(fileURLWithPath: exe)
-                p.arguments = ["join", "--coord", endpoint, "--threads", String(config.threadsPerWorker), "--name", "bench-\(i)"]
-                var env = ProcessInfo.processInfo.environment
-                env["UGEN_LOCAL_WORKER"] = "1"
-                p.environment = env
-                let logPath = runDirectory + "/worker-\(i).log"
-                FileManager.default.createFile(atPath: logPath, contents: nil)
-                let log = FileHandle(forWritingAtPath: logPath)
-                p.standardOutput = log
-                p.standardError = log
-                do { try p.run(); workers.append(p) } catch { startError = error }
-            }
-        }
-        defer {
-            let deadline = Date().addingTimeInterval(10)
-            while Date() < deadline && workers.contains(where: \.isRunning) { usleep(20_000) }
-            for p in workers where p.isRunning { p.terminate() }
-            for p in workers { p.waitUntilExit() }
-        }
         let outcome = try coordinator.run()
-        if let startError { throw startError }
         guard outcome == .finished(step: config.steps) else { throw ConfigError("bench run ended early: \(outcome)") }
         return coordinator.model
-    }
-
-    /// A sibling of the running executable.
-    static func besideSelf(_ name: String) -> String {
-        for base in [CommandLine.arguments[0], "/proc/self/exe"] {
-            let url = URL(fileURLWithPath: base).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent(name)
-            if FileManager.default.isExecutableFile(atPath: url.path) { return url.path }
-        }
-        return name
     }
 
     /// One line of a JSON-lines file per element.
