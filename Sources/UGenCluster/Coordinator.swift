@@ -240,9 +240,9 @@ public final class Coordinator {
                            generation: generation)
             try send(id!, WireMessage(.assign, a, arrays: arrays))
             let m = members[id!]!
-            log.info("worker \(m.hello.name) on \(m.hello.host): stage \(stage + 1)/\(stages) layers \(spec.firstLayer)..<\(spec.endLayer), replica \(replica)")
+            log.info("worker \(m.hello.name) on \(m.hello.host): stage \(stage + 1)/\(stages) \(spec), replica \(replica)")
             runLog.event("assign", [("worker", .string(m.hello.name)), ("host", .string(m.hello.host)), ("stage", .int(stage)),
-                                    ("replica", .int(replica)), ("layers", .string("\(spec.firstLayer)..<\(spec.endLayer)"))])
+                                    ("replica", .int(replica)), ("layers", .string(spec.description))])
         }
         _ = try collect(.ready, from: slots.map { $0! }, deadline: 120)
         log.info("all \(slots.count) workers ready; training from step \(step) to \(config.steps)")

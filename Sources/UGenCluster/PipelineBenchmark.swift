@@ -272,9 +272,7 @@ public enum PipelineBenchmark {
         let n = Double(metrics.count)
         let times = (0..<c.stages).map { i -> StageTimes in
             let f = sums[i][0] / n, b = sums[i][1] / n, w = sums[i][2] / n, cm = sums[i][3] / n
-            var layers = "\(specs[i].firstLayer)..<\(specs[i].endLayer)"
-            if specs[i].hasEmbedding { layers = "embed + " + layers }
-            if specs[i].hasHead { layers += " + head" }
+            let layers = specs[i].description
             return StageTimes(stage: i, layers: layers, forward_ms: f, backward_ms: b, wait_ms: w, comm_ms: cm, busy_ms: f + b,
                               wait_share: w / meanStep, idle_share: 1 - (f + b) / meanStep, comm_share: cm / meanStep)
         }

@@ -203,7 +203,7 @@ public final class Worker {
                 return try push(endpoint, a.replicaPeerKeys?[r])
             }
         }
-        log.info("stage \(a.stage + 1)/\(a.stages) (layers \(a.spec.firstLayer)..<\(a.spec.endLayer)\(a.spec.hasEmbedding ? " + embedding" : "")\(a.spec.hasHead ? " + head" : "")), replica \(a.replica)")
+        log.info("stage \(a.stage + 1)/\(a.stages) (\(a.spec)), replica \(a.replica)")
         try control.send(WireMessage(.ready, Ready(workerId: a.workerId)).frames)
     }
 
@@ -277,7 +277,7 @@ public final class Worker {
                     try sendTensor(toNext!, DataHeader(kind: .activation, generation: gen, step: Int32(order.step), microBatch: Int32(k)), a.output)
                 }
                 forwardMs += clock() - t2
-            case .backward(let k):
+            case .backward(let k), .backwardInput(let k):
                 heartbeat.setPosition(step: order.step, forward: false, microBatch: k)
                 let a = stage.activations(k % slots)
                 var gradOut: Tensor? = nil
@@ -290,11 +290,16 @@ public final class Worker {
                     gradOut = gradientIn[k]
                 }
                 let t1 = clock()
-                let gIn = stage.backward(a, gradOutput: gradOut)
+                let gIn = stage.backwardInput(a, gradOutput: gradOut)
                 if let gIn, let prev = toPrevious {
                     try sendTensor(prev, DataHeader(kind: .gradient, generation: gen, step: Int32(order.step), microBatch: Int32(k)), gIn)
                 }
+                if case .backward = op { stage.backwardWeights(a) }
                 backwardMs += clock() - t1
+            case .backwardWeights(let k):
+                let t0 = clock()
+                stage.backwardWeights(stage.activations(k % slots))
+                backwardMs += clock() - t0
             }
         }
         arrived = [.activation: [], .gradient: []]

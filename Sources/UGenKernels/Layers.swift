@@ -16,10 +16,19 @@ public enum Linear {
     public static func backward(dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>,
                                 dout: UnsafePointer<Float>, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
                                 n: Int, inF: Int, outF: Int, accumulate: Bool = false) {
-        if let dx {
-            BLAS.gemm(m: n, n: inF, k: outF, a: dout, lda: outF, b: w, ldb: inF,
-                      beta: accumulate ? 1 : 0, c: dx, ldc: inF)
-        }
+        if let dx { inputGradient(dx: dx, dout: dout, w: w, n: n, inF: inF, outF: outF, accumulate: accumulate) }
+        weightGradient(dw: dw, dout: dout, x: x, n: n, inF: inF, outF: outF)
+    }
+
+    /// dx (+)= dout · W: the half of backward the previous layer waits for.
+    public static func inputGradient(dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, w: UnsafePointer<Float>,
+                                     n: Int, inF: Int, outF: Int, accumulate: Bool = false) {
+        BLAS.gemm(m: n, n: inF, k: outF, a: dout, lda: outF, b: w, ldb: inF, beta: accumulate ? 1 : 0, c: dx, ldc: inF)
+    }
+
+    /// dW += doutᵀ · x: the half nothing else waits for, which a pipeline schedule may run later.
+    public static func weightGradient(dw: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, x: UnsafePointer<Float>,
+                                      n: Int, inF: Int, outF: Int) {
         BLAS.gemm(transA: true, m: outF, n: inF, k: n, a: dout, lda: outF, b: x, ldb: inF, beta: 1, c: dw, ldc: inF)
     }
 }
@@ -56,11 +65,14 @@ public enum RMSNorm {
                 for j in 0..<d { dxr[j] += dyr[j] * w[j] * s - xr[j] * c }
             }
         }
-        // The weight gradient sums over rows: done in row order on one thread so it is deterministic.
-        for r in 0..<n {
-            let xr = x + r * d, dyr = dy + r * d
-            let s = rstd[r]
-            for j in 0..<d { dw[j] += dyr[j] * xr[j] * s }
+        // The weight gradient sums over rows, in row order for each column (deterministic); the
+        // threads take column ranges.
+        Parallel.columns(d) { cols in
+            for r in 0..<n {
+                let xr = x + r * d, dyr = dy + r * d
+                let s = rstd[r]
+                for j in cols { dw[j] += dyr[j] * xr[j] * s }
+            }
         }
     }
 }
@@ -159,12 +171,15 @@ public enum Embedding {
         for r in 0..<n { (out + r * d).update(from: w + Int(tokens[r]) * d, count: d) }
     }
 
-    /// dW[token[r]] += dout[r], in row order (deterministic when a token repeats).
+    /// dW[token[r]] += dout[r], in row order (deterministic when a token repeats); the threads take
+    /// column ranges.
     public static func backward(dw: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
                                 tokens: UnsafePointer<Int32>, n: Int, d: Int) {
-        for r in 0..<n {
-            let dst = dw + Int(tokens[r]) * d, src = dout + r * d
-            for j in 0..<d { dst[j] += src[j] }
+        Parallel.columns(d) { cols in
+            for r in 0..<n {
+                let dst = dw + Int(tokens[r]) * d, src = dout + r * d
+                for j in cols { dst[j] += src[j] }
+            }
         }
     }
 }

@@ -17,7 +17,7 @@ public final class CachedDecoder {
 
     /// `stage` must hold the whole model (embedding, every layer, head).
     public init(stage: Stage) {
-        precondition(stage.spec.hasEmbedding && stage.spec.hasHead && stage.spec.layers == 0..<stage.config.nLayers,
+        precondition(stage.spec.hasEmbedding && stage.spec.hasHead && stage.spec.blocks == 0..<2 * stage.config.nLayers,
                      "the decoder needs the whole model")
         self.stage = stage
         model = stage.config
@@ -39,19 +39,19 @@ public final class CachedDecoder {
         precondition(token >= 0 && Int(token) < c.vocabSize, "token id \(token) outside the vocabulary")
         let p = length, eps = Float(c.rmsEps)
         (x.data).update(from: stage.embed!.value.data + Int(token) * d, count: d)
-        for (l, w) in stage.blocks.enumerated() {
-            RMSNorm.forward(y: norm.data, rstd: rstd.data, x: x.data, w: w.attnNorm.value.data, n: 1, d: d, eps: eps)
-            Linear.forward(out: qkv.data, x: norm.data, w: w.qkv.data, n: 1, inF: d, outF: C)
+        for (l, (aw, mw)) in stage.layerWeights.enumerated() {
+            RMSNorm.forward(y: norm.data, rstd: rstd.data, x: x.data, w: aw.norm.value.data, n: 1, d: d, eps: eps)
+            Linear.forward(out: qkv.data, x: norm.data, w: aw.qkv.data, n: 1, inF: d, outF: C)
             RoPE.apply(qkv.data, rows: 1, seqLen: 1, ld: C, col: 0, heads: c.nHeads + c.nKVHeads, table: stage.rope, startPosition: p)
             (keys[l].data + p * kvW).update(from: qkv.data + c.nHeads * hd, count: kvW)
             (values[l].data + p * kvW).update(from: qkv.data + (c.nHeads + c.nKVHeads) * hd, count: kvW)
             attend(layer: l, position: p)
-            Linear.forward(out: mid.data, x: attn.data, w: w.o.value.data, n: 1, inF: c.nHeads * hd, outF: d)
+            Linear.forward(out: mid.data, x: attn.data, w: aw.o.value.data, n: 1, inF: c.nHeads * hd, outF: d)
             addInPlace(mid.data, x.data, count: d)
-            RMSNorm.forward(y: norm.data, rstd: rstd.data, x: mid.data, w: w.mlpNorm.value.data, n: 1, d: d, eps: eps)
-            Linear.forward(out: gateUp.data, x: norm.data, w: w.gateUp.data, n: 1, inF: d, outF: 2 * f)
+            RMSNorm.forward(y: norm.data, rstd: rstd.data, x: mid.data, w: mw.norm.value.data, n: 1, d: d, eps: eps)
+            Linear.forward(out: gateUp.data, x: norm.data, w: mw.gateUp.data, n: 1, inF: d, outF: 2 * f)
             SwiGLU.forward(act: act.data, gateUp: gateUp.data, n: 1, f: f)
-            Linear.forward(out: x.data, x: act.data, w: w.down.value.data, n: 1, inF: f, outF: d)
+            Linear.forward(out: x.data, x: act.data, w: mw.down.value.data, n: 1, inF: f, outF: d)
             addInPlace(x.data, mid.data, count: d)
         }
         RMSNorm.forward(y: norm.data, rstd: rstd.data, x: x.data, w: stage.finalNorm!.value.data, n: 1, d: d, eps: eps)

@@ -70,8 +70,11 @@ public struct ModelConfig: Codable, Equatable, Sendable {
 
     /// The parameters a stage holds, in canonical order (the same list `Stage.parameters` has).
     public func parameterShapes(for spec: StageSpec) -> [(name: String, shape: [Int])] {
-        var out: [(String, [Int])] = spec.hasEmbedding ? [("model.embed_tokens.weight", [vocabSize, dModel])] : []
-        for l in spec.layers { out += layerParameterShapes(l) }
+        var out: [(name: String, shape: [Int])] = spec.hasEmbedding ? [("model.embed_tokens.weight", [vocabSize, dModel])] : []
+        for b in spec.blocks {
+            let layer = layerParameterShapes(b / 2)
+            out += b % 2 == 0 ? layer[..<5] : layer[5...]  // attention: norm, q, k, v, o; MLP: norm, gate, up, down
+        }
         if spec.hasHead { out += [("model.norm.weight", [dModel]), ("lm_head.weight", [vocabSize, dModel])] }
         return out
     }
@@ -85,56 +88,89 @@ public struct ModelError: Error, CustomStringConvertible {
     public init(_ d: String) { description = d }
 }
 
-/// Which cut of the chain a stage holds: `[embedding] + layers[a..<b] + [final norm + head]`.
-public struct StageSpec: Codable, Equatable, Sendable {
-    public var firstLayer: Int
-    public var endLayer: Int
+/// Which cut of the chain a stage holds: `[embedding] + blocks[a..<b] + [final norm + head]`.
+///
+/// The chain is counted in *residual blocks*, two per layer: block 2l is layer l's attention half
+/// (`h = x + o(Attn(RMSNorm(x)))`), block 2l + 1 its MLP half (`out = h + down(SwiGLU(RMSNorm(h)))`). Both
+/// halves read and write the residual stream, so a cut between them passes the same [N, d] tensor as a cut
+/// between layers — and lets the partition balance stages to half a layer instead of a whole one.
+public struct StageSpec: Codable, Equatable, Sendable, CustomStringConvertible {
+    public var firstBlock: Int
+    public var endBlock: Int
     public var hasEmbedding: Bool
     public var hasHead: Bool
 
-    public init(layers: Range<Int>, hasEmbedding: Bool, hasHead: Bool) {
-        firstLayer = layers.lowerBound; endLayer = layers.upperBound
+    public init(blocks: Range<Int>, hasEmbedding: Bool, hasHead: Bool) {
+        firstBlock = blocks.lowerBound; endBlock = blocks.upperBound
         self.hasEmbedding = hasEmbedding; self.hasHead = hasHead
     }
 
-    public var layers: Range<Int> { firstLayer..<endLayer }
+    /// Whole layers a..<b.
+    public init(layers: Range<Int>, hasEmbedding: Bool, hasHead: Bool) {
+        self.init(blocks: 2 * layers.lowerBound..<2 * layers.upperBound, hasEmbedding: hasEmbedding, hasHead: hasHead)
+    }
+
+    public var blocks: Range<Int> { firstBlock..<endBlock }
+    /// The layers this stage holds all or half of.
+    public var layers: Range<Int> { firstBlock / 2..<(endBlock + 1) / 2 }
+
+    /// In words, e.g. "embedding + layers 0–1 + layer 2 attention" or "layer 2 MLP + layer 3 + head".
+    public var description: String {
+        var parts: [String] = hasEmbedding ? ["embedding"] : []
+        var b = firstBlock
+        if b < endBlock, b % 2 == 1 { parts.append("layer \(b / 2) MLP"); b += 1 }
+        let wholeEnd = endBlock - endBlock % 2
+        if b < wholeEnd {
+            let a = b / 2, z = wholeEnd / 2 - 1
+            parts.append(a == z ? "layer \(a)" : "layers \(a)–\(z)")
+            b = wholeEnd
+        }
+        if b < endBlock { parts.append("layer \(b / 2) attention") }
+        if hasHead { parts.append("head") }
+        return parts.isEmpty ? "nothing" : parts.joined(separator: " + ")
+    }
 
     /// The whole model as one stage (the single process).
     public static func whole(_ c: ModelConfig) -> StageSpec { StageSpec(layers: 0..<c.nLayers, hasEmbedding: true, hasHead: true) }
 
-    /// Splits the model into `count` stages of contiguous layers, balancing compute: each layer costs its
-    /// matmul FLOPs, the head costs its V·d product and the loss, the embedding a small copy.
+    /// Splits the model into `count` stages of contiguous residual blocks, minimising the largest stage's
+    /// compute. Costs are per-token multiply-adds of the forward pass: an attention half costs its q/k/v/o
+    /// products and the 2·T·d of its score and value products, an MLP half its three products, the head its
+    /// V·d product plus a little for the softmax over V, the embedding a small copy.
     public static func partition(_ c: ModelConfig, stages count: Int, seqLen: Int) throws -> [StageSpec] {
         guard count >= 1 else { throw ModelError("cluster.stages must be at least 1") }
         guard count <= c.nLayers else {
             throw ModelError("cluster.stages (\(count)) exceeds model.n_layers (\(c.nLayers)): every stage needs a layer")
         }
-        let layerCost = Double(c.dModel * c.qkvWidth + c.nHeads * c.headDim * c.dModel + 3 * c.dModel * c.ffnHidden)
-            + 2 * Double(seqLen * c.dModel)
-        let headCost = Double(c.vocabSize * c.dModel) * 1.15  // the softmax over V adds a little
+        let attentionCost = Double(c.dModel * c.qkvWidth + c.nHeads * c.headDim * c.dModel) + 2 * Double(seqLen * c.dModel)
+        let mlpCost = Double(3 * c.dModel * c.ffnHidden)
+        let headCost = Double(c.vocabSize * c.dModel) * 1.15
         let embedCost = Double(c.dModel) * 0.5
-        // Choose cut points minimising the largest stage cost (small n: exhaustive dynamic programming).
-        let L = c.nLayers
+        let n = 2 * c.nLayers
+        // prefix[b] = cost of blocks 0..<b
+        var prefix = [0.0]
+        for b in 0..<n { prefix.append(prefix[b] + (b % 2 == 0 ? attentionCost : mlpCost)) }
         func cost(_ a: Int, _ b: Int) -> Double {
-            Double(b - a) * layerCost + (a == 0 ? embedCost : 0) + (b == L ? headCost : 0)
+            prefix[b] - prefix[a] + (a == 0 ? embedCost : 0) + (b == n ? headCost : 0)
         }
-        var best = [[Double]](repeating: [Double](repeating: .infinity, count: L + 1), count: count + 1)
-        var cut = [[Int]](repeating: [Int](repeating: 0, count: L + 1), count: count + 1)
+        // Exhaustive dynamic programming over cut points (n is small); ties keep the earlier cut.
+        var best = [[Double]](repeating: [Double](repeating: .infinity, count: n + 1), count: count + 1)
+        var cut = [[Int]](repeating: [Int](repeating: 0, count: n + 1), count: count + 1)
         best[0][0] = 0
         for s in 1...count {
-            for b in s...L {
+            for b in s...n {
                 for a in (s - 1)..<b where best[s - 1][a] < .infinity {
                     let v = max(best[s - 1][a], cost(a, b))
                     if v < best[s][b] - 1e-9 { best[s][b] = v; cut[s][b] = a }
                 }
             }
         }
-        var bounds = [L]
-        var b = L
+        var bounds = [n]
+        var b = n
         for s in stride(from: count, to: 0, by: -1) { b = cut[s][b]; bounds.append(b) }
         bounds.reverse()
         return (0..<count).map { i in
-            StageSpec(layers: bounds[i]..<bounds[i + 1], hasEmbedding: i == 0, hasHead: i == count - 1)
+            StageSpec(blocks: bounds[i]..<bounds[i + 1], hasEmbedding: i == 0, hasHead: i == count - 1)
         }
     }
 }

@@ -16,10 +16,14 @@ public final class AdamWState {
     /// Scales every gradient by `clipScale` (when below 1), then applies one AdamW update.
     public func update(_ parameters: [Parameter], lr: Double, hyper: AdamWHyper, clipScale: Float) {
         step += 1
+        // Element-wise, so cut into ranges across the threads: each element's arithmetic is the same.
         for (i, p) in parameters.enumerated() {
-            if clipScale < 1 { for j in 0..<p.grad.count { p.grad[j] *= clipScale } }
-            AdamW.step(param: p.value.data, grad: p.grad.data, m: m[i].data, v: v[i].data, count: p.value.count,
-                       lr: lr, t: step, hyper: hyper, decay: p.decays)
+            let g = p.grad.data, value = p.value.data, m = m[i].data, v = v[i].data
+            Parallel.rows(p.value.count) { r in
+                if clipScale < 1 { for j in r { g[j] *= clipScale } }
+                AdamW.step(param: value + r.lowerBound, grad: g + r.lowerBound, m: m + r.lowerBound, v: v + r.lowerBound,
+                           count: r.count, lr: lr, t: step, hyper: hyper, decay: p.decays)
+            }
         }
     }
 }

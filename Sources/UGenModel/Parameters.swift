@@ -13,36 +13,55 @@ public final class Parameter {
     public var decays: Bool { value.shape.count == 2 }
 }
 
-/// One transformer block's weights. q/k/v are views into one fused [(H+2·Hkv)·hd, d] matrix and
-/// gate/up into one [2f, d] matrix, so the block runs one sgemm where it would run three or two.
-final class BlockWeights {
-    let attnNorm, q, k, v, o, mlpNorm, gate, up, down: Parameter
-    let qkv, qkvGrad, gateUp, gateUpGrad: Tensor
+/// A parameter of layer `l` named as in HuggingFace.
+private func layerParameter(_ l: Int, _ name: String, _ shape: [Int]) -> Parameter {
+    Parameter(name: "model.layers.\(l).\(name)", value: Tensor(shape), grad: Tensor(shape))
+}
+
+/// Rows `rows` of a fused [R, d] matrix (and its gradient) as a named parameter of its own.
+private func layerView(_ l: Int, _ name: String, _ base: Tensor, _ grad: Tensor, rows: Range<Int>, d: Int) -> Parameter {
+    Parameter(name: "model.layers.\(l).\(name)", value: Tensor(viewOf: base, offset: rows.lowerBound * d, shape: [rows.count, d]),
+              grad: Tensor(viewOf: grad, offset: rows.lowerBound * d, shape: [rows.count, d]))
+}
+
+/// The attention half of a layer. q/k/v are views into one fused [(H+2·Hkv)·hd, d] matrix, so the block
+/// runs one sgemm where it would run three.
+final class AttentionWeights {
+    let norm, q, k, v, o: Parameter
+    let qkv, qkvGrad: Tensor
 
     init(_ c: ModelConfig, layer l: Int) {
-        let d = c.dModel, hd = c.headDim, f = c.ffnHidden
-        let p = "model.layers.\(l)."
-        func param(_ n: String, _ shape: [Int]) -> Parameter { Parameter(name: p + n, value: Tensor(shape), grad: Tensor(shape)) }
-        func view(_ n: String, _ base: Tensor, _ grad: Tensor, rows: Range<Int>) -> Parameter {
-            Parameter(name: p + n, value: Tensor(viewOf: base, offset: rows.lowerBound * d, shape: [rows.count, d]),
-                      grad: Tensor(viewOf: grad, offset: rows.lowerBound * d, shape: [rows.count, d]))
-        }
-        attnNorm = param("input_layernorm.weight", [d])
+        let d = c.dModel, qRows = c.nHeads * c.headDim, kvRows = c.nKVHeads * c.headDim
+        norm = layerParameter(l, "input_layernorm.weight", [d])
         qkv = Tensor([c.qkvWidth, d]); qkvGrad = Tensor([c.qkvWidth, d])
-        let qRows = c.nHeads * hd, kvRows = c.nKVHeads * hd
-        q = view("self_attn.q_proj.weight", qkv, qkvGrad, rows: 0..<qRows)
-        k = view("self_attn.k_proj.weight", qkv, qkvGrad, rows: qRows..<(qRows + kvRows))
-        v = view("self_attn.v_proj.weight", qkv, qkvGrad, rows: (qRows + kvRows)..<(qRows + 2 * kvRows))
-        o = param("self_attn.o_proj.weight", [d, qRows])
-        mlpNorm = param("post_attention_layernorm.weight", [d])
-        gateUp = Tensor([2 * f, d]); gateUpGrad = Tensor([2 * f, d])
-        gate = view("mlp.gate_proj.weight", gateUp, gateUpGrad, rows: 0..<f)
-        up = view("mlp.up_proj.weight", gateUp, gateUpGrad, rows: f..<(2 * f))
-        down = param("mlp.down_proj.weight", [d, f])
+        q = layerView(l, "self_attn.q_proj.weight", qkv, qkvGrad, rows: 0..<qRows, d: d)
+        k = layerView(l, "self_attn.k_proj.weight", qkv, qkvGrad, rows: qRows..<(qRows + kvRows), d: d)
+        v = layerView(l, "self_attn.v_proj.weight", qkv, qkvGrad, rows: (qRows + kvRows)..<(qRows + 2 * kvRows), d: d)
+        o = layerParameter(l, "self_attn.o_proj.weight", [d, qRows])
     }
 
     /// In canonical order (`ModelConfig.layerParameterShapes`).
-    var parameters: [Parameter] { [attnNorm, q, k, v, o, mlpNorm, gate, up, down] }
+    var parameters: [Parameter] { [norm, q, k, v, o] }
+    /// The gradient buffers it owns (the fused one once, not through its views).
+    var gradStorage: [Tensor] { [norm.grad, qkvGrad, o.grad] }
+}
+
+/// The MLP half of a layer. gate/up are views into one fused [2f, d] matrix.
+final class MLPWeights {
+    let norm, gate, up, down: Parameter
+    let gateUp, gateUpGrad: Tensor
+
+    init(_ c: ModelConfig, layer l: Int) {
+        let d = c.dModel, f = c.ffnHidden
+        norm = layerParameter(l, "post_attention_layernorm.weight", [d])
+        gateUp = Tensor([2 * f, d]); gateUpGrad = Tensor([2 * f, d])
+        gate = layerView(l, "mlp.gate_proj.weight", gateUp, gateUpGrad, rows: 0..<f, d: d)
+        up = layerView(l, "mlp.up_proj.weight", gateUp, gateUpGrad, rows: f..<(2 * f), d: d)
+        down = layerParameter(l, "mlp.down_proj.weight", [d, f])
+    }
+
+    var parameters: [Parameter] { [norm, gate, up, down] }
+    var gradStorage: [Tensor] { [norm.grad, gateUpGrad, down.grad] }
 }
 
 /// Seeded initialisation that depends only on (seed, parameter name): any partition of the model into

@@ -1,14 +1,20 @@
 import Foundation
 import UGenKernels
 
-/// What one micro-batch leaves behind in a stage for its backward pass. A stage keeps a pool of these so
-/// a pipeline schedule can hold several micro-batches in flight; they are allocated once and reused.
+/// What one micro-batch leaves behind in a stage for its backward passes. A stage keeps a pool of these
+/// so a pipeline schedule can hold several micro-batches in flight; they are allocated once and reused.
+///
+/// The backward pass comes in two halves (`Stage.backwardInput`, then `Stage.backwardWeights`), which a
+/// schedule may run far apart, so the first half leaves here everything the second needs: the gradient
+/// of the residual stream at every block boundary and each block's gradient at its fused projection.
 public final class StageActivations {
     /// Token ids as fed to the embedding (after any substitution), first stage only.
     public let tokens: UnsafeMutablePointer<Int32>
-    /// residual[0] is the stage input; residual[i+1] the output of its i-th layer.
+    /// residual[0] is the stage input; residual[i+1] the output of its i-th residual block.
     public let residual: [Tensor]
-    let layers: [BlockActivations]
+    /// gradResidual[i] = d(loss)/d(residual[i]), written by `backwardInput`.
+    let gradResidual: [Tensor]
+    let blocks: [BlockActivations]
     // Head (last stage only).
     let finalRstd: Tensor?, finalNorm: Tensor?
     /// Logits until the loss is taken, then d(loss)/d(logits).
@@ -20,8 +26,9 @@ public final class StageActivations {
         let n = rows * seqLen, d = c.dModel
         tokens = .allocate(capacity: n)
         tokens.initialize(repeating: 0, count: n)
-        residual = (0...spec.layers.count).map { _ in Tensor([n, d]) }
-        layers = spec.layers.map { _ in BlockActivations(c, rows: rows, seqLen: seqLen) }
+        residual = (0...spec.blocks.count).map { _ in Tensor([n, d]) }
+        gradResidual = (0...spec.blocks.count).map { _ in Tensor([n, d]) }
+        blocks = spec.blocks.map { $0 % 2 == 0 ? .attention(AttentionActivations(c, rows: rows, seqLen: seqLen)) : .mlp(MLPActivations(c, n: n)) }
         if spec.hasHead {
             finalRstd = Tensor([n]); finalNorm = Tensor([n, d]); logits = Tensor([n, c.vocabSize]); tokenLoss = Tensor([n])
         } else {
@@ -37,24 +44,55 @@ public final class StageActivations {
     public var output: Tensor { residual[residual.count - 1] }
 }
 
-final class BlockActivations {
-    let rstd1, norm1, qkv, probs, attn, mid, rstd2, norm2, gateUp, act: Tensor
+enum BlockActivations {
+    case attention(AttentionActivations), mlp(MLPActivations)
+}
+
+final class AttentionActivations {
+    let rstd, norm, qkv, probs, attn: Tensor
+    /// d(loss)/d(q, k, v) after RoPE's inverse: what the fused projection's weight gradient needs.
+    let dQKV: Tensor
     init(_ c: ModelConfig, rows: Int, seqLen: Int) {
-        let n = rows * seqLen, d = c.dModel
-        rstd1 = Tensor([n]); norm1 = Tensor([n, d]); qkv = Tensor([n, c.qkvWidth])
+        let n = rows * seqLen
+        rstd = Tensor([n]); norm = Tensor([n, c.dModel]); qkv = Tensor([n, c.qkvWidth])
         probs = Tensor([rows * c.nHeads * seqLen * seqLen]); attn = Tensor([n, c.nHeads * c.headDim])
-        mid = Tensor([n, d]); rstd2 = Tensor([n]); norm2 = Tensor([n, d])
-        gateUp = Tensor([n, 2 * c.ffnHidden]); act = Tensor([n, c.ffnHidden])
+        dQKV = Tensor([n, c.qkvWidth])
     }
 }
 
-/// A cut of the model's chain — `[embedding] + layers[a..<b] + [final norm + LM head]` — with
+final class MLPActivations {
+    let rstd, norm, gateUp, act: Tensor
+    /// d(loss)/d(gate, up): what the fused projection's weight gradient needs.
+    let dGateUp: Tensor
+    init(_ c: ModelConfig, n: Int) {
+        rstd = Tensor([n]); norm = Tensor([n, c.dModel]); gateUp = Tensor([n, 2 * c.ffnHidden]); act = Tensor([n, c.ffnHidden])
+        dGateUp = Tensor([n, 2 * c.ffnHidden])
+    }
+}
+
+/// One residual block's weights: a layer's attention half or its MLP half.
+enum BlockWeights {
+    case attention(AttentionWeights), mlp(MLPWeights)
+    var parameters: [Parameter] {
+        switch self { case .attention(let w): w.parameters; case .mlp(let w): w.parameters }
+    }
+    var gradStorage: [Tensor] {
+        switch self { case .attention(let w): w.gradStorage; case .mlp(let w): w.gradStorage }
+    }
+}
+
+/// A cut of the model's chain — `[embedding] + blocks[a..<b] + [final norm + LM head]` — with
 /// `forward` and `backward`. The single process runs the whole chain as one stage; the cluster runs
 /// the cuts in different processes and passes `output` / `gradInput` between them.
 ///
+/// Backward comes in two halves, as in zero-bubble pipeline schedules: `backwardInput` carries the
+/// gradient down the chain (every product `dX = dY · W`, and the cheap norm gains) and returns the
+/// gradient of the stage's input; `backwardWeights` then runs the weight products `dW += dYᵀ · X` from
+/// what the first half saved. `backward` is both at once.
+///
 /// Micro-batches have a fixed shape (rows × seqLen). Parameter gradients accumulate across
-/// micro-batches until `zeroGrads()`; backward must be called in the same order as forward per
-/// parameter for bitwise reproducibility (both GPipe and 1F1B do).
+/// micro-batches until `zeroGrads()`; each half must run in micro-batch order for bitwise
+/// reproducibility (every schedule does), and then the result does not depend on how far apart they run.
 public final class Stage {
     public let config: ModelConfig
     public let spec: StageSpec
@@ -70,34 +108,31 @@ public final class Stage {
     let rope: RoPETable
     let attnShape: AttentionShape
 
-    // Scratch shared by all micro-batches (backward runs one micro-batch at a time).
-    private let dResid, dNorm, dQKV, dAttn, dGateUp, dAct, dProbs, effectiveMask: Tensor
+    // Scratch shared by all micro-batches (each backward half runs one micro-batch at a time).
+    private let dNorm, dAttn, dAct, dProbs, effectiveMask: Tensor
     /// The gradient buffers this stage owns (fused ones once, not through their views).
     private let gradStorage: [Tensor]
     private var pool: [StageActivations] = []
 
     public init(config c: ModelConfig, spec: StageSpec, rows: Int, seqLen: Int) throws {
         try c.validate()
-        guard spec.firstLayer >= 0, spec.endLayer <= c.nLayers, spec.firstLayer <= spec.endLayer else {
-            throw ModelError("stage layers \(spec.firstLayer)..<\(spec.endLayer) outside a model of \(c.nLayers) layers")
+        guard spec.firstBlock >= 0, spec.endBlock <= 2 * c.nLayers, spec.firstBlock <= spec.endBlock else {
+            throw ModelError("stage blocks \(spec.firstBlock)..<\(spec.endBlock) outside a model of \(c.nLayers) layers")
         }
         guard seqLen <= c.maxSeqLen else { throw ModelError("sequence length \(seqLen) exceeds model.max_seq_len \(c.maxSeqLen)") }
         config = c; self.spec = spec; self.rows = rows; self.seqLen = seqLen
         let d = c.dModel, V = c.vocabSize
         embed = spec.hasEmbedding ? Parameter(name: "model.embed_tokens.weight", value: Tensor([V, d]), grad: Tensor([V, d])) : nil
-        blocks = spec.layers.map { BlockWeights(c, layer: $0) }
+        blocks = spec.blocks.map { $0 % 2 == 0 ? .attention(AttentionWeights(c, layer: $0 / 2)) : .mlp(MLPWeights(c, layer: $0 / 2)) }
         finalNorm = spec.hasHead ? Parameter(name: "model.norm.weight", value: Tensor([d]), grad: Tensor([d])) : nil
         head = spec.hasHead ? Parameter(name: "lm_head.weight", value: Tensor([V, d]), grad: Tensor([V, d])) : nil
         parameters = [embed].compactMap { $0 } + blocks.flatMap(\.parameters) + [finalNorm, head].compactMap { $0 }
         rope = RoPETable(headDim: c.headDim, maxLen: c.maxSeqLen, theta: c.ropeTheta)
         attnShape = AttentionShape(batch: rows, seqLen: seqLen, heads: c.nHeads, kvHeads: c.nKVHeads, headDim: c.headDim)
         let n = rows * seqLen
-        dResid = Tensor([n, d]); dNorm = Tensor([n, d]); dQKV = Tensor([n, c.qkvWidth])
-        dAttn = Tensor([n, c.nHeads * c.headDim]); dGateUp = Tensor([n, 2 * c.ffnHidden]); dAct = Tensor([n, c.ffnHidden])
+        dNorm = Tensor([n, d]); dAttn = Tensor([n, c.nHeads * c.headDim]); dAct = Tensor([n, c.ffnHidden])
         dProbs = Tensor([rows * seqLen * seqLen]); effectiveMask = Tensor([n])
-        gradStorage = [embed?.grad].compactMap { $0 }
-            + blocks.flatMap { [$0.attnNorm.grad, $0.qkvGrad, $0.o.grad, $0.mlpNorm.grad, $0.gateUpGrad, $0.down.grad] }
-            + [finalNorm?.grad, head?.grad].compactMap { $0 }
+        gradStorage = [embed?.grad].compactMap { $0 } + blocks.flatMap(\.gradStorage) + [finalNorm?.grad, head?.grad].compactMap { $0 }
     }
 
     /// The mask the last `loss` call used: the batch's mask with inactive-id targets zeroed.
@@ -105,6 +140,14 @@ public final class Stage {
 
     /// The parameter with a HuggingFace name, if this stage holds it.
     public func parameter(named name: String) -> Parameter? { parameters.first { $0.name == name } }
+
+    /// Each layer's two halves, for a stage that holds whole layers (the cached decoder's view).
+    var layerWeights: [(attention: AttentionWeights, mlp: MLPWeights)] {
+        stride(from: 0, to: blocks.count - 1, by: 2).compactMap { i in
+            if case .attention(let a) = blocks[i], case .mlp(let m) = blocks[i + 1] { return (a, m) }
+            return nil
+        }
+    }
 
     /// Seeded initial weights (depend on seed and name only).
     public func initialize(seed: UInt64) {
@@ -121,7 +164,7 @@ public final class Stage {
 
     // MARK: Forward
 
-    /// Runs the stage's layers on one micro-batch. The first stage reads `tokens` (n ids), mapping each
+    /// Runs the stage's blocks on one micro-batch. The first stage reads `tokens` (n ids), mapping each
     /// through `tokenMap` when given (inactive visual ids → `<unk_img>`); other stages read `a.input`.
     public func forward(_ a: StageActivations, tokens: UnsafePointer<Int32>? = nil, tokenMap: UnsafePointer<Int32>? = nil) {
         let c = config, d = c.dModel
@@ -135,7 +178,12 @@ public final class Stage {
             Embedding.forward(out: a.residual[0].data, tokens: a.tokens, w: embed.value.data, n: n, d: d)
         }
         for (i, w) in blocks.enumerated() {
-            blockForward(w, a.layers[i], x: a.residual[i].data, out: a.residual[i + 1].data)
+            let x = a.residual[i].data, out = a.residual[i + 1].data
+            switch (w, a.blocks[i]) {
+            case (.attention(let w), .attention(let s)): attentionForward(w, s, x: x, out: out)
+            case (.mlp(let w), .mlp(let s)): mlpForward(w, s, x: x, out: out)
+            default: preconditionFailure("activation slot does not match the stage's blocks")
+            }
         }
         if let finalNorm, let head {
             RMSNorm.forward(y: a.finalNorm!.data, rstd: a.finalRstd!.data, x: a.output.data, w: finalNorm.value.data,
@@ -144,22 +192,25 @@ public final class Stage {
         }
     }
 
-    private func blockForward(_ w: BlockWeights, _ s: BlockActivations, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
-        let c = config, d = c.dModel, f = c.ffnHidden, C = c.qkvWidth, A = c.nHeads * c.headDim
-        let eps = Float(c.rmsEps)
-        // h = x + o_proj(Attn(RMSNorm₁(x)))
-        RMSNorm.forward(y: s.norm1.data, rstd: s.rstd1.data, x: x, w: w.attnNorm.value.data, n: n, d: d, eps: eps)
-        Linear.forward(out: s.qkv.data, x: s.norm1.data, w: w.qkv.data, n: n, inF: d, outF: C)
+    /// out = x + o_proj(Attn(RMSNorm₁(x)))
+    private func attentionForward(_ w: AttentionWeights, _ s: AttentionActivations, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+        let c = config, d = c.dModel, C = c.qkvWidth, A = c.nHeads * c.headDim
+        RMSNorm.forward(y: s.norm.data, rstd: s.rstd.data, x: x, w: w.norm.value.data, n: n, d: d, eps: Float(c.rmsEps))
+        Linear.forward(out: s.qkv.data, x: s.norm.data, w: w.qkv.data, n: n, inF: d, outF: C)
         RoPE.apply(s.qkv.data, rows: n, seqLen: seqLen, ld: C, col: 0, heads: c.nHeads + c.nKVHeads, table: rope)
         Attention.forward(out: s.attn.data, probs: s.probs.data, qkv: s.qkv.data, shape: attnShape)
-        Linear.forward(out: s.mid.data, x: s.attn.data, w: w.o.value.data, n: n, inF: A, outF: d)
-        addInPlace(s.mid.data, x, count: n * d)
-        // out = h + down_proj(silu(gate_proj(m)) · up_proj(m)), m = RMSNorm₂(h)
-        RMSNorm.forward(y: s.norm2.data, rstd: s.rstd2.data, x: s.mid.data, w: w.mlpNorm.value.data, n: n, d: d, eps: eps)
-        Linear.forward(out: s.gateUp.data, x: s.norm2.data, w: w.gateUp.data, n: n, inF: d, outF: 2 * f)
+        Linear.forward(out: out, x: s.attn.data, w: w.o.value.data, n: n, inF: A, outF: d)
+        addInPlace(out, x, count: n * d)
+    }
+
+    /// out = h + down_proj(silu(gate_proj(m)) · up_proj(m)), m = RMSNorm₂(h)
+    private func mlpForward(_ w: MLPWeights, _ s: MLPActivations, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+        let c = config, d = c.dModel, f = c.ffnHidden
+        RMSNorm.forward(y: s.norm.data, rstd: s.rstd.data, x: x, w: w.norm.value.data, n: n, d: d, eps: Float(c.rmsEps))
+        Linear.forward(out: s.gateUp.data, x: s.norm.data, w: w.gateUp.data, n: n, inF: d, outF: 2 * f)
         SwiGLU.forward(act: s.act.data, gateUp: s.gateUp.data, n: n, f: f)
         Linear.forward(out: out, x: s.act.data, w: w.down.value.data, n: n, inF: f, outF: d)
-        addInPlace(out, s.mid.data, count: n * d)
+        addInPlace(out, x, count: n * d)
     }
 
     // MARK: Loss (last stage)
@@ -189,58 +240,100 @@ public final class Stage {
 
     // MARK: Backward
 
-    /// Backward for one micro-batch: accumulates every parameter's gradient and returns d(loss)/d(input)
-    /// (a scratch tensor valid until the next call), or nil on the first stage. The last stage starts
-    /// from the gradient `loss` left; others from `gradOutput`.
+    /// Both halves of the backward pass for one micro-batch; returns d(loss)/d(input), or nil on the
+    /// first stage.
     @discardableResult
     public func backward(_ a: StageActivations, gradOutput: Tensor? = nil) -> Tensor? {
+        let gradInput = backwardInput(a, gradOutput: gradOutput)
+        backwardWeights(a)
+        return gradInput
+    }
+
+    /// The first half: carries the gradient from the stage's output (the last stage: from the gradient
+    /// `loss` left; others: `gradOutput`) down to its input, accumulating the norm gains' gradients.
+    /// Returns d(loss)/d(input) (valid until this slot's next backward), or nil on the first stage.
+    @discardableResult
+    public func backwardInput(_ a: StageActivations, gradOutput: Tensor? = nil) -> Tensor? {
         let c = config, d = c.dModel
+        let top = a.gradResidual[blocks.count]
         if let finalNorm, let head {
-            Linear.backward(dx: dNorm.data, dw: head.grad.data, dout: a.logits!.data, x: a.finalNorm!.data,
-                            w: head.value.data, n: n, inF: d, outF: c.vocabSize)
-            dResid.zero()
-            RMSNorm.backward(dx: dResid.data, dw: finalNorm.grad.data, dy: dNorm.data, x: a.output.data,
+            // dx only: the head's weight product waits for backwardWeights.
+            Linear.inputGradient(dx: dNorm.data, dout: a.logits!.data, w: head.value.data, n: n, inF: d, outF: c.vocabSize)
+            top.zero()
+            RMSNorm.backward(dx: top.data, dw: finalNorm.grad.data, dy: dNorm.data, x: a.output.data,
                              w: finalNorm.value.data, rstd: a.finalRstd!.data, n: n, d: d)
         } else {
             guard let gradOutput else { preconditionFailure("backward on a middle stage needs gradOutput") }
-            dResid.copy(from: gradOutput)
+            top.copy(from: gradOutput)
         }
         for i in stride(from: blocks.count - 1, through: 0, by: -1) {
-            blockBackward(blocks[i], a.layers[i], x: a.residual[i].data)
+            let dOut = a.gradResidual[i + 1], dIn = a.gradResidual[i]
+            dIn.copy(from: dOut)  // the residual path; each branch adds its part below
+            switch (blocks[i], a.blocks[i]) {
+            case (.attention(let w), .attention(let s)): attentionBackwardInput(w, s, x: a.residual[i].data, dOut: dOut.data, dIn: dIn.data)
+            case (.mlp(let w), .mlp(let s)): mlpBackwardInput(w, s, x: a.residual[i].data, dOut: dOut.data, dIn: dIn.data)
+            default: preconditionFailure("activation slot does not match the stage's blocks")
+            }
         }
-        if let embed {
-            Embedding.backward(dw: embed.grad.data, dout: dResid.data, tokens: a.tokens, n: n, d: d)
-            return nil
-        }
-        return dResid
+        return embed == nil ? a.gradResidual[0] : nil
     }
 
-    /// dResid holds d(out) on entry and d(x) on exit.
-    private func blockBackward(_ w: BlockWeights, _ s: BlockActivations, x: UnsafePointer<Float>) {
+    /// The second half: every weight product dW += dYᵀ · X of one micro-batch, from what
+    /// `backwardInput` saved, and the embedding's scatter-add.
+    public func backwardWeights(_ a: StageActivations) {
         let c = config, d = c.dModel, f = c.ffnHidden, C = c.qkvWidth, A = c.nHeads * c.headDim
-        // MLP branch: out = h + down(act)
-        Linear.backward(dx: dAct.data, dw: w.down.grad.data, dout: dResid.data, x: s.act.data, w: w.down.value.data,
-                        n: n, inF: f, outF: d)
-        SwiGLU.backward(dGateUp: dGateUp.data, dAct: dAct.data, gateUp: s.gateUp.data, n: n, f: f)
-        Linear.backward(dx: dNorm.data, dw: w.gateUpGrad.data, dout: dGateUp.data, x: s.norm2.data, w: w.gateUp.data,
-                        n: n, inF: d, outF: 2 * f)
-        RMSNorm.backward(dx: dResid.data, dw: w.mlpNorm.grad.data, dy: dNorm.data, x: s.mid.data, w: w.mlpNorm.value.data,
-                         rstd: s.rstd2.data, n: n, d: d)  // dResid is now d(h)
-        // Attention branch: h = x + o(attn)
-        Linear.backward(dx: dAttn.data, dw: w.o.grad.data, dout: dResid.data, x: s.attn.data, w: w.o.value.data,
-                        n: n, inF: A, outF: d)
-        Attention.backward(dqkv: dQKV.data, dout: dAttn.data, qkv: s.qkv.data, probs: s.probs.data,
+        if let head {
+            Linear.weightGradient(dw: head.grad.data, dout: a.logits!.data, x: a.finalNorm!.data, n: n, inF: d, outF: c.vocabSize)
+        }
+        for i in stride(from: blocks.count - 1, through: 0, by: -1) {
+            let dOut = a.gradResidual[i + 1].data
+            switch (blocks[i], a.blocks[i]) {
+            case (.attention(let w), .attention(let s)):
+                Linear.weightGradient(dw: w.o.grad.data, dout: dOut, x: s.attn.data, n: n, inF: A, outF: d)
+                Linear.weightGradient(dw: w.qkvGrad.data, dout: s.dQKV.data, x: s.norm.data, n: n, inF: d, outF: C)
+            case (.mlp(let w), .mlp(let s)):
+                Linear.weightGradient(dw: w.down.grad.data, dout: dOut, x: s.act.data, n: n, inF: f, outF: d)
+                Linear.weightGradient(dw: w.gateUpGrad.data, dout: s.dGateUp.data, x: s.norm.data, n: n, inF: d, outF: 2 * f)
+            default: preconditionFailure("activation slot does not match the stage's blocks")
+            }
+        }
+        if let embed {
+            Embedding.backward(dw: embed.grad.data, dout: a.gradResidual[0].data, tokens: a.tokens, n: n, d: d)
+        }
+    }
+
+    /// h = x + o(attn): from d(h) adds the attention branch's d(x) into `dIn` (which holds d(h) on entry).
+    private func attentionBackwardInput(_ w: AttentionWeights, _ s: AttentionActivations, x: UnsafePointer<Float>,
+                                        dOut: UnsafePointer<Float>, dIn: UnsafeMutablePointer<Float>) {
+        let c = config, d = c.dModel, C = c.qkvWidth, A = c.nHeads * c.headDim
+        Linear.inputGradient(dx: dAttn.data, dout: dOut, w: w.o.value.data, n: n, inF: A, outF: d)
+        Attention.backward(dqkv: s.dQKV.data, dout: dAttn.data, qkv: s.qkv.data, probs: s.probs.data,
                            scratch: dProbs.data, shape: attnShape)
-        RoPE.apply(dQKV.data, rows: n, seqLen: seqLen, ld: C, col: 0, heads: c.nHeads + c.nKVHeads, table: rope, inverse: true)
-        Linear.backward(dx: dNorm.data, dw: w.qkvGrad.data, dout: dQKV.data, x: s.norm1.data, w: w.qkv.data,
-                        n: n, inF: d, outF: C)
-        RMSNorm.backward(dx: dResid.data, dw: w.attnNorm.grad.data, dy: dNorm.data, x: x, w: w.attnNorm.value.data,
-                         rstd: s.rstd1.data, n: n, d: d)  // dResid is now d(x)
+        RoPE.apply(s.dQKV.data, rows: n, seqLen: seqLen, ld: C, col: 0, heads: c.nHeads + c.nKVHeads, table: rope, inverse: true)
+        Linear.inputGradient(dx: dNorm.data, dout: s.dQKV.data, w: w.qkv.data, n: n, inF: d, outF: C)
+        RMSNorm.backward(dx: dIn, dw: w.norm.grad.data, dy: dNorm.data, x: x, w: w.norm.value.data, rstd: s.rstd.data, n: n, d: d)
+    }
+
+    /// out = h + down(act): from d(out) adds the MLP branch's d(h) into `dIn` (which holds d(out) on entry).
+    private func mlpBackwardInput(_ w: MLPWeights, _ s: MLPActivations, x: UnsafePointer<Float>,
+                                  dOut: UnsafePointer<Float>, dIn: UnsafeMutablePointer<Float>) {
+        let c = config, d = c.dModel, f = c.ffnHidden
+        Linear.inputGradient(dx: dAct.data, dout: dOut, w: w.down.value.data, n: n, inF: f, outF: d)
+        SwiGLU.backward(dGateUp: s.dGateUp.data, dAct: dAct.data, gateUp: s.gateUp.data, n: n, f: f)
+        Linear.inputGradient(dx: dNorm.data, dout: s.dGateUp.data, w: w.gateUp.data, n: n, inF: d, outF: 2 * f)
+        RMSNorm.backward(dx: dIn, dw: w.norm.grad.data, dy: dNorm.data, x: x, w: w.norm.value.data, rstd: s.rstd.data, n: n, d: d)
     }
 
     // MARK: Optimizer support
 
     /// Σ grad² per parameter (double, index order), in canonical order: the pieces of the global norm.
     /// Summed in this order across stages, the global norm does not depend on the partition.
-    public func gradSquares() -> [Double] { parameters.map { $0.grad.sumOfSquares() } }
+    /// Each parameter's sum is taken by one thread in index order, so it does not depend on the threads.
+    public func gradSquares() -> [Double] {
+        let parameters = parameters
+        let squares = UnsafeMutableBufferPointer<Double>.allocate(capacity: parameters.count)
+        defer { squares.deallocate() }
+        Parallel.items(parameters.count) { squares[$0] = parameters[$0].grad.sumOfSquares() }
+        return Array(squares)
+    }
 }

@@ -35,7 +35,7 @@ public enum TrainingBenchmark {
     /// not depend on the tokens' content), the batch as one micro-batch.
     public static func run(_ s: Setup, threads: Int, steps: Int = 5, warmup: Int = 1) throws -> Result {
         BLAS.setThreads(threads)
-        let sgemm = BLAS.measureSgemmGFLOPs(n: 1024, seconds: 1.5)
+        let sgemm = BLAS.measureSgemmGFLOPs(n: 1024, threads: threads, seconds: 1.5)
         let stage = try Stage(config: s.model, spec: .whole(s.model), rows: s.batch, seqLen: s.seqLen)
         stage.initialize(seed: 1)
         let opt = AdamWState(parameters: stage.parameters)

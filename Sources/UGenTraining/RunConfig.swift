@@ -139,7 +139,7 @@ public struct RunConfig: Equatable, Sendable {
         int("vocab_schedule.seed", \.vocabSeed, "seed of the activation order"),
         int("cluster.stages", \.stages, "pipeline stages"),
         int("cluster.replicas", \.replicas, "data-parallel replicas of the pipeline"),
-        str("cluster.schedule", \.schedule, "1f1b or gpipe", oneOf: ["1f1b", "gpipe"]),
+        str("cluster.schedule", \.schedule, "1f1b, gpipe or zb (zero bubble)", oneOf: ["1f1b", "gpipe", "zb"]),
         int("cluster.micro_batches", \.microBatches, "micro-batches per replica per step"),
         int("cluster.threads_per_worker", \.threadsPerWorker, "BLAS threads per worker"),
         dbl("cluster.heartbeat_s", \.heartbeatSeconds, "heartbeat interval"),

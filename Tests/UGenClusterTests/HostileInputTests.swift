@@ -16,7 +16,7 @@ final class HostileInputTests: XCTestCase {
         let endpoint: String? = running.endpoint
 
         var rng = SystemRandomNumberGenerator()
-        let valid = WireMessage(.hello, Hello(protocolVersion: 1, name: "x", host: "h", cores: 1, secret: "", dataEndpoint: "tcp://127.0.0.1:1")).frames
+        let valid = WireMessage(.hello, Hello(protocolVersion: Int(Wire.version), name: "x", host: "h", cores: 1, secret: "", dataEndpoint: "tcp://127.0.0.1:1")).frames
         let sockets = try (0..<8).map { _ in try ZMQSocket(.dealer) }
         for s in sockets { try s.connect(endpoint!) }
         let count = 1200

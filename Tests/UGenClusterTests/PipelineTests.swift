@@ -24,6 +24,22 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(try clusterRun(config, run: try temporaryDirectory(self) + "/run").losses, reference)
     }
 
+    /// Zero bubble splits each backward in two and runs the weight halves late; the losses stay the
+    /// single process's to the bit (and the tiny config's partition cuts inside a layer: see the assign events).
+    func testZeroBubbleMatchesTheSingleProcessToTheBit() throws {
+        let reference = try referenceRun(try tinyConfig()).losses
+        for stages in [2, 3] {
+            let dir = try temporaryDirectory(self) + "/run"
+            let config = try tinyConfig(["cluster.stages=\(stages)", "cluster.schedule=zb"])
+            let (outcome, losses) = try clusterRun(config, run: dir)
+            XCTAssertEqual(outcome, .finished(step: 8))
+            XCTAssertEqual(losses, reference, "\(stages) stages, zero bubble")
+            let layers = try events(dir).filter { $0["kind"] as? String == "assign" }.compactMap { $0["layers"] as? String }
+            XCTAssertEqual(layers.count, stages)
+            if stages == 2 { XCTAssertTrue(layers.contains { $0.hasSuffix("attention") }, "\(layers)") }
+        }
+    }
+
     func testTwoReplicasOfTwoStagesMatchOneReplica() throws {
         let reference = try referenceRun(try tinyConfig()).losses
         let config = try tinyConfig(["cluster.stages=2", "cluster.replicas=2", "cluster.micro_batches=2"])

@@ -98,11 +98,15 @@ final class StageCutTests: XCTestCase {
     func testPartitionBalancesAndRejectsTooManyStages() throws {
         let c = ModelConfig(vocabSize: 4096, dModel: 256, nLayers: 4, nHeads: 4, ffnHidden: 688, maxSeqLen: 256)
         // The head (V·d = 1.05M multiply-adds per token, plus the softmax) costs about 1.3 layers
-        // (0.92M each with attention), so the balanced cut of 4 layers + head is 3 | 1 + head, not 2 | 2.
+        // (0.92M each with attention: 0.39M its attention half, 0.53M its MLP half). Whole layers could only
+        // cut 2 | 2 + head (stage 2 heavier by 44%) or 3 | 1 + head (stage 1 by 30%); half layers give
+        // 2½ | 1½ + head (stage 2 heavier by 19%).
         let two = try StageSpec.partition(c, stages: 2, seqLen: 256)
-        XCTAssertEqual(two.map(\.layers), [0..<3, 3..<4])
+        XCTAssertEqual(two.map(\.blocks), [0..<5, 5..<8])
+        XCTAssertEqual(two.map(\.description), ["embedding + layers 0–1 + layer 2 attention", "layer 2 MLP + layer 3 + head"])
+        XCTAssertEqual(two[1].layers, 2..<4)
         let four = try StageSpec.partition(c, stages: 4, seqLen: 256)
-        XCTAssertEqual(four.map(\.layers), [0..<1, 1..<2, 2..<3, 3..<4])
+        XCTAssertEqual(four.map(\.blocks), [0..<2, 2..<4, 4..<7, 7..<8])
         XCTAssertTrue(two[0].hasEmbedding && !two[0].hasHead && two[1].hasHead)
         XCTAssertThrowsError(try StageSpec.partition(c, stages: 5, seqLen: 256)) { e in
             XCTAssertTrue("\(e)".contains("cluster.stages (5) exceeds model.n_layers (4)"), "\(e)")
