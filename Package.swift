@@ -28,7 +28,10 @@ let package = Package(
         // Swift 5 language mode here only: row-parallel loops hand raw pointers to worker threads by design
         // (each thread owns disjoint rows), which Swift 6's Sendable checking cannot express.
         .target(name: "UGenKernels", dependencies: ["CBLAS"],
-                swiftSettings: [.swiftLanguageMode(.v5), .unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+                swiftSettings: [.swiftLanguageMode(.v5), .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
+                                // Optimised in debug builds too: the vector loops (FastExp) run ~50× slower
+                                // unoptimised, and the test suite trains real models through them.
+                                .unsafeFlags(["-O"], .when(configuration: .debug))]),
         // Model config, named parameters, the stage (a cut of the chain), loss, init.
         .target(name: "UGenModel", dependencies: ["UGenKernels"]),
         // HDF5 files: typed reading/writing, dataset/tokenizer/checkpoint schemas, checksums.

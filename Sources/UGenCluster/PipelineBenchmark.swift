@@ -225,8 +225,8 @@ public enum PipelineBenchmark {
         let s = setup("S")
         progress("measuring sgemm (1 thread, and 2 threads at once) …")
         var sgemm = measureSgemm(concurrent: 2)
-        let layouts: [(String, Int, String)] = [("1 stage × 1 thread", 1, "1f1b"), ("2 stages × 1 thread, 1F1B", 2, "1f1b"),
-                                                ("2 stages × 1 thread, GPipe", 2, "gpipe")]
+        let layouts: [(String, Int, String)] = [("1 stage × 1 thread", 1, "1f1b"), ("2 stages × 1 thread, zero bubble", 2, "zb"),
+                                                ("2 stages × 1 thread, 1F1B", 2, "1f1b"), ("2 stages × 1 thread, GPipe", 2, "gpipe")]
         var runs: [PipelineRun] = []
         for (name, p, schedule) in layouts {
             progress("training config S: \(name), \(opt.microBatches) micro-batches, \(opt.warmupSteps) + \(opt.timedSteps) steps …")

@@ -42,14 +42,18 @@ public enum Attention {
     static func causalSoftmaxRows(_ p: UnsafeMutablePointer<Float>, _ T: Int) {
         for i in 0..<T {
             let row = p + i * T
-            var m = -Float.infinity
-            for j in 0...i { m = max(m, row[j]) }
-            var sum: Float = 0
-            for j in 0...i { let e = expf(row[j] - m); row[j] = e; sum += e }
-            let inv = 1 / sum
-            for j in 0...i { row[j] *= inv }
+            softmaxRow(row, count: i + 1)
             for j in (i + 1)..<T { row[j] = 0 }
         }
+    }
+
+    /// Softmax of one row of scores in place (also the cached decoder's, so both compute the same bits).
+    @inline(__always)
+    public static func softmaxRow(_ row: UnsafeMutablePointer<Float>, count: Int) {
+        let shift = FastExp.Lanes(repeating: CrossEntropy.rowMax(row, count))
+        FastExp.apply(row, row, count: count) { FastExp.exp($0 - shift) }
+        let inv = Float(1 / CrossEntropy.rowSum(row, count))
+        for j in 0..<count { row[j] *= inv }
     }
 
     /// From d(out) writes d(q), d(k), d(v) into `dqkv` (same layout as `qkv`; fully overwritten).

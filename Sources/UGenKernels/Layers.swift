@@ -137,10 +137,8 @@ public enum SwiGLU {
         Parallel.rows(n) { range in
             for r in range {
                 let g = gateUp + r * 2 * f, u = g + f, a = act + r * f
-                for j in 0..<f {
-                    let sig = 1 / (1 + expf(-g[j]))
-                    a[j] = g[j] * sig * u[j]
-                }
+                FastExp.apply(g, a, count: f) { 1 / (1 + FastExp.exp(-$0)) }  // a = sigmoid(g) for now
+                for j in 0..<f { a[j] = g[j] * a[j] * u[j] }
             }
         }
     }
@@ -152,8 +150,9 @@ public enum SwiGLU {
             for r in range {
                 let g = gateUp + r * 2 * f, u = g + f, da = dAct + r * f
                 let dg = dGateUp + r * 2 * f, du = dg + f
+                FastExp.apply(g, dg, count: f) { 1 / (1 + FastExp.exp(-$0)) }  // dg = sigmoid(g) for now
                 for j in 0..<f {
-                    let sig = 1 / (1 + expf(-g[j]))
+                    let sig = dg[j]
                     let silu = g[j] * sig
                     du[j] = da[j] * silu
                     dg[j] = da[j] * u[j] * sig * (1 + g[j] * (1 - sig))

@@ -67,11 +67,7 @@ public final class CachedDecoder {
             let g = h / group
             BLAS.gemm(transB: true, m: 1, n: p + 1, k: hd, alpha: scale, a: qkv.data + h * hd, lda: hd,
                       b: keys[l].data + g * hd, ldb: kvW, c: scores.data, ldc: p + 1)
-            var m = -Float.infinity
-            for j in 0...p { m = max(m, scores[j]) }
-            var sum: Float = 0
-            for j in 0...p { let e = expf(scores[j] - m); scores[j] = e; sum += e }
-            for j in 0...p { scores[j] /= sum }
+            Attention.softmaxRow(scores.data, count: p + 1)
             BLAS.gemm(m: 1, n: hd, k: p + 1, a: scores.data, lda: p + 1, b: values[l].data + g * hd, ldb: kvW,
                       c: attn.data + h * hd, ldc: hd)
         }

@@ -146,3 +146,28 @@ final class FiniteDifferenceTests: XCTestCase {
         XCTAssertEqual(Double(tokenLoss[0]), log(z) - Double(logits[2]), accuracy: 1e-5)
     }
 }
+
+/// The vectorised exponential against the exact one.
+final class FastExpTests: XCTestCase {
+    func testWithinTwoUlpOfTheExactExponential() {
+        var worstUlp: Float = 0
+        var x: Float = -87.3
+        var inputs: [Float] = []
+        while x < 88.37 { inputs.append(x); x += 0.0137 }
+        inputs += [0, -0.0, 1e-8, -1e-8, 0.5 * Float(M_LN2), -0.5 * Float(M_LN2)]
+        var out = [Float](repeating: 0, count: inputs.count)
+        inputs.withUnsafeBufferPointer { i in out.withUnsafeMutableBufferPointer { o in
+            FastExp.apply(i.baseAddress!, o.baseAddress!, count: inputs.count) { FastExp.exp($0) } } }
+        for (xi, yi) in zip(inputs, out) {
+            let exact = Float(Foundation.exp(Double(xi)))
+            worstUlp = max(worstUlp, abs(yi - exact) / exact.ulp)
+        }
+        XCTAssertLessThanOrEqual(worstUlp, 2, "worst error in ulp over \(inputs.count) points")
+        XCTAssertEqual(FastExp.exp(-Float.infinity), 0)
+        XCTAssertEqual(FastExp.exp(-100), 0)
+        XCTAssertEqual(FastExp.exp(100), .infinity)
+        XCTAssertEqual(FastExp.exp(0), 1)
+        // A tail shorter than the lanes gets the same bits as a full vector.
+        XCTAssertEqual(FastExp.exp(Float(0.3)), FastExp.exp(FastExp.Lanes(repeating: 0.3))[5])
+    }
+}
