@@ -8,7 +8,7 @@ BIN        := .build/debug
 RELEASE    := .build/release
 DEMO_RUN   ?= runs/demo
 
-.PHONY: deps build release data test-data demo test bench clean cluster-checks
+.PHONY: deps build release data test-data bench-data demo test bench clean cluster-checks
 
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -52,9 +52,16 @@ cluster-checks: test-data
 	BIN=$(BIN) bash cluster/chaos.sh
 	DASHBOARD="$(BIN)/ugen-coord dashboard" bash cluster/dashboard-check.sh
 
-bench: release data
+# Config S's own vocabulary (V = 4096 = 4026 text ids + 6 specials + 64 image codes) over the same raw data,
+# for the pipeline benchmark of config S.
+BENCH_DATA := data/bench-s
+bench-data: data
+	@[ -f $(BENCH_DATA)/train.h5 ] || $(RELEASE)/ugen tokenize --text data/raw/fortunes/* --pairs data/digits/pairs.jsonl \
+	  --out $(BENCH_DATA) --text-vocab 4026 --codebook 64 --patch 2 --seed 1
+
+bench: release bench-data
 	$(RELEASE)/ugen bench
-	$(RELEASE)/ugen-coord bench
+	$(RELEASE)/ugen-coord bench --data-dir $(BENCH_DATA)
 
 clean:
 	rm -rf .build data runs

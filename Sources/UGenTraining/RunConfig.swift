@@ -49,7 +49,7 @@ public struct RunConfig: Equatable, Sendable {
     // cluster.*
     public var stages = 1
     public var replicas = 1
-    public var schedule = "1f1b"
+    public var schedule = "zb"
     public var microBatches = 2
     public var threadsPerWorker = 1
     public var heartbeatSeconds = 1.0

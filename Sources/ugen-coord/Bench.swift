@@ -120,8 +120,9 @@ struct Bench: ParsableCommand {
         out.append("")
         for sp in r.speedups {
             out.append("speed-up \(sp.name) over 1 stage: \(f(sp.speedup, 2))× (target ≥ \(f(sp.target, 1))×: \(sp.meets_target ? "met" : "NOT met")); "
-                       + "ceiling \(f(sp.ceiling_balanced, 2))× with equal stages, \(f(sp.ceiling_at_measured_balance, 2))× at the measured stage balance")
-            out.append("  = \(f(sp.ceiling_balanced, 2)) pipeline ceiling p·m/(m+p−1) × \(f(sp.stage_balance, 2)) stage balance (mean/max busy)"
+                       + "1F1B/GPipe ceiling \(f(sp.ceiling_balanced, 2))× with equal stages, \(f(sp.ceiling_at_measured_balance, 2))× at the measured stage balance"
+                       + (sp.name.contains("zero bubble") ? " (zero bubble fills part of that bubble with weight passes, so it may pass it)" : ""))
+            out.append("  = \(f(sp.ceiling_balanced, 2)) 1F1B ceiling p·m/(m+p−1) × \(f(sp.stage_balance, 2)) stage balance (mean/max busy)"
                        + " × \(f(sp.work_ratio, 2)) work ratio (1 stage's busy / Σ stages' busy) × \(f(sp.step_vs_model, 2)) step vs pipeline model"
                        + " / \(f(sp.baseline_busy_share, 2)) 1-stage busy share")
         }

@@ -6,11 +6,11 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure single-process training speed (configs S and M) against this machine's sgemm rate.",
-        discussion: "Build in release first: swift build -c release. Targets: ≥ 75% of sgemm on M, ≥ 65% on S, at 2 threads.")
+        discussion: "Build in release first: swift build -c release. The sgemm column is the best of several 1024² and 2048² samples taken before and after each measurement (the peak). Targets: ≥ 75% of sgemm on M, ≥ 65% on S, at 2 threads.")
 
     @Option(help: "Configs to run (S, M).") var configs: [String] = ["S", "M"]
     @Option(help: "BLAS thread counts to run.") var threads: [Int] = [1, 2]
-    @Option(help: "Timed steps per measurement.") var steps = 5
+    @Option(help: "Timed steps per measurement (the median is reported).") var steps = 7
     @Flag(help: "Print one JSON object per measurement.") var json = false
 
     func run() throws {
