@@ -237,7 +237,7 @@ public final class Coordinator {
                            nextKey: stage < stages - 1 ? keys[slot + 1] : nil,
                            replicaPeerKeys: options.security == .plaintext ? nil : (0..<config.replicas).map { keys[$0 * stages + stage] ?? "" },
                            withTensors: restorePoint != nil, optimizerStep: restorePoint?.optimizerStep ?? 0,
-                           generation: generation)
+                           generation: generation, coordinator: instance)
             try send(id!, WireMessage(.assign, a, arrays: arrays))
             let m = members[id!]!
             log.info("worker \(m.hello.name) on \(m.hello.host): stage \(stage + 1)/\(stages) \(spec), replica \(replica)")
@@ -485,6 +485,10 @@ public final class Coordinator {
 
     /// What each worker last said it was doing (from its heartbeats).
     private var status: [Int: String] = [:]
+    /// This process's instance id, in assignments and heartbeat replies: a worker that was assigned by a
+    /// coordinator that has since been killed and restarted notices the new id and joins again, even when
+    /// it was idle between steps and has nothing else to say.
+    private let instance = String(UInt64.random(in: 1...UInt64.max), radix: 36)
 
     /// Receives what is waiting (up to `timeoutMs` for the first message): answers heartbeats, admits
     /// or refuses hellos, refuses malformed input with a logged reason, and returns the rest.
@@ -510,7 +514,7 @@ public final class Coordinator {
                     members[hb.workerId]!.lastSeen = Date()
                     if let s = hb.status { status[hb.workerId] = s }
                 }
-                try? socket.send([identity] + WireMessage(.heartbeat, Heartbeat(workerId: -1)).frames)
+                try? socket.send([identity] + WireMessage(.heartbeat, Heartbeat(workerId: -1, coordinator: instance)).frames)
                 continue
             }
             if msg.kind == .hello {

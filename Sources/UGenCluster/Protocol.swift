@@ -133,6 +133,9 @@ public struct Assign: Codable, Sendable {
     /// Counts assignments; data messages carry it, so a message left over from before a recovery is
     /// recognised and dropped.
     public var generation: Int
+    /// The coordinator process's instance id (also in its heartbeat replies): a worker that hears another
+    /// one knows the coordinator was restarted and joins it afresh.
+    public var coordinator: String? = nil
 }
 
 public struct Reject: Codable, Sendable { public var reason: String }
@@ -175,7 +178,11 @@ public struct Apply: Codable, Sendable {
 public struct Heartbeat: Codable, Sendable {
     public var workerId: Int
     public var status: String?
-    public init(workerId: Int, status: String? = nil) { self.workerId = workerId; self.status = status }
+    /// In the coordinator's replies: its instance id (see `Assign.coordinator`).
+    public var coordinator: String?
+    public init(workerId: Int, status: String? = nil, coordinator: String? = nil) {
+        self.workerId = workerId; self.status = status; self.coordinator = coordinator
+    }
 }
 /// coordinator → worker: drop the current step and wait for a new assignment; with `rejoin` the
 /// coordinator has dropped this worker (declared lost while still alive) and it must join afresh.

@@ -93,6 +93,10 @@ public final class Worker {
         while true {
             guard let msg = try nextControlMessage(timeoutMs: 200) else {
                 if heartbeat.lost { log.error("lost the coordinator: no answer for \(options.coordinatorTimeout) s"); return .coordinatorLost }
+                if coordinatorRestarted {
+                    log.warning("the coordinator was restarted; joining it again")
+                    return .dropped("the coordinator was restarted")
+                }
                 continue
             }
             switch msg.kind {
@@ -128,6 +132,12 @@ public final class Worker {
             default: log.warning("ignoring unexpected \(msg.kind) from the coordinator")
             }
         }
+    }
+
+    /// True when the coordinator answering heartbeats is not the one that gave the assignment.
+    private var coordinatorRestarted: Bool {
+        guard let mine = assign?.coordinator, let heard = heartbeat.coordinator else { return false }
+        return mine != heard
     }
 
     private func bindHost() -> String {
@@ -342,6 +352,7 @@ public final class Worker {
             if ready.contains(0) { break }
             if ready.contains(1) { throw Interrupted(reason: "the coordinator sent a message during step \(step)") }
             if heartbeat.lost { throw Interrupted(reason: "lost the coordinator during step \(step)") }
+            if coordinatorRestarted { throw Interrupted(reason: "the coordinator was restarted during step \(step)") }
         }
         let size = try headerBuffer.withUnsafeMutableBytes { try data.receive(into: $0.baseAddress!, capacity: $0.count) }
         guard size == DataHeader.size, data.hasMore else { try data.discardRest(); throw ProtocolError("malformed data message") }
@@ -436,6 +447,9 @@ final class HeartbeatLink: @unchecked Sendable {
 
     var workerId: Int { get { lock.withLock { _workerId } } set { lock.withLock { _workerId = newValue } } }
     var lost: Bool { lock.withLock { _lost } }
+    /// The instance id in the coordinator's latest heartbeat reply.
+    var coordinator: String? { lock.withLock { _coordinator } }
+    private var _coordinator: String?
 
     // What the worker is doing, set from its main thread without allocating, reported in heartbeats.
     private var idleText = "idle", position: (step: Int, forward: Bool, microBatch: Int)? = nil
@@ -475,7 +489,12 @@ final class HeartbeatLink: @unchecked Sendable {
             _ = try? socket.send(WireMessage(.heartbeat, Heartbeat(workerId: workerId, status: status)).frames)
             let deadline = Date().addingTimeInterval(0.5)
             while Date() < deadline {
-                if socket.poll(timeoutMs: 100) { _ = try? socket.receive(); lastHeard = Date() }
+                if socket.poll(timeoutMs: 100), let frames = try? socket.receive() {
+                    lastHeard = Date()
+                    if let reply = try? WireMessage(frames: frames), let hb = try? reply.decode(Heartbeat.self), let c = hb.coordinator {
+                        lock.withLock { _coordinator = c }
+                    }
+                }
             }
             if Date().timeIntervalSince(lastHeard) > timeout { lock.withLock { _lost = true } }
         }

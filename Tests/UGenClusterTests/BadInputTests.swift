@@ -57,7 +57,7 @@ final class ClusterBadInputTests: XCTestCase {
         old[0][old[0].startIndex + 4] = 99
         XCTAssertEqual(try exchange(old), "protocol version 99 is not supported (this build speaks 2)")
         XCTAssertEqual(try exchange(WireMessage(.hello, hello(secret: "guess")).frames), "wrong cluster secret from intruder@nowhere")
-        XCTAssertEqual(try exchange([Data("UGEN".utf8) + Data([1, 0, 2]) + Data("{not json".utf8)]), "assign from a peer that has not joined")
+        XCTAssertEqual(try exchange([Data("UGEN".utf8) + Data([UInt8(Wire.version), 0, 2]) + Data("{not json".utf8)]), "assign from a peer that has not joined")
         XCTAssertEqual(try exchange(WireMessage(.hello, hello(secret: "s3cret", version: 7)).frames),
                        "protocol version 7 is not supported (this coordinator speaks 2)")
 
