@@ -36,7 +36,8 @@ t1=$(date +%s.%N)
 start "$OUT/chaos" > "$OUT/chaos.log" 2>&1 &
 coord=$!
 for i in $(seq 1 "$KILLS"); do
-    # A random step in the i-th of KILLS equal parts of the run, then a random part of a second.
+    # A random step in the i-th of KILLS equal parts of the run, then a random moment within the next
+    # tenth of a second (a tiny-config step takes a few milliseconds: a longer pause could let the run end).
     span=$(( STEPS * 85 / 100 ))  # the last part of the run is left for the final recovery
     lo=$(( (i - 1) * span / KILLS )); hi=$(( i * span / KILLS ))
     target=$(( lo + 1 + RANDOM % (hi - lo) ))
@@ -44,7 +45,7 @@ for i in $(seq 1 "$KILLS"); do
         kill -0 "$coord" 2>/dev/null || { echo "chaos: the run ended before kill $i" >&2; exit 1; }
         sleep 0.02
     done
-    sleep "0.$(printf '%03d' $((RANDOM % 1000)))"
+    sleep "0.$(printf '%03d' $((RANDOM % 100)))"
     workers=()
     for _ in $(seq 100); do  # a killed worker may be between death and restart
         mapfile -t workers < <(pgrep -P "$coord" -f ugen-worker || true)
