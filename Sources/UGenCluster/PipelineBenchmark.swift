@@ -26,7 +26,10 @@ public enum PipelineBenchmark {
         public var batchRows = 16
         /// Steps thrown away before timing (allocation, first touches), then steps timed.
         public var warmupSteps = 2
-        public var timedSteps = 6
+        public var timedSteps = 10
+        /// Every layout is trained this many times, the layouts taking turns, so a slow spell of a shared
+        /// machine falls on all of them alike; each round's speed-up is against the same round's one stage.
+        public var rounds = 3
         /// The `ugen-worker` executable (default: next to the running executable).
         public var workerExecutable: String?
         /// Where the runs go (default: a fresh temporary folder, removed afterwards unless `keep`).
@@ -70,6 +73,7 @@ public enum PipelineBenchmark {
 
     public struct PipelineRun: Codable, Sendable {
         public var name: String
+        public var round: Int
         public var stages: Int
         public var schedule: String
         public var threads_per_worker: Int
@@ -78,6 +82,7 @@ public enum PipelineBenchmark {
         public var seq_len: Int
         public var vocab_size: Int
         public var timed_steps: Int
+        /// The median of the timed steps.
         public var step_ms: Double
         public var step_ms_min: Double
         public var step_ms_max: Double
@@ -103,6 +108,7 @@ public enum PipelineBenchmark {
 
     public struct Speedup: Codable, Sendable {
         public var name: String
+        public var round: Int
         public var speedup: Double
         public var target: Double
         /// p·m/(m+p−1): a perfect pipeline with perfectly balanced stages and no overhead.
@@ -121,10 +127,22 @@ public enum PipelineBenchmark {
         public var baseline_busy_share: Double
     }
 
+    /// One layout's speed-up over all rounds.
+    public struct SpeedupSummary: Codable, Sendable {
+        public var name: String
+        public var per_round: [Double]
+        public var median: Double
+        public var target: Double
+        /// The median meets the target.
+        public var meets_target: Bool
+        public var rounds_meeting_target: Int
+    }
+
     public struct PipelineReport: Codable, Sendable {
         public var sgemm: Sgemm
         public var runs: [PipelineRun]
         public var speedups: [Speedup]
+        public var summary: [SpeedupSummary]
     }
 
     public struct CheckpointReport: Codable, Sendable {
@@ -227,40 +245,57 @@ public enum PipelineBenchmark {
         var sgemm = measureSgemm(concurrent: 2)
         let layouts: [(String, Int, String)] = [("1 stage × 1 thread", 1, "1f1b"), ("2 stages × 1 thread, zero bubble", 2, "zb"),
                                                 ("2 stages × 1 thread, 1F1B", 2, "1f1b"), ("2 stages × 1 thread, GPipe", 2, "gpipe")]
-        var runs: [PipelineRun] = []
-        for (name, p, schedule) in layouts {
-            progress("training config S: \(name), \(opt.microBatches) micro-batches, \(opt.warmupSteps) + \(opt.timedSteps) steps …")
-            let cfg = try config(s, dataDir: opt.dataDir, batchRows: opt.batchRows, stages: p, schedule: schedule,
-                                 microBatches: opt.microBatches, steps: opt.warmupSteps + opt.timedSteps)
-            let dir = root + "/pipeline-\(p)-\(schedule)"
-            let model = try train(cfg, runDirectory: dir, workerExecutable: opt.workerExecutable)
-            runs.append(try summarize(name: name, config: cfg, model: model, runDirectory: dir, warmup: opt.warmupSteps,
-                                      sgemm: p == 1 ? sgemm.one_thread_gflops : sgemm.concurrent_total_gflops * Double(p) / Double(sgemm.concurrent_threads),
-                                      keep: opt.keep))
+        var runs: [PipelineRun] = [], speedups: [Speedup] = []
+        for round in 1...max(1, opt.rounds) {
+            var roundRuns: [PipelineRun] = []
+            for (name, p, schedule) in layouts {
+                progress("round \(round)/\(opt.rounds): config S, \(name), \(opt.microBatches) micro-batches, \(opt.warmupSteps) + \(opt.timedSteps) steps …")
+                let cfg = try config(s, dataDir: opt.dataDir, batchRows: opt.batchRows, stages: p, schedule: schedule,
+                                     microBatches: opt.microBatches, steps: opt.warmupSteps + opt.timedSteps)
+                let dir = root + "/pipeline-\(p)-\(schedule)-round\(round)"
+                let model = try train(cfg, runDirectory: dir, workerExecutable: opt.workerExecutable)
+                roundRuns.append(try summarize(name: name, round: round, config: cfg, model: model, runDirectory: dir, warmup: opt.warmupSteps,
+                                               sgemm: p == 1 ? sgemm.one_thread_gflops : sgemm.concurrent_total_gflops * Double(p) / Double(sgemm.concurrent_threads),
+                                               keep: opt.keep))
+            }
+            speedups += speedupsOverOneStage(roundRuns, round: round)
+            runs += roundRuns
         }
         BLAS.setThreads(1)
         sgemm.one_thread_after_gflops = BLAS.measureSgemmGFLOPs(n: 1024, seconds: 1.5)
+        let summary = layouts.dropFirst().map { layout -> SpeedupSummary in
+            let values = speedups.filter { $0.name == layout.0 }.map(\.speedup)
+            let median = values.sorted()[values.count / 2]
+            return SpeedupSummary(name: layout.0, per_round: values, median: median, target: 1.8, meets_target: median >= 1.8,
+                                  rounds_meeting_target: values.filter { $0 >= 1.8 }.count)
+        }
+        return PipelineReport(sgemm: sgemm, runs: runs, speedups: speedups, summary: summary)
+    }
+
+    /// Each multi-stage run of a round against that round's one-stage run, with the speed-up factored.
+    static func speedupsOverOneStage(_ runs: [PipelineRun], round: Int) -> [Speedup] {
         let base = runs[0]
-        let speedups = runs.dropFirst().map { r -> Speedup in
+        return runs.dropFirst().map { r -> Speedup in
             let p = Double(r.stages), m = Double(r.micro_batches)
             let busy = r.stage_times.map(\.busy_ms)
             let atBalance = busy.reduce(0, +) / (busy.max() ?? 1) * m / (m + p - 1)
             let sp = r.tokens_per_s / base.tokens_per_s
             let busy1 = base.stage_times.map(\.busy_ms).reduce(0, +)
-            return Speedup(name: r.name, speedup: sp, target: 1.8, ceiling_balanced: p * m / (m + p - 1),
+            return Speedup(name: r.name, round: round, speedup: sp, target: 1.8, ceiling_balanced: p * m / (m + p - 1),
                            ceiling_at_measured_balance: atBalance, meets_target: sp >= 1.8,
                            stage_balance: busy.reduce(0, +) / p / (busy.max() ?? 1), work_ratio: busy1 / busy.reduce(0, +),
                            step_vs_model: (busy.max() ?? 0) * (m + p - 1) / m / r.step_ms, baseline_busy_share: busy1 / base.step_ms)
         }
-        return PipelineReport(sgemm: sgemm, runs: runs, speedups: speedups)
     }
 
-    static func summarize(name: String, config c: RunConfig, model: ModelConfig, runDirectory: String, warmup: Int,
+    static func summarize(name: String, round: Int, config c: RunConfig, model: ModelConfig, runDirectory: String, warmup: Int,
                           sgemm: Double, keep: Bool) throws -> PipelineRun {
         let metrics = try jsonLines(runDirectory + "/metrics.jsonl").filter { (($0["step"] as? Int) ?? 0) > warmup }
         guard !metrics.isEmpty else { throw ConfigError("\(runDirectory)/metrics.jsonl: no timed steps") }
         let stepMs = metrics.map { number($0["step_ms"]) }
-        let meanStep = stepMs.reduce(0, +) / Double(stepMs.count)
+        // The median step: on a shared machine one disturbed step would move a mean by more than the
+        // difference between two schedules.
+        let meanStep = stepMs.sorted()[stepMs.count / 2]
         let specs = try StageSpec.partition(model, stages: c.stages, seqLen: c.seqLen)
         var sums = [[Double]](repeating: [0, 0, 0, 0], count: c.stages)  // forward, backward, wait, comm
         for m in metrics {
@@ -282,7 +317,7 @@ public enum PipelineBenchmark {
         let p = Double(c.stages), m = Double(c.microBatches)
         let commTotal = times.map(\.comm_ms).reduce(0, +)
         return PipelineRun(
-            name: name, stages: c.stages, schedule: c.schedule, threads_per_worker: c.threadsPerWorker, micro_batches: c.microBatches,
+            name: name, round: round, stages: c.stages, schedule: c.schedule, threads_per_worker: c.threadsPerWorker, micro_batches: c.microBatches,
             batch_rows: c.batchRows, seq_len: c.seqLen, vocab_size: model.vocabSize, timed_steps: metrics.count,
             step_ms: meanStep, step_ms_min: stepMs.min()!, step_ms_max: stepMs.max()!, tokens_per_s: tps, model_gflops: gflops,
             sgemm_gflops: sgemm, ratio_to_sgemm: gflops / sgemm, bubble_theory: (p - 1) / (m + p - 1),

@@ -47,7 +47,11 @@ public enum CrossEntropy {
     public static func rowMax(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
         var m = FastExp.Lanes(repeating: -.infinity)
         var i = 0
-        while i + 8 <= n { m = pointwiseMax(m, UnsafeRawPointer(x + i).loadUnaligned(as: FastExp.Lanes.self)); i += 8 }
+        while i + 8 <= n {
+            let v = UnsafeRawPointer(x + i).loadUnaligned(as: FastExp.Lanes.self)
+            m.replace(with: v, where: v .> m)  // (pointwiseMax is not inlined)
+            i += 8
+        }
         var mx = m.max()
         while i < n { mx = max(mx, x[i]); i += 1 }
         return mx

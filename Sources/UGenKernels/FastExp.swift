@@ -16,7 +16,9 @@ public enum FastExp {
     @inline(__always)
     public static func exp(_ x: Lanes) -> Lanes {
         let low: Float = -87.33654, high: Float = 88.37626  // 2ⁿ stays a normal float: n ∈ −126…127
-        let xc = x.clamped(lowerBound: Lanes(repeating: low), upperBound: Lanes(repeating: high))
+        var xc = x  // clamped by masks (SIMD's clamped(lowerBound:upperBound:) is not inlined)
+        xc.replace(with: low, where: x .< low)
+        xc.replace(with: high, where: x .> high)
         // n = round(x / ln 2) by the 1.5·2²³ trick (no rounding instruction needed).
         let magic: Float = 12_582_912
         let t = xc * Float(1.44269504088896341) + magic

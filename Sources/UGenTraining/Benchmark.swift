@@ -26,14 +26,20 @@ public enum TrainingBenchmark {
         public let tokens_per_s: Double
         public let step_ms: Double
         public let model_gflops: Double
+        /// Median of the sgemm samples taken one before each timed step.
         public let sgemm_gflops: Double
+        /// Median over the timed steps of (the step's model GFLOP/s ÷ the sample just before it): the
+        /// efficiency under the same conditions, so a shared machine's slow spells cancel out.
         public let ratio: Double
+        /// The best sgemm sample of the whole measurement (1024² and 2048², before, between, after).
+        public let sgemm_peak_gflops: Double
+        /// Model GFLOP/s of the median step ÷ the peak: the stricter reading.
+        public let ratio_to_peak: Double
         public let peak_rss_mb: Double
     }
 
     /// The machine's sgemm peak at `threads`: the best of several short samples on 1024² and 2048²
-    /// products. Taking the best makes the ratio conservative on a shared machine, where a neighbour's
-    /// burst lowers one sample but never raises one.
+    /// products (a neighbour's burst on a shared machine lowers a sample but never raises one).
     public static func sgemmPeak(threads: Int, samples: Int = 3) -> Double {
         var best = 0.0
         for n in [1024, 2048] {
@@ -43,11 +49,12 @@ public enum TrainingBenchmark {
     }
 
     /// Times `steps` optimizer steps (after `warmup`) of the whole model on random tokens (throughput does
-    /// not depend on the tokens' content), the batch as one micro-batch. The step time is the median
-    /// step; the sgemm peak is measured before and after the steps, and the higher one is the ceiling.
+    /// not depend on the tokens' content), the batch as one micro-batch. Before each timed step one short
+    /// sgemm sample is taken at the same thread count, and the step is judged against it; the peak of all
+    /// samples (and of longer ones before and after) is reported beside it.
     public static func run(_ s: Setup, threads: Int, steps: Int = 5, warmup: Int = 1) throws -> Result {
         BLAS.setThreads(threads)
-        let sgemmBefore = sgemmPeak(threads: threads)
+        var peak = sgemmPeak(threads: threads)
         let stage = try Stage(config: s.model, spec: .whole(s.model), rows: s.batch, seqLen: s.seqLen)
         stage.initialize(seed: 1)
         let opt = AdamWState(parameters: stage.parameters)
@@ -68,18 +75,22 @@ public enum TrainingBenchmark {
             opt.update(stage.parameters, lr: 1e-4, hyper: AdamWHyper(), clipScale: AdamW.clipScale(globalNorm: norm, maxNorm: 1))
         }
         for _ in 0..<warmup { step() }
-        var times: [Double] = []
+        let flopsPerStep = Double(n) * s.model.trainingFLOPsPerToken(seqLen: s.seqLen)
+        var times: [Double] = [], samples: [Double] = [], ratios: [Double] = []
         for _ in 0..<steps {
+            let sample = BLAS.measureSgemmGFLOPs(n: 1024, threads: threads, seconds: 0.25)
             let start = Date()
             step()
-            times.append(Date().timeIntervalSince(start))
+            let t = Date().timeIntervalSince(start)
+            times.append(t); samples.append(sample); ratios.append(flopsPerStep / t / 1e9 / sample)
         }
-        let seconds = times.sorted()[times.count / 2]
-        let sgemm = max(sgemmBefore, sgemmPeak(threads: threads))
-        let tps = Double(n) / seconds
-        let gflops = tps * s.model.trainingFLOPsPerToken(seqLen: s.seqLen) / 1e9
-        return Result(config: s.name, threads: threads, tokens_per_s: tps, step_ms: seconds * 1000, model_gflops: gflops,
-                      sgemm_gflops: sgemm, ratio: gflops / sgemm, peak_rss_mb: peakRSSMegabytes())
+        peak = max(peak, samples.max() ?? 0, sgemmPeak(threads: threads))
+        func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
+        let seconds = median(times)
+        let gflops = flopsPerStep / seconds / 1e9
+        return Result(config: s.name, threads: threads, tokens_per_s: Double(n) / seconds, step_ms: seconds * 1000, model_gflops: gflops,
+                      sgemm_gflops: median(samples), ratio: median(ratios), sgemm_peak_gflops: peak, ratio_to_peak: gflops / peak,
+                      peak_rss_mb: peakRSSMegabytes())
     }
 
     /// The process's peak resident memory so far.

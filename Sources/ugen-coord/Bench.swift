@@ -23,7 +23,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Micro-batches per step in the pipeline runs.") var microBatches = 8
     @Option(help: "Rows (of config S's 256 tokens) per global batch in the pipeline runs; must divide by --micro-batches.") var batchRows = 16
     @Option(help: "Steps before timing starts.") var warmup = 2
-    @Option(help: "Timed steps per pipeline run.") var steps = 6
+    @Option(help: "Timed steps per pipeline run (the median step is reported).") var steps = 10
+    @Option(help: "Times every pipeline layout is trained, the layouts taking turns (the median speed-up is the verdict).") var rounds = 3
     @Option(help: "Steps of the config-M checkpoint run.") var checkpointSteps = 7
     @Option(help: "train.checkpoint_every of the checkpoint run.") var checkpointEvery = 2
     @Option(help: "Writes and reads of the checkpoint file timed.") var repeats = 3
@@ -35,8 +36,8 @@ struct Bench: ParsableCommand {
         guard microBatches >= 1, batchRows % microBatches == 0 else {
             throw ValidationError("--batch-rows (\(batchRows)) must divide by --micro-batches (\(microBatches))")
         }
-        guard steps >= 1, warmup >= 0, checkpointEvery >= 1, checkpointSteps > checkpointEvery, repeats >= 1 else {
-            throw ValidationError("--steps, --repeats and --checkpoint-every must be ≥ 1, --checkpoint-steps > --checkpoint-every")
+        guard steps >= 1, rounds >= 1, warmup >= 0, checkpointEvery >= 1, checkpointSteps > checkpointEvery, repeats >= 1 else {
+            throw ValidationError("--steps, --rounds, --repeats and --checkpoint-every must be ≥ 1, --checkpoint-steps > --checkpoint-every")
         }
     }
 
@@ -51,6 +52,7 @@ struct Bench: ParsableCommand {
         opt.batchRows = batchRows
         opt.warmupSteps = warmup
         opt.timedSteps = steps
+        opt.rounds = rounds
         opt.checkpointSteps = checkpointSteps
         opt.checkpointEvery = checkpointEvery
         opt.fileRepeats = repeats
@@ -97,16 +99,17 @@ struct Bench: ParsableCommand {
         out.append("")
         out.append("Pipeline, config S dims over the dataset's vocabulary (V = \(first.vocab_size)): \(first.batch_rows) rows × \(first.seq_len) tokens per step, "
                    + "\(first.micro_batches) micro-batches, \(first.timed_steps) timed steps")
-        out.append("layout                          step ms (min–max)     tokens/s  GFLOP/s  sgemm GFLOP/s  ratio  bubble theory  wait  idle  comm")
+        out.append("round layout                    median step ms (min–max)    tokens/s  GFLOP/s  sgemm GFLOP/s  ratio  bubble theory  wait  idle  comm")
         for run in r.runs {
-            out.append(pad(run.name, 30) + lpad(f(run.step_ms, 0), 9) + " (" + f(run.step_ms_min, 0) + "–" + f(run.step_ms_max, 0) + ")"
+            out.append(lpad("\(run.round)", 5) + " " + pad(run.name, 30) + lpad(f(run.step_ms, 0), 9) + " (" + f(run.step_ms_min, 0) + "–" + f(run.step_ms_max, 0) + ")"
                        + lpad(f(run.tokens_per_s, 0), 10) + lpad(f(run.model_gflops), 9) + lpad(f(run.sgemm_gflops), 15)
                        + lpad(f(run.ratio_to_sgemm, 2), 7) + lpad(pct(run.bubble_theory), 15) + lpad(pct(run.bubble_measured), 6)
                        + lpad(pct(run.idle_measured), 6) + lpad(pct(run.comm_share), 6))
         }
+        let lastRound = r.runs.map(\.round).max() ?? 1
         out.append("")
-        out.append(pad("per stage, ms per step", 44) + "forward  backward     wait    comm  wait/step  idle/step")
-        for run in r.runs {
+        out.append(pad("per stage, ms per step (round \(lastRound))", 44) + "forward  backward     wait    comm  wait/step  idle/step")
+        for run in r.runs where run.round == lastRound {
             for st in run.stage_times {
                 out.append(pad("p=\(run.stages) \(run.schedule) stage \(st.stage) [\(st.layers)]", 42)
                            + lpad(f(st.forward_ms), 9) + lpad(f(st.backward_ms), 10) + lpad(f(st.wait_ms), 9) + lpad(f(st.comm_ms, 2), 8)
@@ -119,12 +122,18 @@ struct Bench: ParsableCommand {
         }
         out.append("")
         for sp in r.speedups {
-            out.append("speed-up \(sp.name) over 1 stage: \(f(sp.speedup, 2))× (target ≥ \(f(sp.target, 1))×: \(sp.meets_target ? "met" : "NOT met")); "
-                       + "1F1B/GPipe ceiling \(f(sp.ceiling_balanced, 2))× with equal stages, \(f(sp.ceiling_at_measured_balance, 2))× at the measured stage balance"
-                       + (sp.name.contains("zero bubble") ? " (zero bubble fills part of that bubble with weight passes, so it may pass it)" : ""))
-            out.append("  = \(f(sp.ceiling_balanced, 2)) 1F1B ceiling p·m/(m+p−1) × \(f(sp.stage_balance, 2)) stage balance (mean/max busy)"
-                       + " × \(f(sp.work_ratio, 2)) work ratio (1 stage's busy / Σ stages' busy) × \(f(sp.step_vs_model, 2)) step vs pipeline model"
-                       + " / \(f(sp.baseline_busy_share, 2)) 1-stage busy share")
+            out.append("round \(sp.round): \(sp.name) \(f(sp.speedup, 2))× = \(f(sp.ceiling_balanced, 2)) 1F1B ceiling p·m/(m+p−1)"
+                       + " × \(f(sp.stage_balance, 2)) stage balance (mean/max busy) × \(f(sp.work_ratio, 2)) work ratio (1 stage's busy / Σ stages' busy)"
+                       + " × \(f(sp.step_vs_model, 2)) step vs pipeline model / \(f(sp.baseline_busy_share, 2)) 1-stage busy share")
+        }
+        out.append("")
+        for su in r.summary {
+            out.append("speed-up \(su.name) over 1 stage: median \(f(su.median, 2))× over \(su.per_round.count) rounds "
+                       + "(\(su.per_round.map { f($0, 2) }.joined(separator: ", "))); target ≥ \(f(su.target, 1))×: \(su.meets_target ? "met" : "NOT met")"
+                       + " (\(su.rounds_meeting_target) of \(su.per_round.count) rounds)")
+        }
+        if let sp = r.speedups.first {
+            out.append("1F1B ceiling with equal stages p·m/(m+p−1) = \(f(sp.ceiling_balanced, 2))×; zero bubble fills part of that bubble with weight passes, so it may pass it")
         }
         out.append("wait = mean over stages of time blocked on a neighbour / step time (the measured bubble); idle = 1 − (forward + backward) / step "
                    + "(also the optimizer update and the coordinator's round trip); comm = sends + receives of activations and gradients / step")
