@@ -25,10 +25,10 @@ public enum CrossEntropy {
                     row.update(repeating: 0, count: v)
                     continue
                 }
-                let mx = rowMax(row, v)
+                let mx = Reduce.max(row, v)
                 let shift = FastExp.Lanes(repeating: mx)
                 FastExp.apply(row, row, count: v) { FastExp.exp($0 - shift) }
-                let sum = rowSum(row, v)
+                let sum = Reduce.sum(row, v)
                 let t = Int(targets[r])
                 // loss = log Σ exp(z − max) − (z_t − max); the target's shifted logit is log(e_t).
                 let logSum = Float(log(sum))
@@ -40,35 +40,5 @@ public enum CrossEntropy {
                 row[t] -= g
             }
         }
-    }
-
-    /// The largest of n floats.
-    @inline(__always)
-    public static func rowMax(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        var m = FastExp.Lanes(repeating: -.infinity)
-        var i = 0
-        while i + 8 <= n {
-            let v = UnsafeRawPointer(x + i).loadUnaligned(as: FastExp.Lanes.self)
-            m.replace(with: v, where: v .> m)  // (pointwiseMax is not inlined)
-            i += 8
-        }
-        var mx = m.max()
-        while i < n { mx = max(mx, x[i]); i += 1 }
-        return mx
-    }
-
-    /// Σ x in double, eight running sums (one per lane) added at the end: the same order for every row.
-    @inline(__always)
-    public static func rowSum(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
-        var lo = SIMD4<Double>(repeating: 0), hi = SIMD4<Double>(repeating: 0)
-        var i = 0
-        while i + 8 <= n {
-            let v = UnsafeRawPointer(x + i).loadUnaligned(as: FastExp.Lanes.self)
-            lo += SIMD4<Double>(v.lowHalf); hi += SIMD4<Double>(v.highHalf)
-            i += 8
-        }
-        var sum = (lo + hi).sum()
-        while i < n { sum += Double(x[i]); i += 1 }
-        return sum
     }
 }

@@ -54,20 +54,6 @@ public final class Tensor: @unchecked Sendable {
 
     public var array: [Float] { Array(UnsafeBufferPointer(start: data, count: count)) }
 
-    /// Sum of squares in double: eight running sums (element i goes to sum i mod 8), added at the end, then
-    /// the tail — a fixed order for a given count, so deterministic, and eight times shorter a chain of
-    /// dependent additions than one running sum.
-    public func sumOfSquares() -> Double {
-        var lo = SIMD4<Double>(repeating: 0), hi = SIMD4<Double>(repeating: 0)
-        var i = 0
-        while i + 8 <= count {
-            let v = UnsafeRawPointer(data + i).loadUnaligned(as: SIMD8<Float>.self)
-            let a = SIMD4<Double>(v.lowHalf), b = SIMD4<Double>(v.highHalf)
-            lo += a * a; hi += b * b
-            i += 8
-        }
-        var s = (lo + hi).sum()
-        while i < count { let v = Double(data[i]); s += v * v; i += 1 }
-        return s
-    }
+    /// Sum of squares in double, in the fixed order `Reduce` keeps (deterministic).
+    public func sumOfSquares() -> Double { Reduce.sumOfSquares(data, count) }
 }

@@ -9,6 +9,8 @@ import UGenKernels
 public final class CachedDecoder {
     public let model: ModelConfig
     let stage: Stage
+    /// Each layer's two halves, looked up once (not per token).
+    private let layers: [(attention: AttentionWeights, mlp: MLPWeights)]
     public private(set) var length = 0
     private let keys: [Tensor], values: [Tensor]  // per layer [maxLen, Hkv·hd]
     private let x, norm, qkv, attn, mid, gateUp, act, rstd, scores: Tensor
@@ -20,6 +22,7 @@ public final class CachedDecoder {
         precondition(stage.spec.hasEmbedding && stage.spec.hasHead && stage.spec.blocks == 0..<2 * stage.config.nLayers,
                      "the decoder needs the whole model")
         self.stage = stage
+        layers = stage.layerWeights
         model = stage.config
         let c = model, kv = c.nKVHeads * c.headDim
         keys = (0..<c.nLayers).map { _ in Tensor([c.maxSeqLen, kv]) }
@@ -39,7 +42,7 @@ public final class CachedDecoder {
         precondition(token >= 0 && Int(token) < c.vocabSize, "token id \(token) outside the vocabulary")
         let p = length, eps = Float(c.rmsEps)
         (x.data).update(from: stage.embed!.value.data + Int(token) * d, count: d)
-        for (l, (aw, mw)) in stage.layerWeights.enumerated() {
+        for (l, (aw, mw)) in layers.enumerated() {
             RMSNorm.forward(y: norm.data, rstd: rstd.data, x: x.data, w: aw.norm.value.data, n: 1, d: d, eps: eps)
             Linear.forward(out: qkv.data, x: norm.data, w: aw.qkv.data, n: 1, inF: d, outF: C)
             RoPE.apply(qkv.data, rows: 1, seqLen: 1, ld: C, col: 0, heads: c.nHeads + c.nKVHeads, table: stage.rope, startPosition: p)
