@@ -265,8 +265,8 @@ public enum PipelineBenchmark {
         sgemm.one_thread_after_gflops = BLAS.measureSgemmGFLOPs(n: 1024, seconds: 1.5)
         let summary = layouts.dropFirst().map { layout -> SpeedupSummary in
             let values = speedups.filter { $0.name == layout.0 }.map(\.speedup)
-            let median = values.sorted()[values.count / 2]
-            return SpeedupSummary(name: layout.0, per_round: values, median: median, target: 1.8, meets_target: median >= 1.8,
+            let m = median(values)
+            return SpeedupSummary(name: layout.0, per_round: values, median: m, target: 1.8, meets_target: m >= 1.8,
                                   rounds_meeting_target: values.filter { $0 >= 1.8 }.count)
         }
         return PipelineReport(sgemm: sgemm, runs: runs, speedups: speedups, summary: summary)
@@ -293,9 +293,7 @@ public enum PipelineBenchmark {
         let metrics = try jsonLines(runDirectory + "/metrics.jsonl").filter { (($0["step"] as? Int) ?? 0) > warmup }
         guard !metrics.isEmpty else { throw ConfigError("\(runDirectory)/metrics.jsonl: no timed steps") }
         let stepMs = metrics.map { number($0["step_ms"]) }
-        // The median step: on a shared machine one disturbed step would move a mean by more than the
-        // difference between two schedules.
-        let meanStep = stepMs.sorted()[stepMs.count / 2]
+        let stepMedian = median(stepMs)
         let specs = try StageSpec.partition(model, stages: c.stages, seqLen: c.seqLen)
         var sums = [[Double]](repeating: [0, 0, 0, 0], count: c.stages)  // forward, backward, wait, comm
         for m in metrics {
@@ -309,20 +307,20 @@ public enum PipelineBenchmark {
             let f = sums[i][0] / n, b = sums[i][1] / n, w = sums[i][2] / n, cm = sums[i][3] / n
             let layers = specs[i].description
             return StageTimes(stage: i, layers: layers, forward_ms: f, backward_ms: b, wait_ms: w, comm_ms: cm, busy_ms: f + b,
-                              wait_share: w / meanStep, idle_share: 1 - (f + b) / meanStep, comm_share: cm / meanStep)
+                              wait_share: w / stepMedian, idle_share: 1 - (f + b) / stepMedian, comm_share: cm / stepMedian)
         }
         let tokens = Double(c.batchRows * c.seqLen)
-        let tps = tokens / (meanStep / 1000)
+        let tps = tokens / (stepMedian / 1000)
         let gflops = tps * model.trainingFLOPsPerToken(seqLen: c.seqLen) / 1e9
         let p = Double(c.stages), m = Double(c.microBatches)
         let commTotal = times.map(\.comm_ms).reduce(0, +)
         return PipelineRun(
             name: name, round: round, stages: c.stages, schedule: c.schedule, threads_per_worker: c.threadsPerWorker, micro_batches: c.microBatches,
             batch_rows: c.batchRows, seq_len: c.seqLen, vocab_size: model.vocabSize, timed_steps: metrics.count,
-            step_ms: meanStep, step_ms_min: stepMs.min()!, step_ms_max: stepMs.max()!, tokens_per_s: tps, model_gflops: gflops,
+            step_ms: stepMedian, step_ms_min: stepMs.min()!, step_ms_max: stepMs.max()!, tokens_per_s: tps, model_gflops: gflops,
             sgemm_gflops: sgemm, ratio_to_sgemm: gflops / sgemm, bubble_theory: (p - 1) / (m + p - 1),
             bubble_measured: times.map(\.wait_share).reduce(0, +) / p, idle_measured: times.map(\.idle_share).reduce(0, +) / p,
-            comm_share: commTotal / meanStep, comm_ms_per_step: commTotal,
+            comm_share: commTotal / stepMedian, comm_ms_per_step: commTotal,
             activation_bytes: c.batchRows / c.microBatches * c.seqLen * model.dModel * 4,
             stage_times: times, run_directory: keep ? runDirectory : nil)
     }

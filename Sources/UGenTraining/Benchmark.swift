@@ -85,7 +85,6 @@ public enum TrainingBenchmark {
             times.append(t); samples.append(sample); ratios.append(flopsPerStep / t / 1e9 / sample)
         }
         peak = max(peak, samples.max() ?? 0, sgemmPeak(threads: threads))
-        func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
         let seconds = median(times)
         let gflops = flopsPerStep / seconds / 1e9
         return Result(config: s.name, threads: threads, tokens_per_s: Double(n) / seconds, step_ms: seconds * 1000, model_gflops: gflops,
@@ -100,3 +99,7 @@ public enum TrainingBenchmark {
         return Double(u.ru_maxrss) / 1024
     }
 }
+
+/// The middle value (the upper one of the two middles for an even count): what the benchmarks report,
+/// since on a shared machine one disturbed sample moves a mean further than the effects measured.
+public func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import UGenCluster
+import UGenTraining
 
 /// `ugen-coord bench`: the cluster's speed on this machine, with a real coordinator and real worker
 /// processes: pipeline speed-up, bubble and activation traffic for config S (issue 4), checkpoint
@@ -142,7 +143,6 @@ struct Bench: ParsableCommand {
 
     static func render(_ c: PipelineBenchmark.CheckpointReport) -> String {
         func list(_ xs: [Double], _ d: Int = 0) -> String { xs.map { f($0, d) }.joined(separator: ", ") }
-        func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
         var out = [""]
         out.append("Checkpoints, config \(c.model): \(c.parameters) parameters; file \(f(Double(c.file_bytes) / 1e6)) MB "
                    + "(tensors incl. AdamW m and v: \(f(Double(c.tensor_bytes) / 1e6)) MB)")
