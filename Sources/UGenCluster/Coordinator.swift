@@ -151,14 +151,14 @@ public final class Coordinator {
                 try recruit()
                 try assign()
                 let outcome = try train()
-                broadcast(.shutdown, Shutdown(reason: outcomeReason(outcome)))
+                shutDown(slots.compactMap { $0 }, reason: outcomeReason(outcome))
                 local?.waitAll(seconds: 5)
                 return outcome
             } catch let lost as WorkerLost {
                 try recover(from: lost)
             } catch is StopBeforeStart {
                 log.info("stopped before training could start")
-                broadcast(.shutdown, Shutdown(reason: "coordinator stopped"), to: Array(members.keys))
+                shutDown(Array(members.keys), reason: "coordinator stopped")
                 return .stopped(step: step)
             }
         }
@@ -439,6 +439,23 @@ public final class Coordinator {
     private func broadcast<B: Encodable>(_ kind: Wire.Kind, _ body: B, to ids: [Int]? = nil) {
         let msg = WireMessage(kind, body)
         for id in ids ?? slots.compactMap({ $0 }) { try? send(id, msg) }
+    }
+
+    /// Tells `ids` the run is over and waits (at most 2 s) until each has answered with its own
+    /// `shutdown`. Without the wait the process could exit — and close the control socket — before
+    /// libzmq's I/O thread had put the messages on the wire, and a remote worker would learn of the
+    /// end only by its coordinator timeout (seen on the network-namespace hosts under CURVE).
+    private func shutDown(_ ids: [Int], reason: String) {
+        broadcast(.shutdown, Shutdown(reason: reason), to: ids)
+        var waiting = Set(ids)
+        let start = Date()
+        while !waiting.isEmpty && Date().timeIntervalSince(start) < 2 {
+            guard let got = try? pump(timeoutMs: 50) else { break }
+            for (id, msg) in got.messages where msg.kind == .shutdown { waiting.remove(id) }
+        }
+        if !waiting.isEmpty {
+            log.info("no goodbye within 2 s from worker(s) \(waiting.sorted().map(String.init).joined(separator: ", "))")
+        }
     }
 
     /// Waits for one `kind` message from each of `ids`; throws `WorkerLost` when one of them fails,

@@ -115,7 +115,10 @@ public final class ZAPHandler: @unchecked Sendable {
             guard let s = try? ZMQSocket(.rep), (try? s.bind("inproc://zeromq.zap.01")) != nil else { sem.signal(); return }
             sem.signal()
             while true {
-                guard let req = try? s.receive(maxParts: 16) else { continue }
+                guard let req = try? s.receive(maxParts: 16) else {
+                    if zmq_errno() == ETERM { return }  // the process is flushing before it exits
+                    continue
+                }
                 guard req.count >= 6 else { continue }
                 var ok = false
                 var user = ""

@@ -74,6 +74,10 @@ public final class Worker {
                                       curve: options.security.keys.map { ($0, options.coordinatorKey ?? "") })
     }
 
+    /// Call once, after the last worker is gone and just before the process exits: sends what is still
+    /// queued (the goodbye to the coordinator) instead of dropping it with the process. At most 2 s.
+    public static func flushBeforeExit() { ZMQContext.shared.terminate(within: 2) }
+
     /// Joins and works until the coordinator says shutdown (or refuses, or disappears).
     public func run() throws -> Outcome {
         BLAS.setThreads(options.threads)
@@ -127,6 +131,9 @@ public final class Worker {
             case .shutdown:
                 let reason = (try? msg.decode(Shutdown.self).reason) ?? "?"
                 log.info("shutdown: \(reason)")
+                // The coordinator waits for the goodbye; `flushBeforeExit` gets it onto the wire.
+                try? control.set(ZMQ_LINGER, 1000)
+                try? control.send(WireMessage(.shutdown, Shutdown(reason: "goodbye")).frames)
                 return .finished
             case .heartbeat: continue
             default: log.warning("ignoring unexpected \(msg.kind) from the coordinator")

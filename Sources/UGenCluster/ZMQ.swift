@@ -12,6 +12,15 @@ final class ZMQContext: @unchecked Sendable {
     static let shared = ZMQContext()
     let handle: UnsafeMutableRawPointer
     private init() { handle = zmq_ctx_new() }
+
+    /// Flushes what sockets closed with a linger still have queued, then ends the context: the last
+    /// thing a process does before it exits (exiting with messages queued drops them). Bounded by
+    /// `seconds`, because `zmq_ctx_term` also waits for sockets still open on other threads.
+    func terminate(within seconds: Double) {
+        let done = DispatchSemaphore(value: 0)
+        Thread { [self] in zmq_ctx_term(handle); done.signal() }.start()
+        _ = done.wait(timeout: .now() + seconds)
+    }
 }
 
 /// One ZeroMQ socket. Not thread-safe (ZeroMQ sockets never are): each thread owns its sockets.

@@ -58,7 +58,7 @@ struct Join: ParsableCommand {
                 throw ExitCode(1)
             }
             switch outcome {
-            case .finished: return
+            case .finished: Worker.flushBeforeExit(); return
             case .rejected: throw ExitCode(2)
             case .dropped:  // declared lost while alive (e.g. a hung step): join again at once, as a new worker
                 lostSince = nil
