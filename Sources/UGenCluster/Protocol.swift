@@ -13,7 +13,7 @@ import UGenModel
 /// body and every array's byte count against what the body declares before anything is allocated for it.
 public enum Wire {
     public static let magic: [UInt8] = Array("UGEN".utf8)
-    public static let version: UInt16 = 2  // 2: stage specs count residual blocks (half layers)
+    public static let version: UInt16 = 3  // 2: stage specs count residual blocks (half layers); 3: data headers name rows
     /// Largest message the coordinator's control socket accepts (libzmq drops bigger ones before allocating).
     /// Most parts a control message has (identity, head, and three arrays per parameter of the largest
     /// stage stay far below); more is dropped unread.
@@ -198,25 +198,31 @@ public struct SaveReply: Codable, Sendable { public var workerId: Int; public va
 /// worker → coordinator: the worker cannot go on (reason in words).
 public struct Failure: Codable, Sendable { public var workerId: Int; public var reason: String }
 
-/// The data path between neighbouring stages: part 0 is 13 bytes — kind (0 activation, 1 gradient),
-/// generation, step, micro-batch (each Int32 LE; micro-batch −1−r is replica r's gradients for the
-/// reduce); part 1 is the float32 tensor ([rows·T, d], or every gradient of the stage, flattened).
+/// The data path between neighbouring stages: part 0 is 21 bytes — kind (0 activation, 1 gradient),
+/// generation, step, micro-batch, first row, row count (each Int32 LE; micro-batch −1−r is replica r's
+/// gradients for the reduce); part 1 is the float32 tensor of those rows ([rows·T, d]), or every gradient
+/// of the stage, flattened. A micro-batch's rows come in order: whole, or (the pipeline fill) a row at a
+/// time.
 public struct DataHeader: Equatable {
     public enum Kind: UInt8 { case activation = 0, gradient = 1 }
-    public static let size = 13
+    public static let size = 21
     public var kind: Kind
     public var generation: Int32
     public var step: Int32
     public var microBatch: Int32
+    public var firstRow: Int32
+    public var rowCount: Int32
 
     public var bytes: [UInt8] {
         var b = [kind.rawValue]
-        for v in [generation, step, microBatch] { withUnsafeBytes(of: v.littleEndian) { b += $0 } }
+        for v in [generation, step, microBatch, firstRow, rowCount] { withUnsafeBytes(of: v.littleEndian) { b += $0 } }
         return b
     }
 
-    public init(kind: Kind, generation: Int32, step: Int32, microBatch: Int32) {
+    /// `rowCount` 0: not a row range (the reduce's flattened gradients).
+    public init(kind: Kind, generation: Int32, step: Int32, microBatch: Int32, firstRow: Int32 = 0, rowCount: Int32 = 0) {
         self.kind = kind; self.generation = generation; self.step = step; self.microBatch = microBatch
+        self.firstRow = firstRow; self.rowCount = rowCount
     }
 
     public init(_ raw: UnsafeRawBufferPointer) throws {
@@ -225,5 +231,7 @@ public struct DataHeader: Equatable {
         generation = Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 1, as: Int32.self))
         step = Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 5, as: Int32.self))
         microBatch = Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 9, as: Int32.self))
+        firstRow = Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 13, as: Int32.self))
+        rowCount = Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 17, as: Int32.self))
     }
 }

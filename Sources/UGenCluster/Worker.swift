@@ -51,7 +51,8 @@ public final class Worker {
 
     // Per micro-batch receive buffers and arrival marks (allocated at the first step, then reused).
     private var activationIn: [Tensor] = [], gradientIn: [Tensor] = []
-    private var arrived: [DataHeader.Kind: Set<Int>] = [.activation: [], .gradient: []]
+    /// rowsIn[kind][k]: how many of micro-batch k's rows have arrived (they come in order).
+    private var rowsIn: [DataHeader.Kind: [Int]] = [.activation: [], .gradient: []]
     // Gradient reduce across replicas (replica 0 sums, in replica order, then sends the sum back).
     private var flatGrad: [Float] = [], reduceIn: [[Float]] = [], reduceArrived = Set<Int>()
     private var headerBuffer = [UInt8](repeating: 0, count: 64)
@@ -230,10 +231,10 @@ public final class Worker {
         let order = try msg.decode(StepOrder.self)
         let gen = Int32(assign.generation)
         if let connect = connectPeers { try connect(); connectPeers = nil }
-        arrived = [.activation: [], .gradient: []]
+        let m = order.microBatches, n = stage.n, V = stage.config.vocabSize, d = stage.config.dModel
+        rowsIn = [.activation: Array(repeating: 0, count: m), .gradient: Array(repeating: 0, count: m)]
         reduceArrived = []
         commNanos = 0
-        let m = order.microBatches, n = stage.n, V = stage.config.vocabSize, d = stage.config.dModel
         if activationIn.count != m {
             activationIn = (0..<m).map { _ in Tensor([n, d]) }
             gradientIn = (0..<m).map { _ in Tensor([n, d]) }
@@ -265,35 +266,44 @@ public final class Worker {
             case .forward(let k):
                 heartbeat.setPosition(step: order.step, forward: true, microBatch: k)
                 let a = stage.activations(k % slots)
-                if stage.spec.hasEmbedding {
-                    let t0 = clock()
-                    tokens.withUnsafeBufferPointer { tk in withOptionalPointer(tokenMap) { map in
-                        stage.forward(a, tokens: tk.baseAddress! + k * n, tokenMap: map) } }
-                    forwardMs += clock() - t0
-                } else {
-                    let t0 = clock()
-                    heartbeat.setWaiting(true)
-                    defer { heartbeat.setWaiting(false) }
-                    try waitFor(.activation, k, step: order.step)
-                    waitMs += clock() - t0
+                let header = DataHeader(kind: .activation, generation: gen, step: Int32(order.step), microBatch: Int32(k))
+                // The first micro-batch goes a row at a time (the pipeline fill), in every layout alike.
+                let pieces = stage.forwardPieces(microBatch: k, of: m)
+                for rows in pieces {
+                    if !stage.spec.hasEmbedding {
+                        let t0 = clock()
+                        do {
+                            heartbeat.setWaiting(true)
+                            defer { heartbeat.setWaiting(false) }
+                            try waitFor(.activation, k, rows: rows.upperBound, step: order.step)
+                        }
+                        waitMs += clock() - t0
+                    }
                     let t1 = clock()
-                    a.input.copy(from: activationIn[k])
-                    stage.forward(a)
+                    if stage.spec.hasEmbedding {
+                        tokens.withUnsafeBufferPointer { tk in withOptionalPointer(tokenMap) { map in
+                            stage.forward(a, tokens: tk.baseAddress! + k * n, tokenMap: map, rows: rows) } }
+                    } else {
+                        let width = stage.seqLen * d, at = rows.lowerBound * width
+                        (a.input.data + at).update(from: activationIn[k].data + at, count: rows.count * width)
+                        stage.forward(a, rows: rows)
+                    }
+                    if stage.spec.hasHead {
+                        targets.withUnsafeBufferPointer { tg in mask.withUnsafeBufferPointer { mk in withOptionalPointer(inactive) { ia in
+                            stage.crossEntropy(a, targets: tg.baseAddress! + k * n, mask: mk.baseAddress! + k * n, inactive: ia,
+                                               gradScale: order.gradScale, rows: rows)
+                        } } }
+                    } else {
+                        try sendRows(toNext!, header, a.output, rows: rows)
+                    }
                     forwardMs += clock() - t1
                 }
-                let t2 = clock()
                 if stage.spec.hasHead {
-                    targets.withUnsafeBufferPointer { tg in mask.withUnsafeBufferPointer { mk in withOptionalPointer(inactive) { ia in
-                        lossSums[k] = stage.loss(a, targets: tg.baseAddress! + k * n, mask: mk.baseAddress! + k * n, inactive: ia,
-                                                 gradScale: order.gradScale)
-                    } } }
+                    lossSums[k] = stage.lossSum(a)
                     tasks.withUnsafeBufferPointer { tk in
                         taskLosses.add(tokenLoss: a.tokenLoss!.data, mask: stage.lastEffectiveMask.data, tasks: tk.baseAddress! + k * n, n: n)
                     }
-                } else {
-                    try sendTensor(toNext!, DataHeader(kind: .activation, generation: gen, step: Int32(order.step), microBatch: Int32(k)), a.output)
                 }
-                forwardMs += clock() - t2
             case .backward(let k), .backwardInput(let k):
                 heartbeat.setPosition(step: order.step, forward: false, microBatch: k)
                 let a = stage.activations(k % slots)
@@ -302,14 +312,15 @@ public final class Worker {
                     let t0 = clock()
                     heartbeat.setWaiting(true)
                     defer { heartbeat.setWaiting(false) }
-                    try waitFor(.gradient, k, step: order.step)
+                    try waitFor(.gradient, k, rows: stage.rows, step: order.step)
                     waitMs += clock() - t0
                     gradOut = gradientIn[k]
                 }
                 let t1 = clock()
                 let gIn = stage.backwardInput(a, gradOutput: gradOut)
                 if let gIn, let prev = toPrevious {
-                    try sendTensor(prev, DataHeader(kind: .gradient, generation: gen, step: Int32(order.step), microBatch: Int32(k)), gIn)
+                    try sendRows(prev, DataHeader(kind: .gradient, generation: gen, step: Int32(order.step), microBatch: Int32(k)), gIn,
+                                 rows: 0..<stage.rows)
                 }
                 if case .backward = op { stage.backwardWeights(a) }
                 backwardMs += clock() - t1
@@ -319,7 +330,7 @@ public final class Worker {
                 backwardMs += clock() - t0
             }
         }
-        arrived = [.activation: [], .gradient: []]
+        rowsIn = [.activation: [], .gradient: []]
         defer { reduceArrived = [] }
         if config.replicas > 1 { waitMs += try reduceAcrossReplicas(step: order.step) }
 
@@ -333,19 +344,23 @@ public final class Worker {
 
     private var commNanos: UInt64 = 0
 
-    private func sendTensor(_ socket: ZMQSocket, _ header: DataHeader, _ t: Tensor) throws {
+    /// Sends `rows` of a micro-batch's activation or gradient [rows·T, d].
+    private func sendRows(_ socket: ZMQSocket, _ header: DataHeader, _ t: Tensor, rows: Range<Int>) throws {
         let t0 = DispatchTime.now().uptimeNanoseconds
         defer { commNanos += DispatchTime.now().uptimeNanoseconds - t0 }
-        let h = header.bytes
-        try h.withUnsafeBytes { hb in
-            try socket.send([hb, UnsafeRawBufferPointer(start: t.data, count: t.count * 4)])
+        var h = header
+        h.firstRow = Int32(rows.lowerBound); h.rowCount = Int32(rows.count)
+        let width = t.count / stage.rows
+        try h.bytes.withUnsafeBytes { hb in
+            try socket.send([hb, UnsafeRawBufferPointer(start: t.data + rows.lowerBound * width, count: rows.count * width * 4)])
         }
     }
 
-    /// Receives data messages (into their micro-batch's buffer) until `kind` for micro-batch `k` is in.
-    /// Keeps an eye on the control socket: a shutdown there aborts the step.
-    private func waitFor(_ kind: DataHeader.Kind, _ k: Int, step: Int) throws {
-        while !(arrived[kind]!.contains(k)) {
+
+    /// Receives data messages (into their micro-batch's buffer) until the first `rows` rows of `kind`
+    /// for micro-batch `k` are in. Keeps an eye on the control socket: a shutdown there aborts the step.
+    private func waitFor(_ kind: DataHeader.Kind, _ k: Int, rows: Int, step: Int) throws {
+        while rowsIn[kind]![k] < rows {
             try receiveData(step: step)
         }
     }
@@ -373,12 +388,18 @@ public final class Worker {
             try data.discardRest(); throw ProtocolError("data message for step \(header.step) part \(k) during step \(step)")
         }
         if k >= 0 {
+            let first = Int(header.firstRow), count = Int(header.rowCount)
+            guard first == rowsIn[header.kind]![k], count >= 1, first + count <= stage.rows else {
+                try data.discardRest()
+                throw ProtocolError("data message with rows \(first)..<\(first + count) of micro-batch \(k), expected row \(rowsIn[header.kind]![k]) next of \(stage.rows)")
+            }
             let dest = header.kind == .activation ? activationIn[k] : gradientIn[k]
+            let width = dest.count / stage.rows
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let got = try data.receive(into: dest.data, capacity: dest.count * 4)
+            let got = try data.receive(into: dest.data + first * width, capacity: count * width * 4)
             commNanos += DispatchTime.now().uptimeNanoseconds - t0
-            guard got == dest.count * 4 else { throw ProtocolError("data message of \(got) bytes, expected \(dest.count * 4)") }
-            arrived[header.kind]!.insert(k)
+            guard got == count * width * 4 else { throw ProtocolError("data message of \(got) bytes, expected \(count * width * 4)") }
+            rowsIn[header.kind]![k] = first + count
         } else {
             let r = -1 - k
             let got = try reduceIn[r].withUnsafeMutableBytes { try data.receive(into: $0.baseAddress!, capacity: $0.count) }
@@ -507,3 +528,4 @@ final class HeartbeatLink: @unchecked Sendable {
         }
     }
 }
+

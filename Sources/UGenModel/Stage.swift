@@ -167,49 +167,77 @@ public final class Stage {
     /// Runs the stage's blocks on one micro-batch. The first stage reads `tokens` (n ids), mapping each
     /// through `tokenMap` when given (inactive visual ids → `<unk_img>`); other stages read `a.input`.
     public func forward(_ a: StageActivations, tokens: UnsafePointer<Int32>? = nil, tokenMap: UnsafePointer<Int32>? = nil) {
-        let c = config, d = c.dModel
+        forward(a, tokens: tokens, tokenMap: tokenMap, rows: 0..<rows)
+    }
+
+    /// The pieces (row ranges) micro-batch `k` of a step's `count` is forwarded in: the first of several
+    /// a row at a time — the pipeline fill, so that the next stage starts on row 0 while this one
+    /// computes row 1 — and the rest whole. Every layout, the single process included, forwards in
+    /// these pieces: BLAS may round a product of fewer rows differently (its small-matrix kernels), so
+    /// the same pieces everywhere are what keeps every layout the same bits.
+    public func forwardPieces(microBatch k: Int, of count: Int) -> [Range<Int>] {
+        k == 0 && count > 1 ? (0..<rows).map { $0..<($0 + 1) } : [0..<rows]
+    }
+
+    /// The forward pass of some of the micro-batch's rows (sequences), which depend on no other row
+    /// (`tokens` and the activations still point at the micro-batch's start). With `crossEntropy` of
+    /// the same rows, a micro-batch can be taken piece by piece (`forwardPieces`).
+    public func forward(_ a: StageActivations, tokens: UnsafePointer<Int32>? = nil, tokenMap: UnsafePointer<Int32>? = nil,
+                        rows: Range<Int>) {
+        precondition(rows.lowerBound >= 0 && rows.upperBound <= self.rows, "rows \(rows) outside a micro-batch of \(self.rows)")
+        let c = config, d = c.dModel, t0 = rows.lowerBound * seqLen, n = rows.count * seqLen
         if let embed {
             guard let tokens else { preconditionFailure("the first stage needs token ids") }
-            for r in 0..<n {
+            for r in t0..<(t0 + n) {
                 let t = tokens[r]
                 precondition(t >= 0 && Int(t) < c.vocabSize, "token id \(t) outside the vocabulary")
                 a.tokens[r] = tokenMap?[Int(t)] ?? t
             }
-            Embedding.forward(out: a.residual[0].data, tokens: a.tokens, w: embed.value.data, n: n, d: d)
+            Embedding.forward(out: a.residual[0].data + t0 * d, tokens: a.tokens + t0, w: embed.value.data, n: n, d: d)
         }
         for (i, w) in blocks.enumerated() {
-            let x = a.residual[i].data, out = a.residual[i + 1].data
+            let x = a.residual[i].data + t0 * d, out = a.residual[i + 1].data + t0 * d
             switch (w, a.blocks[i]) {
-            case (.attention(let w), .attention(let s)): attentionForward(w, s, x: x, out: out)
-            case (.mlp(let w), .mlp(let s)): mlpForward(w, s, x: x, out: out)
+            case (.attention(let w), .attention(let s)): attentionForward(w, s, x: x, out: out, rows: rows)
+            case (.mlp(let w), .mlp(let s)): mlpForward(w, s, x: x, out: out, tokens: t0..<(t0 + n))
             default: preconditionFailure("activation slot does not match the stage's blocks")
             }
         }
         if let finalNorm, let head {
-            RMSNorm.forward(y: a.finalNorm!.data, rstd: a.finalRstd!.data, x: a.output.data, w: finalNorm.value.data,
-                            n: n, d: d, eps: Float(c.rmsEps))
-            Linear.forward(out: a.logits!.data, x: a.finalNorm!.data, w: head.value.data, n: n, inF: d, outF: c.vocabSize)
+            RMSNorm.forward(y: a.finalNorm!.data + t0 * d, rstd: a.finalRstd!.data + t0, x: a.output.data + t0 * d,
+                            w: finalNorm.value.data, n: n, d: d, eps: Float(c.rmsEps))
+            Linear.forward(out: a.logits!.data + t0 * c.vocabSize, x: a.finalNorm!.data + t0 * d, w: head.value.data,
+                           n: n, inF: d, outF: c.vocabSize)
         }
     }
 
-    /// out = x + o_proj(Attn(RMSNorm₁(x)))
-    private func attentionForward(_ w: AttentionWeights, _ s: AttentionActivations, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+    /// out = h + o_proj(attention(RoPE(qkv_proj(RMSNorm₁(h))))) for the micro-batch's `rows`
+    /// (x and out already point at the first of them).
+    private func attentionForward(_ w: AttentionWeights, _ s: AttentionActivations, x: UnsafePointer<Float>,
+                                  out: UnsafeMutablePointer<Float>, rows: Range<Int>) {
         let c = config, d = c.dModel, C = c.qkvWidth, A = c.nHeads * c.headDim
-        RMSNorm.forward(y: s.norm.data, rstd: s.rstd.data, x: x, w: w.norm.value.data, n: n, d: d, eps: Float(c.rmsEps))
-        Linear.forward(out: s.qkv.data, x: s.norm.data, w: w.qkv.data, n: n, inF: d, outF: C)
-        RoPE.apply(s.qkv.data, rows: n, seqLen: seqLen, ld: C, col: 0, heads: c.nHeads + c.nKVHeads, table: rope)
-        Attention.forward(out: s.attn.data, probs: s.probs.data, qkv: s.qkv.data, shape: attnShape)
-        Linear.forward(out: out, x: s.attn.data, w: w.o.value.data, n: n, inF: A, outF: d)
+        let t0 = rows.lowerBound * seqLen, n = rows.count * seqLen
+        let norm = s.norm.data + t0 * d, qkv = s.qkv.data + t0 * C, attn = s.attn.data + t0 * A
+        let probs = s.probs.data + rows.lowerBound * c.nHeads * seqLen * seqLen
+        let shape = AttentionShape(batch: rows.count, seqLen: seqLen, heads: c.nHeads, kvHeads: c.nKVHeads, headDim: c.headDim)
+        RMSNorm.forward(y: norm, rstd: s.rstd.data + t0, x: x, w: w.norm.value.data, n: n, d: d, eps: Float(c.rmsEps))
+        Linear.forward(out: qkv, x: norm, w: w.qkv.data, n: n, inF: d, outF: C)
+        RoPE.apply(qkv, rows: n, seqLen: seqLen, ld: C, col: 0, heads: c.nHeads + c.nKVHeads, table: rope)
+        Attention.forward(out: attn, probs: probs, qkv: qkv, shape: shape)
+        Linear.forward(out: out, x: attn, w: w.o.value.data, n: n, inF: A, outF: d)
         addInPlace(out, x, count: n * d)
     }
 
-    /// out = h + down_proj(silu(gate_proj(m)) · up_proj(m)), m = RMSNorm₂(h)
-    private func mlpForward(_ w: MLPWeights, _ s: MLPActivations, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
-        let c = config, d = c.dModel, f = c.ffnHidden
-        RMSNorm.forward(y: s.norm.data, rstd: s.rstd.data, x: x, w: w.norm.value.data, n: n, d: d, eps: Float(c.rmsEps))
-        Linear.forward(out: s.gateUp.data, x: s.norm.data, w: w.gateUp.data, n: n, inF: d, outF: 2 * f)
-        SwiGLU.forward(act: s.act.data, gateUp: s.gateUp.data, n: n, f: f)
-        Linear.forward(out: out, x: s.act.data, w: w.down.value.data, n: n, inF: f, outF: d)
+    /// out = h + down_proj(silu(gate_proj(m)) · up_proj(m)), m = RMSNorm₂(h), for the token positions
+    /// `tokens` of the micro-batch (x and out already point at the first of them).
+    private func mlpForward(_ w: MLPWeights, _ s: MLPActivations, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+                            tokens: Range<Int>) {
+        let c = config, d = c.dModel, f = c.ffnHidden, t0 = tokens.lowerBound, n = tokens.count
+        let norm = s.norm.data + t0 * d, gateUp = s.gateUp.data + t0 * 2 * f, act = s.act.data + t0 * f
+        RMSNorm.forward(y: norm, rstd: s.rstd.data + t0, x: x, w: w.norm.value.data, n: n, d: d, eps: Float(c.rmsEps))
+        Linear.forward(out: gateUp, x: norm, w: w.gateUp.data, n: n, inF: d, outF: 2 * f)
+        SwiGLU.forward(act: act, gateUp: gateUp, n: n, f: f)
+        Linear.forward(out: out, x: act, w: w.down.value.data, n: n, inF: f, outF: d)
         addInPlace(out, x, count: n * d)
     }
 
@@ -224,15 +252,33 @@ public final class Stage {
     public func loss(_ a: StageActivations, targets: UnsafePointer<Int32>, mask: UnsafePointer<Float>,
                      inactive: UnsafePointer<UInt8>? = nil, gradScale: Float,
                      logitsOut: UnsafeMutablePointer<Float>? = nil) -> Double {
+        crossEntropy(a, targets: targets, mask: mask, inactive: inactive, gradScale: gradScale, logitsOut: logitsOut, rows: 0..<rows)
+        return lossSum(a)
+    }
+
+    /// `loss` for some rows (a pipeline takes it row by row as `forward(rows:)` delivers them): the
+    /// positions' losses and logit gradients, which depend on no other row. All pointers point at the
+    /// micro-batch's start. `lossSum` adds them up once every row is in.
+    public func crossEntropy(_ a: StageActivations, targets: UnsafePointer<Int32>, mask: UnsafePointer<Float>,
+                             inactive: UnsafePointer<UInt8>? = nil, gradScale: Float,
+                             logitsOut: UnsafeMutablePointer<Float>? = nil, rows: Range<Int>) {
         guard spec.hasHead, let logits = a.logits, let tokenLoss = a.tokenLoss else { preconditionFailure("loss on a stage without the head") }
-        let effective = effectiveMask
-        for r in 0..<n {
+        let effective = effectiveMask, V = config.vocabSize
+        let t0 = rows.lowerBound * seqLen, n = rows.count * seqLen
+        for r in t0..<(t0 + n) {
             let t = Int(targets[r])
-            precondition(t >= 0 && t < config.vocabSize, "target id \(t) outside the vocabulary")
+            precondition(t >= 0 && t < V, "target id \(t) outside the vocabulary")
             effective[r] = (inactive.map { $0[t] != 0 } ?? false) ? 0 : mask[r]
         }
-        CrossEntropy.forwardBackward(logits: logits.data, tokenLoss: tokenLoss.data, targets: targets, mask: effective.data,
-                                     inactive: inactive, gradScale: gradScale, n: n, v: config.vocabSize, logitsOut: logitsOut)
+        CrossEntropy.forwardBackward(logits: logits.data + t0 * V, tokenLoss: tokenLoss.data + t0, targets: targets + t0,
+                                     mask: effective.data + t0, inactive: inactive, gradScale: gradScale, n: n, v: V,
+                                     logitsOut: logitsOut.map { $0 + t0 * V })
+    }
+
+    /// Σ mask·loss over the micro-batch, in position order, after `crossEntropy` of every row.
+    public func lossSum(_ a: StageActivations) -> Double {
+        guard let tokenLoss = a.tokenLoss else { preconditionFailure("loss on a stage without the head") }
+        let effective = effectiveMask
         var sum = 0.0
         for r in 0..<n where effective[r] != 0 { sum += Double(effective[r]) * Double(tokenLoss[r]) }
         return sum

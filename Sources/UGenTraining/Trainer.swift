@@ -103,17 +103,20 @@ public final class Trainer {
         for mb in 0..<microBatches {
             let r0 = mb * rowsPer * batch.seqLen
             let n = stage.n
-            withOptional(vocab?.tokenMap) { map in
-                batch.inputs.withUnsafeBufferPointer { stage.forward(a, tokens: $0.baseAddress! + r0, tokenMap: map) }
-            }
-            withOptional(vocab?.inactive) { inactive in
-                batch.targets.withUnsafeBufferPointer { t in
-                    batch.mask.withUnsafeBufferPointer { m in
-                        lossSum += stage.loss(a, targets: t.baseAddress! + r0, mask: m.baseAddress! + r0, inactive: inactive,
-                                              gradScale: gradScale)
+            for rows in stage.forwardPieces(microBatch: mb, of: microBatches) {
+                withOptional(vocab?.tokenMap) { map in
+                    batch.inputs.withUnsafeBufferPointer { stage.forward(a, tokens: $0.baseAddress! + r0, tokenMap: map, rows: rows) }
+                }
+                withOptional(vocab?.inactive) { inactive in
+                    batch.targets.withUnsafeBufferPointer { t in
+                        batch.mask.withUnsafeBufferPointer { m in
+                            stage.crossEntropy(a, targets: t.baseAddress! + r0, mask: m.baseAddress! + r0, inactive: inactive,
+                                               gradScale: gradScale, rows: rows)
+                        }
                     }
                 }
             }
+            lossSum += stage.lossSum(a)
             batch.tasks.withUnsafeBufferPointer { t in
                 tasks.add(tokenLoss: a.tokenLoss!.data, mask: stage.lastEffectiveMask.data, tasks: t.baseAddress! + r0, n: n)
             }

@@ -55,11 +55,11 @@ final class ClusterBadInputTests: XCTestCase {
         XCTAssertEqual(try exchange([Data("hello world".utf8)]), "not a UGen message (bad magic)")
         var old = WireMessage(.hello, hello(secret: "s3cret")).frames
         old[0][old[0].startIndex + 4] = 99
-        XCTAssertEqual(try exchange(old), "protocol version 99 is not supported (this build speaks 2)")
+        XCTAssertEqual(try exchange(old), "protocol version 99 is not supported (this build speaks \(Wire.version))")
         XCTAssertEqual(try exchange(WireMessage(.hello, hello(secret: "guess")).frames), "wrong cluster secret from intruder@nowhere")
         XCTAssertEqual(try exchange([Data("UGEN".utf8) + Data([UInt8(Wire.version), 0, 2]) + Data("{not json".utf8)]), "assign from a peer that has not joined")
         XCTAssertEqual(try exchange(WireMessage(.hello, hello(secret: "s3cret", version: 7)).frames),
-                       "protocol version 7 is not supported (this coordinator speaks 2)")
+                       "protocol version 7 is not supported (this coordinator speaks \(Wire.version))")
 
         // A well-behaved worker still trains.
         let (status, _, err) = try runProcess(workerExecutable, ["join", "--coord", endpoint!, "--secret", "s3cret", "--name", "good"])

@@ -22,24 +22,33 @@ final class HalfLayerCutTests: XCTestCase {
         }
     }
 
-    /// Losses and every gradient (by name) of the whole model.
-    func whole() throws -> (losses: [Double], grads: [String: [Float]]) {
+    /// Losses and every gradient (by name) of the whole model; `rowByRow` as in `split`.
+    func whole(rowByRow: Bool = false) throws -> (losses: [Double], grads: [String: [Float]]) {
         let stage = try Stage(config: config, spec: .whole(config), rows: rows, seqLen: seqLen)
         stage.initialize(seed: 3)
         stage.zeroGrads()
         var losses: [Double] = []
         for b in batches() {
             let a = stage.activations(0)
-            b.tokens.withUnsafeBufferPointer { stage.forward(a, tokens: $0.baseAddress!) }
-            losses.append(b.targets.withUnsafeBufferPointer { t in b.mask.withUnsafeBufferPointer { m in
-                stage.loss(a, targets: t.baseAddress!, mask: m.baseAddress!, gradScale: 0.01) } })
+            for r in rowByRow ? Array(0..<rows) : [] {
+                b.tokens.withUnsafeBufferPointer { stage.forward(a, tokens: $0.baseAddress!, rows: r..<(r + 1)) }
+                b.targets.withUnsafeBufferPointer { t in b.mask.withUnsafeBufferPointer { m in
+                    stage.crossEntropy(a, targets: t.baseAddress!, mask: m.baseAddress!, gradScale: 0.01, rows: r..<(r + 1)) } }
+            }
+            if rowByRow { losses.append(stage.lossSum(a)) } else {
+                b.tokens.withUnsafeBufferPointer { stage.forward(a, tokens: $0.baseAddress!) }
+                losses.append(b.targets.withUnsafeBufferPointer { t in b.mask.withUnsafeBufferPointer { m in
+                    stage.loss(a, targets: t.baseAddress!, mask: m.baseAddress!, gradScale: 0.01) } })
+            }
             stage.backward(a)
         }
         return (losses, Dictionary(uniqueKeysWithValues: stage.parameters.map { ($0.name, $0.grad.array) }))
     }
 
-    /// The same on two stages cut at block `cut`; `deferWeights` runs every W half after every B half.
-    func split(at cut: Int, deferWeights: Bool) throws -> (losses: [Double], grads: [String: [Float]]) {
+    /// The same on two stages cut at block `cut`; `deferWeights` runs every W half after every B half;
+    /// `rowByRow` forwards (and takes the loss of) each micro-batch a row at a time, as a pipeline does
+    /// its first one.
+    func split(at cut: Int, deferWeights: Bool, rowByRow: Bool = false) throws -> (losses: [Double], grads: [String: [Float]]) {
         let n = 2 * config.nLayers
         let first = try Stage(config: config, spec: StageSpec(blocks: 0..<cut, hasEmbedding: true, hasHead: false), rows: rows, seqLen: seqLen)
         let last = try Stage(config: config, spec: StageSpec(blocks: cut..<n, hasEmbedding: false, hasHead: true), rows: rows, seqLen: seqLen)
@@ -48,6 +57,18 @@ final class HalfLayerCutTests: XCTestCase {
         let bs = batches()
         for (k, b) in bs.enumerated() {
             let a0 = first.activations(k), a1 = last.activations(k)
+            if rowByRow {
+                let width = seqLen * config.dModel
+                for r in 0..<rows {
+                    b.tokens.withUnsafeBufferPointer { first.forward(a0, tokens: $0.baseAddress!, rows: r..<(r + 1)) }
+                    (a1.input.data + r * width).update(from: a0.output.data + r * width, count: width)
+                    last.forward(a1, rows: r..<(r + 1))
+                    b.targets.withUnsafeBufferPointer { t in b.mask.withUnsafeBufferPointer { m in
+                        last.crossEntropy(a1, targets: t.baseAddress!, mask: m.baseAddress!, gradScale: 0.01, rows: r..<(r + 1)) } }
+                }
+                losses.append(last.lossSum(a1))
+                continue
+            }
             b.tokens.withUnsafeBufferPointer { first.forward(a0, tokens: $0.baseAddress!) }
             a1.input.copy(from: a0.output)
             last.forward(a1)
@@ -69,14 +90,15 @@ final class HalfLayerCutTests: XCTestCase {
     }
 
     func testEveryCutMatchesTheWholeModelToTheBit() throws {
-        let reference = try whole()
+        let reference = try whole(), referenceByRow = try whole(rowByRow: true)
         XCTAssertGreaterThan(reference.grads["model.layers.1.mlp.down_proj.weight"]!.map { abs($0) }.max()!, 0)
         for cut in 1..<(2 * config.nLayers) {
-            for deferWeights in [false, true] {
-                let r = try split(at: cut, deferWeights: deferWeights)
+            for (deferWeights, rowByRow) in [(false, false), (true, false), (true, true)] {
+                let r = try split(at: cut, deferWeights: deferWeights, rowByRow: rowByRow)
+                let reference = rowByRow ? referenceByRow : reference
                 XCTAssertEqual(r.losses, reference.losses, "cut at block \(cut)")
                 for (name, g) in reference.grads {
-                    XCTAssertEqual(r.grads[name], g, "\(name), cut at block \(cut), weights deferred: \(deferWeights)")
+                    XCTAssertEqual(r.grads[name], g, "\(name), cut at block \(cut), weights deferred: \(deferWeights), row by row: \(rowByRow)")
                 }
             }
         }
