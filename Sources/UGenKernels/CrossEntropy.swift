@@ -26,14 +26,15 @@ public enum CrossEntropy {
                     continue
                 }
                 let mx = Reduce.max(row, v)
+                let t = Int(targets[r])
+                // loss = log Σ exp(z − max) − (z_t − max), from the logit itself: e^(z_t − max) underflows
+                // to 0 once the target trails the best logit by more than 87, and log(0) would be −∞.
+                let shiftedTarget = row[t] - mx
                 let shift = FastExp.Lanes(repeating: mx)
                 FastExp.apply(row, row, count: v) { FastExp.exp($0 - shift) }
                 let sum = Reduce.sum(row, v)
-                let t = Int(targets[r])
-                // loss = log Σ exp(z − max) − (z_t − max); the target's shifted logit is log(e_t).
                 let logSum = Float(log(sum))
-                let eT = row[t]
-                tokenLoss[r] = logSum - logf(eT)
+                tokenLoss[r] = logSum - shiftedTarget
                 let inv = Float(1 / sum)
                 let g = m * gradScale
                 for j in 0..<v { row[j] = row[j] * inv * g }

@@ -145,6 +145,22 @@ final class FiniteDifferenceTests: XCTestCase {
         for j in 0..<v where inactive[j] == 0 { z += exp(Double(logits[j])) }
         XCTAssertEqual(Double(tokenLoss[0]), log(z) - Double(logits[2]), accuracy: 1e-5)
     }
+
+    /// A target far below the best logit (its probability underflows float32) still has a finite
+    /// loss: log Σ e^(z − max) − (z_t − max), not log of a zero probability.
+    func testCrossEntropyOfAnUnderflowingTarget() {
+        let v = 5
+        let logits: [Float] = [100, -150, 0, 1, 2]
+        var work = logits, tokenLoss: [Float] = [0]
+        let targets: [Int32] = [1], mask: [Float] = [1]
+        CrossEntropy.forwardBackward(logits: &work, tokenLoss: &tokenLoss, targets: targets, mask: mask, inactive: nil,
+                                     gradScale: 1, n: 1, v: v)
+        let exact = log(logits.map { exp(Double($0) - 100) }.reduce(0, +)) + 250
+        XCTAssertTrue(tokenLoss[0].isFinite)
+        XCTAssertEqual(Double(tokenLoss[0]), exact, accuracy: 1e-4)
+        XCTAssertEqual(work[1], -1, "softmax 0 at the target: gradient 0 − 1")
+        XCTAssertEqual(work[0], 1, accuracy: 1e-6, "the best logit takes all the probability")
+    }
 }
 
 /// The vectorised exponential against the exact one.
