@@ -51,8 +51,8 @@ public final class Worker {
 
     // Per micro-batch receive buffers and arrival marks (allocated at the first step, then reused).
     private var activationIn: [Tensor] = [], gradientIn: [Tensor] = []
-    /// rowsIn[kind][k]: how many of micro-batch k's rows have arrived (they come in order).
-    private var rowsIn: [DataHeader.Kind: [Int]] = [.activation: [], .gradient: []]
+    /// rowsIn[kind.rawValue][k]: how many of micro-batch k's rows have arrived (they come in order).
+    private var rowsIn: [[Int]] = [[], []]
     // Gradient reduce across replicas (replica 0 sums, in replica order, then sends the sum back).
     private var flatGrad: [Float] = [], reduceIn: [[Float]] = [], reduceArrived = Set<Int>()
     private var headerBuffer = [UInt8](repeating: 0, count: 64)
@@ -232,13 +232,14 @@ public final class Worker {
         let gen = Int32(assign.generation)
         if let connect = connectPeers { try connect(); connectPeers = nil }
         let m = order.microBatches, n = stage.n, V = stage.config.vocabSize, d = stage.config.dModel
-        rowsIn = [.activation: Array(repeating: 0, count: m), .gradient: Array(repeating: 0, count: m)]
         reduceArrived = []
         commNanos = 0
         if activationIn.count != m {
             activationIn = (0..<m).map { _ in Tensor([n, d]) }
             gradientIn = (0..<m).map { _ in Tensor([n, d]) }
+            rowsIn = [Array(repeating: 0, count: m), Array(repeating: 0, count: m)]
         }
+        for i in rowsIn.indices { for k in 0..<m { rowsIn[i][k] = 0 } }
         var part = 0
         var tokens: [Int32] = [], tokenMap: [Int32]? = nil
         var targets: [Int32] = [], mask: [Float] = [], tasks: [UInt8] = [], inactive: [UInt8]? = nil
@@ -270,15 +271,7 @@ public final class Worker {
                 // The first micro-batch goes a row at a time (the pipeline fill), in every layout alike.
                 let pieces = stage.forwardPieces(microBatch: k, of: m)
                 for rows in pieces {
-                    if !stage.spec.hasEmbedding {
-                        let t0 = clock()
-                        do {
-                            heartbeat.setWaiting(true)
-                            defer { heartbeat.setWaiting(false) }
-                            try waitFor(.activation, k, rows: rows.upperBound, step: order.step)
-                        }
-                        waitMs += clock() - t0
-                    }
+                    if !stage.spec.hasEmbedding { waitMs += try waitFor(.activation, k, rows: rows.upperBound, step: order.step) }
                     let t1 = clock()
                     if stage.spec.hasEmbedding {
                         tokens.withUnsafeBufferPointer { tk in withOptionalPointer(tokenMap) { map in
@@ -309,11 +302,7 @@ public final class Worker {
                 let a = stage.activations(k % slots)
                 var gradOut: Tensor? = nil
                 if !stage.spec.hasHead {
-                    let t0 = clock()
-                    heartbeat.setWaiting(true)
-                    defer { heartbeat.setWaiting(false) }
-                    try waitFor(.gradient, k, rows: stage.rows, step: order.step)
-                    waitMs += clock() - t0
+                    waitMs += try waitFor(.gradient, k, rows: stage.rows, step: order.step)
                     gradOut = gradientIn[k]
                 }
                 let t1 = clock()
@@ -330,7 +319,6 @@ public final class Worker {
                 backwardMs += clock() - t0
             }
         }
-        rowsIn = [.activation: [], .gradient: []]
         defer { reduceArrived = [] }
         if config.replicas > 1 { waitMs += try reduceAcrossReplicas(step: order.step) }
 
@@ -358,11 +346,16 @@ public final class Worker {
 
 
     /// Receives data messages (into their micro-batch's buffer) until the first `rows` rows of `kind`
-    /// for micro-batch `k` are in. Keeps an eye on the control socket: a shutdown there aborts the step.
-    private func waitFor(_ kind: DataHeader.Kind, _ k: Int, rows: Int, step: Int) throws {
-        while rowsIn[kind]![k] < rows {
+    /// for micro-batch `k` are in, and returns the milliseconds that took (the heartbeat says it is
+    /// waiting meanwhile). Keeps an eye on the control socket: a shutdown there aborts the step.
+    private func waitFor(_ kind: DataHeader.Kind, _ k: Int, rows: Int, step: Int) throws -> Double {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        heartbeat.setWaiting(true)
+        defer { heartbeat.setWaiting(false) }
+        while rowsIn[Int(kind.rawValue)][k] < rows {
             try receiveData(step: step)
         }
+        return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
     }
 
     /// Receives one data message into the buffer its header names: an activation or gradient of a
@@ -389,9 +382,10 @@ public final class Worker {
         }
         if k >= 0 {
             let first = Int(header.firstRow), count = Int(header.rowCount)
-            guard first == rowsIn[header.kind]![k], count >= 1, first + count <= stage.rows else {
+            let expected = rowsIn[Int(header.kind.rawValue)][k]
+            guard first == expected, count >= 1, first + count <= stage.rows else {
                 try data.discardRest()
-                throw ProtocolError("data message with rows \(first)..<\(first + count) of micro-batch \(k), expected row \(rowsIn[header.kind]![k]) next of \(stage.rows)")
+                throw ProtocolError("data message with rows \(first)..<\(first + count) of micro-batch \(k), expected row \(expected) next of \(stage.rows)")
             }
             let dest = header.kind == .activation ? activationIn[k] : gradientIn[k]
             let width = dest.count / stage.rows
@@ -399,7 +393,7 @@ public final class Worker {
             let got = try data.receive(into: dest.data + first * width, capacity: count * width * 4)
             commNanos += DispatchTime.now().uptimeNanoseconds - t0
             guard got == count * width * 4 else { throw ProtocolError("data message of \(got) bytes, expected \(count * width * 4)") }
-            rowsIn[header.kind]![k] = first + count
+            rowsIn[Int(header.kind.rawValue)][k] = first + count
         } else {
             let r = -1 - k
             let got = try reduceIn[r].withUnsafeMutableBytes { try data.receive(into: $0.baseAddress!, capacity: $0.count) }
