@@ -213,11 +213,20 @@ public struct DataHeader: Equatable {
     public var firstRow: Int32
     public var rowCount: Int32
 
-    public var bytes: [UInt8] {
-        var b = [kind.rawValue]
-        for v in [generation, step, microBatch, firstRow, rowCount] { withUnsafeBytes(of: v.littleEndian) { b += $0 } }
-        return b
+    /// The header's 21 bytes, written on the stack (a send in the training step allocates nothing).
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try withUnsafeTemporaryAllocation(byteCount: Self.size, alignment: 1) { raw in
+            raw[0] = kind.rawValue
+            raw.storeBytes(of: generation.littleEndian, toByteOffset: 1, as: Int32.self)
+            raw.storeBytes(of: step.littleEndian, toByteOffset: 5, as: Int32.self)
+            raw.storeBytes(of: microBatch.littleEndian, toByteOffset: 9, as: Int32.self)
+            raw.storeBytes(of: firstRow.littleEndian, toByteOffset: 13, as: Int32.self)
+            raw.storeBytes(of: rowCount.littleEndian, toByteOffset: 17, as: Int32.self)
+            return try body(UnsafeRawBufferPointer(raw))
+        }
     }
+
+    public var bytes: [UInt8] { withBytes { Array($0) } }
 
     /// `rowCount` 0: not a row range (the reduce's flattened gradients).
     public init(kind: Kind, generation: Int32, step: Int32, microBatch: Int32, firstRow: Int32 = 0, rowCount: Int32 = 0) {

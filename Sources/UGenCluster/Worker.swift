@@ -339,7 +339,7 @@ public final class Worker {
         var h = header
         h.firstRow = Int32(rows.lowerBound); h.rowCount = Int32(rows.count)
         let width = t.count / stage.rows
-        try h.bytes.withUnsafeBytes { hb in
+        try h.withBytes { hb in
             try socket.send([hb, UnsafeRawBufferPointer(start: t.data + rows.lowerBound * width, count: rows.count * width * 4)])
         }
     }
@@ -417,10 +417,10 @@ public final class Worker {
             for r in 1..<config.replicas { for j in 0..<total { flatGrad[j] += reduceIn[r][j] } }
             scatter(flatGrad)
             for r in 1..<config.replicas {
-                try flatGrad.withUnsafeBytes { raw in try reduceHeader(0).bytes.withUnsafeBytes { try toReplicas[r]!.send([$0, raw]) } }
+                try flatGrad.withUnsafeBytes { raw in try reduceHeader(0).withBytes { try toReplicas[r]!.send([$0, raw]) } }
             }
         } else {
-            try flatGrad.withUnsafeBytes { raw in try reduceHeader(assign.replica).bytes.withUnsafeBytes { try toReplicas[0]!.send([$0, raw]) } }
+            try flatGrad.withUnsafeBytes { raw in try reduceHeader(assign.replica).withBytes { try toReplicas[0]!.send([$0, raw]) } }
             while !reduceArrived.contains(0) { try receiveData(step: step) }
             scatter(reduceIn[0])
         }

@@ -199,7 +199,7 @@ public final class Stage {
             let x = a.residual[i].data + t0 * d, out = a.residual[i + 1].data + t0 * d
             switch (w, a.blocks[i]) {
             case (.attention(let w), .attention(let s)): attentionForward(w, s, x: x, out: out, rows: rows)
-            case (.mlp(let w), .mlp(let s)): mlpForward(w, s, x: x, out: out, tokens: t0..<(t0 + n))
+            case (.mlp(let w), .mlp(let s)): mlpForward(w, s, x: x, out: out, rows: rows)
             default: preconditionFailure("activation slot does not match the stage's blocks")
             }
         }
@@ -228,11 +228,11 @@ public final class Stage {
         addInPlace(out, x, count: n * d)
     }
 
-    /// out = h + down_proj(silu(gate_proj(m)) · up_proj(m)), m = RMSNorm₂(h), for the token positions
-    /// `tokens` of the micro-batch (x and out already point at the first of them).
+    /// out = h + down_proj(silu(gate_proj(m)) · up_proj(m)), m = RMSNorm₂(h), for the micro-batch's
+    /// `rows` (x and out already point at the first of them).
     private func mlpForward(_ w: MLPWeights, _ s: MLPActivations, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
-                            tokens: Range<Int>) {
-        let c = config, d = c.dModel, f = c.ffnHidden, t0 = tokens.lowerBound, n = tokens.count
+                            rows: Range<Int>) {
+        let c = config, d = c.dModel, f = c.ffnHidden, t0 = rows.lowerBound * seqLen, n = rows.count * seqLen
         let norm = s.norm.data + t0 * d, gateUp = s.gateUp.data + t0 * 2 * f, act = s.act.data + t0 * f
         RMSNorm.forward(y: norm, rstd: s.rstd.data + t0, x: x, w: w.norm.value.data, n: n, d: d, eps: Float(c.rmsEps))
         Linear.forward(out: gateUp, x: norm, w: w.gateUp.data, n: n, inF: d, outF: 2 * f)

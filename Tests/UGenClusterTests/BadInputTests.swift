@@ -82,4 +82,20 @@ final class ClusterBadInputTests: XCTestCase {
         _ = try runProcess(workerExecutable, ["join", "--coord", endpoint!, "--secret", "right"])
         _ = running.wait()
     }
+
+    /// A data header reads back as written, byte for byte where protocol.md puts each field; a header of
+    /// the wrong length or an unknown kind is refused.
+    func testDataHeaderLayoutAndMalformedHeaders() throws {
+        let h = DataHeader(kind: .gradient, generation: 3, step: -2, microBatch: 7, firstRow: 1, rowCount: 258)
+        let b = h.bytes
+        XCTAssertEqual(b.count, DataHeader.size)
+        XCTAssertEqual(b[0], 1)
+        XCTAssertEqual(Array(b[1..<5]), [3, 0, 0, 0])
+        XCTAssertEqual(Array(b[5..<9]), [0xFE, 0xFF, 0xFF, 0xFF])
+        XCTAssertEqual(Array(b[17..<21]), [2, 1, 0, 0])
+        XCTAssertEqual(try b.withUnsafeBytes { try DataHeader($0) }, h)
+        var unknown = b; unknown[0] = 9
+        XCTAssertThrowsError(try unknown.withUnsafeBytes { try DataHeader($0) })
+        XCTAssertThrowsError(try Array(b.dropLast()).withUnsafeBytes { try DataHeader($0) })
+    }
 }
