@@ -25,7 +25,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Rows (of config S's 256 tokens) per global batch in the pipeline runs; must divide by --micro-batches.") var batchRows = 16
     @Option(help: "Steps before timing starts.") var warmup = 2
     @Option(help: "Timed steps per pipeline run (the median step is reported).") var steps = 10
-    @Option(help: "Times every pipeline layout is trained, the layouts taking turns (the median speed-up is the verdict).") var rounds = 3
+    @Option(help: "Times every pipeline layout is trained, the layouts taking turns (the median speed-up is the verdict).") var rounds = 5
     @Option(help: "Steps of the config-M checkpoint run.") var checkpointSteps = 7
     @Option(help: "train.checkpoint_every of the checkpoint run.") var checkpointEvery = 2
     @Option(help: "Writes and reads of the checkpoint file timed.") var repeats = 3
