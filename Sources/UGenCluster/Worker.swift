@@ -436,14 +436,14 @@ public final class Worker {
 
     private func save(_ msg: WireMessage) throws {
         let r = try msg.decode(SaveRequest.self)
-        var arrays: [Data] = []
-        for (i, p) in stage.parameters.enumerated() {
-            arrays.append(Data(bytes: p.value.data, count: p.value.count * 4))
-            arrays.append(Data(bytes: optimizer.m[i].data, count: p.value.count * 4))
-            arrays.append(Data(bytes: optimizer.v[i].data, count: p.value.count * 4))
-        }
         let reply = SaveReply(workerId: assign.workerId, step: r.step, optimizerStep: optimizer.step)
-        try control.send(WireMessage(.saveReply, reply, arrays: arrays).frames)
+        // The tensors go from their own memory (ZeroMQ copies each once), not through Data copies.
+        let tensors = stage.parameters.indices.flatMap { i in [stage.parameters[i].value, optimizer.m[i], optimizer.v[i]] }
+        let head = WireMessage(.saveReply, reply).frames[0]
+        try head.withUnsafeBytes { try control.sendPart($0, more: !tensors.isEmpty) }
+        for (j, t) in tensors.enumerated() {
+            try control.sendPart(UnsafeRawBufferPointer(start: t.data, count: t.count * 4), more: j < tensors.count - 1)
+        }
     }
 }
 

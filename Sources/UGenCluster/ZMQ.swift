@@ -75,21 +75,20 @@ public final class ZMQSocket {
 
     /// Sends a multipart message; each part is copied into ZeroMQ once.
     public func send(_ parts: [UnsafeRawBufferPointer]) throws {
-        for (i, p) in parts.enumerated() {
-            let flags: Int32 = i < parts.count - 1 ? ZMQ_SNDMORE : 0
-            while zmq_send(handle, p.baseAddress, p.count, flags) < 0 {
-                if zmq_errno() == EINTR { continue }
-                throw ZMQError("zmq_send")
-            }
-        }
+        for (i, p) in parts.enumerated() { try sendPart(p, more: i < parts.count - 1) }
     }
 
+    /// The same for parts held in `Data` (read in place: bridging to NSData would copy each part first).
     public func send(_ parts: [Data]) throws {
-        var raws: [UnsafeRawBufferPointer] = []
-        var keep: [NSData] = []
-        for d in parts { let n = d as NSData; keep.append(n); raws.append(UnsafeRawBufferPointer(start: n.bytes, count: n.length)) }
-        try send(raws)
-        withExtendedLifetime(keep) {}
+        for (i, d) in parts.enumerated() { try d.withUnsafeBytes { try sendPart($0, more: i < parts.count - 1) } }
+    }
+
+    /// One part of a multipart message (`more`: parts follow); ZeroMQ copies it before this returns.
+    public func sendPart(_ p: UnsafeRawBufferPointer, more: Bool) throws {
+        while zmq_send(handle, p.baseAddress, p.count, more ? ZMQ_SNDMORE : 0) < 0 {
+            if zmq_errno() == EINTR { continue }
+            throw ZMQError("zmq_send")
+        }
     }
 
     /// Whether a message is waiting within `timeoutMs` (-1: wait for ever).
@@ -99,7 +98,7 @@ public final class ZMQSocket {
         return r > 0 && (item.revents & Int16(ZMQ_POLLIN)) != 0
     }
 
-    /// Receives one whole multipart message (blocking). Parts are copied into `Data`; beyond `maxParts`
+    /// Receives one whole multipart message (blocking), each part a `Data` over its ZeroMQ buffer; beyond `maxParts`
     /// the rest of the message is received and dropped (so a flood of tiny parts allocates nothing).
     public func receive(maxParts: Int = .max) throws -> [Data] {
         var parts: [Data] = []
@@ -111,14 +110,23 @@ public final class ZMQSocket {
                 zmq_msg_close(&msg)
                 continue
             }
-            var msg = zmq_msg_t()
-            zmq_msg_init(&msg)
-            defer { zmq_msg_close(&msg) }
-            while zmq_msg_recv(&msg, handle, 0) < 0 {
+            // The part stays in ZeroMQ's buffer, which the Data owns (no copy: a checkpoint's parts are
+            // hundreds of megabytes).
+            let msg = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
+            zmq_msg_init(msg)
+            while zmq_msg_recv(msg, handle, 0) < 0 {
                 if zmq_errno() == EINTR { continue }
+                zmq_msg_close(msg); msg.deallocate()
                 throw ZMQError("zmq_msg_recv")
             }
-            parts.append(Data(bytes: zmq_msg_data(&msg), count: zmq_msg_size(&msg)))
+            let size = zmq_msg_size(msg)
+            if size == 0 {
+                zmq_msg_close(msg); msg.deallocate()
+                parts.append(Data())
+            } else {
+                parts.append(Data(bytesNoCopy: zmq_msg_data(msg), count: size,
+                                  deallocator: .custom { _, _ in zmq_msg_close(msg); msg.deallocate() }))
+            }
         } while hasMore
         return parts
     }
