@@ -339,9 +339,8 @@ public final class Worker {
         var h = header
         h.firstRow = Int32(rows.lowerBound); h.rowCount = Int32(rows.count)
         let width = t.count / stage.rows
-        try h.withBytes { hb in
-            try socket.send([hb, UnsafeRawBufferPointer(start: t.data + rows.lowerBound * width, count: rows.count * width * 4)])
-        }
+        try h.withBytes { try socket.sendPart($0, more: true) }  // part by part: no array of parts per send
+        try socket.sendPart(UnsafeRawBufferPointer(start: t.data + rows.lowerBound * width, count: rows.count * width * 4), more: false)
     }
 
 
@@ -439,11 +438,8 @@ public final class Worker {
         let reply = SaveReply(workerId: assign.workerId, step: r.step, optimizerStep: optimizer.step)
         // The tensors go from their own memory (ZeroMQ copies each once), not through Data copies.
         let tensors = stage.parameters.indices.flatMap { i in [stage.parameters[i].value, optimizer.m[i], optimizer.v[i]] }
-        let head = WireMessage(.saveReply, reply).frames[0]
-        try head.withUnsafeBytes { try control.sendPart($0, more: !tensors.isEmpty) }
-        for (j, t) in tensors.enumerated() {
-            try control.sendPart(UnsafeRawBufferPointer(start: t.data, count: t.count * 4), more: j < tensors.count - 1)
-        }
+        let parts = tensors.map { UnsafeRawBufferPointer(start: $0.data, count: $0.count * 4) }
+        try WireMessage(.saveReply, reply).frames[0].withUnsafeBytes { try control.send([$0] + parts) }
     }
 }
 
