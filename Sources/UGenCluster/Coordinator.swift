@@ -69,6 +69,11 @@ public final class Coordinator {
         var identity: Data
         var hello: Hello
         var lastSeen: Date
+        /// The name and host as they may be printed (validated at hello; escaped all the same).
+        var name: String { PeerText.escape(hello.name, limit: 64) }
+        var host: String { PeerText.escape(hello.host, limit: 64) }
+        /// Whom its faults count against: its CURVE key, or its name in plain text.
+        var principal: String { hello.publicKey ?? "name \(hello.name)" }
     }
     private var members: [Int: Member] = [:]
     private var identities: [Data: Int] = [:]
@@ -79,6 +84,13 @@ public final class Coordinator {
     /// Set once a worker has been lost: elastic re-partitioning applies only to a run that already started.
     private var recovering = false
     private var generation = 0
+    /// True while the slots' workers hold their assignment (collect watches them); every other member
+    /// is a spare, dropped after `cluster.lost_after_s` without a heartbeat.
+    private var assigned = false
+    /// Strikes and quarantines per peer (CURVE key, or worker name in plain text).
+    private var quarantine: Quarantine
+    private var refusals = RefusalLimiter()
+    private var budget = MessageBudget()
 
     // Where training stands.
     private(set) var step = 0
@@ -89,6 +101,7 @@ public final class Coordinator {
 
     public init(_ options: Options) throws {
         self.options = options
+        quarantine = Quarantine(base: options.config.lostAfterSeconds)
         data = try RunData.open(options.config)
         model = options.config.modelConfig(vocabSize: data.vocabSize)
         initialDataState = data.source.state
@@ -186,8 +199,10 @@ public final class Coordinator {
         slots = Array(repeating: nil, count: stages * config.replicas)
         var waiting = members.keys.sorted()
         let since = Date()
+        assigned = false
         while true {
-            for id in waiting where slots.contains(where: { $0 == nil }) {
+            for i in slots.indices where slots[i].map({ members[$0] == nil }) ?? false { slots[i] = nil }  // expired spares
+            for id in waiting where members[id] != nil && slots.contains(where: { $0 == nil }) {
                 slots[slots.firstIndex(where: { $0 == nil })!] = id
             }
             waiting = []
@@ -213,6 +228,7 @@ public final class Coordinator {
 
     private func assign() throws {
         generation += 1
+        assigned = true
         for id in slots.compactMap({ $0 }) { members[id]?.lastSeen = Date() }
         specs = try StageSpec.partition(model, stages: stages, seqLen: config.seqLen)
         let endpoints = slots.map { members[$0!]!.hello.dataEndpoint }
@@ -240,8 +256,8 @@ public final class Coordinator {
                            generation: generation, coordinator: instance)
             try send(id!, WireMessage(.assign, a, arrays: arrays))
             let m = members[id!]!
-            log.info("worker \(m.hello.name) on \(m.hello.host): stage \(stage + 1)/\(stages) \(spec), replica \(replica)")
-            runLog.event("assign", [("worker", .string(m.hello.name)), ("host", .string(m.hello.host)), ("stage", .int(stage)),
+            log.info("worker \(m.name) on \(m.host): stage \(stage + 1)/\(stages) \(spec), replica \(replica)")
+            runLog.event("assign", [("worker", .string(m.name)), ("host", .string(m.host)), ("stage", .int(stage)),
                                     ("replica", .int(replica)), ("layers", .string(spec.description))])
         }
         _ = try collect(.ready, from: slots.map { $0! }, deadline: 120)
@@ -298,7 +314,7 @@ public final class Coordinator {
                         let count = model.parameterShapes(for: specs[stage]).count
                         squares += try msg.array(2, Double.self, count: count)
                     }
-                    let who = members[id!]!.hello
+                    let who = members[id!]!
                     timings.append(.object([("stage", .int(stage)), ("replica", .int(r)), ("worker", .string(who.name)),
                                             ("host", .string(who.host)), ("forward_ms", .double(body.forwardMs)),
                                             ("backward_ms", .double(body.backwardMs)), ("wait_ms", .double(body.waitMs)),
@@ -312,6 +328,7 @@ public final class Coordinator {
             let lr = config.lrSchedule.lr(at: step)
             broadcast(.apply, Apply(step: step, lr: lr, clipScale: AdamW.clipScale(globalNorm: norm, maxNorm: config.gradClip)))
             step += 1
+            for id in slots { if let m = members[id!] { quarantine.forgive(m.principal) } }  // a step done forgives strikes
             tokensSeen += Int(maskSum)
             let seconds = Date().timeIntervalSince(t0)
             let loss = lossSum / max(maskSum, 1)
@@ -398,14 +415,20 @@ public final class Coordinator {
     /// goes back to its last checkpoint (or its start) and waits for enough workers.
     private func recover(from lost: WorkerLost) throws {
         recovering = true
+        assigned = false
         if let m = members[lost.workerId] {
-            log.error("worker \(m.hello.name) lost: \(lost.reason)")
-            runLog.event("lost", [("worker", .string(m.hello.name)), ("host", .string(m.hello.host)), ("reason", .string(lost.reason)),
+            log.error("worker \(m.name) lost: \(lost.reason)")
+            runLog.event("lost", [("worker", .string(m.name)), ("host", .string(m.host)), ("reason", .string(lost.reason)),
                                   ("step", .int(step))])
+            // The fault is this worker's: a strike against its key; from the second one it is quarantined.
+            strike(m.principal, name: m.name, reason: lost.reason)
             // If it is still alive (a hung step, a stalled link) it is told so, and joins again afresh.
             try? socket.send([m.identity] + WireMessage(.reset, Reset(reason: "declared lost: \(lost.reason)", rejoin: true)).frames)
             identities[m.identity] = nil
             members[lost.workerId] = nil
+        } else {
+            log.error("step \(step) abandoned: \(lost.reason)")
+            runLog.event("abandoned", [("reason", .string(lost.reason)), ("step", .int(step))])
         }
         // Everyone else drops what they were doing; they keep their place and get a new assignment.
         broadcast(.reset, Reset(reason: "worker \(lost.workerId) lost"), to: Array(members.keys))
@@ -475,7 +498,16 @@ public final class Coordinator {
                     continue
                 }
                 if msg.kind == .failure {
-                    let reason = (try? msg.decode(Failure.self).reason) ?? "failure"
+                    let f = try? msg.decode(Failure.self)
+                    let reason = PeerText.escape(f?.reason ?? "failure")
+                    // A failure caused by a neighbour's data message is the sender's fault, not the reporter's.
+                    if let key = f?.peerKey {
+                        let reporter = members[id]?.name ?? "worker \(id)"
+                        guard let culprit = members.first(where: { $0.value.hello.publicKey == key })?.key, culprit != id else {
+                            throw WorkerLost(workerId: -1, reason: "\(reporter) got a bad data message from CURVE key \(PeerText.escape(key, limit: 48)), which no other worker holds: \(reason)")
+                        }
+                        throw WorkerLost(workerId: culprit, reason: "sent \(reporter) a bad data message: \(reason)")
+                    }
                     throw WorkerLost(workerId: id, reason: reason)
                 }
                 log.warning("unexpected \(msg.kind) from worker \(id) while waiting for \(kind)")
@@ -490,7 +522,7 @@ public final class Coordinator {
             if now.timeIntervalSince(start) > deadline {
                 let missing = ids.filter { got[$0] == nil }
                 runLog.event("hang", [("waiting_for", .string("\(kind)")),
-                                      ("workers", .array(missing.map { .string(members[$0]?.hello.name ?? "?") })),
+                                      ("workers", .array(missing.map { .string(members[$0]?.name ?? "?") })),
                                       ("status", .array(missing.map { .string(status[$0] ?? "unknown") }))])
                 throw WorkerLost(workerId: missing[0], reason: "no \(kind) within \(Int(deadline)) s (\(status[missing[0]] ?? "no status"))")
             }
@@ -508,40 +540,65 @@ public final class Coordinator {
     private let instance = String(UInt64.random(in: 1...UInt64.max), radix: 36)
 
     /// Receives what is waiting (up to `timeoutMs` for the first message): answers heartbeats, admits
-    /// or refuses hellos, refuses malformed input with a logged reason, and returns the rest.
+    /// or refuses hellos, refuses malformed input with a logged reason, and returns the rest. Checks in
+    /// the order protocol.md gives ("What the coordinator refuses").
     private func pump(timeoutMs: Int) throws -> (messages: [(Int, WireMessage)], joined: [Int]) {
         var out: [(Int, WireMessage)] = [], joined: [Int] = []
-        for key in ZAPHandler.shared.takeDenied() {
-            log.warning("refused a connection: CURVE key \(key) is not admitted")
-            runLog.event("refused", [("peer", .string("CURVE key \(key)")), ("reason", .string("key not admitted"))])
+        for d in ZAPHandler.shared.takeDenied() {
+            tell(peer: "address \(d.address)", reason: "CURVE key \(PeerText.escape(d.key, limit: 48)) is not admitted", event: "key not admitted",
+                 sender: ZMQSocket.Sender(key: d.key, address: d.address), what: "a connection")
         }
+        for (peer, n) in refusals.closedWindows() {
+            log.warning("refused \(n) more message(s) from \(peer) in the last \(Int(refusals.window)) s (not logged one by one)")
+            runLog.event("refused", [("peer", .string(peer)), ("reason", .string("more refusals, not logged one by one")), ("suppressed", .int(n))])
+        }
+        expireSpares()
         var wait = timeoutMs
         while socket.poll(timeoutMs: wait) {
             wait = 0
-            let frames = try socket.receive(maxParts: Wire.maxParts)
+            let (frames, sender) = try socket.receiveWithSender(maxParts: Wire.maxParts)
             guard frames.count >= 2 else { continue }
             let identity = frames[0]
+            guard budget.spend(sender.key ?? hex(identity)) else {  // a flood: dropped unread, told once in a while
+                tell(peer: peerName(identity, sender), reason: "over its message budget (\(Int(budget.rate)) a second): dropped unread",
+                     event: "over budget", sender: sender)
+                continue
+            }
             let msg: WireMessage
-            do { msg = try WireMessage(frames: Array(frames.dropFirst())) } catch {
-                refuse(identity, "\(error)")
+            do {
+                msg = try WireMessage(frames: Array(frames.dropFirst()))
+                try msg.checkBody()
+            } catch {
+                refuse(identity, "\(error)", sender: sender)
                 continue
             }
             if msg.kind == .heartbeat {
-                if let hb = try? msg.decode(Heartbeat.self), members[hb.workerId] != nil {
+                let hb = try msg.decode(Heartbeat.self)
+                if let m = members[hb.workerId] {
+                    // The heartbeat socket is not the control socket: its key tells whose it is (CURVE).
+                    guard options.security == .plaintext || m.hello.publicKey == sender.key else {
+                        refuse(identity, "heartbeat names worker \(hb.workerId) (\(m.name)) but comes from another key (spoofed id)", sender: sender,
+                               answer: false)
+                        continue
+                    }
                     members[hb.workerId]!.lastSeen = Date()
-                    if let s = hb.status { status[hb.workerId] = s }
+                    if let s = hb.status { status[hb.workerId] = PeerText.escape(s, limit: 200) }
                 }
                 try? socket.send([identity] + WireMessage(.heartbeat, Heartbeat(workerId: -1, coordinator: instance)).frames)
                 continue
             }
             if msg.kind == .hello {
-                if let id = admit(identity, msg) { joined.append(id) }
+                if let id = admit(identity, msg, sender: sender) { joined.append(id) }
                 continue
             }
             guard let id = identities[identity] else {
                 // Also what a live worker of a coordinator that was killed and restarted sends first (its
                 // last stepDone): it is told to join again, not sent away.
-                refuse(identity, "\(msg.kind) from a peer that has not joined", rejoin: true)
+                refuse(identity, "\(msg.kind) from a peer that has not joined", sender: sender, rejoin: true)
+                continue
+            }
+            if let claimed = msg.claimedWorkerId, claimed != id {
+                refuse(identity, "\(msg.kind) names worker \(claimed) but comes from worker \(id) (spoofed id)", sender: sender, answer: false)
                 continue
             }
             members[id]!.lastSeen = Date()
@@ -550,28 +607,109 @@ public final class Coordinator {
         return (out, joined)
     }
 
-    private func refuse(_ identity: Data, _ reason: String, rejoin: Bool = false) {
-        let peer = identities[identity].flatMap { members[$0]?.hello.name } ?? "peer \(identity.map { String(format: "%02x", $0) }.joined())"
-        log.warning("refused a message from \(peer): \(reason)")
-        runLog.event("refused", [("peer", .string(peer)), ("reason", .string(reason))])
-        let answer = rejoin ? WireMessage(.reset, Reset(reason: reason, rejoin: true)) : WireMessage(.reject, Reject(reason: reason))
-        try? socket.send([identity] + answer.frames)
+    private func hex(_ identity: Data) -> String { identity.map { String(format: "%02x", $0) }.joined() }
+
+    private func peerName(_ identity: Data, _ sender: ZMQSocket.Sender?) -> String {
+        identities[identity].flatMap { members[$0]?.name } ?? "peer \(hex(identity))"
     }
 
-    private func admit(_ identity: Data, _ msg: WireMessage) -> Int? {
-        guard let hello = try? msg.decode(Hello.self) else { refuse(identity, "malformed hello"); return nil }
+    /// Refuses a message: a one-line reason in the log and a `refused` event (rate-limited per peer),
+    /// and (`answer`) a `reject` — or a `reset` asking it to join, for a peer that has not joined.
+    private func refuse(_ identity: Data, _ reason: String, sender: ZMQSocket.Sender? = nil, rejoin: Bool = false,
+                        retryAfter: Double? = nil, answer: Bool = true) {
+        tell(peer: peerName(identity, sender), reason: reason, event: reason, sender: sender)
+        guard answer else { return }
+        let msg = rejoin ? WireMessage(.reset, Reset(reason: reason, rejoin: true))
+                         : WireMessage(.reject, Reject(reason: reason, retryAfter: retryAfter))
+        try? socket.send([identity] + msg.frames)
+    }
+
+    /// Logs a refusal (of `what`: a message or a connection) unless its peer has had its share this window.
+    private func tell(peer: String, reason: String, event: String, sender: ZMQSocket.Sender?, what: String = "a message") {
+        guard refusals.admit(sender?.key ?? sender?.address ?? peer) else { return }
+        var from = peer
+        if let a = sender?.address, !peer.contains(a) { from += " at \(PeerText.escape(a, limit: 64))" }
+        if let k = sender?.key, !reason.contains(k) { from += " (key \(PeerText.escape(k, limit: 48)))" }
+        log.warning("refused \(what) from \(from): \(reason)")
+        var fields: [(String, LogValue)] = [("peer", .string(peer)), ("reason", .string(event))]
+        if let a = sender?.address { fields.append(("address", .string(PeerText.escape(a, limit: 64)))) }
+        if let k = sender?.key { fields.append(("key", .string(PeerText.escape(k, limit: 48)))) }
+        runLog.event("refused", fields)
+    }
+
+    /// A fault of `peer`: a strike; from the second one (until a step completes) it is quarantined.
+    private func strike(_ peer: String, name: String, reason: String, weight: Int = 1) {
+        let (strikes, seconds) = quarantine.strike(peer, weight: weight)
+        guard seconds > 0 else { return }
+        log.warning("\(name) (\(peer)) quarantined for \(Int(seconds)) s after \(strikes) faults; the last: \(reason)")
+        runLog.event("quarantine", [("worker", .string(name)), ("peer", .string(peer)), ("seconds", .double(seconds)),
+                                    ("strikes", .int(strikes)), ("reason", .string(reason))])
+    }
+
+    /// Drops spares (members without an assignment being watched) silent for `cluster.lost_after_s`: the
+    /// coordinator never assigns a worker it has not heard from lately, and forgets the dead ones.
+    private func expireSpares() {
+        let watched = assigned ? Set(slots.compactMap { $0 }) : []
+        let now = Date()
+        for (id, m) in members where !watched.contains(id) && now.timeIntervalSince(m.lastSeen) > config.lostAfterSeconds {
+            let reason = "no heartbeat for \(config.lostAfterSeconds) s"
+            log.warning("worker \(m.name) on \(m.host) expired: \(reason)")
+            runLog.event("expired", [("worker", .string(m.name)), ("host", .string(m.host)), ("reason", .string(reason))])
+            try? socket.send([m.identity] + WireMessage(.reset, Reset(reason: "expired: \(reason)", rejoin: true)).frames)
+            identities[m.identity] = nil
+            members[id] = nil
+            status[id] = nil
+        }
+    }
+
+    private func admit(_ identity: Data, _ msg: WireMessage, sender: ZMQSocket.Sender) -> Int? {
+        guard let hello = try? msg.decode(Hello.self) else { refuse(identity, "malformed hello", sender: sender); return nil }
         guard hello.protocolVersion == Int(Wire.version) else {
-            refuse(identity, "protocol version \(hello.protocolVersion) is not supported (this coordinator speaks \(Wire.version))")
+            refuse(identity, "protocol version \(hello.protocolVersion) is not supported (this coordinator speaks \(Wire.version))", sender: sender)
             return nil
         }
-        guard hello.secret == options.secret else { refuse(identity, "wrong cluster secret from \(hello.name)@\(hello.host)"); return nil }
-        guard identities[identity] == nil else { refuse(identity, "\(hello.name) has already joined"); return nil }
+        let who = "\(PeerText.escape(hello.name, limit: 64))@\(PeerText.escape(hello.host, limit: 64))"
+        guard hello.secret == options.secret else { refuse(identity, "wrong cluster secret from \(who)", sender: sender); return nil }
+        if let violation = HelloLimits.violation(hello) { refuse(identity, violation, sender: sender); return nil }
+        if options.security != .plaintext {
+            // A CURVE hello names the key it authenticated with: the data sockets of its neighbours will
+            // admit and check exactly that key. Anything else is this peer's fault.
+            guard let key = sender.key else { refuse(identity, "hello from \(who) without an authenticated CURVE key", sender: sender); return nil }
+            guard hello.publicKey == key else {
+                let said = hello.publicKey.map { "CURVE key \($0)" } ?? "no CURVE public key"
+                let reason = "hello from \(who) carries \(said), but it authenticated with key \(key)"
+                refuse(identity, reason, sender: sender)
+                strike(key, name: who, reason: reason, weight: 2)
+                return nil
+            }
+        }
+        let principal = sender.key ?? "name \(hello.name)"
+        if let left = quarantine.remaining(principal) {
+            refuse(identity, "\(who) is quarantined for \(Int(left.rounded(.up))) s more (repeated faults)", sender: sender, retryAfter: left)
+            return nil
+        }
+        guard identities[identity] == nil else { refuse(identity, "\(who) has already joined", sender: sender); return nil }
+        // One live worker per key and per name: a second is told to come back once the first is gone
+        // (lost or expired after cluster.lost_after_s without a heartbeat).
+        let retry = min(max(config.lostAfterSeconds / 2, 0.5), 5)
+        if let key = sender.key, let holder = members.values.first(where: { $0.hello.publicKey == key }) {
+            refuse(identity, "CURVE key \(key) already has a live worker (\(holder.name)); one worker per key", sender: sender, retryAfter: retry)
+            return nil
+        }
+        if let holder = members.values.first(where: { $0.hello.name == hello.name }) {
+            refuse(identity, "worker name \(holder.name) is taken by a live worker on \(holder.host)", sender: sender, retryAfter: retry)
+            return nil
+        }
         let id = nextWorkerId
         nextWorkerId += 1
         members[id] = Member(identity: identity, hello: hello, lastSeen: Date())
         identities[identity] = id
-        log.info("worker \(hello.name) joined from \(hello.host) (\(hello.cores) cores)")
-        runLog.event("join", [("worker", .string(hello.name)), ("host", .string(hello.host)), ("cores", .int(hello.cores))])
+        let m = members[id]!
+        log.info("worker \(m.name) joined from \(m.host) (\(hello.cores) cores)")
+        var fields: [(String, LogValue)] = [("worker", .string(m.name)), ("host", .string(m.host)), ("cores", .int(hello.cores)),
+                                            ("data", .string(PeerText.escape(hello.dataEndpoint)))]
+        if let k = hello.publicKey { fields.append(("key", .string(k))) }
+        runLog.event("join", fields)
         return id
     }
 }

@@ -99,13 +99,15 @@ public final class ZAPHandler: @unchecked Sendable {
     public static let shared = ZAPHandler()
     private let lock = NSLock()
     private var allowed = Set<String>()
-    private var denied: [String] = []
+    private var denied: [Denial] = []
+    /// A refused handshake: the client's public key and IP address.
+    public struct Denial: Sendable, Equatable { public var key: String; public var address: String }
     private var started = false
 
     public func allow(_ keys: Set<String>) { lock.withLock { allowed.formUnion(keys) } }
     public func replaceAllowed(_ keys: Set<String>) { lock.withLock { allowed = keys } }
     /// Client keys refused since the last call.
-    public func takeDenied() -> [String] { lock.withLock { defer { denied = [] }; return denied } }
+    public func takeDenied() -> [Denial] { lock.withLock { defer { denied = [] }; return denied } }
 
     func start() {
         let go: Bool = lock.withLock { defer { started = true }; return !started }
@@ -127,7 +129,9 @@ public final class ZAPHandler: @unchecked Sendable {
                     _ = req[6].withUnsafeBytes { zmq_z85_encode(&z, $0.bindMemory(to: UInt8.self).baseAddress, 32) }
                     user = String(cString: z)
                     ok = lock.withLock { allowed.contains(user) }
-                    if !ok { lock.withLock { denied.append(user) } }
+                    // Kept for the owner's log (bounded: a flood of handshakes is summarised there).
+                    let denial = Denial(key: user, address: String(decoding: req[3], as: UTF8.self))
+                    if !ok { lock.withLock { if denied.count < 10_000 { denied.append(denial) } } }
                 }
                 _ = try? s.send([Data("1.0".utf8), req[1], Data((ok ? "200" : "400").utf8),
                                  Data((ok ? "OK" : "key not admitted").utf8), Data(user.utf8), Data()])

@@ -1,10 +1,15 @@
+import CZeroMQ
 import Foundation
 import Logging
 
 /// Workers the coordinator starts on its own machine (`--local-workers N`): `ugen-worker join`
 /// processes next to the coordinator's executable, restarted when they die (up to `maxRestarts` in
 /// all, as torchrun does), stopped when the run ends.
-final class LocalWorkers {
+public final class LocalWorkers {
+    /// Called by a local worker at its start: the kernel kills it when its coordinator dies (even by
+    /// SIGKILL), so no orphan outlives the run. Remote workers do not call it: they wait for a restart.
+    public static func dieWithParent() { _ = ugen_die_with_parent(SIGKILL) }
+
     private let executable: String
     private let arguments: (Int) -> [String]
     private var processes: [Process] = []
@@ -47,7 +52,8 @@ final class LocalWorkers {
         p.executableURL = URL(fileURLWithPath: executable)
         p.arguments = arguments(i)
         var env = ProcessInfo.processInfo.environment
-        env["UGEN_LOCAL_WORKER"] = "1"  // ignore the terminal's Ctrl-C: the coordinator stops it cleanly
+        env["UGEN_LOCAL_WORKER"] = "1"  // ignore the terminal's Ctrl-C: the coordinator stops it cleanly; die with it
+        env["UGEN_COORD_PID"] = String(getpid())
         if let curve {  // keys made for this run, handed over in the environment (not on the command line)
             env["UGEN_CURVE_SECRET_KEY"] = curve.workers[i].secretKey
             env["UGEN_COORD_PUBLIC_KEY"] = curve.coordinator

@@ -53,7 +53,8 @@ public struct WireMessage {
     /// Parses frames; every failure is a one-line reason.
     public init(frames: [Data]) throws {
         guard let head = frames.first else { throw ProtocolError("empty message") }
-        guard head.count >= 7, Array(head.prefix(4)) == Wire.magic else { throw ProtocolError("not a UGen message (bad magic)") }
+        guard Array(head.prefix(4)) == Array(Wire.magic.prefix(head.count)) else { throw ProtocolError("not a UGen message (bad magic)") }
+        guard head.count >= 7 else { throw ProtocolError("truncated header (\(head.count) bytes; magic, version and kind take 7)") }
         let version = UInt16(head[head.startIndex + 4]) | UInt16(head[head.startIndex + 5]) << 8
         guard version == Wire.version else {
             throw ProtocolError("protocol version \(version) is not supported (this build speaks \(Wire.version))")
@@ -70,6 +71,34 @@ public struct WireMessage {
     public func decode<B: Decodable>(_ type: B.Type) throws -> B {
         do { return try JSONDecoder().decode(B.self, from: body) } catch {
             throw ProtocolError("malformed \(kind) body")
+        }
+    }
+
+    /// Checks that the body is the JSON its kind carries (a one-line reason if not).
+    public func checkBody() throws {
+        switch kind {
+        case .hello: _ = try decode(Hello.self)
+        case .assign: _ = try decode(Assign.self)
+        case .reject: _ = try decode(Reject.self)
+        case .ready: _ = try decode(Ready.self)
+        case .step: _ = try decode(StepOrder.self)
+        case .stepDone: _ = try decode(StepDone.self)
+        case .apply: _ = try decode(Apply.self)
+        case .heartbeat: _ = try decode(Heartbeat.self)
+        case .shutdown: _ = try decode(Shutdown.self)
+        case .saveRequest: _ = try decode(SaveRequest.self)
+        case .saveReply: _ = try decode(SaveReply.self)
+        case .failure: _ = try decode(Failure.self)
+        case .reset: _ = try decode(Reset.self)
+        }
+    }
+
+    /// The worker id a worker's message names (ready, stepDone, saveReply, failure, heartbeat), if any.
+    public var claimedWorkerId: Int? {
+        struct Claim: Decodable { var workerId: Int }
+        switch kind {
+        case .ready, .stepDone, .saveReply, .failure, .heartbeat: return (try? JSONDecoder().decode(Claim.self, from: body))?.workerId
+        default: return nil
         }
     }
 
@@ -138,7 +167,9 @@ public struct Assign: Codable, Sendable {
     public var coordinator: String? = nil
 }
 
-public struct Reject: Codable, Sendable { public var reason: String }
+/// `retryAfter`: the refusal is for now (a quarantine, a name or key still held by a live worker); the
+/// worker may say hello again after that many seconds.
+public struct Reject: Codable, Sendable { public var reason: String; public var retryAfter: Double? = nil }
 public struct Ready: Codable, Sendable { public var workerId: Int }
 
 /// coordinator → worker: run one step's micro-batches.
@@ -196,7 +227,11 @@ public struct Shutdown: Codable, Sendable { public var reason: String }
 public struct SaveRequest: Codable, Sendable { public var step: Int }
 public struct SaveReply: Codable, Sendable { public var workerId: Int; public var step: Int; public var optimizerStep: Int }
 /// worker → coordinator: the worker cannot go on (reason in words).
-public struct Failure: Codable, Sendable { public var workerId: Int; public var reason: String }
+/// `peerKey`: the CURVE key of the neighbour whose data message caused the failure (the fault is its).
+public struct Failure: Codable, Sendable {
+    public var workerId: Int; public var reason: String; public var peerKey: String? = nil
+    public init(workerId: Int, reason: String, peerKey: String? = nil) { self.workerId = workerId; self.reason = reason; self.peerKey = peerKey }
+}
 
 /// The data path between neighbouring stages: part 0 is 21 bytes — kind (0 activation, 1 gradient),
 /// generation, step, micro-batch, first row, row count (each Int32 LE; micro-batch −1−r is replica r's

@@ -30,7 +30,9 @@ public final class Worker {
         }
     }
 
-    public enum Outcome: Equatable, Sendable { case finished, rejected(String), coordinatorLost, dropped(String) }
+    /// `deferred`: refused for now (quarantined, or its name or key still held by a live worker); join
+    /// again after that many seconds.
+    public enum Outcome: Equatable, Sendable { case finished, rejected(String), coordinatorLost, dropped(String), deferred(String, Double) }
 
     let options: Options
     var log: Logger
@@ -106,7 +108,12 @@ public final class Worker {
             }
             switch msg.kind {
             case .reject:
-                let reason = (try? msg.decode(Reject.self).reason) ?? "?"
+                let reject = try? msg.decode(Reject.self)
+                let reason = reject?.reason ?? "?"
+                if let later = reject?.retryAfter, later.isFinite, later >= 0 {
+                    log.warning("refused by the coordinator for now: \(reason); joining again in \(String(format: "%.1f", later)) s")
+                    return .deferred(reason, min(later, 600))
+                }
                 log.error("refused by the coordinator: \(reason)")
                 return .rejected(reason)
             case .assign: try setUp(msg)
@@ -115,7 +122,8 @@ public final class Worker {
                     log.warning("step abandoned: \(e.reason)")
                 } catch {
                     log.error("step failed: \(error)")
-                    try control.send(WireMessage(.failure, Failure(workerId: assign?.workerId ?? -1, reason: "\(error)")).frames)
+                    let culprit = (error as? PeerFault)?.key  // a neighbour's bad data message: its fault, named
+                    try control.send(WireMessage(.failure, Failure(workerId: assign?.workerId ?? -1, reason: "\(error)", peerKey: culprit)).frames)
                 }
                 heartbeat.setStatus("idle")
             case .apply: try apply(msg)
@@ -202,10 +210,10 @@ public final class Worker {
         if keys != nil {
             ZAPHandler.shared.replaceAllowed(Set([a.previousKey, a.nextKey].compactMap { $0 } + (a.replicaPeerKeys ?? [])))
         }
-        func push(_ endpoint: String, _ peerKey: String?) throws -> ZMQSocket {
+        func push(_ endpoint: String, _ peerKey: String?, _ role: String) throws -> ZMQSocket {
             let s = try ZMQSocket(.push)
             if let keys {
-                guard let peerKey, !peerKey.isEmpty else { throw ProtocolError("assignment lacks a peer's CURVE key") }
+                guard let peerKey, !peerKey.isEmpty else { throw ProtocolError("assignment lacks the CURVE key of the \(role) (\(endpoint))") }
                 try s.makeCurveClient(keys, server: peerKey)
             }
             try s.connect(endpoint)
@@ -214,11 +222,11 @@ public final class Worker {
         // Connected at the first step, not now: by then every peer has its assignment and admits our key
         // (a CURVE handshake refused now would not be retried).
         connectPeers = {
-            if let p = a.previous { self.toPrevious = try push(p, a.previousKey) }
-            if let n = a.next { self.toNext = try push(n, a.nextKey) }
+            if let p = a.previous { self.toPrevious = try push(p, a.previousKey, "previous stage") }
+            if let n = a.next { self.toNext = try push(n, a.nextKey, "next stage") }
             self.toReplicas = try a.replicaPeers.enumerated().map { r, endpoint in
                 guard r != a.replica, a.replica == 0 || r == 0 else { return nil }  // replica 0 talks to all, others to 0
-                return try push(endpoint, a.replicaPeerKeys?[r])
+                return try push(endpoint, a.replicaPeerKeys?[r], "replica \(r)")
             }
         }
         log.info("stage \(a.stage + 1)/\(a.stages) (\(a.spec)), replica \(a.replica)")
@@ -361,42 +369,51 @@ public final class Worker {
     /// micro-batch (micro-batch ≥ 0), or a replica's gradients for the reduce (micro-batch −1 − replica).
     private func receiveData(step: Int) throws {
         while true {
-            for key in ZAPHandler.shared.takeDenied() { log.warning("refused a data connection: CURVE key \(key) is not a neighbour") }
+            for d in ZAPHandler.shared.takeDenied() { log.warning("refused a data connection from \(PeerText.escape(d.address)): CURVE key \(PeerText.escape(d.key)) is not a neighbour") }
             let ready = pollAny([data, control], timeoutMs: 500)
             if ready.contains(0) { break }
             if ready.contains(1) { throw Interrupted(reason: "the coordinator sent a message during step \(step)") }
             if heartbeat.lost { throw Interrupted(reason: "lost the coordinator during step \(step)") }
             if coordinatorRestarted { throw Interrupted(reason: "the coordinator was restarted during step \(step)") }
         }
-        let size = try headerBuffer.withUnsafeMutableBytes { try data.receive(into: $0.baseAddress!, capacity: $0.count) }
-        guard size == DataHeader.size, data.hasMore else { try data.discardRest(); throw ProtocolError("malformed data message") }
-        let header = try headerBuffer.withUnsafeBytes { try DataHeader(UnsafeRawBufferPointer(rebasing: $0[0..<DataHeader.size])) }
+        let size = try headerBuffer.withUnsafeMutableBytes { try data.receiveNotingSender(into: $0.baseAddress!, capacity: $0.count) }
+        // Garbage is the sender's fault: the failure names its key (CURVE), so the coordinator blames it.
+        func fault(_ reason: String) -> PeerFault {
+            PeerFault(key: data.lastSender, reason: reason + (data.lastSender.map { " from CURVE key \(PeerText.escape($0, limit: 48))" } ?? ""))
+        }
+        guard size == DataHeader.size, data.hasMore else {
+            try data.discardRest(); throw fault("malformed data message (\(size)-byte header\(data.hasMore ? "" : ", no tensor part"))")
+        }
+        let header: DataHeader
+        do { header = try headerBuffer.withUnsafeBytes { try DataHeader(UnsafeRawBufferPointer(rebasing: $0[0..<DataHeader.size])) } } catch {
+            try data.discardRest(); throw fault("malformed data header")
+        }
         let k = Int(header.microBatch)
         guard Int(header.generation) == assign.generation else {
             try data.discardRest()  // left over from before a recovery
             return
         }
         guard Int(header.step) == step, k < activationIn.count, -k - 1 < reduceIn.count else {
-            try data.discardRest(); throw ProtocolError("data message for step \(header.step) part \(k) during step \(step)")
+            try data.discardRest(); throw fault("data message for step \(header.step) part \(k) during step \(step)")
         }
         if k >= 0 {
             let first = Int(header.firstRow), count = Int(header.rowCount)
             let expected = rowsIn[Int(header.kind.rawValue)][k]
             guard first == expected, count >= 1, first + count <= stage.rows else {
                 try data.discardRest()
-                throw ProtocolError("data message with rows \(first)..<\(first + count) of micro-batch \(k), expected row \(expected) next of \(stage.rows)")
+                throw fault("data message with rows \(first)..<\(first + count) of micro-batch \(k), expected row \(expected) next of \(stage.rows)")
             }
             let dest = header.kind == .activation ? activationIn[k] : gradientIn[k]
             let width = dest.count / stage.rows
             let t0 = DispatchTime.now().uptimeNanoseconds
             let got = try data.receive(into: dest.data + first * width, capacity: count * width * 4)
             commNanos += DispatchTime.now().uptimeNanoseconds - t0
-            guard got == count * width * 4 else { throw ProtocolError("data message of \(got) bytes, expected \(count * width * 4)") }
+            guard got == count * width * 4 else { throw fault("data message of \(got) bytes, expected \(count * width * 4)") }
             rowsIn[Int(header.kind.rawValue)][k] = first + count
         } else {
             let r = -1 - k
             let got = try reduceIn[r].withUnsafeMutableBytes { try data.receive(into: $0.baseAddress!, capacity: $0.count) }
-            guard got == reduceIn[r].count * 4 else { throw ProtocolError("reduce message of \(got) bytes, expected \(reduceIn[r].count * 4)") }
+            guard got == reduceIn[r].count * 4 else { throw fault("reduce message of \(got) bytes, expected \(reduceIn[r].count * 4)") }
             reduceArrived.insert(r)
         }
     }
@@ -441,6 +458,13 @@ public final class Worker {
         let parts = tensors.map { UnsafeRawBufferPointer(start: $0.data, count: $0.count * 4) }
         try WireMessage(.saveReply, reply).frames[0].withUnsafeBytes { try control.send([$0] + parts) }
     }
+}
+
+/// A data message a neighbour should not have sent; `key`: the sender's CURVE key (nil in plain text).
+struct PeerFault: Error, CustomStringConvertible {
+    var key: String?
+    var reason: String
+    var description: String { reason }
 }
 
 /// Calls `body` with a pointer to the array's storage, or nil.

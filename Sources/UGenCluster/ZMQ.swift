@@ -100,7 +100,24 @@ public final class ZMQSocket {
 
     /// Receives one whole multipart message (blocking), each part a `Data` over its ZeroMQ buffer; beyond `maxParts`
     /// the rest of the message is received and dropped (so a flood of tiny parts allocates nothing).
-    public func receive(maxParts: Int = .max) throws -> [Data] {
+    public func receive(maxParts: Int = .max) throws -> [Data] { try receive(maxParts: maxParts, sender: nil) }
+
+    /// Who sent a message, as libzmq knows it: the ZAP user id (here the sender's CURVE public key, see
+    /// `ZAPHandler`; nil in plain text) and the peer's IP address.
+    public struct Sender: Sendable, Equatable {
+        public var key: String?
+        public var address: String?
+        public init(key: String? = nil, address: String? = nil) { self.key = key; self.address = address }
+    }
+
+    /// `receive(maxParts:)`, and who sent the message.
+    public func receiveWithSender(maxParts: Int = .max) throws -> (parts: [Data], sender: Sender) {
+        var sender = Sender()
+        let parts = try receive(maxParts: maxParts, sender: &sender)
+        return (parts, sender)
+    }
+
+    private func receive(maxParts: Int, sender: UnsafeMutablePointer<Sender>?) throws -> [Data] {
         var parts: [Data] = []
         repeat {
             if parts.count >= maxParts {
@@ -119,6 +136,7 @@ public final class ZMQSocket {
                 zmq_msg_close(msg); msg.deallocate()
                 throw ZMQError("zmq_msg_recv")
             }
+            if let sender, sender.pointee.key == nil && sender.pointee.address == nil { sender.pointee = Self.sender(of: msg) }
             let size = zmq_msg_size(msg)
             if size == 0 {
                 zmq_msg_close(msg); msg.deallocate()
@@ -140,6 +158,39 @@ public final class ZMQSocket {
             if zmq_errno() == EINTR { continue }
             throw ZMQError("zmq_recv")
         }
+    }
+
+    /// `receive(into:capacity:)` that also keeps who sent the part, for `lastSender` (a small part lives
+    /// inside the zmq_msg_t: nothing is allocated).
+    public func receiveNotingSender(into buffer: UnsafeMutableRawPointer, capacity: Int) throws -> Int {
+        var msg = zmq_msg_t()
+        zmq_msg_init(&msg)
+        defer { zmq_msg_close(&msg) }
+        while zmq_msg_recv(&msg, handle, 0) < 0 {
+            if zmq_errno() == EINTR { continue }
+            throw ZMQError("zmq_msg_recv")
+        }
+        let size = zmq_msg_size(&msg)
+        if size > 0 { buffer.copyMemory(from: zmq_msg_data(&msg), byteCount: min(size, capacity)) }
+        let key = zmq_msg_gets(&msg, "User-Id")
+        lastSenderKey.withUnsafeMutableBufferPointer { b in
+            b[0] = 0
+            if let key { _ = strncpy(b.baseAddress!, key, b.count - 1) }
+        }
+        return size
+    }
+
+    private var lastSenderKey = [CChar](repeating: 0, count: 64)
+    /// The CURVE key of the sender of the last part `receiveNotingSender` received (nil in plain text).
+    public var lastSender: String? { lastSenderKey[0] == 0 ? nil : String(cString: lastSenderKey) }
+
+    private static func sender(of msg: UnsafeMutablePointer<zmq_msg_t>) -> Sender {
+        func get(_ property: String) -> String? {
+            guard let p = zmq_msg_gets(msg, property) else { return nil }
+            let s = String(cString: p)
+            return s.isEmpty ? nil : s
+        }
+        return Sender(key: get("User-Id"), address: get("Peer-Address"))
     }
 
     /// Whether more parts of the current message follow.

@@ -29,7 +29,16 @@ struct Join: ParsableCommand {
         // cleanly) and does not outlive its coordinator.
         let local = ProcessInfo.processInfo.environment["UGEN_LOCAL_WORKER"] == "1"
         let parent = getppid()
-        if local { signal(SIGINT, SIG_IGN) }
+        if local {
+            signal(SIGINT, SIG_IGN)
+            // Dies with its coordinator, even one killed with SIGKILL (the kernel signals it); if the
+            // coordinator was already gone before this line, the parent has changed: exit now.
+            LocalWorkers.dieWithParent()
+            if let coordinator = ProcessInfo.processInfo.environment["UGEN_COORD_PID"].flatMap(Int32.init), getppid() != coordinator {
+                print("coordinator process gone; exiting")
+                return
+            }
+        }
         let host = ProcessInfo.processInfo.hostName
         var options = Worker.Options(coordinator: coord, name: name ?? "\(host)-\(getpid())", threads: threads,
                                      secret: secret ?? ProcessInfo.processInfo.environment["UGEN_SECRET"] ?? "",
@@ -60,6 +69,9 @@ struct Join: ParsableCommand {
             switch outcome {
             case .finished: Worker.flushBeforeExit(); return
             case .rejected: throw ExitCode(2)
+            case .deferred(_, let seconds):  // quarantined, or its name or key still held: try again later
+                lostSince = nil
+                usleep(UInt32(max(0.1, seconds) * 1_000_000))
             case .dropped:  // declared lost while alive (e.g. a hung step): join again at once, as a new worker
                 lostSince = nil
                 continue

@@ -57,7 +57,15 @@ final class ClusterBadInputTests: XCTestCase {
         old[0][old[0].startIndex + 4] = 99
         XCTAssertEqual(try exchange(old), "protocol version 99 is not supported (this build speaks \(Wire.version))")
         XCTAssertEqual(try exchange(WireMessage(.hello, hello(secret: "guess")).frames), "wrong cluster secret from intruder@nowhere")
-        XCTAssertEqual(try exchange([Data("UGEN".utf8) + Data([UInt8(Wire.version), 0, 2]) + Data("{not json".utf8)]), "assign from a peer that has not joined")
+        // protocol.md's order: a malformed body is refused as such before "not joined" is looked at.
+        XCTAssertEqual(try exchange([Data("UGEN".utf8) + Data([UInt8(Wire.version), 0, 2]) + Data("{not json".utf8)]), "malformed assign body")
+        XCTAssertEqual(try exchange([Data("UGEN".utf8) + Data([UInt8(Wire.version), 0, 6]) + Data("{\"workerId\": 0".utf8)]),
+                       "malformed stepDone body")
+        XCTAssertEqual(try exchange(WireMessage(.ready, Heartbeat(workerId: 0)).frames), "ready from a peer that has not joined")
+        // A truncated header is said to be truncated (it is no "bad magic"); a malformed heartbeat is refused, not answered.
+        XCTAssertEqual(try exchange([Data("UGEN".utf8) + Data([UInt8(Wire.version)])]), "truncated header (5 bytes; magic, version and kind take 7)")
+        XCTAssertEqual(try exchange([Data("UGEN".utf8) + Data([UInt8(Wire.version), 0, 8]) + Data("{\"workerId\": \"x\"}".utf8)]),
+                       "malformed heartbeat body")
         XCTAssertEqual(try exchange(WireMessage(.hello, hello(secret: "s3cret", version: 7)).frames),
                        "protocol version 7 is not supported (this coordinator speaks \(Wire.version))")
 
@@ -66,7 +74,7 @@ final class ClusterBadInputTests: XCTestCase {
         XCTAssertEqual(status, 0, err)
         XCTAssertEqual(running.wait(), .finished(step: 3))
         let refused = try events(tmp + "/run").filter { $0["kind"] as? String == "refused" }
-        XCTAssertEqual(refused.count, 5)
+        XCTAssertEqual(refused.count, 9)
     }
 
     func testAWorkerWithTheWrongSecretExitsWithTheReason() throws {
@@ -97,5 +105,13 @@ final class ClusterBadInputTests: XCTestCase {
         var unknown = b; unknown[0] = 9
         XCTAssertThrowsError(try unknown.withUnsafeBytes { try DataHeader($0) })
         XCTAssertThrowsError(try Array(b.dropLast()).withUnsafeBytes { try DataHeader($0) })
+    }
+}
+
+/// protocol.md states the version the wire carries.
+final class ProtocolDocumentTests: XCTestCase {
+    func testProtocolDocumentNamesTheWireVersion() throws {
+        let doc = try String(contentsOfFile: packageRoot.appendingPathComponent("Documentation/protocol.md").path, encoding: .utf8)
+        XCTAssertTrue(doc.contains("version (UInt16 little-endian, now \(Wire.version))"), "protocol.md names another control-message version than the wire's \(Wire.version)")
     }
 }
