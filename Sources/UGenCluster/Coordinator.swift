@@ -679,7 +679,7 @@ public final class Coordinator {
                 let said = hello.publicKey.map { "CURVE key \($0)" } ?? "no CURVE public key"
                 let reason = "hello from \(who) carries \(said), but it authenticated with key \(key)"
                 refuse(identity, reason, sender: sender)
-                strike(key, name: who, reason: reason, weight: 2)
+                strike(key, name: PeerText.escape(hello.name, limit: 64), reason: reason, weight: 2)
                 return nil
             }
         }

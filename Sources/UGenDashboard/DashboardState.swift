@@ -49,7 +49,7 @@ public struct DashboardState: Sendable {
         public var id: String
         public var host: String?
         public var stage: Int?, replica: Int?
-        /// "up", "left", "lost" (from events), or an event kind that named it last.
+        /// "up", "left", "lost", "expired", "quarantined" (from events), or an event kind that named it last.
         public var state = "up"
         /// Unix time of the newest record or event naming this worker.
         public var lastSeen: Double?
@@ -104,6 +104,8 @@ public struct DashboardState: Sendable {
             case "join", "resume": w.state = "up"
             case "leave": w.state = "left"
             case "lost": w.state = "lost"
+            case "expired": w.state = "expired"  // a spare silent for lost_after_s: the coordinator dropped it
+            case "quarantine": w.state = "quarantined"
             case "error": w.state = "error"
             default: break
             }

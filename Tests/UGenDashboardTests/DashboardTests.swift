@@ -89,6 +89,10 @@ final class DashboardTests: XCTestCase {
         XCTAssertEqual(st.status.workers.first { $0.id == "1" }?.state, "up")
         st.apply(RunEvent(time: 1_800_000_000, kind: "lost", details: [.init(key: "worker", value: "1")]))
         XCTAssertEqual(st.status.workers.first { $0.id == "1" }?.state, "lost")
+        // A spare the coordinator dropped for silence is shown as such, not as "up".
+        st.apply(RunEvent(time: 1_800_000_001, kind: "join", details: [.init(key: "worker", value: "spare")]))
+        st.apply(RunEvent(time: 1_800_000_002, kind: "expired", details: [.init(key: "worker", value: "spare")]))
+        XCTAssertEqual(st.status.workers.first { $0.id == "spare" }?.state, "expired")
     }
 
     func testChartsAndPlainLines() {
