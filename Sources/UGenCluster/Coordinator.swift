@@ -44,6 +44,8 @@ public final class Coordinator {
         /// keys it makes for its own local workers).
         public var security: Security = .plaintext
         public var authorizedKeys: Set<String> = []
+        /// Seconds a step may take before it counts as hung (nil: max(60, 10 × cluster.lost_after_s)).
+        public var stepDeadline: Double?
         public init(config: RunConfig, runDirectory: String) { self.config = config; self.runDirectory = runDirectory }
     }
 
@@ -354,7 +356,7 @@ public final class Coordinator {
     }
 
     /// A step has this long before it counts as hung (generous: the first steps warm up).
-    private var stepDeadline: Double { max(60, 10 * config.lostAfterSeconds) }
+    private var stepDeadline: Double { options.stepDeadline ?? max(60, 10 * config.lostAfterSeconds) }
 
     private func phaseEvents(after s: Int) {
         let sched = data.schedule
@@ -426,6 +428,7 @@ public final class Coordinator {
             try? socket.send([m.identity] + WireMessage(.reset, Reset(reason: "declared lost: \(lost.reason)", rejoin: true)).frames)
             identities[m.identity] = nil
             members[lost.workerId] = nil
+            heartbeatIdentity[lost.workerId] = nil
         } else {
             log.error("step \(step) abandoned: \(lost.reason)")
             runLog.event("abandoned", [("reason", .string(lost.reason)), ("step", .int(step))])
@@ -521,10 +524,12 @@ public final class Coordinator {
             }
             if now.timeIntervalSince(start) > deadline {
                 let missing = ids.filter { got[$0] == nil }
+                let (culprit, why, waits) = diagnoseHang(missing: missing)
                 runLog.event("hang", [("waiting_for", .string("\(kind)")),
                                       ("workers", .array(missing.map { .string(members[$0]?.name ?? "?") })),
-                                      ("status", .array(missing.map { .string(status[$0] ?? "unknown") }))])
-                throw WorkerLost(workerId: missing[0], reason: "no \(kind) within \(Int(deadline)) s (\(status[missing[0]] ?? "no status"))")
+                                      ("status", .array(missing.map { .string(status[$0] ?? "unknown") })),
+                                      ("waits", .array(waits)), ("blamed", .string(members[culprit]?.name ?? "?"))])
+                throw WorkerLost(workerId: culprit, reason: "no \(kind) within \(Int(deadline)) s: \(why)")
             }
             if coordinatorStopRequested != 0 && kind == .ready { throw StopBeforeStart() }
             local?.restartDead()
@@ -534,6 +539,69 @@ public final class Coordinator {
 
     /// What each worker last said it was doing (from its heartbeats).
     private var status: [Int: String] = [:]
+    /// Each worker's heartbeat socket (to probe it), and its answers to the latest probe (nil: not waiting).
+    private var heartbeatIdentity: [Int: Data] = [:]
+    private var probeAnswers: [Int: WaitReport?] = [:]
+
+    /// A step is past its deadline: asks every worker of the layout what it waits for (micro-batch, peer,
+    /// since when), logs who waits on whom, and follows the waits from the first late worker to the one
+    /// that waits on nobody: that one is blamed (a cycle, or no answers, blames the first late worker).
+    private func diagnoseHang(missing: [Int]) -> (culprit: Int, why: String, waits: [LogValue]) {
+        let layout = slots.compactMap { $0 }
+        probeAnswers = [:]
+        for id in layout {
+            guard let hb = heartbeatIdentity[id] else { continue }
+            try? socket.send([hb] + WireMessage(.heartbeat, Heartbeat(workerId: id, coordinator: instance, probe: true)).frames)
+        }
+        let asked = Date()
+        while Date().timeIntervalSince(asked) < 2 && probeAnswers.count < layout.count { _ = try? pump(timeoutMs: 50) }
+        func place(_ id: Int) -> (stage: Int, replica: Int)? { slots.firstIndex(of: id).map { ($0 % stages, $0 / stages) } }
+        func worker(stage: Int, replica: Int) -> Int? {
+            guard (0..<stages).contains(stage), (0..<config.replicas).contains(replica) else { return nil }
+            return slots[replica * stages + stage]
+        }
+        func name(_ id: Int) -> String { members[id]?.name ?? "worker \(id)" }
+        var waitsOn: [Int: Int] = [:]
+        var waits: [LogValue] = []
+        for id in layout {
+            guard let (stage, replica) = place(id) else { continue }
+            var fields: [(String, LogValue)] = [("worker", .string(name(id))), ("stage", .int(stage)), ("replica", .int(replica))]
+            switch probeAnswers[id] {
+            case .none:
+                log.warning("hang: \(name(id)) (stage \(stage + 1), replica \(replica)) did not answer the probe")
+                fields.append(("answer", .string("none")))
+            case .some(.none):
+                log.warning("hang: \(name(id)) (stage \(stage + 1), replica \(replica)) waits on nobody (\(status[id] ?? "no status"))")
+                fields.append(("answer", .string("not waiting")))
+            case .some(.some(let w)):
+                var from = w.fromReplica.flatMap { worker(stage: w.fromStage, replica: $0) }
+                if w.what == .reduce && w.fromReplica == nil {  // replica 0 waits for the replicas that have not sent
+                    from = (1..<config.replicas).compactMap { worker(stage: stage, replica: $0) }
+                        .first { probeAnswers[$0].flatMap { $0 }?.what != .reduce }
+                }
+                if let from { waitsOn[id] = from }
+                let whom = from.map { "\(name($0)) (stage \(w.fromStage + 1))" } ?? "stage \(w.fromStage + 1)"
+                let what = w.what == .reduce ? "the gradient reduce" : "the \(w.what.rawValue) of micro-batch \(w.microBatch)"
+                log.warning("hang: \(name(id)) (stage \(stage + 1), replica \(replica)) waits for \(what) of step \(w.step) from \(whom) for \(String(format: "%.1f", w.seconds)) s")
+                fields += [("waiting_for", .string(w.what.rawValue)), ("micro_batch", .int(w.microBatch)), ("step", .int(w.step)),
+                           ("from", .string(from.map(name) ?? "?")), ("seconds", .double(w.seconds))]
+            }
+            waits.append(.object(fields))
+        }
+        guard let first = missing.first else { return (layout.first ?? -1, "no worker is late", waits) }
+        var at = first, seen: Set<Int> = [first]
+        while let next = waitsOn[at] {
+            guard !seen.contains(next) else { return (first, "circular wait starting at \(name(first))", waits) }
+            seen.insert(next)
+            at = next
+        }
+        if at == first {
+            let said = probeAnswers[first] == nil ? "did not answer what it waits for" : "waits on nobody"
+            return (first, "\(name(first)) \(said) (\(status[first] ?? "no status"))", waits)
+        }
+        let through = seen.count > 2 ? " through \(seen.count - 2) other worker(s)" : ""
+        return (at, "\(name(at)) waits on nobody, and \(name(first)) waits on it\(through)", waits)
+    }
     /// This process's instance id, in assignments and heartbeat replies: a worker that was assigned by a
     /// coordinator that has since been killed and restarted notices the new id and joins again, even when
     /// it was idle between steps and has nothing else to say.
@@ -583,6 +651,8 @@ public final class Coordinator {
                     }
                     members[hb.workerId]!.lastSeen = Date()
                     if let s = hb.status { status[hb.workerId] = PeerText.escape(s, limit: 200) }
+                    heartbeatIdentity[hb.workerId] = identity
+                    if hb.answer == true { probeAnswers[hb.workerId] = .some(hb.wait) }
                 }
                 try? socket.send([identity] + WireMessage(.heartbeat, Heartbeat(workerId: -1, coordinator: instance)).frames)
                 continue
@@ -659,6 +729,7 @@ public final class Coordinator {
             identities[m.identity] = nil
             members[id] = nil
             status[id] = nil
+            heartbeatIdentity[id] = nil
         }
     }
 

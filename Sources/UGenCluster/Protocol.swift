@@ -211,8 +211,32 @@ public struct Heartbeat: Codable, Sendable {
     public var status: String?
     /// In the coordinator's replies: its instance id (see `Assign.coordinator`).
     public var coordinator: String?
-    public init(workerId: Int, status: String? = nil, coordinator: String? = nil) {
+    /// coordinator → worker, when a step is past its deadline: answer at once with what you wait for.
+    public var probe: Bool? = nil
+    /// worker → coordinator, the answer to a probe (`answer` true): what it waits for, nil if nothing.
+    public var answer: Bool? = nil
+    public var wait: WaitReport? = nil
+    public init(workerId: Int, status: String? = nil, coordinator: String? = nil, probe: Bool? = nil, answer: Bool? = nil,
+                wait: WaitReport? = nil) {
         self.workerId = workerId; self.status = status; self.coordinator = coordinator
+        self.probe = probe; self.answer = answer; self.wait = wait
+    }
+}
+
+/// What a worker is blocked on: a micro-batch's activation (from the previous stage), gradient (from the
+/// next stage) or the replicas' reduce, and for how long.
+public struct WaitReport: Codable, Sendable, Equatable {
+    public enum What: String, Codable, Sendable { case activation, gradient, reduce }
+    public var step: Int
+    public var what: What
+    public var microBatch: Int
+    /// The stage and replica it waits on (replica nil: replica 0 waits for the other replicas).
+    public var fromStage: Int
+    public var fromReplica: Int?
+    public var seconds: Double
+    public init(step: Int, what: What, microBatch: Int, fromStage: Int, fromReplica: Int?, seconds: Double) {
+        self.step = step; self.what = what; self.microBatch = microBatch; self.fromStage = fromStage
+        self.fromReplica = fromReplica; self.seconds = seconds
     }
 }
 /// coordinator → worker: drop the current step and wait for a new assignment; with `rejoin` the

@@ -186,6 +186,7 @@ public final class Worker {
         config = try RunConfig.parse(yaml: a.config, source: "assignment")
         schedule = PipelineSchedule(rawValue: config.schedule) ?? .oneFOneB
         heartbeat.workerId = a.workerId
+        heartbeat.place = (a.stage, a.replica)
         let rows = config.batchRows / (config.replicas * config.microBatches)
         stage = try Stage(config: a.model, spec: a.spec, rows: rows, seqLen: config.seqLen)
         optimizer = AdamWState(parameters: stage.parameters)
@@ -427,6 +428,8 @@ public final class Worker {
         func scatter(_ src: [Float]) { var o = 0; for p in stage.parameters { for j in 0..<p.grad.count { p.grad[j] = src[o + j] }; o += p.grad.count } }
         gather()
         let reduceHeader = { (r: Int) in DataHeader(kind: .gradient, generation: Int32(self.assign.generation), step: Int32(step), microBatch: Int32(-1 - r)) }
+        heartbeat.setWaiting(true, reduce: true)
+        defer { heartbeat.setWaiting(false) }
         if assign.replica == 0 {
             while reduceArrived.count < config.replicas - 1 { try receiveData(step: step) }
             // Summed in place (replica 0's gradients, then replicas 1, 2, … in order): no buffer per step.
@@ -495,10 +498,27 @@ final class HeartbeatLink: @unchecked Sendable {
 
     // What the worker is doing, set from its main thread without allocating, reported in heartbeats.
     private var idleText = "idle", position: (step: Int, forward: Bool, microBatch: Int)? = nil
-    private var waitingSince: DispatchTime? = nil
+    private var waitingSince: DispatchTime? = nil, waitingForReduce = false
+    /// This worker's stage and replica (for the wait reports).
+    var place: (stage: Int, replica: Int) { get { lock.withLock { _place } } set { lock.withLock { _place = newValue } } }
+    private var _place = (stage: -1, replica: -1)
     func setStatus(_ s: String) { lock.withLock { idleText = s; position = nil; waitingSince = nil } }
     func setPosition(step: Int, forward: Bool, microBatch: Int) { lock.withLock { position = (step, forward, microBatch) } }
-    func setWaiting(_ w: Bool) { lock.withLock { waitingSince = w ? DispatchTime.now() : nil } }
+    func setWaiting(_ w: Bool, reduce: Bool = false) { lock.withLock { waitingSince = w ? DispatchTime.now() : nil; waitingForReduce = reduce } }
+
+    /// What the worker waits for now (nil: it is not waiting), for the coordinator's hang probe.
+    var waitReport: WaitReport? {
+        lock.withLock {
+            guard let p = position, let w = waitingSince else { return nil }
+            let secs = Double(DispatchTime.now().uptimeNanoseconds - w.uptimeNanoseconds) / 1e9
+            if waitingForReduce {
+                return WaitReport(step: p.step, what: .reduce, microBatch: -1, fromStage: _place.stage,
+                                  fromReplica: _place.replica == 0 ? nil : 0, seconds: secs)
+            }
+            return WaitReport(step: p.step, what: p.forward ? .activation : .gradient, microBatch: p.microBatch,
+                              fromStage: _place.stage + (p.forward ? -1 : 1), fromReplica: _place.replica, seconds: secs)
+        }
+    }
 
     var status: String {
         lock.withLock {
@@ -533,8 +553,12 @@ final class HeartbeatLink: @unchecked Sendable {
             while Date() < deadline {
                 if socket.poll(timeoutMs: 100), let frames = try? socket.receive() {
                     lastHeard = Date()
-                    if let reply = try? WireMessage(frames: frames), let hb = try? reply.decode(Heartbeat.self), let c = hb.coordinator {
-                        lock.withLock { _coordinator = c }
+                    if let reply = try? WireMessage(frames: frames), let hb = try? reply.decode(Heartbeat.self) {
+                        if let c = hb.coordinator { lock.withLock { _coordinator = c } }
+                        if hb.probe == true {  // a step is past its deadline: say what we wait for, now
+                            _ = try? socket.send(WireMessage(.heartbeat, Heartbeat(workerId: workerId, status: status, answer: true,
+                                                                                   wait: waitReport)).frames)
+                        }
                     }
                 }
             }

@@ -314,6 +314,64 @@ final class HardeningTests: XCTestCase {
         for pid in pids where alive(pid) { kill(pid, SIGKILL) }
     }
 
+    // MARK: 9. Hang diagnosis
+
+    /// A worker that heartbeats but never does its stage's work: the step passes its deadline, the
+    /// coordinator probes every worker, logs that the honest stage waits for the gradient from the idle
+    /// one, and blames the idle one — not the first late worker in slot order, the honest one.
+    func testAHungStepBlamesTheWorkerEveryoneWaitsOn() throws {
+        let tmp = try temporaryDirectory(self)
+        var o = Coordinator.Options(config: try tinyConfig(["cluster.stages=2", "train.steps=3", "cluster.lost_after_s=1"]),
+                                    runDirectory: tmp + "/run")
+        o.bind = "tcp://127.0.0.1:0"
+        o.stepDeadline = 3
+        let running = try RunningCoordinator(o)
+        let honest = try startWorker(["--coord", running.endpoint, "--name", "honest"])
+        defer { if honest.isRunning { honest.terminate() } }
+        XCTAssertTrue(try waitUntil(20) { try kinds(tmp + "/run", "join").count == 1 })  // stage 1 is the honest worker's
+
+        // The idle worker: joins, says ready, heartbeats and answers probes ("not waiting"), never computes.
+        let stop = Box(false), endpoint = running.endpoint
+        let idle = Thread {
+            guard let control = try? ZMQSocket(.dealer), let beat = try? ZMQSocket(.dealer),
+                  (try? control.connect(endpoint)) != nil, (try? beat.connect(endpoint)) != nil else { return }
+            _ = try? control.send(WireMessage(.hello, Hello(protocolVersion: Int(Wire.version), name: "idle", host: "127.0.0.1", cores: 1,
+                                                            secret: "", dataEndpoint: "tcp://127.0.0.1:9")).frames)
+            var id = -1, lastBeat = Date.distantPast
+            while !stop.value {
+                if control.poll(timeoutMs: 20), let m = try? WireMessage(frames: try control.receive()) {
+                    if m.kind == .assign, let a = try? m.decode(Assign.self) {
+                        id = a.workerId
+                        _ = try? control.send(WireMessage(.ready, Heartbeat(workerId: id)).frames)
+                    }
+                    if m.kind == .reset || m.kind == .shutdown { break }
+                }
+                if Date().timeIntervalSince(lastBeat) > 0.2 {
+                    _ = try? beat.send(WireMessage(.heartbeat, Heartbeat(workerId: id, status: "busy")).frames)
+                    lastBeat = Date()
+                }
+                while beat.poll(timeoutMs: 0), let m = try? WireMessage(frames: try beat.receive()) {
+                    if (try? m.decode(Heartbeat.self))?.probe == true {
+                        _ = try? beat.send(WireMessage(.heartbeat, Heartbeat(workerId: id, status: "busy", answer: true)).frames)
+                    }
+                }
+            }
+        }
+        idle.start()
+        XCTAssertTrue(try waitUntil(30) { !(try kinds(tmp + "/run", "hang")).isEmpty })
+        stop.value = true
+        let helper = try startWorker(["--coord", running.endpoint, "--name", "helper"])
+        defer { if helper.isRunning { helper.terminate() } }
+        XCTAssertEqual(running.wait(seconds: 60), .finished(step: 3))
+        let hang = try XCTUnwrap(try kinds(tmp + "/run", "hang").first)
+        XCTAssertEqual(hang["blamed"] as? String, "idle", "\(hang)")
+        let waits = hang["waits"] as? [[String: Any]] ?? []
+        let honestWait = waits.first { $0["worker"] as? String == "honest" }
+        XCTAssertEqual(honestWait?["waiting_for"] as? String, "gradient", "\(waits)")
+        XCTAssertEqual(honestWait?["from"] as? String, "idle", "\(waits)")
+        XCTAssertEqual(try kinds(tmp + "/run", "lost").compactMap { $0["worker"] as? String }, ["idle"])
+    }
+
     // MARK: 7. Garbage on a data port blames its sender
 
     /// Holding worker a's key, garbage is sent into worker b's data port: the lost worker is a (the key
