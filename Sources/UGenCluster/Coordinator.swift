@@ -62,6 +62,7 @@ public final class Coordinator {
     public let model: ModelConfig
     let runLog: RunLog
     private var socket: ZMQSocket!
+    private var monitor: ZMQSocket?
     private var local: LocalWorkers?
     /// Process ids of the workers started with `--local-workers` (any thread may read them).
     public var localWorkerPIDs: [Int32] { local?.pids ?? [] }
@@ -142,6 +143,8 @@ public final class Coordinator {
         }
         try socket.set(ZMQ_MAXMSGSIZE, int64: maxFrameBytes)
         try socket.set(ZMQ_ROUTER_MANDATORY, 1)
+        // Handshakes that fail before ZAP is asked (plain text or garbage at a CURVE server) are logged too.
+        monitor = try socket.monitor(events: ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
         endpoint = try socket.bind(options.bind)
         log.info("listening on \(endpoint) (\(options.security == .plaintext ? "plain text" : "CURVE, \(options.authorizedKeys.count) admitted worker keys")) for \(config.stages * config.replicas) workers (\(config.stages) stages × \(config.replicas) replicas)")
         onBound?(endpoint)
@@ -620,6 +623,15 @@ public final class Coordinator {
             log.warning("refused \(n) more message(s) from \(peer) in the last \(Int(refusals.window)) s (not logged one by one)")
             runLog.event("refused", [("peer", .string(peer)), ("reason", .string("more refusals, not logged one by one")), ("suppressed", .int(n))])
         }
+        while let m = monitor, m.poll(timeoutMs: 0), let event = try? m.receive(), event.count >= 2, event[0].count >= 6 {
+            let id = UInt16(event[0][event[0].startIndex]) | UInt16(event[0][event[0].startIndex + 1]) << 8
+            let value = event[0].dropFirst(2).prefix(4).enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) }
+            let what = Int32(id) == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                ? "handshake failed (ZMTP protocol error 0x\(String(value, radix: 16)): plain text at a CURVE socket, another protocol, or garbage)"
+                : "handshake failed (\(String(cString: zmq_strerror(Int32(bitPattern: value)))))"
+            tell(peer: "a client of \(PeerText.escape(String(decoding: event[1], as: UTF8.self), limit: 80))", reason: what, event: "handshake failed",
+                 sender: nil, what: "a connection")
+        }
         expireSpares()
         var wait = timeoutMs
         while socket.poll(timeoutMs: wait) {
@@ -629,7 +641,7 @@ public final class Coordinator {
             let identity = frames[0]
             guard budget.spend(sender.key ?? hex(identity)) else {  // a flood: dropped unread, told once in a while
                 tell(peer: peerName(identity, sender), reason: "over its message budget (\(Int(budget.rate)) a second): dropped unread",
-                     event: "over budget", sender: sender)
+                     event: "over its message budget", sender: sender)
                 continue
             }
             let msg: WireMessage

@@ -25,9 +25,11 @@ final class ZMQContext: @unchecked Sendable {
 
 /// One ZeroMQ socket. Not thread-safe (ZeroMQ sockets never are): each thread owns its sockets.
 public final class ZMQSocket {
-    public enum Kind { case router, dealer, push, pull, rep
+    public enum Kind { case router, dealer, push, pull, rep, pair
         var raw: Int32 {
-            switch self { case .router: ZMQ_ROUTER; case .dealer: ZMQ_DEALER; case .push: ZMQ_PUSH; case .pull: ZMQ_PULL; case .rep: ZMQ_REP }
+            switch self {
+            case .router: ZMQ_ROUTER; case .dealer: ZMQ_DEALER; case .push: ZMQ_PUSH; case .pull: ZMQ_PULL; case .rep: ZMQ_REP; case .pair: ZMQ_PAIR
+            }
         }
     }
     let handle: UnsafeMutableRawPointer
@@ -191,6 +193,16 @@ public final class ZMQSocket {
             return s.isEmpty ? nil : s
         }
         return Sender(key: get("User-Id"), address: get("Peer-Address"))
+    }
+
+    /// Reports `events` of this socket (ZMQ_EVENT_…) on a PAIR socket it returns: each a message of the
+    /// event id (UInt16 LE) and value (UInt32 LE), then the endpoint.
+    public func monitor(events: Int32) throws -> ZMQSocket {
+        let endpoint = "inproc://ugen-monitor-\(UInt64.random(in: 1...UInt64.max))"
+        guard zmq_socket_monitor(handle, endpoint, events) == 0 else { throw ZMQError("zmq_socket_monitor") }
+        let pair = try ZMQSocket(.pair)
+        try pair.connect(endpoint)
+        return pair
     }
 
     /// Whether more parts of the current message follow.

@@ -314,6 +314,57 @@ final class HardeningTests: XCTestCase {
         for pid in pids where alive(pid) { kill(pid, SIGKILL) }
     }
 
+    // MARK: 8. Refusals are told, rate-limited
+
+    /// A key the coordinator does not admit (logged with the peer's address and key), a plain-text client
+    /// at the CURVE socket (the socket monitor), a heartbeat or message naming another worker's id
+    /// (spoofed), and a flood beyond the per-peer message budget: each is refused with a logged reason,
+    /// and the flood leaves events.jsonl small.
+    func testRefusalsNameThePeerAndAFloodIsBudgeted() throws {
+        let tmp = try temporaryDirectory(self)
+        let keys = try Keys(tmp + "/keys", workers: ["member", "other"])
+        let running = try curveCoordinator(try tinyConfig(["cluster.stages=2"]), run: tmp + "/run", keys: keys)
+        defer { stop(running) }
+        func client(_ k: CurveKeyPair?) throws -> ZMQSocket {
+            let s = try ZMQSocket(.dealer)
+            if let k { try s.makeCurveClient(k, server: keys.coordinator.publicKey) }
+            try s.connect(running.endpoint)
+            return s
+        }
+        func hello(_ name: String, _ k: CurveKeyPair) -> [Data] {
+            WireMessage(.hello, Hello(protocolVersion: Int(Wire.version), name: name, host: "127.0.0.1", cores: 1, secret: "",
+                                      dataEndpoint: "tcp://127.0.0.1:7000", publicKey: k.publicKey)).frames
+        }
+        func refused() throws -> [[String: Any]] { try kinds(tmp + "/run", "refused") }
+
+        let stranger = try CurveKeyPair.generate()
+        let s1 = try client(stranger)
+        try? s1.send(hello("stranger", stranger))
+        XCTAssertTrue(try waitUntil(10) { try refused().contains { $0["reason"] as? String == "key not admitted" } })
+        let denial = try refused().first { $0["reason"] as? String == "key not admitted" }
+        XCTAssertEqual(denial?["key"] as? String, stranger.publicKey)
+        XCTAssertEqual(denial?["address"] as? String, "127.0.0.1")
+
+        let plain = try client(nil)
+        try? plain.send(WireMessage(.heartbeat, Heartbeat(workerId: -1)).frames)
+        XCTAssertTrue(try waitUntil(10) { try refused().contains { $0["reason"] as? String == "handshake failed" } }, "\((try? refused()) ?? [])")
+
+        let member = try client(keys.workers["member"]!)
+        try member.send(hello("member", keys.workers["member"]!))
+        XCTAssertTrue(try waitUntil(10) { try kinds(tmp + "/run", "join").count == 1 })
+        let other = try client(keys.workers["other"]!)
+        try other.send(WireMessage(.heartbeat, Heartbeat(workerId: 0, status: "alive, honestly")).frames)  // member's id, other's key
+        try member.send(WireMessage(.ready, Heartbeat(workerId: 7)).frames)  // a joined worker naming another id
+        XCTAssertTrue(try waitUntil(10) { try refused().filter { ($0["reason"] as? String)?.contains("spoofed id") ?? false }.count == 2 },
+                      "\((try? refused()) ?? [])")
+
+        for _ in 0..<3000 { try other.send(WireMessage(.heartbeat, Heartbeat(workerId: -1)).frames) }
+        XCTAssertTrue(try waitUntil(15) { try refused().contains { ($0["suppressed"] as? Int ?? 0) > 1000 } }, "the flood is counted, not logged line by line")
+        XCTAssertTrue(try refused().contains { ($0["reason"] as? String)?.contains("message budget") ?? false })
+        XCTAssertLessThan(try events(tmp + "/run").count, 200)
+        XCTAssertFalse(running.isFinished)
+    }
+
     // MARK: 9. Hang diagnosis
 
     /// A worker that heartbeats but never does its stage's work: the step passes its deadline, the
