@@ -423,6 +423,118 @@ final class HardeningTests: XCTestCase {
         XCTAssertEqual(try kinds(tmp + "/run", "lost").compactMap { $0["worker"] as? String }, ["idle"])
     }
 
+    // MARK: 10. Fuzz
+
+    /// 6,000 hostile messages from an admitted key (and some from strangers) at a live CURVE run of
+    /// `ugen-coord` with two real workers: the coordinator stays up, its RSS and open files come back
+    /// within 10% of what they were before the flood, the losses equal the single process's to the bit,
+    /// and no step waits longer than lost_after_s + 2 s.
+    func testFuzzingFromAnAdmittedKeyDuringARealRun() throws {
+        let tmp = try temporaryDirectory(self)
+        let keys = try Keys(tmp + "/keys", workers: ["w0", "w1", "fuzz"])
+        let sets = ["cluster.stages=2", "train.steps=1500", "train.checkpoint_every=100", "cluster.lost_after_s=2"]
+        let configPath = tmp + "/run.yaml"
+        try (try tinyConfig(sets)).yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
+        let output = tmp + "/coord.log"
+        FileManager.default.createFile(atPath: output, contents: nil)
+        let coord = Process()
+        coord.executableURL = URL(fileURLWithPath: coordExecutable)
+        coord.arguments = ["start", "--config", configPath, "--run", tmp + "/run", "--bind", "tcp://127.0.0.1:0",
+                           "--key", keys.dir + "/coordinator.key", "--authorized-keys", keys.dir]
+        coord.standardOutput = FileHandle(forWritingAtPath: output)
+        coord.standardError = coord.standardOutput
+        try coord.run()
+        defer { if coord.isRunning { kill(coord.processIdentifier, SIGKILL) } }
+        var endpoint = ""
+        XCTAssertTrue(waitUntil(30) {
+            let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            guard let r = text.range(of: "listening on ") else { return false }
+            endpoint = String(text[r.upperBound...].prefix { $0 != " " })
+            return true
+        })
+        let workers = try ["w0", "w1"].map { try startWorker(["--coord", endpoint] + keys.workerArgs($0)) }
+        defer { for w in workers where w.isRunning { w.terminate() } }
+        func steps() -> Int { (try? exactLosses(tmp + "/run").count) ?? 0 }
+        func usage() -> (rss: Double, fds: Int) {
+            let status = (try? String(contentsOfFile: "/proc/\(coord.processIdentifier)/status", encoding: .utf8)) ?? ""
+            let rss = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }.flatMap { Double($0.split(separator: " ")[1]) } ?? 0
+            let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(coord.processIdentifier)/fd").count) ?? 0
+            return (rss, fds)
+        }
+        XCTAssertTrue(waitUntil(60) { steps() >= 120 })  // after the first checkpoint: the coordinator has warmed up
+        let before = usage()
+
+        var rng = SystemRandomNumberGenerator()
+        func random(_ n: Int) -> Data { Data((0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }) }
+        let fuzz = keys.workers["fuzz"]!
+        var sockets = try (0..<8).map { _ -> ZMQSocket in
+            let s = try ZMQSocket(.dealer)
+            try s.makeCurveClient(fuzz, server: keys.coordinator.publicKey)
+            try s.connect(endpoint)
+            return s
+        }
+        let names = ["w0", "a\nb", "\u{1b}[2J", String(repeating: "x", count: 5000), "", "ok-fuzz"]
+        let endpoints = ["garbage", "", "ipc:///tmp/x", "tcp://127.0.0.1:-1", "tcp://127.0.0.1:7001"]
+        let kindsToSpoof: [Wire.Kind] = [.ready, .stepDone, .saveReply, .failure, .shutdown, .assign, .step, .apply, .reset, .reject]
+        let count = 6000
+        for i in 0..<count {
+            var frames: [Data]
+            switch i % 12 {
+            case 0: frames = [random(Int.random(in: 0..<80, using: &rng))]
+            case 1: frames = [Data("UGEN".utf8).prefix(Int.random(in: 0...4, using: &rng)) + random(Int.random(in: 0..<3, using: &rng))]
+            case 2: frames = [Data("UGEN".utf8) + Data([UInt8(Wire.version), 0, UInt8.random(in: 14...255, using: &rng)]) + Data("{}".utf8)]
+            case 3: frames = [Data("UGEN".utf8) + Data([UInt8.random(in: 4...255, using: &rng), 0, 1]) + Data("{}".utf8)]
+            case 4, 5:
+                let h = Hello(protocolVersion: Int(Wire.version), name: names[i % names.count], host: i % 3 == 0 ? "h\r\nx" : "127.0.0.1",
+                              cores: [-1, 0, 4, Int.max][i % 4], secret: "", dataEndpoint: endpoints[i % endpoints.count],
+                              publicKey: i % 7 == 0 ? nil : fuzz.publicKey)
+                frames = WireMessage(.hello, h).frames
+            case 6: frames = WireMessage(.heartbeat, Heartbeat(workerId: i % 4, status: "step \(i)\n\u{1b}[31mforged")).frames
+            case 7: frames = WireMessage(kindsToSpoof[i % kindsToSpoof.count], Heartbeat(workerId: i % 3)).frames + [random(16)]
+            case 8: frames = [Data("UGEN".utf8) + Data([UInt8(Wire.version), 0, 8]) + Data("{\"workerId\": NaN}".utf8)]
+            case 9: frames = WireMessage(.stepDone, Heartbeat(workerId: 0)).frames + (0..<Int.random(in: 1..<300, using: &rng)).map { _ in Data([0]) }
+            case 10:
+                let body = #"{"workerId":\#(i % 3),"step":\#(Int.random(in: -5...1000, using: &rng)),"forwardMs":1e308,"backwardMs":-0.0,"waitMs":0,"commMs":0}"#
+                frames = [Data("UGEN".utf8) + Data([UInt8(Wire.version), 0, 6]) + Data(body.utf8), random(8), random(48), random(8)]
+            default: frames = WireMessage(.heartbeat, Heartbeat(workerId: -1, status: String(repeating: "s", count: i % 2000))).frames
+            }
+            try sockets[i % sockets.count].send(frames)
+            if i % 500 == 499 { usleep(100_000) }  // about 2 s in all, while training runs
+        }
+        // Strangers' keys (ZAP denials) and an oversized message (libzmq drops it and the connection).
+        var strangers = try (0..<5).map { _ -> ZMQSocket in
+            let s = try ZMQSocket(.dealer)
+            try s.makeCurveClient(try CurveKeyPair.generate(), server: keys.coordinator.publicKey)
+            try s.connect(endpoint)
+            try? s.send([Data("UGEN".utf8)])
+            return s
+        }
+        try sockets[0].send([Data(count: 64 << 20)])
+        usleep(1_000_000)
+        sockets.removeAll()
+        strangers.removeAll()
+        let flooded = steps()
+        usleep(3_000_000)  // the fuzz key's spare expires after lost_after_s; its connections are closed
+        XCTAssertTrue(coord.isRunning, "the coordinator is up")
+        let after = usage()
+        XCTAssertGreaterThan(steps(), flooded, "training goes on")
+        print("fuzz: RSS \(before.rss) -> \(after.rss) kB, fds \(before.fds) -> \(after.fds), steps \(flooded) -> \(steps())")
+        XCTAssertLessThanOrEqual(after.rss, before.rss * 1.1, "RSS back within 10%")
+        XCTAssertLessThanOrEqual(Double(after.fds), Double(before.fds) * 1.1, "open files back within 10%")
+
+        XCTAssertTrue(waitUntil(90) { !coord.isRunning }, "the run ends")
+        XCTAssertEqual(coord.terminationStatus, 0, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
+        for w in workers { w.waitUntilExit(); XCTAssertEqual(w.terminationStatus, 0) }
+        let straight = try referenceRun(try tinyConfig(sets)).losses
+        XCTAssertEqual(try exactLosses(tmp + "/run"), straight, "every loss equals a clean run's to the bit")
+        let times = try metrics(tmp + "/run").compactMap { $0["time"] as? Double }
+        let stall = zip(times.dropFirst(), times).map { $0 - $1 }.max() ?? 0
+        XCTAssertLessThan(stall, 2 + 2, "training stood still for \(stall) s")
+        let eventBytes = try String(contentsOfFile: tmp + "/run/events.jsonl", encoding: .utf8).utf8.count
+        XCTAssertLessThan(eventBytes, 100_000, "refusals are rate-limited: events.jsonl has \(eventBytes) bytes")
+        XCTAssertTrue(try kinds(tmp + "/run", "lost").isEmpty, "nobody lost: \((try? kinds(tmp + "/run", "lost")) ?? [])")
+    }
+
     // MARK: 7. Garbage on a data port blames its sender
 
     /// Holding worker a's key, garbage is sent into worker b's data port: the lost worker is a (the key
