@@ -153,10 +153,11 @@ struct RefusalLimiter {
 }
 
 /// A message budget per peer on the control socket (a token bucket): `rate` messages a second, bursts
-/// of `burst`. A worker sends a handful a second; a flood beyond the budget is dropped unread.
+/// of `burst`. A worker sends two heartbeats a second and one `stepDone` a step (a step takes
+/// milliseconds at the least); a flood beyond the budget is dropped unread.
 struct MessageBudget {
-    var rate = 200.0
-    var burst = 400.0
+    var rate = 1000.0
+    var burst = 2000.0
     private var buckets: [String: (tokens: Double, at: Date)] = [:]
     static let maxPeers = 4096
 

@@ -358,7 +358,8 @@ final class HardeningTests: XCTestCase {
         XCTAssertTrue(try waitUntil(10) { try refused().filter { ($0["reason"] as? String)?.contains("spoofed id") ?? false }.count == 2 },
                       "\((try? refused()) ?? [])")
 
-        for _ in 0..<3000 { try other.send(WireMessage(.heartbeat, Heartbeat(workerId: -1)).frames) }
+        let flood = WireMessage(.heartbeat, Heartbeat(workerId: -1)).frames
+        for _ in 0..<12_000 { try other.send(flood) }
         XCTAssertTrue(try waitUntil(15) { try refused().contains { ($0["suppressed"] as? Int ?? 0) > 1000 } }, "the flood is counted, not logged line by line")
         XCTAssertTrue(try refused().contains { ($0["reason"] as? String)?.contains("message budget") ?? false })
         XCTAssertLessThan(try events(tmp + "/run").count, 200)
