@@ -507,10 +507,14 @@ public final class Coordinator {
                     let f = try? msg.decode(Failure.self)
                     let reason = PeerText.escape(f?.reason ?? "failure")
                     // A failure caused by a neighbour's data message is the sender's fault, not the reporter's.
+                    // Only a neighbour's key can reach a data socket (its ZAP handler admits no other), so a
+                    // failure naming any other key is the reporter's own fault (a lie or a bug).
                     if let key = f?.peerKey {
                         let reporter = members[id]?.name ?? "worker \(id)"
-                        guard let culprit = members.first(where: { $0.value.hello.publicKey == key })?.key, culprit != id else {
-                            throw WorkerLost(workerId: -1, reason: "\(reporter) got a bad data message from CURVE key \(PeerText.escape(key, limit: 48)), which no other worker holds: \(reason)")
+                        guard let culprit = members.first(where: { $0.value.hello.publicKey == key })?.key, culprit != id,
+                              let a = slots.firstIndex(of: id), let b = slots.firstIndex(of: culprit),
+                              (a / stages == b / stages && abs(a % stages - b % stages) == 1) || (a % stages == b % stages) else {
+                            throw WorkerLost(workerId: id, reason: "blames CURVE key \(PeerText.escape(key, limit: 48)), which is none of its neighbours': \(reason)")
                         }
                         throw WorkerLost(workerId: culprit, reason: "sent \(reporter) a bad data message: \(reason)")
                     }

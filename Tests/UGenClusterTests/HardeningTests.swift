@@ -424,6 +424,43 @@ final class HardeningTests: XCTestCase {
         XCTAssertEqual(try kinds(tmp + "/run", "lost").compactMap { $0["worker"] as? String }, ["idle"])
     }
 
+    /// A worker that blames a key none of its neighbours hold (no such key can reach its data socket) is
+    /// the one lost: a compromised worker cannot frame another.
+    func testAFailureBlamingAStrangersKeyIsTheReportersFault() throws {
+        let tmp = try temporaryDirectory(self)
+        let keys = try Keys(tmp + "/keys", workers: ["honest", "liar", "helper"])
+        let running = try curveCoordinator(try tinyConfig(["cluster.stages=2", "train.steps=3", "cluster.lost_after_s=1"]),
+                                           run: tmp + "/run", keys: keys)
+        let honest = try startWorker(["--coord", running.endpoint] + keys.workerArgs("honest"))
+        defer { if honest.isRunning { honest.terminate() } }
+        let liar = keys.workers["liar"]!
+        let s = try ZMQSocket(.dealer)
+        try s.makeCurveClient(liar, server: keys.coordinator.publicKey)
+        try s.connect(running.endpoint)
+        try s.send(WireMessage(.hello, Hello(protocolVersion: Int(Wire.version), name: "liar", host: "127.0.0.1", cores: 1, secret: "",
+                                             dataEndpoint: "tcp://127.0.0.1:9", publicKey: liar.publicKey)).frames)
+        var id = -1
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, try kinds(tmp + "/run", "lost").isEmpty {
+            guard s.poll(timeoutMs: 50) else { continue }
+            let msg = try WireMessage(frames: try s.receive())
+            if msg.kind == .assign {
+                id = try msg.decode(Assign.self).workerId
+                try s.send(WireMessage(.ready, Heartbeat(workerId: id)).frames)
+            }
+            if msg.kind == .step {
+                let stranger = try CurveKeyPair.generate().publicKey
+                try s.send(WireMessage(.failure, Failure(workerId: id, reason: "garbage, honestly", peerKey: stranger)).frames)
+            }
+        }
+        let helper = try startWorker(["--coord", running.endpoint] + keys.workerArgs("helper"))
+        defer { if helper.isRunning { helper.terminate() } }
+        XCTAssertEqual(running.wait(seconds: 60), .finished(step: 3))
+        let lost = try kinds(tmp + "/run", "lost")
+        XCTAssertEqual(lost.compactMap { $0["worker"] as? String }, ["liar"], "\(lost)")
+        XCTAssertTrue((lost.first?["reason"] as? String)?.contains("none of its neighbours") ?? false, "\(lost)")
+    }
+
     // MARK: 10. Fuzz
 
     /// 6,000 hostile messages from an admitted key (and some from strangers) at a live CURVE run of
