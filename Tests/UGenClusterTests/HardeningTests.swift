@@ -163,6 +163,18 @@ final class HardeningTests: XCTestCase {
         }
     }
 
+    /// The one escaping helper: every control character, ESC, DEL, C1 and the Unicode line separators and
+    /// direction overrides become visible; plain text passes unchanged; long text is cut.
+    func testPeerTextEscapesEveryControlCharacter() {
+        XCTAssertEqual(PeerText.escape("w1.host-2@a:b+c"), "w1.host-2@a:b+c")
+        XCTAssertEqual(PeerText.escape("a\nb\r\nc\td\u{1b}[31m\\"), "a\\nb\\r\\nc\\td\\e[31m\\\\")
+        XCTAssertEqual(PeerText.escape("\u{0}\u{7}\u{7F}\u{85}\u{9B}"), "\\x{0}\\x{7}\\x{7F}\\x{85}\\x{9B}")
+        XCTAssertEqual(PeerText.escape("x\u{2028}y\u{202E}z\u{FEFF}"), "x\\u{2028}y\\u{202E}z\\u{FEFF}")
+        XCTAssertEqual(PeerText.escape("héllo wörld ✓"), "héllo wörld ✓")
+        XCTAssertEqual(PeerText.escape(String(repeating: "a", count: 300), limit: 4), "aaaa…(300 bytes)")
+        for c in 0..<0x20 { XCTAssertFalse(PeerText.escape(String(UnicodeScalar(UInt8(c)))).unicodeScalars.contains { $0.value < 0x20 }) }
+    }
+
     // MARK: 3. Hellos are validated
 
     /// Every field of a hello is checked against protocol.md's limits; a name held by a live worker, or
