@@ -2,7 +2,7 @@
 # `make deps` installs what is missing (Debian packages via apt-get when run as root; Python checkers via pip).
 
 SWIFT      ?= swift
-APT_PKGS   := libzmq3-dev libhdf5-dev libopenblas-dev libpng-dev pkg-config fortunes
+APT_PKGS   := libzmq3-dev libhdf5-dev libopenblas-dev libdnnl-dev libpng-dev pkg-config fortunes
 PIP_PKGS   := h5py numpy safetensors
 BIN        := .build/debug
 RELEASE    := .build/release

@@ -29,17 +29,19 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
-        // System libraries (Debian: libopenblas-dev, libhdf5-dev, libzmq3-dev, libpng-dev).
+        // System libraries (Debian: libopenblas-dev, libhdf5-dev, libzmq3-dev, libpng-dev, libdnnl-dev).
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5-serial", providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // oneDNN 2.x (libdnnl-dev) ships no pkg-config file: a module map over <oneapi/dnnl/dnnl.h>.
+        .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
 
         // Float buffers, BLAS calls, every operation's forward and backward side by side, AdamW.
         // Swift 5 language mode here only: row-parallel loops hand raw pointers to worker threads by design
         // (each thread owns disjoint rows), which Swift 6's Sendable checking cannot express.
-        .target(name: "UGenKernels", dependencies: ["CBLAS"],
+        .target(name: "UGenKernels", dependencies: ["CBLAS", "CDNNL"],
                 swiftSettings: [.swiftLanguageMode(.v5), .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
                                 // Optimised in debug builds too: the vector loops (FastExp) run ~50× slower
                                 // unoptimised, and the test suite trains real models through them.

@@ -93,15 +93,15 @@ public final class TrainedModel {
     }
 
     /// A whole-model stage of the given shape holding the checkpoint's weights.
-    public func stage(rows: Int, seqLen: Int) throws -> Stage {
-        let s = try Stage(config: model, spec: .whole(model), rows: rows, seqLen: seqLen)
+    public func stage(rows: Int, seqLen: Int, precision: Precision = .fp32) throws -> Stage {
+        let s = try Stage(config: model, spec: .whole(model), rows: rows, seqLen: seqLen, precision: precision)
         try s.importTensors(params: params)
         return s
     }
 
     /// A generator over this model (KV cache, legal ids only).
-    public func generator() throws -> Generator {
-        try Generator(stage: try stage(rows: 1, seqLen: 1), layout: layout, activeVisual: activeVisual)
+    public func generator(precision: Precision = .fp32) throws -> Generator {
+        try Generator(stage: try stage(rows: 1, seqLen: 1, precision: precision), layout: layout, activeVisual: activeVisual)
     }
 
     /// The training masks of the checkpoint's vocabulary state (nil tables when every id is active):

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import UGenKernels
 import UGenTraining
 
 @main
@@ -25,9 +26,12 @@ struct GradCheckCommand: ParsableCommand {
     @Argument(help: "An HDF5 file with /config, /params, /batch and /expected/{plain,masked}.")
     var file: String
 
+    @Option(help: "Matrix products in fp32, or bf16 operands with fp32 sums (tolerances follow the precision).")
+    var precision: Precision = .fp32
+
     func run() throws {
         let rows: [GradCheck.Row]
-        do { rows = try GradCheck.run(path: file) } catch { fail("\(error)") }
+        do { rows = try GradCheck.run(path: file, precision: precision) } catch { fail("\(error)") }
         print("case    quantity                                            rel.error   tolerance  ok")
         for r in rows {
             let q = r.quantity.padding(toLength: 50, withPad: " ", startingAt: 0)
@@ -38,3 +42,5 @@ struct GradCheckCommand: ParsableCommand {
         if !failed.isEmpty { throw ExitCode(1) }
     }
 }
+
+extension Precision: ExpressibleByArgument {}
