@@ -63,6 +63,9 @@ final class DocumentedFormatsTests: XCTestCase {
         // 4 layers: 9·4 + 3 = 39 tensors, each as parameter, m and v, and the activation order.
         XCTAssertTrue(output.hasPrefix("ok:") && output.contains("118 checkpoint checksums verified"), output)
         XCTAssertTrue(output.contains(try Tokenizers(path: f.tokenizer).hash), output)
+        let val = (f.dataset as NSString).deletingLastPathComponent + "/val.h5"
+        let (valStatus, valOutput) = try readFromDocs(val, f.tokenizer, f.checkpoint)
+        XCTAssertEqual(valStatus, 0, "val.h5: \(valOutput)")
     }
 
     func testTheDocumentedReaderNamesAFlippedByteInATensor() throws {
