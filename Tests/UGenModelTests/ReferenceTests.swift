@@ -11,6 +11,9 @@ import UGenStore
 final class ReferenceTests: XCTestCase {
     func testGradCheckMatchesPyTorchFixtureA() throws { try checkGradients(referenceFixtures[0]) }
     func testGradCheckMatchesPyTorchFixtureB() throws { try checkGradients(referenceFixtures[1]) }
+    /// bf16 products (train.precision bf16) against the same float64 reference, at GradCheck's bf16 tolerances.
+    func testGradCheckBF16MatchesPyTorchFixtureA() throws { try checkGradients(referenceFixtures[0], precision: .bf16) }
+    func testGradCheckBF16MatchesPyTorchFixtureB() throws { try checkGradients(referenceFixtures[1], precision: .bf16) }
     func testGradCheckDetectsAWrongModelA() throws { try checkDetection(referenceFixtures[0], other: referenceFixtures[1]) }
     func testGradCheckDetectsAWrongModelB() throws { try checkDetection(referenceFixtures[1], other: referenceFixtures[0]) }
     func testAdamWMatchesPyTorchTwoStepsA() throws { try checkAdamW(referenceFixtures[0]) }
@@ -45,14 +48,14 @@ final class ReferenceTests: XCTestCase {
 
     private func config(_ path: String) throws -> ModelConfig { try GradCheck.readConfig(try H5File.open(path)) }
 
-    private func checkGradients(_ path: String) throws {
+    private func checkGradients(_ path: String, precision: Precision = .fp32) throws {
         let c = try config(path)
-        let rows = try GradCheck.run(path: path)
+        let rows = try GradCheck.run(path: path, precision: precision)
         let perCase = 2 + c.parameterShapes.count
         XCTAssertEqual(rows.filter { $0.quantity == "loss" }.count, 2, "both the plain and the masked case ran")
         XCTAssertEqual(rows.count, 2 * perCase, "loss, logits and \(perCase - 2) gradients per case")
         for r in rows {
-            XCTAssertTrue(r.passed, "\(path): \(r.caseName) \(r.quantity): relative error \(r.relativeError) > \(r.tolerance)")
+            XCTAssertTrue(r.passed, "\(path) \(precision): \(r.caseName) \(r.quantity): relative error \(r.relativeError) > \(r.tolerance)")
         }
     }
 
