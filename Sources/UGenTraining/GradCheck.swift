@@ -3,9 +3,10 @@ import UGenKernels
 import UGenModel
 import UGenStore
 
-/// Compares this implementation with reference tensors laid out like `shared/fixtures/tiny-llama.h5`
-/// (any configuration): forward loss and logits, and every parameter gradient, for the plain case and
-/// the case with `/batch/inactive_ids` removed from the softmax.
+/// Compares this implementation with reference tensors laid out like `Tests/fixtures/tiny-llama-a.h5`
+/// (any configuration; `Tests/python/make_fixture.py` makes them and documents the layout): forward loss
+/// and logits, and every parameter gradient, for the plain case and the case with `/batch/inactive_ids`
+/// removed from the softmax.
 public struct GradCheck {
     public struct Row: Sendable {
         public let caseName: String

@@ -21,7 +21,7 @@ func fail(_ message: String, code: Int32 = 1) -> Never {
 struct GradCheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gradcheck",
-        abstract: "Compare loss, logits and every gradient with a reference file laid out like shared/fixtures/tiny-llama.h5.")
+        abstract: "Compare loss, logits and every gradient with a PyTorch reference file such as Tests/fixtures/tiny-llama-a.h5.")
 
     @Argument(help: "An HDF5 file with /config, /params, /batch and /expected/{plain,masked}.")
     var file: String
