@@ -165,7 +165,7 @@ public struct DashboardState: Sendable {
 }
 
 /// Reads `group.key: value` pairs from a config.yaml by a line scan: enough for the flat two-level layout
-/// of run configs (SPEC section 8), without a YAML dependency in a module that only reads files.
+/// of run configs (Documentation/formats.md), without a YAML dependency in a module that only reads files.
 public func scanConfig(_ text: String) -> [DashboardState.ConfigEntry] {
     var group = "", entries: [DashboardState.ConfigEntry] = []
     for raw in text.split(separator: "\n", omittingEmptySubsequences: true) {
