@@ -15,16 +15,6 @@ public enum BF16 {
     @inline(__always)
     public static func float(_ h: UInt16) -> Float { Float(bitPattern: UInt32(h) << 16) }
 
-    typealias Lanes = SIMD16<UInt32>
-
-    /// `round` sixteen lanes at a time (one AVX-512 register where the build has it).
-    @inline(__always)
-    static func round(_ b: Lanes) -> SIMD16<UInt16> {
-        var r = (b &+ 0x7FFF &+ ((b &>> 16) & 1)) &>> 16
-        r.replace(with: (b &>> 16) | 0x0040, where: (b & 0x7FFF_FFFF) .> 0x7F80_0000)
-        return SIMD16<UInt16>(truncatingIfNeeded: r)
-    }
-
     /// Converts `rows` rows of `cols` floats (row stride `ld`) into a dense [rows, cols] bf16 array.
     public static func convert(_ src: UnsafePointer<Float>, ld: Int, rows: Int, cols: Int, into dst: UnsafeMutablePointer<UInt16>) {
         Parallel.rows(rows) { range in
@@ -32,15 +22,16 @@ public enum BF16 {
         }
     }
 
+    /// `round` without a branch, so the compiler turns the loop over a row into vector code (AVX-512 or
+    /// AVX2: shifts, adds, a compare and a blend per lane; the same IEEE-free integer arithmetic either way).
     @inline(__always)
     static func convertRow(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<UInt16>, _ n: Int) {
-        let raw = UnsafeRawPointer(s), out = UnsafeMutableRawPointer(d)
-        var i = 0
-        while i + 16 <= n {
-            out.storeBytes(of: round(raw.loadUnaligned(fromByteOffset: 4 * i, as: Lanes.self)), toByteOffset: 2 * i,
-                           as: SIMD16<UInt16>.self)
-            i += 16
+        let bits = UnsafeRawPointer(s).assumingMemoryBound(to: UInt32.self)
+        for i in 0..<n {
+            let b = bits[i]
+            let rounded = (b &+ 0x7FFF &+ ((b &>> 16) & 1)) &>> 16
+            let nan = (b &>> 16) | 0x0040
+            d[i] = UInt16(truncatingIfNeeded: (b & 0x7FFF_FFFF) > 0x7F80_0000 ? nan : rounded)
         }
-        while i < n { d[i] = round(s[i]); i += 1 }
     }
 }
