@@ -4,15 +4,21 @@
 import Foundation
 import PackageDescription
 
-/// The kernels work in 8-float lanes (SIMD8). x86-64's baseline ISA holds those in two SSE registers;
-/// where the building machine has AVX2, one register does it (softmax, SwiGLU and the norms ~2× faster).
-/// Lane arithmetic is the same IEEE operations either way (no FMA contraction), so results are the same
-/// bits. Checked on the building machine's CPU: set UGEN_PORTABLE=1 to build binaries for another one.
+/// The kernels' element-wise loops work in 16-float lanes (SIMD16). x86-64's baseline ISA holds those in
+/// four SSE registers; where the building machine has AVX-512 (F, CD, BW, DQ, VL: `skylake-avx512`, which
+/// every AVX-512 CPU has), one register does it; with AVX2, two. Lane arithmetic is the same IEEE
+/// operations every way (no FMA contraction; sums keep their lane order whatever the width), so results are
+/// the same bits. Checked on the building machine's CPU: set UGEN_PORTABLE=1 to build binaries for another
+/// one.
 let vectorISA: [SwiftSetting] = {
     guard ProcessInfo.processInfo.environment["UGEN_PORTABLE"] == nil,
-          let cpu = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-          cpu.contains(" avx2"), cpu.contains(" fma") else { return [] }
-    return [.unsafeFlags(["-target-cpu", "haswell"])]
+          let cpu = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return [] }
+    let flags = Set((cpu.split(separator: "\n").first { $0.hasPrefix("flags") } ?? "").split(separator: " ").map(String.init))
+    if flags.isSuperset(of: ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"]) {
+        return [.unsafeFlags(["-target-cpu", "skylake-avx512"])]
+    }
+    if flags.isSuperset(of: ["avx2", "fma"]) { return [.unsafeFlags(["-target-cpu", "haswell"])] }
+    return []
 }()
 
 let package = Package(
