@@ -188,7 +188,7 @@ public final class Worker {
         heartbeat.workerId = a.workerId
         heartbeat.place = (a.stage, a.replica)
         let rows = config.batchRows / (config.replicas * config.microBatches)
-        stage = try Stage(config: a.model, spec: a.spec, rows: rows, seqLen: config.seqLen)
+        stage = try Stage(config: a.model, spec: a.spec, rows: rows, seqLen: config.seqLen, precision: config.precision)
         optimizer = AdamWState(parameters: stage.parameters)
         if a.withTensors {
             var params: [NamedTensor] = [], m: [NamedTensor] = [], v: [NamedTensor] = []
@@ -450,7 +450,7 @@ public final class Worker {
 
     private func apply(_ msg: WireMessage) throws {
         let a = try msg.decode(Apply.self)
-        optimizer.update(stage.parameters, lr: a.lr, hyper: config.adam, clipScale: a.clipScale)
+        stage.update(with: optimizer, lr: a.lr, hyper: config.adam, clipScale: a.clipScale)
     }
 
     private func save(_ msg: WireMessage) throws {
