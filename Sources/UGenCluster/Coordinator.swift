@@ -143,6 +143,9 @@ public final class Coordinator {
         }
         try socket.set(ZMQ_MAXMSGSIZE, int64: maxFrameBytes)
         try socket.set(ZMQ_ROUTER_MANDATORY, 1)
+        // A worker whose queue stays full (it stopped reading its control socket) fails the send after 2 s
+        // (it is then lost) instead of blocking the coordinator for ever; replies to peers are never waited for.
+        try socket.set(ZMQ_SNDTIMEO, 2000)
         // Handshakes that fail before ZAP is asked (plain text or garbage at a CURVE server) are logged too.
         monitor = try socket.monitor(events: ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
         endpoint = try socket.bind(options.bind)
@@ -430,7 +433,7 @@ public final class Coordinator {
             // The fault is this worker's: a strike against its key; from the second one it is quarantined.
             strike(m.principal, name: m.name, reason: lost.reason)
             // If it is still alive (a hung step, a stalled link) it is told so, and joins again afresh.
-            try? socket.send([m.identity] + WireMessage(.reset, Reset(reason: "declared lost: \(lost.reason)", rejoin: true)).frames)
+            socket.sendNow([m.identity] + WireMessage(.reset, Reset(reason: "declared lost: \(lost.reason)", rejoin: true)).frames)
             identities[m.identity] = nil
             members[lost.workerId] = nil
             heartbeatIdentity[lost.workerId] = nil
@@ -570,7 +573,7 @@ public final class Coordinator {
         probeAnswers = [:]
         for id in layout {
             guard let hb = heartbeatIdentity[id] else { continue }
-            try? socket.send([hb] + WireMessage(.heartbeat, Heartbeat(workerId: id, coordinator: instance, probe: true)).frames)
+            socket.sendNow([hb] + WireMessage(.heartbeat, Heartbeat(workerId: id, coordinator: instance, probe: true)).frames)
         }
         let asked = Date()
         while Date().timeIntervalSince(asked) < 2 && probeAnswers.count < layout.count { _ = try? pump(timeoutMs: 50) }
@@ -682,7 +685,7 @@ public final class Coordinator {
                     heartbeatIdentity[hb.workerId] = identity
                     if hb.answer == true { probeAnswers[hb.workerId] = .some(hb.wait) }
                 }
-                try? socket.send([identity] + WireMessage(.heartbeat, Heartbeat(workerId: -1, coordinator: instance)).frames)
+                socket.sendNow([identity] + WireMessage(.heartbeat, Heartbeat(workerId: -1, coordinator: instance)).frames)  // never blocks on a peer that does not read
                 continue
             }
             if msg.kind == .hello {
@@ -719,7 +722,7 @@ public final class Coordinator {
         guard answer else { return }
         let msg = rejoin ? WireMessage(.reset, Reset(reason: reason, rejoin: true))
                          : WireMessage(.reject, Reject(reason: reason, retryAfter: retryAfter))
-        try? socket.send([identity] + msg.frames)
+        socket.sendNow([identity] + msg.frames)
     }
 
     /// Logs a refusal (of `what`: a message or a connection) unless its peer has had its share this window.
@@ -753,7 +756,7 @@ public final class Coordinator {
             let reason = "no heartbeat for \(config.lostAfterSeconds) s"
             log.warning("worker \(m.name) on \(m.host) expired: \(reason)")
             runLog.event("expired", [("worker", .string(m.name)), ("host", .string(m.host)), ("reason", .string(reason))])
-            try? socket.send([m.identity] + WireMessage(.reset, Reset(reason: "expired: \(reason)", rejoin: true)).frames)
+            socket.sendNow([m.identity] + WireMessage(.reset, Reset(reason: "expired: \(reason)", rejoin: true)).frames)
             identities[m.identity] = nil
             members[id] = nil
             status[id] = nil

@@ -85,6 +85,21 @@ public final class ZMQSocket {
         for (i, d) in parts.enumerated() { try d.withUnsafeBytes { try sendPart($0, more: i < parts.count - 1) } }
     }
 
+    /// Sends a multipart message only if it can be queued at once (ZMQ_DONTWAIT): a reply to a peer that
+    /// does not read its messages is dropped instead of blocking the sender. Whether it was queued.
+    @discardableResult
+    public func sendNow(_ parts: [Data]) -> Bool {
+        for (i, d) in parts.enumerated() {
+            let flags = ZMQ_DONTWAIT | (i < parts.count - 1 ? ZMQ_SNDMORE : 0)
+            let ok = d.withUnsafeBytes { p in
+                while zmq_send(handle, p.baseAddress, p.count, flags) < 0 { if zmq_errno() != EINTR { return false } }
+                return true
+            }
+            if !ok { return false }  // only the first part can fail: a multipart message is queued whole
+        }
+        return true
+    }
+
     /// One part of a multipart message (`more`: parts follow); ZeroMQ copies it before this returns.
     public func sendPart(_ p: UnsafeRawBufferPointer, more: Bool) throws {
         while zmq_send(handle, p.baseAddress, p.count, more ? ZMQ_SNDMORE : 0) < 0 {
