@@ -73,8 +73,8 @@ public final class Coordinator {
         var hello: Hello
         var lastSeen: Date
         /// The name and host as they may be printed (validated at hello; escaped all the same).
-        var name: String { PeerText.escape(hello.name, limit: 64) }
-        var host: String { PeerText.escape(hello.host, limit: 64) }
+        var name: String { PeerText.escape(hello.name, limit: 256) }
+        var host: String { PeerText.escape(hello.host, limit: 256) }
         /// Whom its faults count against: its CURVE key, or its name in plain text.
         var principal: String { hello.publicKey ?? "name \(hello.name)" }
     }

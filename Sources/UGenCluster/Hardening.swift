@@ -34,7 +34,7 @@ public enum PeerText {
 
 /// The limits a `hello` is checked against (Documentation/protocol.md, "Limits").
 public enum HelloLimits {
-    public static let nameLength = 1...64
+    public static let nameLength = 1...128  // room for the default HOST-PID
     /// Letters, digits and `. _ - @ : +` (a host name, a pid, a label).
     public static let nameCharacters = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@:+".unicodeScalars)
     public static let hostLength = 1...253
@@ -48,7 +48,7 @@ public enum HelloLimits {
     public static func violation(_ hello: Hello) -> String? {
         let who = PeerText.escape(hello.name, limit: 64)
         if !nameLength.contains(hello.name.unicodeScalars.count) || !hello.name.unicodeScalars.allSatisfy(nameCharacters.contains) {
-            return "hello: worker name '\(who)' is not 1-64 letters, digits or . _ - @ : +"
+            return "hello: worker name '\(who)' is not 1-128 letters, digits or . _ - @ : +"
         }
         if !hostLength.contains(hello.host.unicodeScalars.count) || !hello.host.unicodeScalars.allSatisfy(hostCharacters.contains) {
             return "hello from \(who): host '\(PeerText.escape(hello.host, limit: 64))' is not a host name or address"

@@ -202,7 +202,7 @@ final class HardeningTests: XCTestCase {
             XCTAssertTrue(try exchange(data: data)?.reason.contains("data endpoint") ?? false, "endpoint '\(data)'")
         }
         for name in ["", String(repeating: "n", count: 100_000), "a b", "x/y"] {
-            XCTAssertTrue(try exchange(name: name)?.reason.contains("is not 1-64 letters") ?? false, "name of \(name.count) characters")
+            XCTAssertTrue(try exchange(name: name)?.reason.contains("is not 1-128 letters") ?? false, "name of \(name.count) characters")
         }
         XCTAssertTrue(try exchange(host: "")?.reason.contains("host") ?? false)
         XCTAssertEqual(try events(tmp + "/run").filter { $0["kind"] as? String == "join" }.count, 0)
