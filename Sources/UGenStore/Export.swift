@@ -47,57 +47,67 @@ public enum SafetensorsExport {
 }
 
 /// A human summary of an HDF5 file this product writes (checkpoint, dataset or tokenizer), or of any
-/// HDF5 file (its tree). Checkpoint tensors are verified against their checksums.
+/// HDF5 file (its tree). A checkpoint goes through `CheckpointVerifier`, the rules every loader applies:
+/// the summary shows the shapes and types as stored, and every finding.
 public enum Inspector {
-    public static func summary(path: String) throws -> String {
-        let f = try H5File.open(path)
-        let format = (try? f.stringAttribute("format")) ?? "(none)"
-        var out = "\(path)\nformat: \(format)"
-        if f.hasAttribute("version") { out += ", version \(try f.intAttribute("version"))" }
-        out += "\n"
-        if format == CheckpointFile.format { out += try checkpointSummary(f) } else { out += try treeSummary(f) }
-        return out
+    public struct Inspection {
+        public var text: String
+        /// One line each, naming the file, the object and what is wrong; the first is what loading refuses with.
+        public var findings: [String]
     }
 
-    static func checkpointSummary(_ f: H5File) throws -> String {
-        let m = try CheckpointFile.readModelConfig(f)
-        var out = "model: vocab \(m.vocabSize), d_model \(m.dModel), layers \(m.nLayers), heads \(m.nHeads)/\(m.nKVHeads) kv, "
+    /// Summarises `spec`: a file, a `latest` pointer or a run folder (as `CheckpointFile.locate`).
+    public static func inspect(_ spec: String) throws -> Inspection {
+        let (path, pointer) = try CheckpointFile.locate(spec)
+        guard let f = try? H5File.open(path) else {  // empty, truncated, not HDF5: the verifier's words
+            return Inspection(text: "", findings: findings(CheckpointVerifier.verify(path), pointer: pointer))
+        }
+        let format = (try? f.stringAttribute("format")) ?? "(none)"
+        if format != CheckpointFile.format && !f.exists("/params") && !f.exists("/optimizer") {  // a dataset, a tokenizer, …
+            var out = "\(path)\nformat: \(format)"
+            if f.hasAttribute("version") { out += ", version \(try f.intAttribute("version"))" }
+            return Inspection(text: out + "\n" + (try treeSummary(f)), findings: [])
+        }
+        let report = CheckpointVerifier.verify(path)
+        return Inspection(text: checkpointSummary(f, report), findings: findings(report, pointer: pointer))
+    }
+
+    static func findings(_ r: CheckpointReport, pointer: String?) -> [String] {
+        guard let first = r.findings.first else { return [] }
+        return [CheckpointFile.refusal(first, pointer: pointer, path: r.path).description] + r.findings.dropFirst()
+    }
+
+    /// The summary text alone (findings appended as lines), for callers that only print.
+    public static func summary(path: String) throws -> String {
+        let i = try inspect(path)
+        return i.text + i.findings.map { "FINDING: \($0)\n" }.joined()
+    }
+
+    static func checkpointSummary(_ f: H5File, _ r: CheckpointReport) -> String {
+        var out = "\(r.path)\nformat: \(CheckpointFile.format), version \((try? f.intAttribute("version")).map(String.init) ?? "?")\n"
+        guard let m = r.model else { return out + "model: unreadable /config\n" }
+        out += "model: vocab \(m.vocabSize), d_model \(m.dModel), layers \(m.nLayers), heads \(m.nHeads)/\(m.nKVHeads) kv, "
         out += "ffn \(m.ffnHidden), rope θ \(m.ropeTheta), eps \(m.rmsEps), max_seq_len \(m.maxSeqLen)\n"
         out += "parameters: \(m.parameterCount.formatted())\n"
-        var layout: [String] = []
-        for k in try f.attributeNames(at: "/config") where !["vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads",
-                                                               "ffn_hidden", "max_seq_len", "rope_theta", "rms_eps"].contains(k) {
-            layout.append("\(k)=\(try f.intAttribute(k, at: "/config"))")
+        if !r.vocabLayout.isEmpty { out += "vocabulary: \(r.vocabLayout.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))\n" }
+        if let p = r.progress {
+            out += "training: step \(p.step), tokens seen \(p.tokensSeen), optimizer step \(r.optimizerStep)\n"
+            out += "vocabulary schedule: \(p.vocabKind), \(p.vocabActive) of \(r.vocabLayout["codebook"] ?? p.vocabOrder.count) visual ids active"
+            if !p.vocabOrder.isEmpty { out += "; activation order begins \(p.vocabOrder.prefix(8).map(String.init).joined(separator: ", "))…" }
+            out += "\n"
+            out += "data: seed \(p.dataSeed), state \(p.dataState)\n"
+            out += "data identity: tokenizer \(p.tokenizerHash.isEmpty ? "(not recorded)" : p.tokenizerHash), "
+            out += "dataset \(p.datasetHash.isEmpty ? "(not recorded)" : p.datasetHash)\n"
         }
-        if !layout.isEmpty { out += "vocabulary: \(layout.joined(separator: " "))\n" }
-        let step = try f.intAttribute("step", at: "/train")
-        out += "training: step \(step), tokens seen \(try f.intAttribute("tokens_seen", at: "/train")), "
-        out += "optimizer step \(try f.intAttribute("step", at: "/optimizer"))\n"
-        let kind = try f.stringAttribute("vocab_kind", at: "/train")
-        let active = try f.intAttribute("vocab_active", at: "/train")
-        let order: [Int32] = try f.read("/train/vocab_order")
-        out += "vocabulary schedule: \(kind), \(active) of \(order.count) visual ids active"
-        if !order.isEmpty { out += "; activation order begins \(order.prefix(8).map(String.init).joined(separator: ", "))…" }
-        out += "\n"
-        out += "data: seed \(try f.intAttribute("data_seed", at: "/train")), state \(try f.stringAttribute("data_state", at: "/train"))\n"
-        out += "\ntensor                                                   shape          checksum\n"
-        var bad = 0
-        for group in ["/params", "/optimizer/m", "/optimizer/v"] {
-            for (name, shape) in m.parameterShapes {
-                let path = "\(group)/\(name)"
-                var status = "ok"
-                do {
-                    let values: [Float] = try f.read(path)
-                    try CheckpointFile.verify(f, path, values)
-                } catch { status = "BAD: \(error)"; bad += 1 }
-                if group == "/params" || status != "ok" {
-                    out += path.padding(toLength: 56, withPad: " ", startingAt: 0) + " "
-                    out += "\(shape)".padding(toLength: 14, withPad: " ", startingAt: 0) + " \(status)\n"
-                }
-            }
+        out += "\ntensor (as stored)                                       shape          dtype    status\n"
+        for t in r.tensors where t.path.hasPrefix("/params/") || t.status != "ok" {
+            out += t.path.padding(toLength: 56, withPad: " ", startingAt: 0) + " "
+            out += (t.stored.map { "\($0)" } ?? "-").padding(toLength: 14, withPad: " ", startingAt: 0) + " "
+            out += t.dtype.padding(toLength: 8, withPad: " ", startingAt: 0) + " \(t.status)\n"
         }
-        out += bad == 0 ? "all \(3 * m.parameterShapes.count) tensors (parameters and both moments) match their checksums\n"
-                        : "\(bad) tensors FAILED their checksum\n"
+        let bad = r.tensors.filter { $0.status != "ok" }.count
+        out += r.isValid ? "all \(r.tensors.count) tensors (parameters and both moments) as the config implies, checksums match, values finite; /train verified\n"
+                         : "\(r.findings.count) finding\(r.findings.count == 1 ? "" : "s") (\(bad) tensor\(bad == 1 ? "" : "s")): the checkpoint is refused\n"
         return out
     }
 

@@ -87,6 +87,13 @@ public final class H5File {
         return prefix.isEmpty ? "/" : prefix
     }
 
+    /// Unlinks an object (the space is not reclaimed; tests use it to damage files, tools to rewrite one).
+    public func remove(_ objectPath: String) throws {
+        guard exists(objectPath), H5Ldelete(id, objectPath, ugen_h5p_default()) >= 0 else {
+            throw StoreError("\(path): cannot remove \(objectPath)")
+        }
+    }
+
     /// Names of the direct members of a group, in name order.
     public func members(of groupPath: String) throws -> [String] {
         guard groupPath == "/" || exists(groupPath) else { throw StoreError("\(path): missing group \(groupPath)") }
@@ -289,6 +296,28 @@ public final class H5File {
         }
         var out = [T](repeating: T(), count: n)
         guard H5Aread(a, T.h5Type, &out) >= 0 else { throw StoreError("\(path): cannot read attribute \(name) on \(objectPath)") }
+        return out
+    }
+
+    /// An attribute's value as bytes, whatever its type: a string's UTF-8, a number array's native bytes
+    /// (what attribute checksums are computed over).
+    public func attributeBytes(_ name: String, at objectPath: String = "/") throws -> [UInt8] {
+        let o = try openObject(objectPath)
+        defer { H5Oclose(o) }
+        guard H5Aexists(o, name) > 0 else { throw StoreError("\(path): missing attribute \(name) on \(objectPath)") }
+        let a = H5Aopen(o, name, ugen_h5p_default())
+        defer { H5Aclose(a) }
+        let t = H5Aget_type(a)
+        defer { H5Tclose(t) }
+        if H5Tget_class(t) == H5T_STRING { return Array(try stringAttribute(name, at: objectPath).utf8) }
+        let native = H5Tget_native_type(t, H5T_DIR_DEFAULT)
+        guard native >= 0 else { throw StoreError("\(path): cannot read attribute \(name) on \(objectPath)") }
+        defer { H5Tclose(native) }
+        let s = H5Aget_space(a)
+        defer { H5Sclose(s) }
+        let n = max(1, Int(H5Sget_simple_extent_npoints(s))) * H5Tget_size(native)
+        var out = [UInt8](repeating: 0, count: n)
+        guard H5Aread(a, native, &out) >= 0 else { throw StoreError("\(path): cannot read attribute \(name) on \(objectPath)") }
         return out
     }
 

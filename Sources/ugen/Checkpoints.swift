@@ -4,17 +4,24 @@ import UGenStore
 
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "inspect", abstract: "Summarise a checkpoint (config, step, tensors, checksums) or a dataset/tokenizer file.")
+        commandName: "inspect",
+        abstract: "Verify and summarise a checkpoint (stored shapes, checksums, schedule state) or a dataset/tokenizer file.",
+        discussion: """
+            A checkpoint goes through the same verifier as loading, resuming, export and generate. The summary goes \
+            to standard output; every finding goes to standard error as one line naming the file, the tensor or key, \
+            and what is wrong, and the exit status is 2. The first finding is exactly what resume refuses with.
+            """)
 
-    @Argument(help: "An HDF5 file written by UGen (checkpoint, dataset, tokenizer), or any HDF5 file.")
+    @Argument(help: "An HDF5 file written by UGen (checkpoint, dataset, tokenizer), RUN/checkpoints/latest, a run folder, or any HDF5 file.")
     var file: String
 
     func run() throws {
         do {
-            let text = try Inspector.summary(path: file)
-            print(text, terminator: "")
-            if text.contains("FAILED their checksum") { throw ExitCode(2) }
-        } catch let e as ExitCode { throw e } catch { fail("\(error)") }
+            let i = try Inspector.inspect(file)
+            print(i.text, terminator: "")
+            for f in i.findings { FileHandle.standardError.write(("error: " + f + "\n").data(using: .utf8)!) }
+            if !i.findings.isEmpty { throw ExitCode(2) }
+        } catch let e as ExitCode { throw e } catch { fail("\(error)", code: 2) }
     }
 }
 
@@ -27,7 +34,7 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let ck = try CheckpointFile.read(checkpoint)
+            let ck = try CheckpointFile.load(checkpoint).checkpoint
             try SafetensorsExport.write(ck, to: out)
             print("wrote \(out)/model.safetensors (\(ck.params.count) tensors, step \(ck.progress.step)) and \(out)/config.json")
         } catch { fail("\(error)") }

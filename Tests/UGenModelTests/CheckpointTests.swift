@@ -37,7 +37,7 @@ final class CheckpointTests: XCTestCase {
 
         let first = try Trainer(config: c, model: c.modelConfig(vocabSize: 256))
         var resumed = try (0..<10).map { first.train(try source.batch(step: $0, textOnly: true)).loss }
-        let path = try CheckpointFile.save(first.checkpoint(progress: progress(first, c), vocabLayout: ["codebook": 0]),
+        let path = try CheckpointFile.save(first.checkpoint(progress: progress(first, c), vocabLayout: ["codebook": 4]),
                                            runDirectory: dir, keep: 2)
         let loaded = try CheckpointFile.read(try CheckpointFile.resolve("latest", runDirectory: dir))
         XCTAssertEqual(loaded.progress, progress(first, c))
