@@ -193,6 +193,10 @@ public final class Coordinator {
                 return outcome
             } catch let lost as WorkerLost {
                 try recover(from: lost)
+            } catch let e as NonFiniteStep {
+                shutDown(slots.compactMap { $0 }, reason: "run stopped: \(e)")
+                local?.waitAll(seconds: 5)
+                throw ConfigError("\(e); \(options.runDirectory)/checkpoints/latest stays at \(lastCheckpointPath ?? "nothing (no checkpoint yet)")")
             } catch is StopBeforeStart {
                 log.info("stopped before training could start")
                 shutDown(Array(members.keys), reason: "coordinator stopped")
@@ -291,6 +295,7 @@ public final class Coordinator {
         let m = config.microBatches, R = config.replicas
         let rowsPer = config.batchRows / (R * m), n = rowsPer * config.seqLen, perReplica = m * n
         let codebook = data.schedule.codebook
+        var nonFinite = NonFiniteGuard(config)
         while step < config.steps {
             if coordinatorStopRequested != 0 || (options.stopAfter.map { step >= $0 } ?? false) {
                 try checkpoint()
@@ -320,7 +325,7 @@ public final class Coordinator {
             // Combine in the single process's order: losses by global micro-batch, norms by stage.
             var lossSum = 0.0
             var tasks = TaskLosses()
-            var squares: [Double] = []
+            var squares: [Double] = [], stageOfSquares: [Int] = []
             var timings: [LogValue] = []
             for (slot, id) in slots.enumerated() {
                 let msg = done[id!]!, stage = slot % stages, r = slot / stages
@@ -334,6 +339,7 @@ public final class Coordinator {
                     if r == 0 {
                         let count = model.parameterShapes(for: specs[stage]).count
                         squares += try msg.array(2, Double.self, count: count)
+                        stageOfSquares += Array(repeating: stage, count: count)
                     }
                     let who = members[id!]!.hello
                     timings.append(.object([("stage", .int(stage)), ("replica", .int(r)), ("worker", .string(who.name)),
@@ -347,6 +353,28 @@ public final class Coordinator {
             }
             let norm = globalNorm(squares)
             let lr = config.lrSchedule.lr(at: step)
+            if let what = NonFiniteGuard.problem(loss: lossSum / max(maskSum, 1), norm: norm) {
+                // Never applied: the workers drop the gradients at the next step (no `apply` is sent).
+                let stage = what == "loss" ? stages - 1 : stageOfSquares[squares.firstIndex { !$0.isFinite } ?? 0]
+                let who = members[slots[stage]!]?.hello
+                let producer = "pipeline stage \(stage + 1)/\(stages) (worker \(who?.name ?? "?") on \(who?.host ?? "?"))"
+                func event(_ action: String) {
+                    runLog.event("nonfinite", [("step", .int(step + 1)), ("quantity", .string(what)), ("stage", .int(stage)),
+                                               ("worker", .string(who?.name ?? "?")), ("action", .string(action)),
+                                               ("in_a_row", .int(nonFinite.inARow))])
+                }
+                do { _ = try nonFinite.check(step: step, loss: lossSum / max(maskSum, 1), norm: norm, stage: producer) } catch {
+                    event("stopped")
+                    throw error
+                }
+                event("skipped")
+                log.warning("step \(step + 1): non-finite \(what) from \(producer): step skipped (\(nonFinite.inARow) in a row)")
+                step += 1
+                phaseEvents(after: step - 1)
+                if config.checkpointEvery > 0 && step % config.checkpointEvery == 0 && step < config.steps { try checkpoint() }
+                continue
+            }
+            _ = try nonFinite.check(step: step, loss: lossSum / max(maskSum, 1), norm: norm, stage: "")
             broadcast(.apply, Apply(step: step, lr: lr, clipScale: AdamW.clipScale(globalNorm: norm, maxNorm: config.gradClip)))
             step += 1
             tokensSeen += Int(maskSum)
