@@ -6,8 +6,26 @@ import UGenModel
 ///
 /// safetensors: 8 bytes little-endian header length, a JSON header mapping each name to
 /// `{dtype, shape, data_offsets}`, then the tensors' raw little-endian bytes back to back.
+///
+/// The progressive vocabulary's state goes with it: `config.json` holds `ugen_vocab_schedule` (the
+/// active and inactive visual ids; see Documentation/checkpoints.md). With `suppressInactive`,
+/// `generation_config.json` lists the inactive ids as `suppress_tokens`, so `model.generate()` in
+/// transformers never emits them.
 public enum SafetensorsExport {
-    public static func write(_ ckpt: Checkpoint, to dir: String) throws {
+    /// The checkpoint's visual ids split by the schedule (nil when the layout names no visual range).
+    /// `vocab_order` holds ids (the cluster) or codes 0..<K (other writers); both are read.
+    public static func visualIds(_ ckpt: Checkpoint) -> (first: Int, active: [Int], inactive: [Int])? {
+        let l = ckpt.vocabLayout, p = ckpt.progress
+        guard let t = l["text_vocab"], let s = l["n_specials"], let k = l["codebook"], k > 0 else { return nil }
+        let first = t + s
+        let all = Array(first..<(first + k))
+        if p.vocabKind == "vanilla" || p.vocabActive >= k || p.vocabOrder.count != k { return (first, all, []) }
+        let order = p.vocabOrder.map { Int($0) < first ? Int($0) + first : Int($0) }
+        let active = Set(order.prefix(max(0, p.vocabActive)))
+        return (first, all.filter(active.contains), all.filter { !active.contains($0) })
+    }
+
+    public static func write(_ ckpt: Checkpoint, to dir: String, suppressInactive: Bool = false) throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let tensors = ckpt.params.sorted { $0.name < $1.name }
         var header: [String: Any] = ["__metadata__": ["format": "pt", "ugen_step": "\(ckpt.progress.step)"]]
@@ -26,6 +44,17 @@ public enum SafetensorsExport {
         for t in tensors { t.values.withUnsafeBytes { out.append(contentsOf: $0) } }  // x86-64 and arm64 are little-endian
         try out.write(to: URL(fileURLWithPath: dir + "/model.safetensors"), options: .atomic)
         try configJSON(ckpt).write(to: URL(fileURLWithPath: dir + "/config.json"), options: .atomic)
+        let generation = dir + "/generation_config.json"
+        if suppressInactive {
+            var g: [String: Any] = ["suppress_tokens": visualIds(ckpt)?.inactive ?? []]
+            for (k, id) in [("bos_token_id", "bos_id"), ("eos_token_id", "eos_id"), ("pad_token_id", "pad_id")] {
+                if let v = ckpt.vocabLayout[id] { g[k] = v }
+            }
+            try JSONSerialization.data(withJSONObject: g, options: [.sortedKeys, .prettyPrinted])
+                .write(to: URL(fileURLWithPath: generation), options: .atomic)
+        } else {
+            try? FileManager.default.removeItem(atPath: generation)  // a stale one from an earlier export would mislead
+        }
     }
 
     static func configJSON(_ ckpt: Checkpoint) throws -> Data {
@@ -42,6 +71,15 @@ public enum SafetensorsExport {
             if let v = ckpt.vocabLayout[id] { c[k] = v }
         }
         c["ugen_vocab_layout"] = ckpt.vocabLayout
+        if let v = visualIds(ckpt) {
+            var schedule: [String: Any] = [
+                "kind": ckpt.progress.vocabKind, "step": ckpt.progress.step, "codebook": v.active.count + v.inactive.count,
+                "first_visual_id": v.first, "active_count": v.active.count,
+                "active_visual_ids": v.active, "inactive_visual_ids": v.inactive,
+            ]
+            if let unk = ckpt.vocabLayout["unk_img_id"] { schedule["inactive_input_id"] = unk }
+            c["ugen_vocab_schedule"] = schedule
+        }
         return try JSONSerialization.data(withJSONObject: c, options: [.sortedKeys, .prettyPrinted])
     }
 }

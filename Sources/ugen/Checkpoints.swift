@@ -31,12 +31,19 @@ struct ExportCommand: ParsableCommand {
 
     @Option(help: "The checkpoint to export (RUN/checkpoints/step-….h5).") var checkpoint: String
     @Option(help: "Output folder.") var out: String
+    @Flag(help: "Write generation_config.json with the checkpoint's inactive visual ids as suppress_tokens, so transformers' generate() never emits them.")
+    var suppressInactive = false
 
     func run() throws {
         do {
             let ck = try CheckpointFile.load(checkpoint).checkpoint
-            try SafetensorsExport.write(ck, to: out)
-            print("wrote \(out)/model.safetensors (\(ck.params.count) tensors, step \(ck.progress.step)) and \(out)/config.json")
+            try SafetensorsExport.write(ck, to: out, suppressInactive: suppressInactive)
+            print("wrote \(out)/model.safetensors (\(ck.params.count) tensors, step \(ck.progress.step)) and \(out)/config.json"
+                + (suppressInactive ? " and \(out)/generation_config.json" : ""))
+            if let v = SafetensorsExport.visualIds(ck), !v.inactive.isEmpty {
+                print("vocabulary schedule: \(v.active.count) of \(v.active.count + v.inactive.count) visual ids active (config.json ugen_vocab_schedule)"
+                    + (suppressInactive ? "; the \(v.inactive.count) inactive ones are suppress_tokens" : "; --suppress-inactive keeps generate() from emitting the \(v.inactive.count) inactive ones"))
+            }
         } catch { fail("\(error)") }
     }
 }
