@@ -142,5 +142,6 @@ final class ExportTests: XCTestCase {
         let out = String(data: pipe.fileHandleForReading.readDataToEndOfFile(), encoding: .utf8) ?? ""
         XCTAssertEqual(p.terminationStatus, 0, "python check failed (needs `make deps` for h5py/safetensors): \(out)")
         XCTAssertTrue(out.contains("63 checksums verified, 21 tensors equal"), out)
+        XCTAssertTrue(out.contains("3 attribute checksums verified"), "/config, /optimizer, /train checked from Python: \(out)")
     }
 }
