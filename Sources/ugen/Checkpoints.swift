@@ -19,7 +19,10 @@ struct InspectCommand: ParsableCommand {
         do {
             let i = try Inspector.inspect(file)
             print(i.text, terminator: "")
-            for f in i.findings { FileHandle.standardError.write(("error: " + f + "\n").data(using: .utf8)!) }
+            for f in i.findings.prefix(20) { FileHandle.standardError.write(("error: " + f + "\n").data(using: .utf8)!) }
+            if i.findings.count > 20 {
+                FileHandle.standardError.write("error: \(file): \(i.findings.count - 20) more findings (the table above lists every tensor)\n".data(using: .utf8)!)
+            }
             if !i.findings.isEmpty { throw ExitCode(2) }
         } catch let e as ExitCode { throw e } catch { fail("\(error)", code: 2) }
     }

@@ -54,6 +54,27 @@ final class DataIdentityTests: XCTestCase {
         XCTAssertNoThrow(try Coordinator(o), "the override resumes")
     }
 
+    /// Same tokenizer, other examples (a checkpoint whose recorded dataset identity differs, its /train
+    /// checksum recomputed as a careful tool would): refused too, naming the dataset hashes.
+    func testResumeRefusesAnotherDatasetOfTheSameTokenizer() throws {
+        let tmp = try temporaryDirectory(self)
+        try clusterRun(try tinyConfig(["train.steps=6"]), run: tmp + "/run", stopAfter: 3)
+        let path = tmp + "/run/checkpoints/step-00000003.h5"
+        do {
+            let f = try H5File.open(path, writable: true)
+            try f.setAttribute("dataset_hash", "0123456789abcdef", at: "/train")
+            try f.setAttribute("checksum", [try CheckpointVerifier.attributeChecksum(f, "/train")], at: "/train")
+            try f.flush()
+        }
+        var o = Coordinator.Options(config: try tinyConfig(["train.steps=6"]), runDirectory: tmp + "/run")
+        o.resume = "latest"
+        XCTAssertThrowsError(try Coordinator(o)) { e in
+            let text = "\(e)"
+            XCTAssertTrue(text.hasPrefix(path + ": checkpoint was trained on dataset 0123456789abcdef") && text.contains("same tokenizer")
+                          && text.contains("--allow-data-change"), text)
+        }
+    }
+
     /// `ugen-coord start --allow-data-change` is the flag the message names.
     func testTheOverrideFlagExists() throws {
         let (status, out, _) = try runProcess(coordExecutable, ["start", "--help"])
