@@ -31,8 +31,8 @@ public struct CheckpointReport {
 /// generate`, `ugen eval`) and `ugen inspect` all go through it, so they agree on what a good file is.
 ///
 /// Rules (Documentation/checkpoints.md):
-/// - an HDF5 file, `format` = "ugen-checkpoint", `version` = 1; root members exactly config, optimizer,
-///   params, train;
+/// - an HDF5 file, `format` = "ugen-checkpoint", `version` = 1; every object header and attribute in it
+///   readable (HDF5 visits the whole tree); root members exactly config, optimizer, params, train;
 /// - `/config`: every model key present and numeric, the model valid, the vocabulary layout consistent
 ///   (text_vocab + n_specials + codebook = vocab_size), and equal to the `model.*` keys of the run config
 ///   stored in `/train` (when it has one);
@@ -68,6 +68,17 @@ public enum CheckpointVerifier {
             r.findings.append("\(path): checkpoint version \(v) is not supported (expected \(CheckpointFile.version))")
             return r
         }
+        // The whole object tree and every attribute on it, as HDF5's tools read them: damage to a header
+        // that no reader of known objects would open (a time stamp, a link) is still damage.
+        let everything: [String]
+        do { everything = try f.visitAll() } catch { r.findings.append("\(error)"); return r }
+        for object in everything {
+            guard let names = try? f.attributeNames(at: object) else { finding(object, "its attributes cannot be listed (a damaged object header)"); continue }
+            for a in names where (try? f.attributeBytes(a, at: object)) == nil || !f.attributeTypeIsPlain(a, at: object) {
+                finding(object, "attribute \(a) cannot be read as stored (a damaged object header)")
+            }
+        }
+        for object in everything where object.hasPrefix("/config/") { finding(object, "unexpected object (/config holds only attributes)") }
         let root: [String]
         do { root = try f.members(of: "/") } catch { r.findings.append("\(error)"); return r }
         for name in root where !["config", "optimizer", "params", "train"].contains(name) {
