@@ -9,6 +9,7 @@ var ugenExecutable: String { buildDirectory.appendingPathComponent("ugen").path 
 /// Every kind of damage to a real checkpoint (a cluster run stopped mid-schedule), each checked through
 /// `ugen inspect` (a process) and through resume (`Coordinator` with `resume`): both refuse, with the same
 /// one-line message naming the file and the tensor or key, and the failed start leaves an `error` event.
+/// `ugen export` and `ugen generate` refuse with the same line too.
 final class CheckpointDamageTests: XCTestCase {
     nonisolated(unsafe) static var good: (config: RunConfig, dir: String)?
 
@@ -203,6 +204,13 @@ final class CheckpointDamageTests: XCTestCase {
             do { _ = try Coordinator(o) } catch { resumeMessage = "\(error)" }
 
             XCTAssertEqual(inspectLine, "error: " + resumeMessage, "\(d.name): inspect and resume say the same")
+            // export and generate load through the same verifier: the same words.
+            let spec = d.throughLatest ? run + "/checkpoints/latest" : file
+            for args in [["export", "--checkpoint", spec, "--out", run + "/hf"], ["generate", "--checkpoint", spec, "--prompt", "a"]] {
+                let (s, _, e) = try runProcess(ugenExecutable, args)
+                XCTAssertNotEqual(s, 0, "\(d.name): \(args[0]) must fail")
+                XCTAssertEqual(e.split(separator: "\n").first.map(String.init), "error: " + resumeMessage, "\(d.name): \(args[0]) says the same")
+            }
             XCTAssertFalse(resumeMessage.contains("\n"), "\(d.name): one line")
             let named = d.throughLatest && d.name.hasPrefix("garbage") || d.name.contains("missing file") ? run + "/checkpoints/latest" : file
             XCTAssertTrue(resumeMessage.hasPrefix(named + ": "), "\(d.name): names the file first: \(resumeMessage)")
