@@ -196,7 +196,8 @@ public final class Coordinator {
             } catch let e as NonFiniteStep {
                 shutDown(slots.compactMap { $0 }, reason: "run stopped: \(e)")
                 local?.waitAll(seconds: 5)
-                throw ConfigError("\(e); \(options.runDirectory)/checkpoints/latest stays at \(lastCheckpointPath ?? "nothing (no checkpoint yet)")")
+                let latest = (try? CheckpointFile.resolve("latest", runDirectory: options.runDirectory)) ?? "nothing (no checkpoint yet)"
+                throw ConfigError("\(e); \(options.runDirectory)/checkpoints/latest stays at \(latest)")
             } catch is StopBeforeStart {
                 log.info("stopped before training could start")
                 shutDown(Array(members.keys), reason: "coordinator stopped")

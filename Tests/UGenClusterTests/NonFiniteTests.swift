@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import UGenCluster
+import UGenKernels
 import UGenModel
 import UGenStore
 import UGenTraining
@@ -95,5 +96,38 @@ final class NonFiniteTests: XCTestCase {
             XCTAssertTrue(trainer.stage.exportParameters().allSatisfy { $0.values.allSatisfy(\.isFinite) })
             XCTAssertEqual(e.stage, "the whole model (single process)")
         }
+    }
+
+    /// Skip is exact: a run that skips a non-finite step continues as a run that consumed the batch
+    /// without training on it (same losses, same final weights, to the bit). The NaN is injected by
+    /// making one weight infinite for that step only.
+    func testASkippedStepIsAsIfItsBatchWereNeverTrainedOn() throws {
+        let config = try tinyConfig(["train.steps=8", "train.on_nonfinite=skip"])
+        BLAS.setThreads(1)
+        defer { BLAS.setThreads(ProcessInfo.processInfo.activeProcessorCount) }
+        let dataA = try RunData.open(config), dataB = try RunData.open(config)
+        let a = try Trainer(config: config, model: config.modelConfig(vocabSize: dataA.vocabSize))
+        let b = try Trainer(config: config, model: config.modelConfig(vocabSize: dataB.vocabSize))
+        var g = NonFiniteGuard(config)
+        var lossesA: [Double] = [], lossesB: [Double] = []
+        for s in 0..<config.steps {
+            let vocab = StepVocab.at(step: s, schedule: dataA.schedule, vocabSize: dataA.vocabSize)
+            let batchA = try dataA.source.batch(step: s, textOnly: dataA.schedule.isTextOnly(step: s))
+            let batchB = try dataB.source.batch(step: s, textOnly: dataB.schedule.isTextOnly(step: s))
+            if s == 3 {
+                let w = a.stage.parameters[1].value.data, saved = w[0]
+                w[0] = .infinity
+                let r = try a.step(batchA, vocab: vocab, guard: &g)
+                w[0] = saved
+                XCTAssertNotNil(r.nonFinite)
+                b.step += 1  // the reference consumes the batch and trains on nothing
+                continue
+            }
+            lossesA.append(try a.step(batchA, vocab: vocab, guard: &g).loss)
+            lossesB.append(b.train(batchB, vocab: vocab).loss)
+        }
+        XCTAssertEqual(lossesA, lossesB)
+        XCTAssertEqual(a.stage.exportParameters(), b.stage.exportParameters())
+        XCTAssertEqual(a.optimizer.step, 7)
     }
 }
