@@ -184,16 +184,6 @@ public enum CheckpointFile {
         return report.checkpoint!
     }
 
-    public static func readModelConfig(_ f: H5File) throws -> ModelConfig {
-        func int(_ k: String) throws -> Int { try f.intAttribute(k, at: "/config") }
-        let c = ModelConfig(vocabSize: try int("vocab_size"), dModel: try int("d_model"), nLayers: try int("n_layers"),
-                            nHeads: try int("n_heads"), nKVHeads: try int("n_kv_heads"), ffnHidden: try int("ffn_hidden"),
-                            ropeTheta: try f.doubleAttribute("rope_theta", at: "/config"),
-                            rmsEps: try f.doubleAttribute("rms_eps", at: "/config"), maxSeqLen: try int("max_seq_len"))
-        do { try c.validate() } catch { throw StoreError("\(f.path): /config: \(error)") }
-        return c
-    }
-
     // MARK: The run's checkpoint folder
 
     /// Saves `ckpt` as RUN/checkpoints/step-XXXXXXXX.h5, points `latest` at it, and deletes all but the
