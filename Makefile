@@ -2,13 +2,13 @@
 # `make deps` installs what is missing (Debian packages via apt-get when run as root; Python checkers via pip).
 
 SWIFT      ?= swift
-APT_PKGS   := libzmq3-dev libhdf5-dev libopenblas-dev libpng-dev pkg-config fortunes
+APT_PKGS   := libzmq3-dev libhdf5-dev libopenblas-dev libdnnl-dev libpng-dev pkg-config fortunes
 PIP_PKGS   := h5py numpy safetensors
 BIN        := .build/debug
 RELEASE    := .build/release
 DEMO_RUN   ?= runs/demo
 
-.PHONY: deps build release data test-data bench-data demo test bench clean cluster-checks
+.PHONY: deps build release data test-data bench-data demo test bench clean cluster-checks fixtures
 
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -43,6 +43,14 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	$(MAKE) cluster-checks
+
+# Remakes the PyTorch reference fixtures Tests/fixtures/tiny-llama-{a,b}.h5 (a few seconds; byte-identical on
+# every run). PyTorch is needed only here, never by the tests, which read the committed files. The script checks
+# itself against HuggingFace LlamaForCausalLM and writes nothing if they disagree.
+FIXTURE_PIP := torch==2.13.0 transformers==5.24.0 h5py numpy
+fixtures:
+	@python3 -c "import torch, transformers, h5py, numpy" 2>/dev/null || python3 -m pip install -q $(FIXTURE_PIP)
+	python3 Tests/python/make_fixture.py Tests/fixtures
 
 # Real Slurm, several hosts (network namespaces), random worker kills, the web dashboard in headless Chromium:
 # root, installs slurm/munge/iproute2/chromium when missing; about a minute.

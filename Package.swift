@@ -4,15 +4,21 @@
 import Foundation
 import PackageDescription
 
-/// The kernels work in 8-float lanes (SIMD8). x86-64's baseline ISA holds those in two SSE registers;
-/// where the building machine has AVX2, one register does it (softmax, SwiGLU and the norms ~2× faster).
-/// Lane arithmetic is the same IEEE operations either way (no FMA contraction), so results are the same
-/// bits. Checked on the building machine's CPU: set UGEN_PORTABLE=1 to build binaries for another one.
+/// The kernels' element-wise loops work in 16-float lanes (SIMD16). x86-64's baseline ISA holds those in
+/// four SSE registers; where the building machine has AVX-512 (F, CD, BW, DQ, VL: `skylake-avx512`, which
+/// every AVX-512 CPU has), one register does it; with AVX2, two. Lane arithmetic is the same IEEE
+/// operations every way (no FMA contraction; sums keep their lane order whatever the width), so results are
+/// the same bits. Checked on the building machine's CPU: set UGEN_PORTABLE=1 to build binaries for another
+/// one.
 let vectorISA: [SwiftSetting] = {
     guard ProcessInfo.processInfo.environment["UGEN_PORTABLE"] == nil,
-          let cpu = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-          cpu.contains(" avx2"), cpu.contains(" fma") else { return [] }
-    return [.unsafeFlags(["-target-cpu", "haswell"])]
+          let cpu = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return [] }
+    let flags = Set((cpu.split(separator: "\n").first { $0.hasPrefix("flags") } ?? "").split(separator: " ").map(String.init))
+    if flags.isSuperset(of: ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"]) {
+        return [.unsafeFlags(["-target-cpu", "skylake-avx512"])]
+    }
+    if flags.isSuperset(of: ["avx2", "fma"]) { return [.unsafeFlags(["-target-cpu", "haswell"])] }
+    return []
 }()
 
 let package = Package(
@@ -29,17 +35,19 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
-        // System libraries (Debian: libopenblas-dev, libhdf5-dev, libzmq3-dev, libpng-dev).
+        // System libraries (Debian: libopenblas-dev, libhdf5-dev, libzmq3-dev, libpng-dev, libdnnl-dev).
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5-serial", providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // oneDNN 2.x (libdnnl-dev) ships no pkg-config file: a module map over <oneapi/dnnl/dnnl.h>.
+        .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
 
         // Float buffers, BLAS calls, every operation's forward and backward side by side, AdamW.
         // Swift 5 language mode here only: row-parallel loops hand raw pointers to worker threads by design
         // (each thread owns disjoint rows), which Swift 6's Sendable checking cannot express.
-        .target(name: "UGenKernels", dependencies: ["CBLAS"],
+        .target(name: "UGenKernels", dependencies: ["CBLAS", "CDNNL"],
                 swiftSettings: [.swiftLanguageMode(.v5), .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
                                 // Optimised in debug builds too: the vector loops (FastExp) run ~50× slower
                                 // unoptimised, and the test suite trains real models through them.

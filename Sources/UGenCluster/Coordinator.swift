@@ -171,8 +171,10 @@ public final class Coordinator {
         if let ckpt = restorePoint {
             try rewind(to: ckpt)
             log.info("resuming from \(lastCheckpointPath ?? "?") at step \(step)")
+            try notePrecisionChange(from: ckpt)
         } else {
-            runLog.event("start", [("steps", .int(config.steps)), ("stages", .int(config.stages)), ("replicas", .int(config.replicas))])
+            runLog.event("start", [("steps", .int(config.steps)), ("stages", .int(config.stages)), ("replicas", .int(config.replicas)),
+                                   ("precision", .string(config.precision.rawValue))])
         }
         if options.localWorkers > 0 {
             local = try LocalWorkers(count: options.localWorkers, executable: options.workerExecutable,
@@ -381,7 +383,7 @@ public final class Coordinator {
             tokensSeen += Int(maskSum)
             let seconds = Date().timeIntervalSince(t0)
             let loss = lossSum / max(maskSum, 1)
-            var fields: [(String, LogValue)] = [("step", .int(step)), ("loss", .double(loss))]
+            var fields: [(String, LogValue)] = [("step", .int(step)), ("loss", .double(loss)), ("precision", .string(config.precision.rawValue))]
             for (i, key) in ["loss_text", "loss_img2txt", "loss_txt2img"].enumerated() {
                 if let v = tasks.mean(i) { fields.append((key, .double(v))) }
             }
@@ -477,6 +479,16 @@ public final class Coordinator {
         broadcast(.reset, Reset(reason: "worker \(lost.workerId) lost"), to: Array(members.keys))
         try rewind(to: try lastCheckpointPath.map(CheckpointFile.read))
         log.info("continuing from step \(step) once \(stages * config.replicas) workers are present")
+    }
+
+    /// A checkpoint keeps fp32 master weights whatever the run's precision, so it resumes in either; when
+    /// the precision changes, an event says so (the losses from here on are not the other precision's).
+    private func notePrecisionChange(from ckpt: Checkpoint) throws {
+        let saved = try RunConfig.parse(yaml: ckpt.progress.configYAML, source: "\(lastCheckpointPath ?? "checkpoint") (config)").precision
+        guard saved != config.precision else { return }
+        runLog.event("precision", [("from", .string(saved.rawValue)), ("to", .string(config.precision.rawValue)),
+                                   ("step", .int(step)), ("checkpoint", .string(lastCheckpointPath ?? ""))])
+        log.info("checkpoint trained in \(saved.rawValue) resumes in \(config.precision.rawValue) (master weights are fp32 either way)")
     }
 
     /// Puts the run back where `ckpt` left it (nil: its start): step, tokens seen, the data stream, and

@@ -22,6 +22,8 @@ public enum PipelineBenchmark {
     public struct Options: Sendable {
         /// Folder with train.h5 (`make data`).
         public var dataDir = "data/tokenized"
+        /// train.precision of the pipeline runs.
+        public var precision = Precision.fp32
         public var microBatches = 8
         public var batchRows = 16
         /// Steps thrown away before timing (allocation, first touches), then steps timed.
@@ -196,14 +198,15 @@ public enum PipelineBenchmark {
 
     /// The run configuration of a setup's dimensions (the vocabulary from the dataset) and a layout.
     static func config(_ s: TrainingBenchmark.Setup, dataDir: String, batchRows: Int, stages: Int, schedule: String,
-                       microBatches: Int, steps: Int, checkpointEvery: Int = 0, keep: Int = 3) throws -> RunConfig {
+                       microBatches: Int, steps: Int, checkpointEvery: Int = 0, keep: Int = 3,
+                       precision: Precision = .fp32) throws -> RunConfig {
         let m = s.model
         return try RunConfig.parse(yaml: "", source: "bench", overrides: [
             "model.d_model=\(m.dModel)", "model.n_layers=\(m.nLayers)", "model.n_heads=\(m.nHeads)",
             "model.n_kv_heads=\(m.nKVHeads)", "model.ffn_hidden=\(m.ffnHidden)", "model.max_seq_len=\(m.maxSeqLen)",
             "data.dir=\(dataDir)", "data.seq_len=\(s.seqLen)", "data.batch_rows=\(batchRows)",
             "train.steps=\(steps)", "train.warmup_steps=1", "train.checkpoint_every=\(checkpointEvery)",
-            "train.keep_checkpoints=\(keep)", "train.log_every=1000000",
+            "train.keep_checkpoints=\(keep)", "train.log_every=1000000", "train.precision=\(precision.rawValue)",
             "cluster.stages=\(stages)", "cluster.schedule=\(schedule)", "cluster.micro_batches=\(microBatches)",
             "cluster.threads_per_worker=1",
             // A step of config M on one thread takes seconds; give heartbeats room on a busy 2-core machine.
@@ -249,9 +252,9 @@ public enum PipelineBenchmark {
         for round in 1...max(1, opt.rounds) {
             var roundRuns: [PipelineRun] = []
             for (name, p, schedule) in layouts {
-                progress("round \(round)/\(opt.rounds): config S, \(name), \(opt.microBatches) micro-batches, \(opt.warmupSteps) + \(opt.timedSteps) steps …")
+                progress("round \(round)/\(opt.rounds): config S \(opt.precision.rawValue), \(name), \(opt.microBatches) micro-batches, \(opt.warmupSteps) + \(opt.timedSteps) steps …")
                 let cfg = try config(s, dataDir: opt.dataDir, batchRows: opt.batchRows, stages: p, schedule: schedule,
-                                     microBatches: opt.microBatches, steps: opt.warmupSteps + opt.timedSteps)
+                                     microBatches: opt.microBatches, steps: opt.warmupSteps + opt.timedSteps, precision: opt.precision)
                 let dir = root + "/pipeline-\(p)-\(schedule)-round\(round)"
                 let model = try train(cfg, runDirectory: dir, workerExecutable: opt.workerExecutable)
                 roundRuns.append(try summarize(name: name, round: round, config: cfg, model: model, runDirectory: dir, warmup: opt.warmupSteps,

@@ -179,7 +179,7 @@ public final class Worker {
         schedule = PipelineSchedule(rawValue: config.schedule) ?? .oneFOneB
         heartbeat.workerId = a.workerId
         let rows = config.batchRows / (config.replicas * config.microBatches)
-        stage = try Stage(config: a.model, spec: a.spec, rows: rows, seqLen: config.seqLen)
+        stage = try Stage(config: a.model, spec: a.spec, rows: rows, seqLen: config.seqLen, precision: config.precision)
         optimizer = AdamWState(parameters: stage.parameters)
         if a.withTensors {
             var params: [NamedTensor] = [], m: [NamedTensor] = [], v: [NamedTensor] = []
@@ -430,7 +430,7 @@ public final class Worker {
 
     private func apply(_ msg: WireMessage) throws {
         let a = try msg.decode(Apply.self)
-        optimizer.update(stage.parameters, lr: a.lr, hyper: config.adam, clipScale: a.clipScale)
+        stage.update(with: optimizer, lr: a.lr, hyper: config.adam, clipScale: a.clipScale)
     }
 
     private func save(_ msg: WireMessage) throws {

@@ -131,7 +131,7 @@ public struct DashboardState: Sendable {
 
     /// config.yaml was read: keeps the keys worth showing, and K / planned steps when it has them.
     public mutating func applyConfig(_ entries: [ConfigEntry]) {
-        let shown = ["model.d_model", "model.n_layers", "train.steps", "vocab_schedule.kind",
+        let shown = ["model.d_model", "model.n_layers", "train.steps", "train.precision", "vocab_schedule.kind",
                      "vocab_schedule.text_only_steps", "cluster.stages", "cluster.replicas", "cluster.schedule"]
         status.config = shown.compactMap { k in entries.first { $0.key == k } }
         status.totalSteps = entries.first { $0.key == "train.steps" }.flatMap { Int($0.value) }
@@ -165,7 +165,7 @@ public struct DashboardState: Sendable {
 }
 
 /// Reads `group.key: value` pairs from a config.yaml by a line scan: enough for the flat two-level layout
-/// of run configs (SPEC section 8), without a YAML dependency in a module that only reads files.
+/// of run configs (Documentation/formats.md), without a YAML dependency in a module that only reads files.
 public func scanConfig(_ text: String) -> [DashboardState.ConfigEntry] {
     var group = "", entries: [DashboardState.ConfigEntry] = []
     for raw in text.split(separator: "\n", omittingEmptySubsequences: true) {

@@ -1,6 +1,6 @@
 import Foundation
 
-/// The loss keys of metrics.jsonl (SPEC section 8) and how the views name them. `loss` is the overall
+/// The loss keys of metrics.jsonl (Documentation/formats.md) and how the views name them. `loss` is the overall
 /// loss; each task key is absent on steps that had no example of that task.
 public let lossKeys: [(key: String, title: String)] = [
     ("loss", "all"), ("loss_text", "text"), ("loss_img2txt", "image→text"), ("loss_txt2img", "text→image"),
@@ -73,7 +73,7 @@ public struct RunEvent: Encodable, Sendable, Equatable {
 
     public static func parse(_ o: [String: Any]) -> Result<RunEvent, RecordError> {
         guard let kind = o["kind"] as? String else { return .failure(RecordError("no string \"kind\"")) }
-        // Details may sit at top level (SPEC) or inside a "details" object; both are flattened.
+        // Details may sit at top level (formats.md) or inside a "details" object; both are flattened.
         var rest = o.filter { $0.key != "time" && $0.key != "kind" && $0.key != "details" }
         if let nested = o["details"] as? [String: Any] { rest.merge(nested) { a, _ in a } }
         else if let d = o["details"] { rest["details"] = d }

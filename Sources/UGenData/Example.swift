@@ -1,4 +1,4 @@
-/// The three kinds of training example (SPEC §3); the raw value is the `/task` code in a dataset.
+/// The three kinds of training example (Documentation/model.md); the raw value is the `/task` code in a dataset.
 public enum ExampleTask: UInt8, Codable, CaseIterable, Sendable {
     case text = 0
     case imageToText = 1

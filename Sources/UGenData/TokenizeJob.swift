@@ -47,7 +47,7 @@ public struct TokenizeSummary: Sendable, CustomStringConvertible {
     }
 }
 
-/// Raw text and image–caption pairs → `tokenizer.h5`, `train.h5`, `val.h5` (SPEC §3, §5).
+/// Raw text and image–caption pairs → `tokenizer.h5`, `train.h5`, `val.h5` (Documentation/model.md, formats.md).
 ///
 /// The split is drawn first (seeded), and the tokenizers learn from the training split only. Outputs are
 /// written under temporary names and renamed at the end: a run that fails leaves no new file behind.

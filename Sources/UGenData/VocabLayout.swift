@@ -1,6 +1,6 @@
 import UGenStore
 
-/// The one id space text and images share (SPEC §3), in this order:
+/// The one id space text and images share (Documentation/model.md), in this order:
 ///
 ///     0 ..< T          text: 256 byte tokens, then BPE merges
 ///     T ..< T+S        specials: <pad> <bos> <eos> <boi> <eoi> <unk_img>

@@ -23,11 +23,11 @@ public enum AdamW {
         let bc2Sqrt = Float(bc2.squareRoot())
         let eps = Float(h.eps)
         let shrink = Float(1 - lr * (decay ? h.weightDecay : 0))
-        // Eight lanes at a time, then the rest one by one: the same IEEE operations per element either
+        // A vector at a time, then the rest one by one: the same IEEE operations per element either
         // way (no fused multiply-add), so the lanes change the speed, not a bit of the result.
-        typealias L = SIMD8<Float>
+        typealias L = FastExp.Lanes
         var i = 0
-        while i + 8 <= count {
+        while i + L.scalarCount <= count {
             func load(_ p: UnsafePointer<Float>) -> L { UnsafeRawPointer(p + i).loadUnaligned(as: L.self) }
             func store(_ v: L, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p + i).storeBytes(of: v, as: L.self) }
             let g = load(grad)
@@ -37,7 +37,7 @@ public enum AdamW {
             store(vi, v)
             let denom = vi.squareRoot() / L(repeating: bc2Sqrt) + L(repeating: eps)
             store(load(param) * L(repeating: shrink) - L(repeating: stepSize) * mi / denom, param)
-            i += 8
+            i += L.scalarCount
         }
         for i in i..<count {
             let g = grad[i]

@@ -1,10 +1,17 @@
 import CBLAS
 import Foundation
 
-/// The one door to matrix products: every one in the model goes through `cblas_sgemm`.
+/// How a product multiplies: fp32 operands (OpenBLAS `sgemm`), or bf16 operands with fp32 sums and output
+/// (oneDNN's matmul on the CPU's bf16 units). Everything else in a step stays fp32 either way.
+public enum Precision: String, Sendable, Codable, CaseIterable {
+    case fp32, bf16
+}
+
+/// The one door to matrix products: every one in the model goes through `gemm`, which runs it on
+/// `cblas_sgemm` (fp32) or oneDNN's bf16 matmul (bf16).
 ///
 /// With more than one thread, a large product is cut into row (or column) blocks of C, one per thread,
-/// each block one single-threaded `cblas_sgemm`. OpenBLAS's own threads stay off (its library count is
+/// each block one single-threaded `cblas_sgemm` (or oneDNN matmul). OpenBLAS's own threads stay off (its library count is
 /// kept at 1): between calls they spin for up to ~0.1 s, and on a 2-core machine a spinning BLAS
 /// thread takes half a core from the element-wise loops that run between the products. Each element
 /// of C still comes from one kernel call with the same inner (k) order, so a block's results do not
@@ -23,11 +30,19 @@ public enum BLAS {
 
     /// C[M,N] = alpha · op(A)[M,K] · op(B)[K,N] + beta · C, row-major with explicit leading dimensions
     /// (so a head's slice of a fused q/k/v row can be used in place).
+    ///
+    /// In bf16, A and B are rounded to bf16 (into this thread's scratch) unless `bBF16` already holds B's
+    /// bf16 copy, laid out like `b` with the same `ldb`: a weight's copy, made once per optimizer step.
     @inline(__always)
     public static func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
                             alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
-                            b: UnsafePointer<Float>, ldb: Int,
-                            beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+                            b: UnsafePointer<Float>, ldb: Int, bBF16: UnsafePointer<UInt16>? = nil,
+                            beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, precision: Precision = .fp32) {
+        if precision == .bf16 {
+            gemmBF16(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                     bBF16: bBF16, beta: beta, c: c, ldc: ldc)
+            return
+        }
         let w = Parallel.width
         if w > 1, !Parallel.inRegion, 2 * m * n * k >= splitFlops {
             // Cut the longer side of C into w blocks aligned to 16 (the kernels' register tile).
@@ -44,6 +59,55 @@ public enum BLAS {
             }
         } else {
             sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        }
+    }
+
+    /// The bf16 path of `gemm`: operands converted once in the calling thread, then the product cut into
+    /// blocks of C exactly as sgemm's is, each block one single-threaded oneDNN matmul.
+    static func gemmBF16(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                         b: UnsafePointer<Float>, ldb: Int, bBF16: UnsafePointer<UInt16>?,
+                         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        let state = OneDNN.thread
+        // Stored shapes: op(A) is [m, k], so A is stored [k, m] when transposed; likewise B.
+        let (aRows, aCols) = transA ? (k, m) : (m, k)
+        let aLow = state.a.reserve(aRows * aCols)
+        BF16.convert(a, ld: lda, rows: aRows, cols: aCols, into: aLow)
+        let bLow: UnsafePointer<UInt16>, bLd: Int
+        if let bBF16 {
+            (bLow, bLd) = (bBF16, ldb)
+        } else {
+            let (bRows, bCols) = transB ? (n, k) : (k, n)
+            let scratch = state.b.reserve(bRows * bCols)
+            BF16.convert(b, ld: ldb, rows: bRows, cols: bCols, into: scratch)
+            (bLow, bLd) = (UnsafePointer(scratch), bCols)
+        }
+        productBF16(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: aLow, lda: aCols, b: bLow, ldb: bLd,
+                    beta: beta, c: c, ldc: ldc)
+    }
+
+    /// A product of bf16 operands, cut over the threads like sgemm's.
+    static func productBF16(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a aLow: UnsafePointer<UInt16>,
+                            lda aLd: Int, b bLow: UnsafePointer<UInt16>, ldb bLd: Int, beta: Float,
+                            c: UnsafeMutablePointer<Float>, ldc: Int) {
+        func block(_ m: Int, _ n: Int, _ a: UnsafePointer<UInt16>, _ b: UnsafePointer<UInt16>, _ c: UnsafeMutablePointer<Float>) {
+            OneDNN.matmul(OneDNN.Shape(m: m, n: n, k: k, lda: aLd, ldb: bLd, ldc: ldc, transA: transA, transB: transB,
+                                       alpha: alpha, beta: beta), a: a, b: b, c: c)
+        }
+        let w = Parallel.width
+        if w > 1, !Parallel.inRegion, 2 * m * n * k >= splitFlops {
+            let alongRows = m >= n
+            let len = alongRows ? m : n
+            Parallel.region(w) { t in
+                let lo = (len * t / w) & ~15, hi = t == w - 1 ? len : (len * (t + 1) / w) & ~15
+                guard hi > lo else { return }
+                if alongRows {
+                    block(hi - lo, n, aLow + (transA ? lo : lo * aLd), bLow, c + lo * ldc)
+                } else {
+                    block(m, hi - lo, aLow, bLow + (transB ? lo * bLd : lo), c + lo)
+                }
+            }
+        } else {
+            block(m, n, aLow, bLow, c)
         }
     }
 
@@ -71,6 +135,29 @@ public enum BLAS {
         }
         let elapsed = Date().timeIntervalSince(start)
         return 2.0 * Double(n * n * n) * Double(reps) / elapsed / 1e9
+    }
+}
+
+extension BLAS {
+    /// Measures the bf16 product rate (GFLOP/s) of [m,k]·[k,n] on `threads` threads, operands already in
+    /// bf16 (the kernels' ceiling, as `measureSgemmGFLOPs` is sgemm's): the same blocks `gemm` runs.
+    public static func measureBF16GFLOPs(m: Int = 1024, n: Int = 1024, k: Int = 1024, threads: Int = 1,
+                                         seconds: Double = 1.0) -> Double {
+        let saved = Parallel.width
+        Parallel.width = max(1, threads)
+        defer { Parallel.width = saved }
+        let a = UnsafeMutablePointer<UInt16>.allocate(capacity: m * k), b = UnsafeMutablePointer<UInt16>.allocate(capacity: k * n)
+        let c = Tensor([m, n])
+        defer { a.deallocate(); b.deallocate() }
+        for i in 0..<(m * k) { a[i] = BF16.round(Float(i % 7) * 0.01) }
+        for i in 0..<(k * n) { b[i] = BF16.round(Float(i % 5) * 0.01) }
+        let run = { productBF16(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b, ldb: n, beta: 0,
+                                c: c.data, ldc: n) }
+        run()  // warm-up: the primitive is made here
+        var reps = 0
+        let start = Date()
+        while Date().timeIntervalSince(start) < seconds { run(); reps += 1 }
+        return 2.0 * Double(m * n * k) * Double(reps) / Date().timeIntervalSince(start) / 1e9
     }
 }
 

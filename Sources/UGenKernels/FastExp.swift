@@ -1,6 +1,7 @@
 import Foundation
 
-/// e^x eight lanes at a time: the softmaxes (over the vocabulary and over attention scores) and SwiGLU's
+/// e^x sixteen lanes at a time (one AVX-512 register where the build has it, two AVX2 or four SSE ones
+/// elsewhere: the same IEEE operations per element either way): the softmaxes (over the vocabulary and over attention scores) and SwiGLU's
 /// sigmoid take ~50 M exponentials per config-S step, which one scalar `expf` at a time spent ~12% of
 /// the step on. This is the Cephes `expf` (range reduction by ln 2 split in two, a degree-6 polynomial on
 /// [−ln2/2, ln2/2], 2ⁿ put in the exponent bits), within 2 ulp of the exact value (a test checks it
@@ -11,7 +12,7 @@ import Foundation
 /// precision anyway; −∞, the removed ids' logit, gives exactly 0) and +∞ above 88.37 (e^88.37 is within
 /// 10% of the largest float; softmaxes only ever take e^x for x ≤ 0).
 public enum FastExp {
-    public typealias Lanes = SIMD8<Float>
+    public typealias Lanes = SIMD16<Float>
 
     @inline(__always)
     public static func exp(_ x: Lanes) -> Lanes {
@@ -32,7 +33,7 @@ public enum FastExp {
         p = p * r + 5.0000001201e-1
         p = p * (r * r) + r + 1
         // 2ⁿ: n sits in t's low mantissa bits (t = 1.5·2²³ + n); move n + 127 into the exponent field.
-        let nBits = unsafeBitCast(t, to: SIMD8<Int32>.self) &- 0x4B40_0000
+        let nBits = unsafeBitCast(t, to: SIMD16<Int32>.self) &- 0x4B40_0000
         let scale = unsafeBitCast((nBits &+ 127) &<< 23, to: Lanes.self)
         var y = p * scale
         y.replace(with: 0, where: x .< low)
@@ -44,15 +45,15 @@ public enum FastExp {
     @inline(__always)
     public static func exp(_ x: Float) -> Float { exp(Lanes(repeating: x))[0] }
 
-    /// y[i] = f(x[i]) for i in 0..<count, eight at a time; the tail goes through a padded vector, so it gets
+    /// y[i] = f(x[i]) for i in 0..<count, a vector at a time; the tail goes through a padded vector, so it gets
     /// the same arithmetic. `y` may be `x`.
     @inline(__always)
     public static func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, _ f: (Lanes) -> Lanes) {
         var i = 0
-        while i + 8 <= count {
+        while i + Lanes.scalarCount <= count {
             let v = UnsafeRawPointer(x + i).loadUnaligned(as: Lanes.self)
             UnsafeMutableRawPointer(y + i).storeBytes(of: f(v), as: Lanes.self)
-            i += 8
+            i += Lanes.scalarCount
         }
         if i < count {
             var v = Lanes(repeating: 0)

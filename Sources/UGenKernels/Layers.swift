@@ -7,29 +7,38 @@ import Foundation
 // MARK: - Linear (no bias): out[N, outF] = x[N, inF] · Wᵀ, W is [outF, inF] as in HuggingFace
 
 public enum Linear {
+    /// In bf16, `wBF16` is W's bf16 copy (made once per optimizer step).
     public static func forward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
-                               n: Int, inF: Int, outF: Int) {
-        BLAS.gemm(transB: true, m: n, n: outF, k: inF, a: x, lda: inF, b: w, ldb: inF, c: out, ldc: outF)
+                               wBF16: UnsafePointer<UInt16>? = nil, n: Int, inF: Int, outF: Int, precision: Precision = .fp32) {
+        BLAS.gemm(transB: true, m: n, n: outF, k: inF, a: x, lda: inF, b: w, ldb: inF, bBF16: wBF16, c: out, ldc: outF,
+                  precision: precision)
     }
 
     /// dx (+)= dout · W (beta 1 when `accumulate`), dW += doutᵀ · x.
     public static func backward(dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>,
                                 dout: UnsafePointer<Float>, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
-                                n: Int, inF: Int, outF: Int, accumulate: Bool = false) {
-        if let dx { inputGradient(dx: dx, dout: dout, w: w, n: n, inF: inF, outF: outF, accumulate: accumulate) }
-        weightGradient(dw: dw, dout: dout, x: x, n: n, inF: inF, outF: outF)
+                                wBF16: UnsafePointer<UInt16>? = nil, n: Int, inF: Int, outF: Int, accumulate: Bool = false,
+                                precision: Precision = .fp32) {
+        if let dx {
+            inputGradient(dx: dx, dout: dout, w: w, wBF16: wBF16, n: n, inF: inF, outF: outF, accumulate: accumulate,
+                          precision: precision)
+        }
+        weightGradient(dw: dw, dout: dout, x: x, n: n, inF: inF, outF: outF, precision: precision)
     }
 
     /// dx (+)= dout · W: the half of backward the previous layer waits for.
     public static func inputGradient(dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, w: UnsafePointer<Float>,
-                                     n: Int, inF: Int, outF: Int, accumulate: Bool = false) {
-        BLAS.gemm(m: n, n: inF, k: outF, a: dout, lda: outF, b: w, ldb: inF, beta: accumulate ? 1 : 0, c: dx, ldc: inF)
+                                     wBF16: UnsafePointer<UInt16>? = nil, n: Int, inF: Int, outF: Int, accumulate: Bool = false,
+                                     precision: Precision = .fp32) {
+        BLAS.gemm(m: n, n: inF, k: outF, a: dout, lda: outF, b: w, ldb: inF, bBF16: wBF16, beta: accumulate ? 1 : 0, c: dx, ldc: inF,
+                  precision: precision)
     }
 
     /// dW += doutᵀ · x: the half nothing else waits for, which a pipeline schedule may run later.
     public static func weightGradient(dw: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, x: UnsafePointer<Float>,
-                                      n: Int, inF: Int, outF: Int) {
-        BLAS.gemm(transA: true, m: outF, n: inF, k: n, a: dout, lda: outF, b: x, ldb: inF, beta: 1, c: dw, ldc: inF)
+                                      n: Int, inF: Int, outF: Int, precision: Precision = .fp32) {
+        BLAS.gemm(transA: true, m: outF, n: inF, k: n, a: dout, lda: outF, b: x, ldb: inF, beta: 1, c: dw, ldc: inF,
+                  precision: precision)
     }
 }
 

@@ -9,6 +9,8 @@ public final class Tensor: @unchecked Sendable {
     public let data: UnsafeMutablePointer<Float>
     private let owner: Tensor?
     private let owns: Bool
+    /// The bf16 copy a bf16 run multiplies this weight with: made by `refreshBF16()`, nil until then.
+    public private(set) var bf16: UnsafeMutablePointer<UInt16>? = nil
 
     /// A new zero-filled tensor.
     public init(_ shape: [Int]) {
@@ -38,7 +40,16 @@ public final class Tensor: @unchecked Sendable {
         values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: count) }
     }
 
-    deinit { if owns { free(data) } }
+    deinit {
+        if owns { free(data) }
+        bf16?.deallocate()
+    }
+
+    /// Rounds the values into the bf16 copy (allocated on the first call): after the weights change.
+    public func refreshBF16() {
+        if bf16 == nil { bf16 = .allocate(capacity: max(count, 1)) }
+        BF16.convert(data, ld: count, rows: 1, cols: count, into: bf16!)
+    }
 
     public func zero() { data.update(repeating: 0, count: count) }
 

@@ -1,6 +1,6 @@
 import Foundation
 
-/// The model's hyperparameters (SPEC section 2). Names match the HDF5 `/config` attributes.
+/// The model's hyperparameters (Documentation/model.md). Names match the HDF5 `/config` attributes.
 public struct ModelConfig: Codable, Equatable, Sendable {
     public var vocabSize: Int
     public var dModel: Int

@@ -98,6 +98,10 @@ public final class Stage {
     public let spec: StageSpec
     public let rows: Int, seqLen: Int
     public var n: Int { rows * seqLen }
+    /// How the stage's matrix products multiply. In bf16 the weights keep their fp32 values (what the
+    /// optimizer updates and checkpoints hold) and a bf16 copy that the products read, made by
+    /// `refreshLowPrecisionWeights()` whenever the values change: once per optimizer step.
+    public let precision: Precision
 
     let embed: Parameter?
     let blocks: [BlockWeights]
@@ -114,13 +118,13 @@ public final class Stage {
     private let gradStorage: [Tensor]
     private var pool: [StageActivations] = []
 
-    public init(config c: ModelConfig, spec: StageSpec, rows: Int, seqLen: Int) throws {
+    public init(config c: ModelConfig, spec: StageSpec, rows: Int, seqLen: Int, precision: Precision = .fp32) throws {
         try c.validate()
         guard spec.firstBlock >= 0, spec.endBlock <= 2 * c.nLayers, spec.firstBlock <= spec.endBlock else {
             throw ModelError("stage blocks \(spec.firstBlock)..<\(spec.endBlock) outside a model of \(c.nLayers) layers")
         }
         guard seqLen <= c.maxSeqLen else { throw ModelError("sequence length \(seqLen) exceeds model.max_seq_len \(c.maxSeqLen)") }
-        config = c; self.spec = spec; self.rows = rows; self.seqLen = seqLen
+        config = c; self.spec = spec; self.rows = rows; self.seqLen = seqLen; self.precision = precision
         let d = c.dModel, V = c.vocabSize
         embed = spec.hasEmbedding ? Parameter(name: "model.embed_tokens.weight", value: Tensor([V, d]), grad: Tensor([V, d])) : nil
         blocks = spec.blocks.map { $0 % 2 == 0 ? .attention(AttentionWeights(c, layer: $0 / 2)) : .mlp(MLPWeights(c, layer: $0 / 2)) }
@@ -152,6 +156,28 @@ public final class Stage {
     /// Seeded initial weights (depend on seed and name only).
     public func initialize(seed: UInt64) {
         for p in parameters { Initializer.initialize(p, seed: seed, nLayers: config.nLayers) }
+        refreshLowPrecisionWeights()
+    }
+
+    /// The matrices the products read as weights (the fused ones once): what has a bf16 copy.
+    private var productWeights: [Tensor] {
+        blocks.flatMap { b -> [Tensor] in
+            switch b { case .attention(let w): [w.qkv, w.o.value]; case .mlp(let w): [w.gateUp, w.down.value] }
+        } + [head?.value].compactMap { $0 }
+    }
+
+    /// One AdamW update of this stage's parameters, then their bf16 copies (in bf16): the one place a
+    /// training step changes the weights.
+    public func update(with optimizer: AdamWState, lr: Double, hyper: AdamWHyper, clipScale: Float) {
+        optimizer.update(parameters, lr: lr, hyper: hyper, clipScale: clipScale)
+        refreshLowPrecisionWeights()
+    }
+
+    /// In bf16, rounds every weight matrix into its bf16 copy; call after the weights change (optimizer
+    /// step, checkpoint load). Nothing in fp32.
+    public func refreshLowPrecisionWeights() {
+        guard precision == .bf16 else { return }
+        for w in productWeights { w.refreshBF16() }
     }
 
     public func zeroGrads() { for g in gradStorage { g.zero() } }
@@ -207,7 +233,7 @@ public final class Stage {
             RMSNorm.forward(y: a.finalNorm!.data + t0 * d, rstd: a.finalRstd!.data + t0, x: a.output.data + t0 * d,
                             w: finalNorm.value.data, n: n, d: d, eps: Float(c.rmsEps))
             Linear.forward(out: a.logits!.data + t0 * c.vocabSize, x: a.finalNorm!.data + t0 * d, w: head.value.data,
-                           n: n, inF: d, outF: c.vocabSize)
+                           wBF16: head.value.bf16, n: n, inF: d, outF: c.vocabSize, precision: precision)
         }
     }
 
@@ -221,10 +247,10 @@ public final class Stage {
         let probs = s.probs.data + rows.lowerBound * c.nHeads * seqLen * seqLen
         let shape = AttentionShape(batch: rows.count, seqLen: seqLen, heads: c.nHeads, kvHeads: c.nKVHeads, headDim: c.headDim)
         RMSNorm.forward(y: norm, rstd: s.rstd.data + t0, x: x, w: w.norm.value.data, n: n, d: d, eps: Float(c.rmsEps))
-        Linear.forward(out: qkv, x: norm, w: w.qkv.data, n: n, inF: d, outF: C)
+        Linear.forward(out: qkv, x: norm, w: w.qkv.data, wBF16: w.qkv.bf16, n: n, inF: d, outF: C, precision: precision)
         RoPE.apply(qkv, rows: n, seqLen: seqLen, ld: C, col: 0, heads: c.nHeads + c.nKVHeads, table: rope)
-        Attention.forward(out: attn, probs: probs, qkv: qkv, shape: shape)
-        Linear.forward(out: out, x: attn, w: w.o.value.data, n: n, inF: A, outF: d)
+        Attention.forward(out: attn, probs: probs, qkv: qkv, shape: shape, precision: precision)
+        Linear.forward(out: out, x: attn, w: w.o.value.data, wBF16: w.o.value.bf16, n: n, inF: A, outF: d, precision: precision)
         addInPlace(out, x, count: n * d)
     }
 
@@ -235,9 +261,9 @@ public final class Stage {
         let c = config, d = c.dModel, f = c.ffnHidden, t0 = rows.lowerBound * seqLen, n = rows.count * seqLen
         let norm = s.norm.data + t0 * d, gateUp = s.gateUp.data + t0 * 2 * f, act = s.act.data + t0 * f
         RMSNorm.forward(y: norm, rstd: s.rstd.data + t0, x: x, w: w.norm.value.data, n: n, d: d, eps: Float(c.rmsEps))
-        Linear.forward(out: gateUp, x: norm, w: w.gateUp.data, n: n, inF: d, outF: 2 * f)
+        Linear.forward(out: gateUp, x: norm, w: w.gateUp.data, wBF16: w.gateUp.bf16, n: n, inF: d, outF: 2 * f, precision: precision)
         SwiGLU.forward(act: act, gateUp: gateUp, n: n, f: f)
-        Linear.forward(out: out, x: act, w: w.down.value.data, n: n, inF: f, outF: d)
+        Linear.forward(out: out, x: act, w: w.down.value.data, wBF16: w.down.value.bf16, n: n, inF: f, outF: d, precision: precision)
         addInPlace(out, x, count: n * d)
     }
 
@@ -304,7 +330,8 @@ public final class Stage {
         let top = a.gradResidual[blocks.count]
         if let finalNorm, let head {
             // dx only: the head's weight product waits for backwardWeights.
-            Linear.inputGradient(dx: dNorm.data, dout: a.logits!.data, w: head.value.data, n: n, inF: d, outF: c.vocabSize)
+            Linear.inputGradient(dx: dNorm.data, dout: a.logits!.data, w: head.value.data, wBF16: head.value.bf16, n: n, inF: d, outF: c.vocabSize,
+                                 precision: precision)
             top.zero()
             RMSNorm.backward(dx: top.data, dw: finalNorm.grad.data, dy: dNorm.data, x: a.output.data,
                              w: finalNorm.value.data, rstd: a.finalRstd!.data, n: n, d: d)
@@ -329,17 +356,20 @@ public final class Stage {
     public func backwardWeights(_ a: StageActivations) {
         let c = config, d = c.dModel, f = c.ffnHidden, C = c.qkvWidth, A = c.nHeads * c.headDim
         if let head {
-            Linear.weightGradient(dw: head.grad.data, dout: a.logits!.data, x: a.finalNorm!.data, n: n, inF: d, outF: c.vocabSize)
+            Linear.weightGradient(dw: head.grad.data, dout: a.logits!.data, x: a.finalNorm!.data, n: n, inF: d, outF: c.vocabSize,
+                                  precision: precision)
         }
         for i in stride(from: blocks.count - 1, through: 0, by: -1) {
             let dOut = a.gradResidual[i + 1].data
             switch (blocks[i], a.blocks[i]) {
             case (.attention(let w), .attention(let s)):
-                Linear.weightGradient(dw: w.o.grad.data, dout: dOut, x: s.attn.data, n: n, inF: A, outF: d)
-                Linear.weightGradient(dw: w.qkvGrad.data, dout: s.dQKV.data, x: s.norm.data, n: n, inF: d, outF: C)
+                Linear.weightGradient(dw: w.o.grad.data, dout: dOut, x: s.attn.data, n: n, inF: A, outF: d, precision: precision)
+                Linear.weightGradient(dw: w.qkvGrad.data, dout: s.dQKV.data, x: s.norm.data, n: n, inF: d, outF: C,
+                                      precision: precision)
             case (.mlp(let w), .mlp(let s)):
-                Linear.weightGradient(dw: w.down.grad.data, dout: dOut, x: s.act.data, n: n, inF: f, outF: d)
-                Linear.weightGradient(dw: w.gateUpGrad.data, dout: s.dGateUp.data, x: s.norm.data, n: n, inF: d, outF: 2 * f)
+                Linear.weightGradient(dw: w.down.grad.data, dout: dOut, x: s.act.data, n: n, inF: f, outF: d, precision: precision)
+                Linear.weightGradient(dw: w.gateUpGrad.data, dout: s.dGateUp.data, x: s.norm.data, n: n, inF: d, outF: 2 * f,
+                                      precision: precision)
             default: preconditionFailure("activation slot does not match the stage's blocks")
             }
         }
@@ -352,11 +382,13 @@ public final class Stage {
     private func attentionBackwardInput(_ w: AttentionWeights, _ s: AttentionActivations, x: UnsafePointer<Float>,
                                         dOut: UnsafePointer<Float>, dIn: UnsafeMutablePointer<Float>) {
         let c = config, d = c.dModel, C = c.qkvWidth, A = c.nHeads * c.headDim
-        Linear.inputGradient(dx: dAttn.data, dout: dOut, w: w.o.value.data, n: n, inF: A, outF: d)
+        Linear.inputGradient(dx: dAttn.data, dout: dOut, w: w.o.value.data, wBF16: w.o.value.bf16, n: n, inF: A, outF: d,
+                             precision: precision)
         Attention.backward(dqkv: s.dQKV.data, dout: dAttn.data, qkv: s.qkv.data, probs: s.probs.data,
-                           scratch: dProbs.data, shape: attnShape)
+                           scratch: dProbs.data, shape: attnShape, precision: precision)
         RoPE.apply(s.dQKV.data, rows: n, seqLen: seqLen, ld: C, col: 0, heads: c.nHeads + c.nKVHeads, table: rope, inverse: true)
-        Linear.inputGradient(dx: dNorm.data, dout: s.dQKV.data, w: w.qkv.data, n: n, inF: d, outF: C)
+        Linear.inputGradient(dx: dNorm.data, dout: s.dQKV.data, w: w.qkv.data, wBF16: w.qkv.bf16, n: n, inF: d, outF: C,
+                             precision: precision)
         RMSNorm.backward(dx: dIn, dw: w.norm.grad.data, dy: dNorm.data, x: x, w: w.norm.value.data, rstd: s.rstd.data, n: n, d: d)
     }
 
@@ -364,9 +396,11 @@ public final class Stage {
     private func mlpBackwardInput(_ w: MLPWeights, _ s: MLPActivations, x: UnsafePointer<Float>,
                                   dOut: UnsafePointer<Float>, dIn: UnsafeMutablePointer<Float>) {
         let c = config, d = c.dModel, f = c.ffnHidden
-        Linear.inputGradient(dx: dAct.data, dout: dOut, w: w.down.value.data, n: n, inF: f, outF: d)
+        Linear.inputGradient(dx: dAct.data, dout: dOut, w: w.down.value.data, wBF16: w.down.value.bf16, n: n, inF: f, outF: d,
+                             precision: precision)
         SwiGLU.backward(dGateUp: s.dGateUp.data, dAct: dAct.data, gateUp: s.gateUp.data, n: n, f: f)
-        Linear.inputGradient(dx: dNorm.data, dout: s.dGateUp.data, w: w.gateUp.data, n: n, inF: d, outF: 2 * f)
+        Linear.inputGradient(dx: dNorm.data, dout: s.dGateUp.data, w: w.gateUp.data, wBF16: w.gateUp.bf16, n: n, inF: d, outF: 2 * f,
+                             precision: precision)
         RMSNorm.backward(dx: dIn, dw: w.norm.grad.data, dy: dNorm.data, x: x, w: w.norm.value.data, rstd: s.rstd.data, n: n, d: d)
     }
 

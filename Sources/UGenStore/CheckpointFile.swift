@@ -44,7 +44,7 @@ public struct TrainingProgress: Sendable, Equatable {
     }
 }
 
-/// Everything a checkpoint holds (SPEC section 6). Independent of the parallel layout: tensors are
+/// Everything a checkpoint holds (Documentation/formats.md). Independent of the parallel layout: tensors are
 /// stored whole under their HuggingFace names, whichever stages produced them.
 public struct Checkpoint: Sendable, Equatable {
     public var model: ModelConfig

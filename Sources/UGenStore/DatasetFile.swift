@@ -1,7 +1,7 @@
 import CHDF5
 import Foundation
 
-/// The on-disk schema of one tokenized split (SPEC §5), shared by the writer (`ugen tokenize`) and the
+/// The on-disk schema of one tokenized split (Documentation/formats.md), shared by the writer (`ugen tokenize`) and the
 /// reader (training). The vocabulary-layout attributes are written and checked one level up, in UGenData.
 public enum DatasetSchema {
     public static let format = "ugen-dataset"

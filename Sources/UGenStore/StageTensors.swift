@@ -31,5 +31,6 @@ extension Stage {
             }
         }
         state?.step = optimizerStep
+        refreshLowPrecisionWeights()
     }
 }

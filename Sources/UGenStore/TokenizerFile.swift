@@ -1,6 +1,6 @@
 import Foundation
 
-/// The tokenizer as stored (SPEC §5): the text BPE merges and the image codebook with its patch geometry,
+/// The tokenizer as stored (Documentation/formats.md): the text BPE merges and the image codebook with its patch geometry,
 /// in one HDF5 file that datasets and checkpoints name by its content hash.
 ///
 /// Layout: `/text/merges` int32 [M, 2] (merge i makes text id 256+i from the pair), `/image/codebook`

@@ -2,7 +2,7 @@ import Foundation
 import UGenData
 import UGenModel
 
-/// The three ways to use a trained UGen (SPEC section 1): continue text, caption an image, draw an image
+/// The three ways to use a trained UGen: continue text, caption an image, draw an image
 /// for a caption. Runs on the KV-cache `CachedDecoder`, and only ever samples ids that are legal at that point:
 /// text ids or `<eos>` outside an image, (active) visual ids inside one — so an image always has exactly
 /// the tokenizer's number of visual tokens.

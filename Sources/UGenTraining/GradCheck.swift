@@ -3,9 +3,10 @@ import UGenKernels
 import UGenModel
 import UGenStore
 
-/// Compares this implementation with reference tensors laid out like `shared/fixtures/tiny-llama.h5`
-/// (any configuration): forward loss and logits, and every parameter gradient, for the plain case and
-/// the case with `/batch/inactive_ids` removed from the softmax.
+/// Compares this implementation with reference tensors laid out like `Tests/fixtures/tiny-llama-a.h5`
+/// (any configuration; `Tests/python/make_fixture.py` makes them and documents the layout): forward loss
+/// and logits, and every parameter gradient, for the plain case and the case with `/batch/inactive_ids`
+/// removed from the softmax.
 public struct GradCheck {
     public struct Row: Sendable {
         public let caseName: String
@@ -15,9 +16,37 @@ public struct GradCheck {
         public var passed: Bool { relativeError <= tolerance }
     }
 
-    public static let lossTolerance = 1e-5
-    public static let gradTolerance = 1e-3
-    public static let logitsTolerance = 1e-4
+    /// How far a quantity may be from the float64 reference, by relative norm.
+    public struct Tolerances: Sendable {
+        public let loss: Double, logits: Double, grad: Double
+    }
+
+    /// fp32: fixed bounds a float32 implementation meets with a wide margin (measured: loss ~5e-9,
+    /// gradients ~1e-6 relative).
+    ///
+    /// bf16, derived from the format: a bf16 number keeps 8 significant bits, so rounding an operand moves
+    /// it by at most u = 2⁻⁸ relative, u/√3 on average (the error is uniform over half a unit either side).
+    /// A product of two rounded operands is then off by about √2·u/√3 relative, by norm: its terms'
+    /// errors are independent, so they add in quadrature just as the terms do. The float32 sums add at
+    /// most K·2⁻²⁴ over a reduction of length K. Errors of a chain of P products add in quadrature again:
+    /// √P·(√(2/3)·u + K·2⁻²⁴). The logits sit at the end of P = 6·L + 1 products (q/k/v, q·kᵀ, p·v, o,
+    /// gate/up, down per layer, then the head); a gradient at the end of the forward chain and the
+    /// backward one, 2P. The loss is an average of functions of the logits, bounded by the logits' bound.
+    /// A factor 4 covers errors that are not quite independent (the same rounded weight feeds every
+    /// row). On the 2-layer fixture this predicts 1.2e-2 for the logits and 1.6e-2 for the gradients;
+    /// measured 1.0e-2 and at most 2.0e-2. A wrong model is off by O(1).
+    public static func tolerances(_ precision: Precision, config c: ModelConfig, seqLen: Int, rows: Int) -> Tolerances {
+        switch precision {
+        case .fp32:
+            return Tolerances(loss: 1e-5, logits: 1e-4, grad: 1e-3)
+        case .bf16:
+            let u = 0x1p-8, maxK = Double([c.dModel, c.ffnHidden, c.vocabSize, seqLen * rows].max()!)
+            let perProduct = (2.0 / 3).squareRoot() * u + maxK * 0x1p-24
+            let forward = Double(6 * c.nLayers + 1)
+            let logits = 4 * forward.squareRoot() * perProduct
+            return Tolerances(loss: logits, logits: logits, grad: 4 * (2 * forward).squareRoot() * perProduct)
+        }
+    }
 
     /// Reads a model configuration from a `/config` group's attributes.
     public static func readConfig(_ f: H5File, at group: String = "/config") throws -> ModelConfig {
@@ -43,6 +72,7 @@ public struct GradCheck {
             }
             try f.read(name, into: p.value.data, count: p.value.count)
         }
+        stage.refreshLowPrecisionWeights()
     }
 
     /// ‖a − b‖ / ‖b‖ over the entries where b is finite (where b is −∞, a must be too).
@@ -58,7 +88,7 @@ public struct GradCheck {
     }
 
     /// Runs both cases and returns one row per compared quantity.
-    public static func run(path: String) throws -> [Row] {
+    public static func run(path: String, precision: Precision = .fp32) throws -> [Row] {
         let f = try H5File.open(path)
         let c = try readConfig(f)
         let shape = try f.shape(of: "/batch/inputs")
@@ -71,7 +101,8 @@ public struct GradCheck {
         for (name, ids) in [("inputs", inputs), ("targets", targets)] where ids.contains(where: { $0 < 0 || Int($0) >= c.vocabSize }) {
             throw StoreError("\(path): /batch/\(name) holds ids outside the vocabulary of \(c.vocabSize)")
         }
-        let stage = try Stage(config: c, spec: .whole(c), rows: B, seqLen: T)
+        let stage = try Stage(config: c, spec: .whole(c), rows: B, seqLen: T, precision: precision)
+        let tol = tolerances(precision, config: c, seqLen: T, rows: B)
         try loadParameters(f, into: stage)
         let maskSum = mask.reduce(0, +)
 
@@ -106,12 +137,12 @@ public struct GradCheck {
             let loss = lossSum / Double(maskSum)
             let refLoss: [Double] = try f.read("\(group)/loss")
             rows.append(Row(caseName: caseName, quantity: "loss", relativeError: abs(loss - refLoss[0]) / abs(refLoss[0]),
-                            tolerance: lossTolerance))
+                            tolerance: tol.loss))
             if f.exists("\(group)/logits") {
                 let refLogits: [Double] = try f.read("\(group)/logits")
                 guard refLogits.count == logits.count else { throw StoreError("\(path): \(group)/logits has the wrong size") }
                 rows.append(Row(caseName: caseName, quantity: "logits", relativeError: relativeError(logits.data, refLogits),
-                                tolerance: logitsTolerance))
+                                tolerance: tol.logits))
             }
             for p in stage.parameters {
                 let name = "\(group)/grads/\(p.name)"
@@ -119,7 +150,7 @@ public struct GradCheck {
                 let ref: [Double] = try f.read(name)
                 guard ref.count == p.grad.count else { throw StoreError("\(path): \(name) has the wrong size") }
                 rows.append(Row(caseName: caseName, quantity: p.name, relativeError: relativeError(p.grad.data, ref),
-                                tolerance: gradTolerance))
+                                tolerance: tol.grad))
             }
         }
         return rows

@@ -35,6 +35,7 @@ public struct RunConfig: Equatable, Sendable {
     public var beta2 = 0.95
     public var adamEps = 1e-8
     public var gradClip = 1.0
+    public var precision = Precision.fp32
     public var seed = 1234
     public var checkpointEvery = 0
     public var keepCheckpoints = 3
@@ -93,6 +94,14 @@ public struct RunConfig: Equatable, Sendable {
             c[keyPath: kp] = s
         })
     }
+    private static func precision(_ name: String, _ help: String) -> Key {
+        Key(name: name, help: help, get: { $0.precision.rawValue }, set: { c, v in
+            guard let p = Precision(rawValue: "\(v)") else {
+                throw ConfigError("\(name): expected one of \(Precision.allCases.map(\.rawValue).joined(separator: ", ")), got \(v)")
+            }
+            c.precision = p
+        })
+    }
     private static func bool(_ name: String, _ kp: WritableKeyPath<RunConfig, Bool> & Sendable, _ help: String) -> Key {
         Key(name: name, help: help, get: { $0[keyPath: kp] }, set: { c, v in
             guard let b = v as? Bool ?? (v as? String).flatMap({ ["true": true, "false": false][$0.lowercased()] }) else {
@@ -129,6 +138,7 @@ public struct RunConfig: Equatable, Sendable {
         dbl("train.beta2", \.beta2, "AdamW β2"),
         dbl("train.eps", \.adamEps, "AdamW ε"),
         dbl("train.grad_clip", \.gradClip, "global gradient norm clip (0: off)"),
+        precision("train.precision", "matrix products in fp32, or bf16 operands with fp32 sums (weights, optimizer, norms, loss stay fp32)"),
         int("train.seed", \.seed, "weight initialisation seed"),
         int("train.checkpoint_every", \.checkpointEvery, "save every N steps (0: only at the end)"),
         int("train.keep_checkpoints", \.keepCheckpoints, "how many checkpoints to keep"),

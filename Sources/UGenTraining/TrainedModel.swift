@@ -23,6 +23,8 @@ public final class TrainedModel {
     public let activeVisual: [Int32]?
     /// The weights under their HuggingFace names.
     public let params: [NamedTensor]
+    /// How the stages this model builds multiply (`--precision`): the checkpoint's fp32 weights serve both.
+    public var precision: Precision = .fp32
 
     /// Opens `checkpoint` (a file, `RUN/checkpoints/latest`, or a run folder) and its tokenizer
     /// (`tokenizer`, or `data.dir/tokenizer.h5` of the config the checkpoint was trained with). Errors are
@@ -76,7 +78,7 @@ public final class TrainedModel {
 
     /// A whole-model stage of the given shape holding the checkpoint's weights.
     public func stage(rows: Int, seqLen: Int) throws -> Stage {
-        let s = try Stage(config: model, spec: .whole(model), rows: rows, seqLen: seqLen)
+        let s = try Stage(config: model, spec: .whole(model), rows: rows, seqLen: seqLen, precision: precision)
         try s.importTensors(params: params)
         return s
     }

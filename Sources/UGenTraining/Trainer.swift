@@ -121,7 +121,8 @@ public final class Trainer {
         self.config = config
         self.model = model
         microBatches = config.replicas * config.microBatches
-        stage = try Stage(config: model, spec: .whole(model), rows: config.batchRows / microBatches, seqLen: config.seqLen)
+        stage = try Stage(config: model, spec: .whole(model), rows: config.batchRows / microBatches, seqLen: config.seqLen,
+                          precision: config.precision)
         stage.initialize(seed: UInt64(config.seed))
         optimizer = AdamWState(parameters: stage.parameters)
     }
@@ -164,8 +165,8 @@ public final class Trainer {
             return StepResult(step: step + 1, loss: lossSum / max(maskSum, 1), taskLosses: tasks, lr: lr, gradNorm: norm,
                               tokens: Int(maskSum), nonFinite: what)
         }
-        optimizer.update(stage.parameters, lr: lr, hyper: config.adam,
-                         clipScale: AdamW.clipScale(globalNorm: norm, maxNorm: config.gradClip))
+        stage.update(with: optimizer, lr: lr, hyper: config.adam,
+                     clipScale: AdamW.clipScale(globalNorm: norm, maxNorm: config.gradClip))
         step += 1
         return StepResult(step: step, loss: lossSum / max(maskSum, 1), taskLosses: tasks, lr: lr, gradNorm: norm,
                           tokens: Int(maskSum))

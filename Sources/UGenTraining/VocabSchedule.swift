@@ -1,7 +1,7 @@
 import Foundation
 import UGenKernels
 
-/// Progressive vocabulary learning (SPEC section 4): which visual ids are live at each step.
+/// Progressive vocabulary learning (Documentation/model.md, progressive-vocabulary.md): which visual ids are live at each step.
 ///
 /// `progressive`: the first `textOnlySteps` steps draw text only and no visual id is active; then
 /// `start` ids, taken from a seeded random order of the K codes, become active, and `add` more join

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import UGenKernels
 import UGenCluster
 import UGenTraining
 
@@ -21,6 +22,7 @@ struct Bench: ParsableCommand {
 
     @Option(help: "What to measure: pipeline, checkpoint (repeatable; default both).") var part: [Part] = Part.allCases
     @Option(help: "Dataset folder (train.h5; make data).") var dataDir = "data/tokenized"
+    @Option(help: "train.precision of the pipeline runs (fp32 or bf16).") var precision: Precision = .fp32
     @Option(help: "Micro-batches per step in the pipeline runs.") var microBatches = 8
     @Option(help: "Rows (of config S's 256 tokens) per global batch in the pipeline runs; must divide by --micro-batches.") var batchRows = 16
     @Option(help: "Steps before timing starts.") var warmup = 2
@@ -49,6 +51,7 @@ struct Bench: ParsableCommand {
         PipelineBenchmark.quietLogs()
         var opt = PipelineBenchmark.Options()
         opt.dataDir = dataDir
+        opt.precision = precision
         opt.microBatches = microBatches
         opt.batchRows = batchRows
         opt.warmupSteps = warmup
@@ -161,3 +164,5 @@ struct Bench: ParsableCommand {
         return out.joined(separator: "\n")
     }
 }
+
+extension Precision: ExpressibleByArgument {}

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import UGenDashboard
 
-/// `ugen-coord dashboard --run DIR`: follows a run's metrics.jsonl and events.jsonl (SPEC section 8) in the
+/// `ugen-coord dashboard --run DIR`: follows a run's metrics.jsonl and events.jsonl (Documentation/formats.md) in the
 /// terminal, and with `--web PORT` in a browser. Documentation/dashboard.md describes the panels.
 struct DashboardCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -32,6 +32,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Top-k for sampling images (0: all).") var imageTopK = 0
     @Option(help: "Seed for sampling images (example i uses seed + i).") var seed: UInt64 = 1
     @Option(help: "BLAS threads.") var threads = 1
+    @Option(help: "Matrix products in fp32, or bf16 operands with fp32 sums.") var precision: Precision = .fp32
     @Flag(help: "No progress lines on stderr.") var quiet = false
 
     func validate() throws {
@@ -51,6 +52,7 @@ struct EvalCommand: ParsableCommand {
         let quiet = quiet
         do {
             let model = try TrainedModel(checkpoint: checkpoint, tokenizer: tokenizer)
+            model.precision = precision
             let evaluator = Evaluator(model: model) { line in
                 if !quiet { FileHandle.standardError.write(("eval: " + line + "\n").data(using: .utf8)!) }
             }

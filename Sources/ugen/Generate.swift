@@ -38,6 +38,7 @@ struct GenerateCommand: ParsableCommand {
     @Flag(help: "Always take the most likely legal id.") var greedy = false
     @Option(help: "Most text tokens to generate.") var maxTokens = 64
     @Option(help: "BLAS threads.") var threads = 1
+    @Option(help: "Matrix products in fp32, or bf16 operands with fp32 sums.") var precision: Precision = .fp32
 
     func validate() throws {
         let modes = [prompt != nil, image != nil, caption != nil, bench].filter { $0 }.count
@@ -56,6 +57,7 @@ struct GenerateCommand: ParsableCommand {
         BLAS.setThreads(threads)
         do {
             let model = try TrainedModel(checkpoint: checkpoint, tokenizer: tokenizer)
+            model.precision = precision
             let bpe = model.tokenizers.text
             var sampler = Sampler(temperature: temperature, topK: topK, topP: topP, greedy: greedy, seed: seed)
             if let prompt {

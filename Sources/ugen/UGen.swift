@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import UGenKernels
 import UGenTraining
 
 @main
@@ -20,14 +21,17 @@ func fail(_ message: String, code: Int32 = 1) -> Never {
 struct GradCheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gradcheck",
-        abstract: "Compare loss, logits and every gradient with a reference file laid out like shared/fixtures/tiny-llama.h5.")
+        abstract: "Compare loss, logits and every gradient with a PyTorch reference file such as Tests/fixtures/tiny-llama-a.h5.")
 
     @Argument(help: "An HDF5 file with /config, /params, /batch and /expected/{plain,masked}.")
     var file: String
 
+    @Option(help: "Matrix products in fp32, or bf16 operands with fp32 sums (tolerances follow the precision).")
+    var precision: Precision = .fp32
+
     func run() throws {
         let rows: [GradCheck.Row]
-        do { rows = try GradCheck.run(path: file) } catch { fail("\(error)") }
+        do { rows = try GradCheck.run(path: file, precision: precision) } catch { fail("\(error)") }
         print("case    quantity                                            rel.error   tolerance  ok")
         for r in rows {
             let q = r.quantity.padding(toLength: 50, withPad: " ", startingAt: 0)
@@ -38,3 +42,5 @@ struct GradCheckCommand: ParsableCommand {
         if !failed.isEmpty { throw ExitCode(1) }
     }
 }
+
+extension Precision: ExpressibleByArgument {}

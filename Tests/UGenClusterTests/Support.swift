@@ -78,7 +78,7 @@ func tinyConfig(_ overrides: [String] = []) throws -> RunConfig {
 
 /// Single-process reference: the loss at every step, and the final parameters.
 func referenceRun(_ config: RunConfig, steps: Int? = nil) throws -> (losses: [Double], params: [NamedTensor]) {
-    BLAS.setThreads(config.threadsPerWorker)  // bit-equality holds at equal BLAS thread counts (SPEC section 7)
+    BLAS.setThreads(config.threadsPerWorker)  // bit-equality holds at equal BLAS thread counts (Documentation/architecture.md)
     defer { BLAS.setThreads(ProcessInfo.processInfo.activeProcessorCount) }
     let data = try RunData.open(config)
     let trainer = try Trainer(config: config, model: config.modelConfig(vocabSize: data.vocabSize))

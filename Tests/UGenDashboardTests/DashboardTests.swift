@@ -11,7 +11,7 @@ final class DashboardTests: XCTestCase {
 
         append((0..<5).map { metricsLine(step: $0) }.joined(), to: dir + "/metrics.jsonl")
         append(#"{"time": 1700000001, "kind": "join", "worker": 1, "host": "node-b", "stage": 1}"# + "\n", to: dir + "/events.jsonl")
-        append("train:\n  steps: 500\nvocab_schedule:\n  kind: progressive # comment\n", to: dir + "/config.yaml")
+        append("train:\n  steps: 500\n  precision: \"bf16\"\nvocab_schedule:\n  kind: progressive # comment\n", to: dir + "/config.yaml")
         var u = dash.poll()
         XCTAssertEqual(u.records.map(\.step), [0, 1, 2, 3, 4])
         var frame = dash.renderFrame(width: 100, now: 1_700_000_010)
@@ -21,6 +21,7 @@ final class DashboardTests: XCTestCase {
         XCTAssertTrue(frame.contains("node-a"), frame)           // host from the stage entry
         XCTAssertTrue(frame.contains("join"), frame)
         XCTAssertTrue(frame.contains("vocab_schedule.kind=progressive"), frame)
+        XCTAssertTrue(frame.contains("train.precision=bf16"), frame)
 
         append(metricsLine(step: 5, loss: 2.0, img2txt: 3.25, txt2img: 4.5, active: 32), to: dir + "/metrics.jsonl")
         u = dash.poll()

@@ -23,7 +23,7 @@ func append(_ text: String, to path: String) {
     h.closeFile()
 }
 
-/// One metrics.jsonl line, as SPEC section 8 describes it.
+/// One metrics.jsonl line, as Documentation/formats.md describes it.
 func metricsLine(step: Int, loss: Double = 2.5, text: Double? = 2.4, img2txt: Double? = nil, txt2img: Double? = nil,
                  active: Int = 8, time: Double = 1_700_000_000) -> String {
     var o: [String: Any] = [

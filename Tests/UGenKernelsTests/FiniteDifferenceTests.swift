@@ -183,15 +183,16 @@ final class FastExpTests: XCTestCase {
         XCTAssertEqual(FastExp.exp(-100), 0)
         XCTAssertEqual(FastExp.exp(100), .infinity)
         XCTAssertEqual(FastExp.exp(0), 1)
-        // The tail (here the last 5 of 13) gets the same bits as the same values in a full vector.
-        let xs: [Float] = (0..<13).map { -Float($0) * 0.37 }
-        var whole = [Float](repeating: 0, count: 13), tail = [Float](repeating: 0, count: 5)
+        // The tail (the last 5 after one full vector) gets the same bits as the same values in a full vector.
+        let w = FastExp.Lanes.scalarCount, n = w + 5
+        let xs: [Float] = (0..<n).map { -Float($0) * 0.37 }
+        var whole = [Float](repeating: 0, count: n), tail = [Float](repeating: 0, count: 5)
         xs.withUnsafeBufferPointer { x in
-            whole.withUnsafeMutableBufferPointer { FastExp.apply(x.baseAddress!, $0.baseAddress!, count: 13) { FastExp.exp($0) } }
-            tail.withUnsafeMutableBufferPointer { FastExp.apply(x.baseAddress! + 8, $0.baseAddress!, count: 5) { FastExp.exp($0) } }
+            whole.withUnsafeMutableBufferPointer { FastExp.apply(x.baseAddress!, $0.baseAddress!, count: n) { FastExp.exp($0) } }
+            tail.withUnsafeMutableBufferPointer { FastExp.apply(x.baseAddress! + w, $0.baseAddress!, count: 5) { FastExp.exp($0) } }
         }
-        let vector = FastExp.exp(FastExp.Lanes(xs[5..<13]))
-        XCTAssertEqual(Array(whole[8..<13]), tail)
-        XCTAssertEqual(Array(whole[8..<13]), (3..<8).map { vector[$0] })
+        let vector = FastExp.exp(FastExp.Lanes(xs[5..<n]))
+        XCTAssertEqual(Array(whole[w..<n]), tail)
+        XCTAssertEqual(Array(whole[w..<n]), ((w - 5)..<w).map { vector[$0] })
     }
 }

@@ -4,42 +4,114 @@ import UGenModel
 import UGenStore
 @testable import UGenTraining
 
-/// The whole model and the optimizer against PyTorch autograd (float64) in ../shared/fixtures.
+/// The whole model and the optimizer against PyTorch autograd (float64) in the committed fixtures
+/// `Tests/fixtures/tiny-llama-{a,b}.h5` (made by `Tests/python/make_fixture.py`, checked there against
+/// HuggingFace's LlamaForCausalLM). Every check runs on both shapes: a bug that one shape hides (a grouping
+/// ratio, a head_dim, a width that is no multiple of 8, a RoPE theta or RMSNorm eps) shows in the other.
 final class ReferenceTests: XCTestCase {
-    func testGradCheckMatchesPyTorchFixture() throws {
-        let rows = try GradCheck.run(path: fixturePath)
+    func testGradCheckMatchesPyTorchFixtureA() throws { try checkGradients(referenceFixtures[0]) }
+    func testGradCheckMatchesPyTorchFixtureB() throws { try checkGradients(referenceFixtures[1]) }
+    /// bf16 products (train.precision bf16) against the same float64 reference, at GradCheck's bf16 tolerances.
+    func testGradCheckBF16MatchesPyTorchFixtureA() throws { try checkGradients(referenceFixtures[0], precision: .bf16) }
+    func testGradCheckBF16MatchesPyTorchFixtureB() throws { try checkGradients(referenceFixtures[1], precision: .bf16) }
+    func testGradCheckDetectsAWrongModelA() throws { try checkDetection(referenceFixtures[0], other: referenceFixtures[1]) }
+    func testGradCheckDetectsAWrongModelB() throws { try checkDetection(referenceFixtures[1], other: referenceFixtures[0]) }
+    func testAdamWMatchesPyTorchTwoStepsA() throws { try checkAdamW(referenceFixtures[0]) }
+    func testAdamWMatchesPyTorchTwoStepsB() throws { try checkAdamW(referenceFixtures[1]) }
+
+    /// The two shapes must keep differing in everything the model branches on (whoever remakes them), and
+    /// stay small enough to live in the repository.
+    func testFixturesDifferInEverythingTheModelBranchesOn() throws {
+        let (a, b) = (try config(referenceFixtures[0]), try config(referenceFixtures[1]))
+        XCTAssertNotEqual(a.vocabSize, b.vocabSize)
+        XCTAssertNotEqual(a.dModel, b.dModel)
+        XCTAssertNotEqual(a.nLayers, b.nLayers)
+        XCTAssertNotEqual(a.nHeads, b.nHeads)
+        XCTAssertNotEqual(a.nKVHeads, b.nKVHeads)
+        XCTAssertNotEqual(a.headDim, b.headDim)
+        XCTAssertNotEqual(a.ffnHidden, b.ffnHidden)
+        XCTAssertNotEqual(a.ropeTheta, b.ropeTheta)
+        XCTAssertNotEqual(a.rmsEps, b.rmsEps)
+        let groups = [a, b].map { $0.nHeads / $0.nKVHeads }
+        XCTAssertNotEqual(groups[0], groups[1])
+        XCTAssertFalse(groups.contains(1) || groups.contains(2), "grouping ratios \(groups): 2 (or none) hides index bugs")
+        XCTAssertTrue([a, b].contains { $0.nKVHeads > 1 && $0.nHeads / $0.nKVHeads > 2 },
+                      "one shape maps several query heads onto each of several KV heads (h / group, not h % n_kv_heads)")
+        let batches = try referenceFixtures.map { try H5File.open($0).shape(of: "/batch/inputs") }
+        XCTAssertNotEqual(batches[0][0], batches[1][0], "batch size")
+        XCTAssertNotEqual(batches[0][1], batches[1][1], "sequence length")
+        for path in referenceFixtures {
+            let bytes = try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int
+            XCTAssertLessThan(bytes, 400 * 1024, "\(path) should stay small: it lives in the repository")
+        }
+    }
+
+    private func config(_ path: String) throws -> ModelConfig { try GradCheck.readConfig(try H5File.open(path)) }
+
+    private func checkGradients(_ path: String, precision: Precision = .fp32) throws {
+        let c = try config(path)
+        let rows = try GradCheck.run(path: path, precision: precision)
+        let perCase = 2 + c.parameterShapes.count
         XCTAssertEqual(rows.filter { $0.quantity == "loss" }.count, 2, "both the plain and the masked case ran")
-        XCTAssertEqual(rows.count, 2 * (2 + 21), "loss, logits and 21 gradients per case")
-        for r in rows { XCTAssertTrue(r.passed, "\(r.caseName) \(r.quantity): relative error \(r.relativeError) > \(r.tolerance)") }
+        XCTAssertEqual(rows.count, 2 * perCase, "loss, logits and \(perCase - 2) gradients per case")
+        for r in rows {
+            XCTAssertTrue(r.passed, "\(path) \(precision): \(r.caseName) \(r.quantity): relative error \(r.relativeError) > \(r.tolerance)")
+        }
     }
 
-    func testGradCheckDetectsAWrongModel() throws {
-        // Perturb one weight in a copy of the fixture: the check must fail on it.
-        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("perturbed-\(getpid()).h5").path
-        try? FileManager.default.removeItem(atPath: copy)
-        try FileManager.default.copyItem(atPath: fixturePath, toPath: copy)
-        defer { try? FileManager.default.removeItem(atPath: copy) }
-        let f = try H5File.open(copy, writable: true)
-        var w: [Float] = try f.read("/params/model.layers.1.mlp.up_proj.weight")
-        w[0] += 0.5
-        let shape = try f.shape(of: "/params/model.layers.1.mlp.up_proj.weight")
-        // Overwrite in place through a fresh dataset in another group, then point the check at it.
-        try f.write("/params_bad/model.layers.1.mlp.up_proj.weight", w, shape: shape)
-        let c = try GradCheck.readConfig(f)
-        let stage = try Stage(config: c, spec: .whole(c), rows: 3, seqLen: 32)
-        try GradCheck.loadParameters(f, into: stage)
-        XCTAssertThrowsError(try GradCheck.loadParameters(f, into: stage, group: "/nonexistent"))
-        let good = stage.parameter(named: "model.layers.1.mlp.up_proj.weight")!.value[0]
-        XCTAssertEqual(good + 0.5, w[0])
+    /// A copy of the fixture with one thing wrong must fail the check: one weight moved, or the RoPE theta
+    /// or RMSNorm eps read as the other shape's (what a model that ignored the attribute would use). An
+    /// unchanged copy written the same way passes, so it is the change that fails it.
+    private func checkDetection(_ path: String, other: String) throws {
+        let (c, o) = (try config(path), try config(other))
+        let last = c.nLayers - 1
+        let weight = "/params/model.layers.\(last).mlp.up_proj.weight"
+        let cases: [(what: String, attribute: (name: String, value: Double)?)] = [
+            ("unchanged", ("rope_theta", c.ropeTheta)),
+            ("\(weight)[0] + 0.5", nil),
+            ("rope_theta \(o.ropeTheta)", ("rope_theta", o.ropeTheta)),
+            ("rms_eps \(o.rmsEps)", ("rms_eps", o.rmsEps)),
+        ]
+        for (what, attribute) in cases {
+            let copy = FileManager.default.temporaryDirectory.appendingPathComponent("wrong-model-\(getpid()).h5").path
+            try? FileManager.default.removeItem(atPath: copy)
+            try FileManager.default.copyItem(atPath: path, toPath: copy)
+            defer { try? FileManager.default.removeItem(atPath: copy) }
+            if let attribute {
+                try H5File.open(copy, writable: true).setAttribute(attribute.name, attribute.value, at: "/config")
+            } else {
+                // The weight's float32 bytes are changed in place (after HDF5 has closed the file).
+                let (offset, value): (Int, Float) = try {
+                    let f = try H5File.open(copy)
+                    let w: [Float] = try f.read(weight)
+                    return (try f.dataOffset(of: weight), w[0] + 0.5)
+                }()
+                let h = try FileHandle(forWritingTo: URL(fileURLWithPath: copy))
+                try h.seek(toOffset: UInt64(offset))
+                try h.write(contentsOf: withUnsafeBytes(of: value) { Data($0) })
+                try h.close()
+                let back: [Float] = try H5File.open(copy).read(weight)
+                XCTAssertEqual(back[0], value, "the changed weight reads back")
+            }
+            let failed = try GradCheck.run(path: copy).filter { !$0.passed }.map { "\($0.caseName) \($0.quantity)" }
+            if what == "unchanged" {
+                XCTAssertEqual(failed, [], "\(path): an unchanged copy must pass")
+            } else {
+                XCTAssertFalse(failed.isEmpty, "\(path) with \(what): the check must fail")
+            }
+        }
     }
 
-    func testAdamWMatchesPyTorchTwoSteps() throws {
-        let f = try H5File.open(fixturePath)
+    /// Two AdamW steps with clipping from the fixture's float32 weights (PyTorch started from the same
+    /// values), step 1 on the plain gradients and step 2 on the masked ones, as stored.
+    private func checkAdamW(_ path: String) throws {
+        let f = try H5File.open(path)
         let c = try GradCheck.readConfig(f)
         let stage = try Stage(config: c, spec: .whole(c), rows: 1, seqLen: 8)
-        try GradCheck.loadParameters(f, into: stage, group: "/params64")
+        try GradCheck.loadParameters(f, into: stage)
         let state = AdamWState(parameters: stage.parameters)
         let norms: [Double] = try f.read("/expected/adamw/grad_norm_before_clip")
+        XCTAssertTrue(norms.allSatisfy { $0 > 1 }, "the gradients' norms \(norms) exceed 1.0, so clipping is exercised")
         for (i, caseName) in ["plain", "masked"].enumerated() {
             for p in stage.parameters { try f.read("/expected/\(caseName)/grads/\(p.name)", into: p.grad.data, count: p.grad.count) }
             let norm = globalNorm(stage.gradSquares())
@@ -50,9 +122,10 @@ final class ReferenceTests: XCTestCase {
         var worst = 0.0
         for p in stage.parameters {
             let ref: [Double] = try f.read("/expected/adamw/params_after_2_steps/\(p.name)")
+            XCTAssertEqual(ref.count, p.value.count, p.name)
             for j in 0..<ref.count { worst = max(worst, abs(Double(p.value[j]) - ref[j])) }
         }
-        XCTAssertLessThan(worst, 1e-6, "max absolute difference from PyTorch after two AdamW steps")
+        XCTAssertLessThan(worst, 1e-6, "\(path): max absolute difference from PyTorch after two AdamW steps")
     }
 }
 

@@ -4,8 +4,10 @@ import XCTest
 /// The repository's root (this file is Tests/UGenModelTests/TestSupport.swift).
 let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-/// The shared PyTorch fixture, beside the checkout as `../shared/fixtures/tiny-llama.h5`.
-let fixturePath = repoRoot.deletingLastPathComponent().appendingPathComponent("shared/fixtures/tiny-llama.h5").path
+/// The PyTorch reference fixtures, committed in `Tests/fixtures/` (remade by `make fixtures`, from
+/// `Tests/python/make_fixture.py`): two model shapes that differ in every size and constant the model
+/// branches on, so a bug that one shape hides shows in the other. The suite reads only these files.
+let referenceFixtures = ["tiny-llama-a", "tiny-llama-b"].map { repoRoot.appendingPathComponent("Tests/fixtures/\($0).h5").path }
 
 /// English prose from Debian's `fortunes` package (installed by `make deps`).
 func fortunesText() throws -> [UInt8] {

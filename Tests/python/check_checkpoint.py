@@ -1,4 +1,4 @@
-"""Reads a UGen checkpoint with h5py and nothing but SPEC section 6, verifies every tensor's CRC-32, and
+"""Reads a UGen checkpoint with h5py and nothing but Documentation/formats.md, verifies every tensor's CRC-32, and
 compares an exported model.safetensors (and its config.json) with it. Exit status 0 when all agree."""
 import json
 import sys

@@ -1,5 +1,6 @@
-"""Writes the shared PyTorch fixture's weights as a UGen checkpoint, using only SPEC section 6 (h5py):
-proof that the format can be produced outside Swift. Usage: fixture_to_checkpoint.py FIXTURE OUT.h5"""
+"""Writes a PyTorch reference fixture's weights (Tests/fixtures/*.h5) as a UGen checkpoint, using only the
+documented checkpoint schema (Documentation/formats.md) and h5py: proof that the format can be produced outside
+Swift. Usage: fixture_to_checkpoint.py FIXTURE OUT.h5"""
 import sys
 import zlib
 

@@ -5,7 +5,7 @@
 # Needs: pip install h5py numpy torch==2.13.0 transformers (torch pinned: a CPU wheel on this machine kind).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-fixture=${1:-../shared/fixtures/tiny-llama.h5}
+fixture=${1:-Tests/fixtures/tiny-llama-a.h5}
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 swift build -c release --product ugen >/dev/null
 python3 cluster/checks/fixture_to_checkpoint.py "$fixture" "$work/ckpt.h5"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Brings up a real one-node Slurm (munge + slurmctld + slurmd from Debian's packages) in a temporary
 # directory, without systemd or cgroups, for tests. Prints the directory; source DIR/env to use it.
-# Tear down with slurm-down.sh DIR. Verified settings: ../../../shared/notes/slurm.md.
+# Tear down with slurm-down.sh DIR. Why each setting: Documentation/operations.md, "A test Slurm on one machine".
 set -euo pipefail
 dir=${1:-$(mktemp -d /tmp/ugen-slurm.XXXXXX)}
 mkdir -p "$dir"/{munge,spool/ctld,spool/d,log,run}
