@@ -97,7 +97,7 @@ public enum CheckpointFile {
     /// Writes `ckpt` to `path` atomically (temporary name, flush, fsync, rename).
     public static func write(_ ckpt: Checkpoint, to path: String) throws {
         for (group, tensors) in [("/params", ckpt.params), ("/optimizer/m", ckpt.adamM), ("/optimizer/v", ckpt.adamV)] {
-            for t in tensors where t.values.contains(where: { !$0.isFinite }) {
+            for t in tensors where CheckpointVerifier.firstNonFinite(t.values) != nil {
                 throw StoreError("\(path): not written: \(group)/\(t.name) holds a non-finite value (a checkpoint never stores NaN or Inf)")
             }
         }
@@ -239,7 +239,7 @@ public enum CheckpointFile {
         let dir = (pointer as NSString).deletingLastPathComponent
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter(isCheckpointName).sorted()
         for n in names.reversed() where dir + "/" + n != except {
-            if CheckpointVerifier.verify(dir + "/" + n).isValid { return dir + "/" + n }
+            if CheckpointVerifier.verify(dir + "/" + n, keepTensors: false).isValid { return dir + "/" + n }
         }
         return nil
     }

@@ -48,8 +48,9 @@ public enum CheckpointVerifier {
     static let trainInts = ["step", "tokens_seen", "data_seed", "vocab_active"]
     static let trainStrings = ["data_state", "vocab_kind", "config"]
 
-    /// Verifies `path` completely (reads every tensor once). Never throws: problems are findings.
-    public static func verify(_ path: String) -> CheckpointReport {
+    /// Verifies `path` completely (reads every tensor once). Never throws: problems are findings. With
+    /// `keepTensors` false (inspect) no tensor is kept in memory and `checkpoint` stays nil.
+    public static func verify(_ path: String, keepTensors: Bool = true) -> CheckpointReport {
         var r = CheckpointReport(path: path)
         func finding(_ object: String, _ problem: String) { r.findings.append("\(path): \(object): \(problem)") }
 
@@ -137,7 +138,7 @@ public enum CheckpointVerifier {
                 }
                 let (tensor, status) = readTensor(f, p, name: name, shape: shape)
                 r.tensors.append(.init(path: p, stored: try? f.shape(of: p), dtype: dtype(f, p), status: status ?? "ok"))
-                if let status { finding(p, status) } else if let tensor { loaded.append(tensor) }
+                if let status { finding(p, status) } else if let tensor, keepTensors { loaded.append(tensor) }
             }
             groups[group] = loaded
         }
@@ -218,7 +219,7 @@ public enum CheckpointVerifier {
                                         datasetHash: datasetHash)
         r.progress = progress
         r.optimizerStep = optimizerStep
-        if r.findings.isEmpty, let p = groups["/params"], let m = groups["/optimizer/m"], let v = groups["/optimizer/v"] {
+        if r.findings.isEmpty, keepTensors, let p = groups["/params"], let m = groups["/optimizer/m"], let v = groups["/optimizer/v"] {
             r.checkpoint = Checkpoint(model: model, vocabLayout: layout, params: p, adamM: m, adamV: v, optimizerStep: optimizerStep,
                                       progress: progress)
         }
@@ -239,12 +240,22 @@ public enum CheckpointVerifier {
         let values: [Float]
         do { values = try f.read(p) } catch { return (nil, "cannot read the data (corrupted?)") }
         if let problem = checksumProblem(f, p, values) { return (nil, problem) }
-        if let i = values.firstIndex(where: { !$0.isFinite }) {
+        if let i = firstNonFinite(values) {
             var index: [Int] = [], rest = i
             for d in shape.reversed() { index.insert(rest % d, at: 0); rest /= d }
             return (nil, "non-finite value \(values[i]) at \(index) (checksum matches: written so, not damaged on disk)")
         }
         return (NamedTensor(name: name, shape: shape, values: values), nil)
+    }
+
+    /// The index of the first NaN or infinity (exponent bits all set), scanning the raw bits.
+    static func firstNonFinite(_ values: [Float]) -> Int? {
+        values.withUnsafeBufferPointer { p in
+            p.withMemoryRebound(to: UInt32.self) { u in
+                for i in u.indices where u[i] & 0x7F80_0000 == 0x7F80_0000 { return i }
+                return nil
+            }
+        }
     }
 
     static func checksumProblem<T>(_ f: H5File, _ p: String, _ values: [T]) -> String? {

@@ -98,7 +98,7 @@ public enum Inspector {
     public static func inspect(_ spec: String) throws -> Inspection {
         let (path, pointer) = try CheckpointFile.locate(spec)
         guard let f = try? H5File.open(path) else {  // empty, truncated, not HDF5: the verifier's words
-            return Inspection(text: "", findings: findings(CheckpointVerifier.verify(path), pointer: pointer))
+            return Inspection(text: "", findings: findings(CheckpointVerifier.verify(path, keepTensors: false), pointer: pointer))
         }
         let format = (try? f.stringAttribute("format")) ?? "(none)"
         if format != CheckpointFile.format && !f.exists("/params") && !f.exists("/optimizer") {  // a dataset, a tokenizer, …
@@ -106,7 +106,7 @@ public enum Inspector {
             if f.hasAttribute("version") { out += ", version \(try f.intAttribute("version"))" }
             return Inspection(text: out + "\n" + (try treeSummary(f)), findings: [])
         }
-        let report = CheckpointVerifier.verify(path)
+        let report = CheckpointVerifier.verify(path, keepTensors: false)
         return Inspection(text: checkpointSummary(f, report), findings: findings(report, pointer: pointer))
     }
 
