@@ -53,6 +53,11 @@ public final class TrainedModel {
             throw ModelError("\(tokenizerPath): vocabulary T=\(l.textVocab) K=\(l.codebookSize) (V=\(l.vocabSize)) does not match "
                 + "checkpoint \(path) (T=\(t) K=\(k) V=\(ck.model.vocabSize))")
         }
+        let recorded = ck.progress.tokenizerHash
+        guard recorded.isEmpty || recorded == tokenizers.hash else {  // same layout, other merges or codebook: other ids
+            throw ModelError("\(tokenizerPath): tokenizer \(tokenizers.hash) is not the one checkpoint \(path) was trained with "
+                + "(\(recorded)): the ids would mean other things; give --tokenizer the run's data.dir/tokenizer.h5")
+        }
         activeVisual = try Self.activeIds(ck.progress, layout: l, path: path)
     }
 

@@ -52,6 +52,15 @@ final class DataIdentityTests: XCTestCase {
         XCTAssertEqual(try events(tmp + "/run").last?["kind"] as? String, "error", "the refusal is an error event")
         o.allowDataChange = true
         XCTAssertNoThrow(try Coordinator(o), "the override resumes")
+
+        // generate and eval decode with the tokenizer the checkpoint was trained with, or not at all.
+        let (status, _, err) = try runProcess(ugenExecutable, ["generate", "--checkpoint", tmp + "/run/checkpoints/latest",
+                                                               "--tokenizer", other + "/tokenizer.h5", "--prompt", "The"])
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(err.hasPrefix("error: \(other)/tokenizer.h5: tokenizer \(theirs.tokenizerHash) is not the one checkpoint")
+                      && err.contains(ours.tokenizerHash) && err.split(separator: "\n").count == 1, err)
+        XCTAssertEqual(try runProcess(ugenExecutable, ["generate", "--checkpoint", tmp + "/run/checkpoints/latest", "--prompt", "The",
+                                                       "--max-tokens", "4"]).0, 0, "its own tokenizer (data.dir of its config) works")
     }
 
     /// Same tokenizer, other examples (a checkpoint whose recorded dataset identity differs, its /train
