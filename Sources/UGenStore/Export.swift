@@ -25,9 +25,21 @@ public enum SafetensorsExport {
         return (first, all.filter(active.contains), all.filter { !active.contains($0) })
     }
 
-    public static func write(_ ckpt: Checkpoint, to dir: String, suppressInactive: Bool = false) throws {
+    /// With `meanInactiveRows`, each inactive visual id's `lm_head` row becomes the mean of the active
+    /// visual ids' rows: its logit is then the mean of the active visual logits, never above their
+    /// maximum, so greedy decoding (transformers' default) never picks it, whatever the input. (No row can
+    /// make a logit very negative for every input: the head has no bias and the normalised hidden state
+    /// no fixed sign. Sampling can still draw it: `suppressInactive` covers sampling.)
+    public static func write(_ ckpt: Checkpoint, to dir: String, suppressInactive: Bool = false, meanInactiveRows: Bool = false) throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let tensors = ckpt.params.sorted { $0.name < $1.name }
+        var tensors = ckpt.params.sorted { $0.name < $1.name }
+        if meanInactiveRows, let v = visualIds(ckpt), !v.inactive.isEmpty, !v.active.isEmpty,
+           let h = tensors.firstIndex(where: { $0.name == "lm_head.weight" }) {
+            let d = tensors[h].shape[1]
+            var mean = [Double](repeating: 0, count: d)
+            for id in v.active { for j in 0..<d { mean[j] += Double(tensors[h].values[id * d + j]) } }
+            for id in v.inactive { for j in 0..<d { tensors[h].values[id * d + j] = Float(mean[j] / Double(v.active.count)) } }
+        }
         var header: [String: Any] = ["__metadata__": ["format": "pt", "ugen_step": "\(ckpt.progress.step)"]]
         var offset = 0
         for t in tensors {
@@ -43,7 +55,7 @@ public enum SafetensorsExport {
         out.append(json)
         for t in tensors { t.values.withUnsafeBytes { out.append(contentsOf: $0) } }  // x86-64 and arm64 are little-endian
         try out.write(to: URL(fileURLWithPath: dir + "/model.safetensors"), options: .atomic)
-        try configJSON(ckpt).write(to: URL(fileURLWithPath: dir + "/config.json"), options: .atomic)
+        try configJSON(ckpt, meanInactiveRows: meanInactiveRows).write(to: URL(fileURLWithPath: dir + "/config.json"), options: .atomic)
         let generation = dir + "/generation_config.json"
         if suppressInactive {
             var g: [String: Any] = ["suppress_tokens": visualIds(ckpt)?.inactive ?? []]
@@ -57,7 +69,7 @@ public enum SafetensorsExport {
         }
     }
 
-    static func configJSON(_ ckpt: Checkpoint) throws -> Data {
+    static func configJSON(_ ckpt: Checkpoint, meanInactiveRows: Bool = false) throws -> Data {
         let m = ckpt.model
         var c: [String: Any] = [
             "architectures": ["LlamaForCausalLM"], "model_type": "llama",
@@ -78,6 +90,7 @@ public enum SafetensorsExport {
                 "active_visual_ids": v.active, "inactive_visual_ids": v.inactive,
             ]
             if let unk = ckpt.vocabLayout["unk_img_id"] { schedule["inactive_input_id"] = unk }
+            schedule["inactive_head_rows"] = meanInactiveRows && !v.inactive.isEmpty ? "mean of the active visual rows" : "as trained"
             c["ugen_vocab_schedule"] = schedule
         }
         return try JSONSerialization.data(withJSONObject: c, options: [.sortedKeys, .prettyPrinted])

@@ -36,11 +36,13 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "Output folder.") var out: String
     @Flag(help: "Write generation_config.json with the checkpoint's inactive visual ids as suppress_tokens, so transformers' generate() never emits them.")
     var suppressInactive = false
+    @Flag(help: "Write each inactive visual id's lm_head row as the mean of the active visual rows, so greedy decoding never picks it (sampling can: see --suppress-inactive).")
+    var meanInactiveRows = false
 
     func run() throws {
         do {
             let ck = try CheckpointFile.load(checkpoint).checkpoint
-            try SafetensorsExport.write(ck, to: out, suppressInactive: suppressInactive)
+            try SafetensorsExport.write(ck, to: out, suppressInactive: suppressInactive, meanInactiveRows: meanInactiveRows)
             print("wrote \(out)/model.safetensors (\(ck.params.count) tensors, step \(ck.progress.step)) and \(out)/config.json"
                 + (suppressInactive ? " and \(out)/generation_config.json" : ""))
             if let v = SafetensorsExport.visualIds(ck), !v.inactive.isEmpty {

@@ -6,7 +6,8 @@ import UGenTraining
 
 /// The export carries the vocabulary schedule (issue 21, finding 5): a checkpoint exported mid-schedule
 /// names its active visual ids in config.json, `--suppress-inactive` keeps `generate()` from emitting the
-/// others, and a consumer that applies the schedule gets `ugen eval`'s losses (numpy, no torch).
+/// others, `--mean-inactive-rows` keeps greedy decoding from picking them, and a consumer that applies the
+/// schedule gets `ugen eval`'s losses (numpy, no torch).
 final class ExportScheduleTests: XCTestCase {
     func testAMidScheduleExportCarriesTheActiveIdsAndReproducesUgenEval() throws {
         let tmp = try temporaryDirectory(self)
@@ -38,5 +39,13 @@ final class ExportScheduleTests: XCTestCase {
         XCTAssertEqual(check.0, 0, "export ≠ ugen eval (needs numpy, h5py, safetensors: make deps): \(check.1) \(check.2)")
         XCTAssertEqual(check.1.components(separatedBy: "(equal").count - 1, 3, check.1)
         print(check.1, terminator: "")
+
+        // --mean-inactive-rows: greedy decoding never picks an inactive id, other weights untouched.
+        let m = try runProcess(ugenExecutable, ["export", "--checkpoint", latest, "--out", tmp + "/hf-mean", "--mean-inactive-rows"])
+        XCTAssertEqual(m.0, 0, m.2)
+        let rows = try runProcess("/usr/bin/env", ["python3", packageRoot.appendingPathComponent("Tests/python/check_mean_rows.py").path,
+                                                   tmp + "/hf", tmp + "/hf-mean", data + "/val.h5"])
+        XCTAssertEqual(rows.0, 0, rows.1 + rows.2)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp + "/hf-mean/generation_config.json"), "only with --suppress-inactive")
     }
 }

@@ -4,7 +4,6 @@ Tests/python/export_equals_eval.py, and plain `model.generate()` with the export
 does. Needs torch and transformers (pip install torch==2.13.0 transformers); not a test dependency.
 
 Usage: hf_schedule_check.py EXPORT_DIR"""
-import importlib.util
 import json
 import os
 import sys
@@ -14,23 +13,22 @@ import torch
 from transformers import GenerationConfig, LlamaForCausalLM
 
 export_dir = sys.argv[1]
-sys.argv = [sys.argv[0], export_dir, "/dev/null", "/dev/null"]
-spec = importlib.util.spec_from_file_location("ref", os.path.join(os.path.dirname(__file__), "../../Tests/python/export_equals_eval.py"))
-cfg = json.load(open(f"{export_dir}/config.json"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../Tests/python"))
+from export_equals_eval import Export  # noqa: E402
+
+reference = Export(export_dir)
+cfg = reference.cfg
 sched = cfg["ugen_vocab_schedule"]
 inactive = set(sched["inactive_visual_ids"])
 assert inactive, "export a mid-schedule checkpoint (some visual ids inactive)"
 model = LlamaForCausalLM.from_pretrained(export_dir, dtype=torch.float32).eval()
 
-# Logits: transformers against the numpy reference forward (its functions only; the script's main part needs files).
-src = open(spec.origin).read().split("\nf = h5py.File")[0]
-ns = {"__name__": "ref"}
-exec(compile(src.replace("report = json.load(open(eval_path))", "report = {}"), spec.origin, "exec"), ns)
+# Logits: transformers against the numpy reference forward.
 rng = np.random.default_rng(1)
 ids = rng.integers(0, cfg["vocab_size"], size=24)
 with torch.no_grad():
     hf = model(input_ids=torch.tensor(ids[None])).logits[0].double().numpy()
-ref = ns["logits"](ids)
+ref = reference.logits(ids)
 rel = np.linalg.norm(hf - ref) / np.linalg.norm(ref)
 print(f"transformers logits vs the numpy forward: relative error {rel:.1e}")
 ok = rel < 1e-5
