@@ -103,6 +103,13 @@ public enum CheckpointVerifier {
                                 nHeads: ints["n_heads"]!, nKVHeads: ints["n_kv_heads"]!, ffnHidden: ints["ffn_hidden"]!,
                                 ropeTheta: doubles["rope_theta"]!, rmsEps: doubles["rms_eps"]!, maxSeqLen: ints["max_seq_len"]!)
         do { try model.validate() } catch { finding("/config", "\(error)"); return r }
+        // A damaged n_layers (2^40) must not make the verifier enumerate what it implies: a checkpoint
+        // holds 3 tensors per name, so more names than the file has objects cannot be right.
+        let names = 9 * Double(model.nLayers) + 3  // Double: no overflow on a damaged value
+        guard names <= Double(everything.count) else {
+            finding("/config", "n_layers \(model.nLayers) implies \(names < 9e18 ? Int(names).formatted() : "\(names)") tensors per group; the file holds \(everything.count) objects in all")
+            return r
+        }
         r.model = model
         var layout: [String: Int] = [:]
         for k in (try? f.attributeNames(at: "/config")) ?? [] where !modelKeys.contains(k) && !modelDoubleKeys.contains(k) && k != "checksum" {
@@ -112,8 +119,8 @@ public enum CheckpointVerifier {
         if let lv = layout["vocab_size"], lv != model.vocabSize {
             finding("/config", "vocab_size is \(model.vocabSize) but the vocabulary layout says \(lv)")
         }
-        if let t = layout["text_vocab"], let s = layout["n_specials"], let k = layout["codebook"], t + s + k != model.vocabSize {
-            finding("/config", "text_vocab + n_specials + codebook = \(t) + \(s) + \(k) = \(t + s + k), not vocab_size \(model.vocabSize)")
+        if let t = layout["text_vocab"], let s = layout["n_specials"], let k = layout["codebook"], t &+ s &+ k != model.vocabSize {
+            finding("/config", "text_vocab + n_specials + codebook = \(t) + \(s) + \(k) = \(t &+ s &+ k), not vocab_size \(model.vocabSize)")
         }
 
         // The tensors, as stored, against the config.
@@ -287,18 +294,19 @@ public enum CheckpointVerifier {
 
     /// The schedule state: `vocab_order` empty or a permutation of the K visual ids (or codes 0..<K),
     /// `vocab_active` in 0...K.
-    static func scheduleProblem(order: [Int32], active: Int, layout: [String: Int]) -> String? {
+    static func scheduleProblem(order o: [Int32], active: Int, layout: [String: Int]) -> String? {
+        let order = o.map(Int.init)  // Int arithmetic: layout values may be anything in a damaged file
         let k = layout["codebook"] ?? order.count
         guard !order.isEmpty else { return nil }
         guard order.count == k else { return "holds \(order.count) ids, the codebook has \(k)" }
-        let first = Int32((layout["text_vocab"] ?? 0) + (layout["n_specials"] ?? 0))
+        let first = (layout["text_vocab"] ?? 0) &+ (layout["n_specials"] ?? 0)
         let set = Set(order)
         guard set.count == k else { return "not a permutation: an id repeats" }
-        let asIds = layout["text_vocab"] != nil && set.allSatisfy { $0 >= first && $0 < first + Int32(k) }
-        let asCodes = set.allSatisfy { $0 >= 0 && $0 < Int32(k) }
+        let asIds = layout["text_vocab"] != nil && set.allSatisfy { $0 >= first && $0 - first < k }
+        let asCodes = set.allSatisfy { $0 >= 0 && $0 < k }
         guard asIds || asCodes else {
-            let bad = order.first { !($0 >= first && $0 < first + Int32(k)) && !($0 >= 0 && $0 < Int32(k)) } ?? -1
-            return "id \(bad) is not a visual id (expected a permutation of \(first)..<\(first + Int32(k)))"
+            let bad = order.first { !($0 >= first && $0 - first < k) && !($0 >= 0 && $0 < k) } ?? -1
+            return "id \(bad) is not a visual id (expected a permutation of \(first)..<\(first &+ k))"
         }
         return nil
     }

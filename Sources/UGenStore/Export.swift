@@ -139,7 +139,8 @@ public enum Inspector {
         guard let m = r.model else { return out + "model: unreadable /config\n" }
         out += "model: vocab \(m.vocabSize), d_model \(m.dModel), layers \(m.nLayers), heads \(m.nHeads)/\(m.nKVHeads) kv, "
         out += "ffn \(m.ffnHidden), rope θ \(m.ropeTheta), eps \(m.rmsEps), max_seq_len \(m.maxSeqLen)\n"
-        out += "parameters: \(m.parameterCount.formatted())\n"
+        let count = m.parameterShapes.reduce(0.0) { $0 + $1.shape.reduce(1.0) { $0 * Double($1) } }  // no overflow on a damaged /config
+        out += "parameters: \(count < 9e18 ? Int(count).formatted() : "\(count)")\n"
         if !r.vocabLayout.isEmpty { out += "vocabulary: \(r.vocabLayout.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))\n" }
         if let p = r.progress {
             out += "training: step \(p.step), tokens seen \(p.tokensSeen), optimizer step \(r.optimizerStep)\n"

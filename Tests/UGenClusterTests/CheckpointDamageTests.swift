@@ -141,6 +141,9 @@ final class CheckpointDamageTests: XCTestCase {
         Damage(name: "fewer layers in /config, checksum recomputed", expect: ["/params/model.layers.2.", "unexpected tensor", "2 layers"]) { p, _ in
             try edit(p) { try $0.setAttribute("n_layers", 2, at: "/config"); try recomputeAttributeChecksum($0, "/config") }
         },
+        Damage(name: "/config n_layers 2^40, checksum recomputed", expect: ["/config", "n_layers 1099511627776 implies", "tensors per group; the file holds"]) { p, _ in
+            try edit(p) { try $0.setAttribute("n_layers", 1 << 40, at: "/config"); try recomputeAttributeChecksum($0, "/config") }
+        },
         Damage(name: "NaN in a parameter, checksum recomputed",
                expect: ["/params/model.layers.0.self_attn.q_proj.weight", "non-finite value nan at [3, 7]"]) { p, _ in
             try edit(p) { f in
