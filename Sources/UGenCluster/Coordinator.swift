@@ -40,6 +40,8 @@ public final class Coordinator {
         public var resume: String?
         /// Stop (with a checkpoint) once this many steps are done; the schedule still spans train.steps.
         public var stopAfter: Int?
+        /// Resume even when the checkpoint was trained on another tokenizer or dataset (`--allow-data-change`).
+        public var allowDataChange = false
         /// `.curve(keys)`: the control socket is a CURVE server and admits only `authorizedKeys` (plus the
         /// keys it makes for its own local workers).
         public var security: Security = .plaintext
@@ -105,17 +107,44 @@ public final class Coordinator {
     public init(_ options: Options) throws {
         self.options = options
         quarantine = Quarantine(base: options.config.lostAfterSeconds)
-        data = try RunData.open(options.config)
-        model = options.config.modelConfig(vocabSize: data.vocabSize)
-        initialDataState = data.source.state
-        _ = try StageSpec.partition(model, stages: options.config.stages, seqLen: options.config.seqLen)
-        runLog = try RunLog(directory: options.runDirectory)
-        if let r = options.resume {
-            let path = try CheckpointFile.resolve(r, runDirectory: options.runDirectory)
-            let ckpt = try CheckpointFile.read(path)
-            try Self.checkCompatible(ckpt, path: path, config: options.config, model: model)
-            restorePoint = ckpt
-            lastCheckpointPath = path
+        do {
+            data = try RunData.open(options.config)
+            model = options.config.modelConfig(vocabSize: data.vocabSize)
+            initialDataState = data.source.state
+            _ = try StageSpec.partition(model, stages: options.config.stages, seqLen: options.config.seqLen)
+            runLog = try RunLog(directory: options.runDirectory)
+            if let r = options.resume {
+                let (path, ckpt) = try CheckpointFile.load(r, runDirectory: options.runDirectory)
+                try Self.checkCompatible(ckpt, path: path, config: options.config, model: model)
+                if !options.allowDataChange { try Self.checkSameData(ckpt, path: path, data: data, config: options.config) }
+                restorePoint = ckpt
+                lastCheckpointPath = path
+            }
+        } catch {
+            Self.recordFailedStart(runDirectory: options.runDirectory, error)
+            throw error
+        }
+        for path in CheckpointFile.removeLeftovers(runDirectory: options.runDirectory) {
+            runLog.event("leftover_removed", [("path", .string(path))])
+        }
+    }
+
+    /// A start that failed leaves an `error` event (with the one-line message) in RUN/events.jsonl.
+    public static func recordFailedStart(runDirectory: String, _ error: Error) {
+        (try? RunLog(directory: runDirectory))?.event("error", [("message", .string("\(error)"))])
+    }
+
+    /// A checkpoint resumes only on the data it was trained on: the same tokenizer (content hash) and the
+    /// same dataset (identity hash). `--allow-data-change` overrides.
+    static func checkSameData(_ ckpt: Checkpoint, path: String, data: RunData, config: RunConfig) throws {
+        let p = ckpt.progress, train = config.dataDir + "/train.h5"
+        if !p.tokenizerHash.isEmpty && p.tokenizerHash != data.tokenizerHash {
+            throw ConfigError("\(path): checkpoint was trained with tokenizer \(p.tokenizerHash), but \(train) (data.dir = \(config.dataDir)) "
+                + "was made with tokenizer \(data.tokenizerHash): the token ids mean different things; pass --allow-data-change to resume anyway")
+        }
+        if !p.datasetHash.isEmpty && p.datasetHash != data.datasetHash {
+            throw ConfigError("\(path): checkpoint was trained on dataset \(p.datasetHash), but \(train) (data.dir = \(config.dataDir)) "
+                + "is dataset \(data.datasetHash) (same tokenizer, other examples); pass --allow-data-change to resume anyway")
         }
     }
 
@@ -128,12 +157,20 @@ public final class Coordinator {
         for name in mustMatch where saved.value(of: name) != config.value(of: name) {
             throw ConfigError("\(path): checkpoint was trained with \(name) = \(saved.value(of: name)), this run has \(config.value(of: name))")
         }
-        guard ckpt.model == model else { throw ConfigError("\(path): checkpoint model \(ckpt.model) does not match the run's \(model)") }
+        if let d = ckpt.model.firstDifference(from: model) { throw ConfigError("\(path): checkpoint has \(d)") }
     }
 
     // MARK: The run
 
+    /// Runs to the end; a failure (a bind error, a non-finite step, …) leaves an `error` event.
     public func run() throws -> Outcome {
+        do { return try runToEnd() } catch {
+            runLog.event("error", [("message", .string("\(error)")), ("step", .int(step))])
+            throw error
+        }
+    }
+
+    private func runToEnd() throws -> Outcome {
         socket = try ZMQSocket(.router)
         var localKeys: [CurveKeyPair] = []
         if let keys = options.security.keys {
@@ -179,6 +216,11 @@ public final class Coordinator {
                 return outcome
             } catch let lost as WorkerLost {
                 try recover(from: lost)
+            } catch let e as NonFiniteStep {
+                shutDown(slots.compactMap { $0 }, reason: "run stopped: \(e)")
+                local?.waitAll(seconds: 5)
+                let latest = (try? CheckpointFile.resolve("latest", runDirectory: options.runDirectory)) ?? "nothing (no checkpoint yet)"
+                throw ConfigError("\(e); \(options.runDirectory)/checkpoints/latest stays at \(latest)")
             } catch is StopBeforeStart {
                 log.info("stopped before training could start")
                 shutDown(Array(members.keys), reason: "coordinator stopped")
@@ -280,6 +322,7 @@ public final class Coordinator {
         let m = config.microBatches, R = config.replicas
         let rowsPer = config.batchRows / (R * m), n = rowsPer * config.seqLen, perReplica = m * n
         let codebook = data.schedule.codebook
+        var nonFinite = NonFiniteGuard(config)
         while step < config.steps {
             if coordinatorStopRequested != 0 || (options.stopAfter.map { step >= $0 } ?? false) {
                 try checkpoint()
@@ -309,7 +352,7 @@ public final class Coordinator {
             // Combine in the single process's order: losses by global micro-batch, norms by stage.
             var lossSum = 0.0
             var tasks = TaskLosses()
-            var squares: [Double] = []
+            var squares: [Double] = [], stageOfSquares: [Int] = []
             var timings: [LogValue] = []
             for (slot, id) in slots.enumerated() {
                 let msg = done[id!]!, stage = slot % stages, r = slot / stages
@@ -323,6 +366,7 @@ public final class Coordinator {
                     if r == 0 {
                         let count = model.parameterShapes(for: specs[stage]).count
                         squares += try msg.array(2, Double.self, count: count)
+                        stageOfSquares += Array(repeating: stage, count: count)
                     }
                     let who = members[id!]!
                     timings.append(.object([("stage", .int(stage)), ("replica", .int(r)), ("worker", .string(who.name)),
@@ -336,6 +380,28 @@ public final class Coordinator {
             }
             let norm = globalNorm(squares)
             let lr = config.lrSchedule.lr(at: step)
+            if let what = NonFiniteGuard.problem(loss: lossSum / max(maskSum, 1), norm: norm) {
+                // Never applied: the workers drop the gradients at the next step (no `apply` is sent).
+                let stage = what == "loss" ? stages - 1 : stageOfSquares[squares.firstIndex { !$0.isFinite } ?? 0]
+                let who = members[slots[stage]!]?.hello
+                let producer = "pipeline stage \(stage + 1)/\(stages) (worker \(who?.name ?? "?") on \(who?.host ?? "?"))"
+                func event(_ action: String) {
+                    runLog.event("nonfinite", [("step", .int(step + 1)), ("quantity", .string(what)), ("stage", .int(stage)),
+                                               ("worker", .string(who?.name ?? "?")), ("action", .string(action)),
+                                               ("in_a_row", .int(nonFinite.inARow))])
+                }
+                do { _ = try nonFinite.check(step: step, loss: lossSum / max(maskSum, 1), norm: norm, stage: producer) } catch {
+                    event("stopped")
+                    throw error
+                }
+                event("skipped")
+                log.warning("step \(step + 1): non-finite \(what) from \(producer): step skipped (\(nonFinite.inARow) in a row)")
+                step += 1
+                phaseEvents(after: step - 1)
+                if config.checkpointEvery > 0 && step % config.checkpointEvery == 0 && step < config.steps { try checkpoint() }
+                continue
+            }
+            _ = try nonFinite.check(step: step, loss: lossSum / max(maskSum, 1), norm: norm, stage: "")
             broadcast(.apply, Apply(step: step, lr: lr, clipScale: AdamW.clipScale(globalNorm: norm, maxNorm: config.gradClip)))
             step += 1
             for id in slots { if let m = members[id!] { quarantine.forgive(m.principal) } }  // a step done forgives strikes
@@ -409,7 +475,7 @@ public final class Coordinator {
                                         vocabKind: sched.kind.rawValue, vocabActive: sched.activeCount(step: step),
                                         vocabOrder: sched.order.map { Int32(sched.firstVisualId + $0) },
                                         rngStates: ["init_seed": UInt64(config.seed), "vocab_seed": UInt64(config.vocabSeed)],
-                                        configYAML: config.yaml)
+                                        configYAML: config.yaml, tokenizerHash: data.tokenizerHash, datasetHash: data.datasetHash)
         let ckpt = Checkpoint(model: model, vocabLayout: data.layout.attributes, params: params, adamM: mm, adamV: vv,
                               optimizerStep: optimizerStep, progress: progress)
         let path = try CheckpointFile.save(ckpt, runDirectory: options.runDirectory, keep: config.keepCheckpoints)

@@ -36,6 +36,19 @@ public final class DatasetReader {
         }
     }
 
+    /// The dataset's identity: FNV-1a 64 (16 hex digits) over the tokenizer hash, the token count and
+    /// the example index (offsets and tasks). Cheap (the index is in memory); equal for the same split
+    /// tokenized again the same way, different when examples are added, removed or re-cut.
+    public var identityHash: String {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        func add(_ bytes: UnsafeRawBufferPointer) { for b in bytes { h ^= UInt64(b); h = h &* 0x100_0000_01B3 } }
+        Array(tokenizerHash.utf8).withUnsafeBytes { add($0) }
+        withUnsafeBytes(of: Int64(file.tokenCount).littleEndian) { add($0) }
+        file.offsets.withUnsafeBytes { add($0) }
+        file.tasks.withUnsafeBytes { add($0) }
+        return String(format: "%016llx", h)
+    }
+
     /// Number of examples.
     public var count: Int { file.tasks.count }
     /// Number of tokens over all examples.

@@ -29,12 +29,18 @@ public struct TrainingProgress: Sendable, Equatable {
     public var rngStates: [String: UInt64]
     /// The resolved run configuration the run was trained with.
     public var configYAML: String
+    /// What the run trained on: the content hash of the tokenizer its dataset was made with, and the
+    /// dataset's identity (`RunData.datasetHash`). Empty when unknown (older files, other tools).
+    public var tokenizerHash: String
+    public var datasetHash: String
 
     public init(step: Int, tokensSeen: Int, dataSeed: Int, dataState: String, vocabKind: String, vocabActive: Int,
-                vocabOrder: [Int32], rngStates: [String: UInt64], configYAML: String) {
+                vocabOrder: [Int32], rngStates: [String: UInt64], configYAML: String, tokenizerHash: String = "",
+                datasetHash: String = "") {
         self.step = step; self.tokensSeen = tokensSeen; self.dataSeed = dataSeed; self.dataState = dataState
         self.vocabKind = vocabKind; self.vocabActive = vocabActive; self.vocabOrder = vocabOrder
         self.rngStates = rngStates; self.configYAML = configYAML
+        self.tokenizerHash = tokenizerHash; self.datasetHash = datasetHash
     }
 }
 
@@ -60,17 +66,18 @@ public struct Checkpoint: Sendable, Equatable {
 /// The HDF5 checkpoint schema, written once:
 ///
 ///     /                      format = "ugen-checkpoint", version = 1
-///     /config                model hyperparameters and the vocabulary layout, as attributes
+///     /config                model hyperparameters and the vocabulary layout, as attributes  (attr checksum)
 ///     /params/<name>         float32, HuggingFace names and shapes          (attr checksum)
-///     /optimizer             attr step
+///     /optimizer             attr step                                      (attr checksum)
 ///     /optimizer/m/<name>    AdamW first moments                            (attr checksum)
 ///     /optimizer/v/<name>    AdamW second moments                           (attr checksum)
 ///     /train                 attrs step, tokens_seen, lr_step, data_seed, data_state, vocab_kind,
-///                            vocab_active, config, rng.<name>
+///                            vocab_active, config, rng.<name>, tokenizer_hash, dataset_hash (attr checksum)
 ///     /train/vocab_order     int32, visual codes in activation order        (attr checksum)
 ///
 /// `checksum` is the CRC-32 (zlib) of the tensor's little-endian bytes, so `zlib.crc32(a.tobytes())`
-/// checks it from Python. Files are written under a temporary name, flushed, synced, then renamed: a
+/// checks it from Python. The `checksum` of `/config`, `/optimizer` and `/train` is the CRC-32 over their other
+/// attributes (see `CheckpointVerifier.attributeChecksum`). Files are written under a temporary name, flushed, synced, then renamed: a
 /// crash never leaves a half file under a final name.
 public enum CheckpointFile {
     public static let format = "ugen-checkpoint"
@@ -89,6 +96,11 @@ public enum CheckpointFile {
 
     /// Writes `ckpt` to `path` atomically (temporary name, flush, fsync, rename).
     public static func write(_ ckpt: Checkpoint, to path: String) throws {
+        for (group, tensors) in [("/params", ckpt.params), ("/optimizer/m", ckpt.adamM), ("/optimizer/v", ckpt.adamV)] {
+            for t in tensors where CheckpointVerifier.firstNonFinite(t.values) != nil {
+                throw StoreError("\(path): not written: \(group)/\(t.name) holds a non-finite value (a checkpoint never stores NaN or Inf)")
+            }
+        }
         let tmp = path + ".tmp-\(getpid())"
         try? FileManager.default.removeItem(atPath: tmp)
         do {
@@ -100,6 +112,7 @@ public enum CheckpointFile {
                 for t in ckpt.params { try writeTensor(f, "/params/\(t.name)", t) }
                 try f.ensureGroup("/optimizer")
                 try f.setAttribute("step", ckpt.optimizerStep, at: "/optimizer")
+                try f.setAttribute("checksum", [try CheckpointVerifier.attributeChecksum(f, "/optimizer")], at: "/optimizer")
                 for t in ckpt.adamM { try writeTensor(f, "/optimizer/m/\(t.name)", t) }
                 for t in ckpt.adamV { try writeTensor(f, "/optimizer/v/\(t.name)", t) }
                 try writeProgress(f, ckpt.progress)
@@ -128,6 +141,7 @@ public enum CheckpointFile {
         try f.setAttribute("rope_theta", m.ropeTheta, at: "/config")
         try f.setAttribute("rms_eps", m.rmsEps, at: "/config")
         for (k, v) in layout.sorted(by: { $0.key < $1.key }) { try f.setAttribute(k, v, at: "/config") }
+        try f.setAttribute("checksum", [try CheckpointVerifier.attributeChecksum(f, "/config")], at: "/config")
     }
 
     static func writeProgress(_ f: H5File, _ p: TrainingProgress) throws {
@@ -141,6 +155,9 @@ public enum CheckpointFile {
         try f.setAttribute("vocab_active", p.vocabActive, at: "/train")
         try f.setAttribute("config", p.configYAML, at: "/train")
         for (k, v) in p.rngStates.sorted(by: { $0.key < $1.key }) { try f.setAttribute("rng.\(k)", [v], at: "/train") }
+        if !p.tokenizerHash.isEmpty { try f.setAttribute("tokenizer_hash", p.tokenizerHash, at: "/train") }
+        if !p.datasetHash.isEmpty { try f.setAttribute("dataset_hash", p.datasetHash, at: "/train") }
+        try f.setAttribute("checksum", [try CheckpointVerifier.attributeChecksum(f, "/train")], at: "/train")
         try f.write("/train/vocab_order", p.vocabOrder, shape: [p.vocabOrder.count])
         try f.setAttribute("checksum", [Int64(crc32(p.vocabOrder))], at: "/train/vocab_order")
     }
@@ -159,66 +176,12 @@ public enum CheckpointFile {
 
     // MARK: Reading
 
-    /// Reads and verifies a checkpoint: format, version, every tensor's shape and checksum. Errors are
-    /// one line naming the file and the tensor or key.
+    /// Reads a checkpoint through `CheckpointVerifier` (the rules `ugen inspect` applies): the first
+    /// finding is the error, one line naming the file and the tensor or key.
     public static func read(_ path: String) throws -> Checkpoint {
-        let f = try H5File.open(path)
-        guard f.hasAttribute("format"), (try? f.stringAttribute("format")) == format else {
-            throw StoreError("\(path): not a UGen checkpoint (attribute format is not \"\(format)\")")
-        }
-        let v = try f.intAttribute("version")
-        guard v == version else { throw StoreError("\(path): checkpoint version \(v) is not supported (expected \(version))") }
-        let model = try readModelConfig(f)
-        let modelKeys: Set<String> = ["vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "ffn_hidden", "max_seq_len",
-                                      "rope_theta", "rms_eps"]
-        var layout: [String: Int] = [:]
-        for k in try f.attributeNames(at: "/config") where !modelKeys.contains(k) { layout[k] = try f.intAttribute(k, at: "/config") }
-        var params: [NamedTensor] = [], m: [NamedTensor] = [], vv: [NamedTensor] = []
-        for (name, shape) in model.parameterShapes {
-            params.append(try readTensor(f, "/params/\(name)", name: name, shape: shape))
-            m.append(try readTensor(f, "/optimizer/m/\(name)", name: name, shape: shape))
-            vv.append(try readTensor(f, "/optimizer/v/\(name)", name: name, shape: shape))
-        }
-        let optStep = try f.intAttribute("step", at: "/optimizer")
-        let order: [Int32] = try f.read("/train/vocab_order")
-        try verify(f, "/train/vocab_order", order)
-        var rng: [String: UInt64] = [:]
-        for k in try f.attributeNames(at: "/train") where k.hasPrefix("rng.") {
-            rng[String(k.dropFirst(4))] = try f.attribute(k, at: "/train", as: UInt64.self)[0]
-        }
-        let progress = TrainingProgress(
-            step: try f.intAttribute("step", at: "/train"), tokensSeen: try f.intAttribute("tokens_seen", at: "/train"),
-            dataSeed: try f.intAttribute("data_seed", at: "/train"), dataState: try f.stringAttribute("data_state", at: "/train"),
-            vocabKind: try f.stringAttribute("vocab_kind", at: "/train"), vocabActive: try f.intAttribute("vocab_active", at: "/train"),
-            vocabOrder: order, rngStates: rng, configYAML: try f.stringAttribute("config", at: "/train"))
-        return Checkpoint(model: model, vocabLayout: layout, params: params, adamM: m, adamV: vv, optimizerStep: optStep,
-                          progress: progress)
-    }
-
-    public static func readModelConfig(_ f: H5File) throws -> ModelConfig {
-        func int(_ k: String) throws -> Int { try f.intAttribute(k, at: "/config") }
-        let c = ModelConfig(vocabSize: try int("vocab_size"), dModel: try int("d_model"), nLayers: try int("n_layers"),
-                            nHeads: try int("n_heads"), nKVHeads: try int("n_kv_heads"), ffnHidden: try int("ffn_hidden"),
-                            ropeTheta: try f.doubleAttribute("rope_theta", at: "/config"),
-                            rmsEps: try f.doubleAttribute("rms_eps", at: "/config"), maxSeqLen: try int("max_seq_len"))
-        do { try c.validate() } catch { throw StoreError("\(f.path): /config: \(error)") }
-        return c
-    }
-
-    static func readTensor(_ f: H5File, _ path: String, name: String, shape: [Int]) throws -> NamedTensor {
-        let stored = try f.shape(of: path)
-        guard stored == shape else { throw StoreError("\(f.path): \(path) has shape \(stored), the model needs \(shape)") }
-        let values: [Float] = try f.read(path)
-        try verify(f, path, values)
-        return NamedTensor(name: name, shape: shape, values: values)
-    }
-
-    static func verify<T>(_ f: H5File, _ path: String, _ values: [T]) throws {
-        let expected = try f.attribute("checksum", at: path, as: Int64.self)[0]
-        let actual = Int64(crc32(values))
-        guard expected == actual else {
-            throw StoreError("\(f.path): checksum mismatch in \(path) (stored \(expected), computed \(actual)): the file is corrupted")
-        }
+        let report = CheckpointVerifier.verify(path)
+        if let e = report.error { throw e }
+        return report.checkpoint!
     }
 
     // MARK: The run's checkpoint folder
@@ -244,22 +207,104 @@ public enum CheckpointFile {
         return path
     }
 
-    /// Complete checkpoints of a run, oldest first.
+    /// Complete checkpoints of a run, oldest first: `step-XXXXXXXX.h5` only (the temporary files of a
+    /// save, `step-….h5.tmp-PID`, never count).
     public static func list(runDirectory: String) -> [String] {
         let dir = runDirectory + "/checkpoints"
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        return names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".h5") }.sorted().map { dir + "/" + $0 }
+        return names.filter { isCheckpointName($0) }.sorted().map { dir + "/" + $0 }
+    }
+
+    static func isCheckpointName(_ name: String) -> Bool {
+        name.hasPrefix("step-") && name.hasSuffix(".h5") && Int(name.dropFirst(5).dropLast(3)) != nil
+    }
+
+    /// Removes what interrupted saves left in RUN/checkpoints (`step-….h5.tmp-PID`, `latest.tmp-PID`)
+    /// unless PID is this process. Returns the paths removed. Called when a run starts.
+    @discardableResult
+    public static func removeLeftovers(runDirectory: String) -> [String] {
+        let dir = runDirectory + "/checkpoints"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        var removed: [String] = []
+        for n in names.sorted() {
+            guard let r = n.range(of: ".tmp-"), n.hasPrefix("step-") || n.hasPrefix("latest") else { continue }
+            guard Int32(n[r.upperBound...]) != getpid() else { continue }
+            if (try? FileManager.default.removeItem(atPath: dir + "/" + n)) != nil { removed.append(dir + "/" + n) }
+        }
+        return removed
+    }
+
+    /// The newest checkpoint of the folder holding `pointer` that verifies, other than `except`.
+    public static func newestGood(beside pointer: String, except: String? = nil) -> String? {
+        let dir = (pointer as NSString).deletingLastPathComponent
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter(isCheckpointName).sorted()
+        for n in names.reversed() where dir + "/" + n != except {
+            if CheckpointVerifier.verify(dir + "/" + n, keepTensors: false).isValid { return dir + "/" + n }
+        }
+        return nil
+    }
+
+    /// What to add to a refusal of `pointer`: the newest good checkpoint beside it, to resume from instead.
+    public static func goodAlternative(beside pointer: String, except: String? = nil) -> String {
+        guard let good = newestGood(beside: pointer, except: except) else { return "; no good checkpoint beside it" }
+        return "; the newest good checkpoint beside it is \(good) (resume from it with --resume \(good))"
+    }
+
+    /// Reads a `latest` pointer file: the checkpoint it names, which must exist. Errors name the pointer
+    /// and the newest good checkpoint beside it.
+    public static func followPointer(_ pointer: String) throws -> String {
+        guard FileManager.default.fileExists(atPath: pointer) else { throw StoreError("\(pointer): no checkpoint to resume from (no such file)") }
+        guard let data = FileManager.default.contents(atPath: pointer), let text = String(data: data, encoding: .utf8) else {
+            throw StoreError("\(pointer): unreadable (not UTF-8 text naming a checkpoint)" + goodAlternative(beside: pointer))
+        }
+        let name = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !name.isEmpty else { throw StoreError("\(pointer): empty, names no checkpoint" + goodAlternative(beside: pointer)) }
+        let base = (name as NSString).lastPathComponent
+        guard isCheckpointName(base), !name.contains("\n") else {
+            let shown = name.count > 40 ? String(name.prefix(40)) + "…" : name
+            throw StoreError("\(pointer): unreadable: \(shown.debugDescription) is not a checkpoint name (step-XXXXXXXX.h5)" + goodAlternative(beside: pointer))
+        }
+        let path = name.hasPrefix("/") ? name : (pointer as NSString).deletingLastPathComponent + "/" + name
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw StoreError("\(pointer): names \(name), which does not exist" + goodAlternative(beside: pointer))
+        }
+        return path
     }
 
     /// Resolves `latest` (or a path) to a checkpoint file: `PATH|latest`, where `latest` reads
     /// RUN/checkpoints/latest.
     public static func resolve(_ spec: String, runDirectory: String) throws -> String {
         guard spec == "latest" else { return spec }
-        let pointer = runDirectory + "/checkpoints/latest"
-        guard let text = try? String(contentsOfFile: pointer, encoding: .utf8) else {
-            throw StoreError("\(pointer): no checkpoint to resume from")
+        return try followPointer(runDirectory + "/checkpoints/latest")
+    }
+
+    /// A checkpoint file, a `latest` pointer file, or a run folder (its checkpoints/latest) → the file,
+    /// and the pointer it came through.
+    public static func locate(_ spec: String) throws -> (path: String, pointer: String?) {
+        var isDir: ObjCBool = false
+        let fm = FileManager.default
+        guard fm.fileExists(atPath: spec, isDirectory: &isDir) else { throw StoreError("\(spec): no such checkpoint") }
+        if isDir.boolValue {
+            guard let pointer = [spec + "/checkpoints/latest", spec + "/latest"].first(where: { fm.fileExists(atPath: $0) }) else {
+                throw StoreError("\(spec): a folder without checkpoints/latest")
+            }
+            return (try followPointer(pointer), pointer)
         }
-        let name = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        return runDirectory + "/checkpoints/" + name
+        if (spec as NSString).lastPathComponent == "latest" { return (try followPointer(spec), spec) }
+        return (spec, nil)
+    }
+
+    /// Locates (`latest` means RUN/checkpoints/latest) and verifies. The error is the verifier's first
+    /// finding; when the file came through a `latest` pointer, with the newest good checkpoint beside it.
+    public static func load(_ spec: String, runDirectory: String? = nil) throws -> (path: String, checkpoint: Checkpoint) {
+        let (path, pointer) = try locate(spec == "latest" && runDirectory != nil ? runDirectory! + "/checkpoints/latest" : spec)
+        let report = CheckpointVerifier.verify(path)
+        if let e = report.error { throw refusal(e.description, pointer: pointer, path: path) }
+        return (path, report.checkpoint!)
+    }
+
+    /// A refusal of `path`; through a pointer, naming the newest good checkpoint beside it.
+    public static func refusal(_ message: String, pointer: String?, path: String) -> StoreError {
+        StoreError(pointer == nil ? message : message + goodAlternative(beside: path, except: path))
     }
 }

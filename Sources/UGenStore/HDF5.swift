@@ -87,6 +87,13 @@ public final class H5File {
         return prefix.isEmpty ? "/" : prefix
     }
 
+    /// Unlinks an object (the space is not reclaimed; tests use it to damage files, tools to rewrite one).
+    public func remove(_ objectPath: String) throws {
+        guard exists(objectPath), H5Ldelete(id, objectPath, ugen_h5p_default()) >= 0 else {
+            throw StoreError("\(path): cannot remove \(objectPath)")
+        }
+    }
+
     /// Names of the direct members of a group, in name order.
     public func members(of groupPath: String) throws -> [String] {
         guard groupPath == "/" || exists(groupPath) else { throw StoreError("\(path): missing group \(groupPath)") }
@@ -104,6 +111,22 @@ public final class H5File {
         }
         guard status >= 0 else { throw StoreError("\(path): cannot list \(groupPath)") }
         return box.names
+    }
+
+    /// Every object in the file, visited as HDF5's own tools do (each object header read whole, with its
+    /// times, attribute count and sizes), as absolute paths with "/" first. Fails, naming the file, when a
+    /// header or link on the way is damaged, even where no reader of known objects would look.
+    public func visitAll() throws -> [String] {
+        var names: [String] = []
+        let fields = UInt32(H5O_INFO_BASIC | H5O_INFO_TIME | H5O_INFO_NUM_ATTRS | H5O_INFO_HDR | H5O_INFO_META_SIZE)
+        let status = withUnsafeMutablePointer(to: &names) { ptr -> herr_t in
+            H5Ovisit2(id, H5_INDEX_NAME, H5_ITER_INC, { _, name, _, data in
+                data!.assumingMemoryBound(to: [String].self).pointee.append(String(cString: name!))
+                return 0
+            }, ptr, fields)
+        }
+        guard status >= 0 else { throw StoreError("\(path): HDF5 cannot visit every object (a damaged object header or link)") }
+        return names.map { $0 == "." ? "/" : "/" + $0 }
     }
 
     /// Whether the object at `objectPath` is a dataset (not a group).
@@ -290,6 +313,45 @@ public final class H5File {
         var out = [T](repeating: T(), count: n)
         guard H5Aread(a, T.h5Type, &out) >= 0 else { throw StoreError("\(path): cannot read attribute \(name) on \(objectPath)") }
         return out
+    }
+
+    /// An attribute's value as bytes, whatever its type: a string's UTF-8, a number array's native bytes
+    /// (what attribute checksums are computed over).
+    public func attributeBytes(_ name: String, at objectPath: String = "/") throws -> [UInt8] {
+        let o = try openObject(objectPath)
+        defer { H5Oclose(o) }
+        guard H5Aexists(o, name) > 0 else { throw StoreError("\(path): missing attribute \(name) on \(objectPath)") }
+        let a = H5Aopen(o, name, ugen_h5p_default())
+        defer { H5Aclose(a) }
+        let t = H5Aget_type(a)
+        defer { H5Tclose(t) }
+        if H5Tget_class(t) == H5T_STRING { return Array(try stringAttribute(name, at: objectPath).utf8) }
+        let native = H5Tget_native_type(t, H5T_DIR_DEFAULT)
+        guard native >= 0 else { throw StoreError("\(path): cannot read attribute \(name) on \(objectPath)") }
+        defer { H5Tclose(native) }
+        let s = H5Aget_space(a)
+        defer { H5Sclose(s) }
+        let n = max(1, Int(H5Sget_simple_extent_npoints(s))) * H5Tget_size(native)
+        var out = [UInt8](repeating: 0, count: n)
+        guard H5Aread(a, native, &out) >= 0 else { throw StoreError("\(path): cannot read attribute \(name) on \(objectPath)") }
+        return out
+    }
+
+    /// Whether an attribute's stored type is a plain one (a string, or a number whose precision fills its
+    /// size from bit 0): HDF5 converts odd types silently, other readers (numpy) refuse them.
+    public func attributeTypeIsPlain(_ name: String, at objectPath: String = "/") -> Bool {
+        guard let o = try? openObject(objectPath) else { return false }
+        defer { H5Oclose(o) }
+        guard H5Aexists(o, name) > 0 else { return false }
+        let a = H5Aopen(o, name, ugen_h5p_default())
+        defer { H5Aclose(a) }
+        let t = H5Aget_type(a)
+        defer { H5Tclose(t) }
+        switch H5Tget_class(t) {
+        case H5T_STRING: return true
+        case H5T_INTEGER, H5T_FLOAT: return H5Tget_offset(t) == 0 && H5Tget_precision(t) == 8 * H5Tget_size(t)
+        default: return false
+        }
     }
 
     public func intAttribute(_ name: String, at objectPath: String = "/") throws -> Int {

@@ -40,6 +40,8 @@ public struct RunConfig: Equatable, Sendable {
     public var checkpointEvery = 0
     public var keepCheckpoints = 3
     public var logEvery = 10
+    public var onNonfinite = "stop"
+    public var maxNonfiniteSkips = 3
     // vocab_schedule.*
     public var vocabKind = "progressive"
     public var textOnlySteps = 20
@@ -141,6 +143,9 @@ public struct RunConfig: Equatable, Sendable {
         int("train.checkpoint_every", \.checkpointEvery, "save every N steps (0: only at the end)"),
         int("train.keep_checkpoints", \.keepCheckpoints, "how many checkpoints to keep"),
         int("train.log_every", \.logEvery, "print a progress line every N steps"),
+        str("train.on_nonfinite", \.onNonfinite, "a step with a NaN/Inf loss or gradient norm: stop, or skip it (never applied)",
+            oneOf: ["stop", "skip"]),
+        int("train.max_nonfinite_skips", \.maxNonfiniteSkips, "with on_nonfinite skip: stop after this many skipped steps in a row"),
         str("vocab_schedule.kind", \.vocabKind, "progressive or vanilla", oneOf: ["progressive", "vanilla"]),
         int("vocab_schedule.text_only_steps", \.textOnlySteps, "steps that draw text only"),
         int("vocab_schedule.start", \.vocabStart, "visual ids active when images start"),
@@ -214,6 +219,7 @@ public struct RunConfig: Equatable, Sendable {
         try need(warmupSteps >= 0 && lr > 0 && minLR >= 0, "train.lr, train.min_lr, train.warmup_steps must be non-negative")
         try need(vocabEvery >= 1 && vocabAdd >= 1 && vocabStart >= 0 && textOnlySteps >= 0,
                  "vocab_schedule.every and add must be ≥ 1, start and text_only_steps ≥ 0")
+        try need(maxNonfiniteSkips >= 1, "train.max_nonfinite_skips must be at least 1")
         try need(threadsPerWorker >= 1, "cluster.threads_per_worker must be at least 1")
         try need(weightText >= 0 && weightImg2Txt >= 0 && weightTxt2Img >= 0 && weightText + weightImg2Txt + weightTxt2Img > 0,
                  "data.weight_* must be non-negative and not all zero")

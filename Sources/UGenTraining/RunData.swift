@@ -9,6 +9,10 @@ public struct RunData {
     public let schedule: VocabSchedule
     /// The model's vocabulary size (= the layout's V; `model.vocab_size` must agree when set).
     public var vocabSize: Int { layout.vocabSize }
+    /// What the run trains on, as checkpoints record it: the content hash of the tokenizer the dataset was
+    /// made with, and the dataset's identity (`DatasetReader.identityHash`).
+    public var tokenizerHash = ""
+    public var datasetHash = ""
 
     /// Opens `data.dir/train.h5`; errors are one line naming the file or key at fault.
     public static func open(_ config: RunConfig) throws -> RunData {
@@ -25,7 +29,8 @@ public struct RunData {
                                 weights: TaskWeights(text: config.weightText, imageToText: config.weightImg2Txt,
                                                      textToImage: config.weightTxt2Img),
                                 seed: UInt64(config.dataSeed))
-        return RunData(source: PackerSource(packer), layout: layout, schedule: schedule(config, layout))
+        return RunData(source: PackerSource(packer), layout: layout, schedule: schedule(config, layout),
+                       tokenizerHash: reader.tokenizerHash, datasetHash: reader.identityHash)
     }
 
     /// The run's vocabulary schedule over the layout's K visual codes.

@@ -30,8 +30,7 @@ public final class TrainedModel {
     /// (`tokenizer`, or `data.dir/tokenizer.h5` of the config the checkpoint was trained with). Errors are
     /// one line naming the file at fault.
     public init(checkpoint: String, tokenizer: String? = nil) throws {
-        let path = try Self.resolve(checkpoint)
-        let ck = try CheckpointFile.read(path)
+        let (path, ck) = try CheckpointFile.load(checkpoint)  // the one verifier: as strict as resume and `ugen inspect`
         checkpointPath = path
         model = ck.model
         progress = ck.progress
@@ -54,28 +53,16 @@ public final class TrainedModel {
             throw ModelError("\(tokenizerPath): vocabulary T=\(l.textVocab) K=\(l.codebookSize) (V=\(l.vocabSize)) does not match "
                 + "checkpoint \(path) (T=\(t) K=\(k) V=\(ck.model.vocabSize))")
         }
+        let recorded = ck.progress.tokenizerHash
+        guard recorded.isEmpty || recorded == tokenizers.hash else {  // same layout, other merges or codebook: other ids
+            throw ModelError("\(tokenizerPath): tokenizer \(tokenizers.hash) is not the one checkpoint \(path) was trained with "
+                + "(\(recorded)): the ids would mean other things; give --tokenizer the run's data.dir/tokenizer.h5")
+        }
         activeVisual = try Self.activeIds(ck.progress, layout: l, path: path)
     }
 
     /// `PATH` → itself; `RUN/checkpoints/latest` or a run folder → the checkpoint `latest` names.
-    public static func resolve(_ spec: String) throws -> String {
-        var isDir: ObjCBool = false
-        let fm = FileManager.default
-        guard fm.fileExists(atPath: spec, isDirectory: &isDir) else { throw ModelError("\(spec): no such checkpoint") }
-        var pointer = spec
-        if isDir.boolValue {
-            pointer = [spec + "/checkpoints/latest", spec + "/latest"].first { fm.fileExists(atPath: $0) } ?? ""
-            guard !pointer.isEmpty else { throw ModelError("\(spec): a folder without checkpoints/latest") }
-        } else if (spec as NSString).lastPathComponent != "latest" {
-            return spec
-        }
-        guard let text = try? String(contentsOfFile: pointer, encoding: .utf8) else { throw ModelError("\(pointer): cannot read") }
-        let name = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !name.isEmpty else { throw ModelError("\(pointer): empty, names no checkpoint") }
-        let path = name.hasPrefix("/") ? name : (pointer as NSString).deletingLastPathComponent + "/" + name
-        guard fm.fileExists(atPath: path) else { throw ModelError("\(pointer): names \(name), which does not exist") }
-        return path
-    }
+    public static func resolve(_ spec: String) throws -> String { try CheckpointFile.locate(spec).path }
 
     /// The active visual ids recorded in a checkpoint: nil when all are active. `vocab_order` holds the
     /// activation order as visual ids (the cluster) or as codes 0..<K; both are accepted.

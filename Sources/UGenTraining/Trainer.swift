@@ -67,6 +67,42 @@ public struct StepResult: Sendable {
     public var lr: Double
     public var gradNorm: Double
     public var tokens: Int
+    /// "loss" or "gradient norm" when that was NaN or infinite: the update was not applied.
+    public var nonFinite: String? = nil
+}
+
+/// A step whose loss or gradient norm is not finite: never applied, so it never reaches the weights or a
+/// checkpoint. `train.on_nonfinite` decides what follows: `stop` (the default) ends the run at once,
+/// `skip` drops the step and goes on, ending the run after `train.max_nonfinite_skips` skips in a row.
+public struct NonFiniteGuard: Sendable {
+    public let skip: Bool
+    public let maxInARow: Int
+    public private(set) var inARow = 0
+    public init(_ config: RunConfig) { skip = config.onNonfinite == "skip"; maxInARow = config.maxNonfiniteSkips }
+
+    /// nil when `loss` and `norm` are finite; else what was not finite ("loss" or "gradient norm").
+    public static func problem(loss: Double, norm: Double) -> String? {
+        !loss.isFinite ? "loss" : !norm.isFinite ? "gradient norm" : nil
+    }
+
+    /// Step `step` (0-based) had `loss` and `norm`: returns true when it must be skipped (not applied);
+    /// throws `NonFiniteStep` when the run must stop. `stage` names who produced the value.
+    public mutating func check(step: Int, loss: Double, norm: Double, stage: String) throws -> Bool {
+        guard let what = Self.problem(loss: loss, norm: norm) else { inARow = 0; return false }
+        let value = what == "loss" ? loss : norm
+        inARow += 1
+        if skip && inARow <= maxInARow { return true }
+        throw NonFiniteStep(step: step, quantity: what, value: value, stage: stage, skippedInARow: skip ? inARow : 0)
+    }
+}
+
+/// The run stopped on a non-finite loss or gradient norm (one line; the update was not applied).
+public struct NonFiniteStep: Error, CustomStringConvertible, Equatable {
+    public var step: Int, quantity: String, value: Double, stage: String, skippedInARow: Int
+    public var description: String {
+        "step \(step + 1): non-finite \(quantity) (\(value)) from \(stage); the update was not applied"
+            + (skippedInARow > 0 ? " (\(skippedInARow) such steps in a row, more than train.max_nonfinite_skips)" : " (train.on_nonfinite: stop)")
+    }
 }
 
 /// The single-process trainer: the whole model as one stage, each global batch split into the same
@@ -125,6 +161,10 @@ public final class Trainer {
         }
         let norm = globalNorm(stage.gradSquares())
         let lr = config.lrSchedule.lr(at: step)
+        if let what = NonFiniteGuard.problem(loss: lossSum / max(maskSum, 1), norm: norm) {  // never applied
+            return StepResult(step: step + 1, loss: lossSum / max(maskSum, 1), taskLosses: tasks, lr: lr, gradNorm: norm,
+                              tokens: Int(maskSum), nonFinite: what)
+        }
         stage.update(with: optimizer, lr: lr, hyper: config.adam,
                      clipScale: AdamW.clipScale(globalNorm: norm, maxNorm: config.gradClip))
         step += 1
@@ -134,6 +174,14 @@ public final class Trainer {
 }
 
 extension Trainer {
+    /// One step under `train.on_nonfinite` (`guard` carries the skips in a row): a non-finite step is never
+    /// applied; when skipped the step count moves on (the batch is consumed), otherwise this throws.
+    public func step(_ batch: TrainingBatch, vocab: StepVocab? = nil, guard g: inout NonFiniteGuard) throws -> StepResult {
+        let r = train(batch, vocab: vocab)
+        if try g.check(step: step, loss: r.loss, norm: r.gradNorm, stage: "the whole model (single process)") { step += 1 }
+        return r
+    }
+
     /// A checkpoint of the whole model, its optimizer and `progress`.
     public func checkpoint(progress: TrainingProgress, vocabLayout: [String: Int]) -> Checkpoint {
         let (m, v) = stage.exportMoments(optimizer)
@@ -143,7 +191,7 @@ extension Trainer {
 
     /// Continues from a checkpoint: parameters, moments and the step count.
     public func restore(_ ckpt: Checkpoint) throws {
-        guard ckpt.model == model else { throw ConfigError("checkpoint model \(ckpt.model) does not match the run's \(model)") }
+        if let d = ckpt.model.firstDifference(from: model) { throw ConfigError("checkpoint model has \(d)") }
         try stage.importTensors(params: ckpt.params, m: ckpt.adamM, v: ckpt.adamV, into: optimizer, optimizerStep: ckpt.optimizerStep)
         step = ckpt.progress.step
     }

@@ -26,6 +26,7 @@ struct Start: ParsableCommand {
     @Option(help: "Start this many `ugen-worker join` processes on this machine.") var localWorkers: Int = 0
     @Option(help: "Stop with a checkpoint after this many steps in all (the LR schedule still spans train.steps).") var steps: Int?
     @Option(help: "Continue from a checkpoint: a path, or `latest` (RUN/checkpoints/latest).") var resume: String?
+    @Flag(help: "Resume even when the checkpoint was trained on another tokenizer or dataset than data.dir's.") var allowDataChange = false
     @Option(help: "The cluster secret workers must present (or UGEN_SECRET in the environment).") var secret: String?
     @Option(help: "The ugen-worker executable for --local-workers (default: next to ugen-coord).") var workerExecutable: String?
     @Option(help: "The coordinator's CURVE secret key file (from `ugen-coord keygen`).") var key: String?
@@ -34,20 +35,27 @@ struct Start: ParsableCommand {
 
     func run() throws {
         let cfg: RunConfig
-        do { cfg = try RunConfig.load(path: config, overrides: overrides) } catch { fail("\(error)") }
         let runDir = runDirectory ?? "runs/" + URL(fileURLWithPath: config).deletingPathExtension().lastPathComponent
+        do { cfg = try RunConfig.load(path: config, overrides: overrides) } catch {
+            Coordinator.recordFailedStart(runDirectory: runDir, error)
+            fail("\(error)")
+        }
         var options = Coordinator.Options(config: cfg, runDirectory: runDir)
         options.bind = bind
         options.localWorkers = localWorkers
         options.stopAfter = steps
         options.resume = resume
+        options.allowDataChange = allowDataChange
         options.secret = secret ?? ProcessInfo.processInfo.environment["UGEN_SECRET"] ?? ""
         options.workerExecutable = workerExecutable
         do {
             (options.security, options.authorizedKeys) = try SecurityPolicy.coordinator(
                 keyFile: key, authorized: authorizedKeys, insecure: insecure, bind: bind, localWorkers: localWorkers,
                 workersNeeded: cfg.stages * cfg.replicas)
-        } catch { fail("\(error)") }
+        } catch {
+            Coordinator.recordFailedStart(runDirectory: runDir, error)
+            fail("\(error)")
+        }
         for s in [SIGINT, SIGTERM] { signal(s) { _ in coordinatorStopRequested = 1 } }
         let outcome: Coordinator.Outcome
         do {

@@ -37,7 +37,7 @@ final class CheckpointTests: XCTestCase {
 
         let first = try Trainer(config: c, model: c.modelConfig(vocabSize: 256))
         var resumed = try (0..<10).map { first.train(try source.batch(step: $0, textOnly: true)).loss }
-        let path = try CheckpointFile.save(first.checkpoint(progress: progress(first, c), vocabLayout: ["codebook": 0]),
+        let path = try CheckpointFile.save(first.checkpoint(progress: progress(first, c), vocabLayout: ["codebook": 4]),
                                            runDirectory: dir, keep: 2)
         let loaded = try CheckpointFile.read(try CheckpointFile.resolve("latest", runDirectory: dir))
         XCTAssertEqual(loaded.progress, progress(first, c))
@@ -142,5 +142,6 @@ final class ExportTests: XCTestCase {
         let out = String(data: pipe.fileHandleForReading.readDataToEndOfFile(), encoding: .utf8) ?? ""
         XCTAssertEqual(p.terminationStatus, 0, "python check failed (needs `make deps` for h5py/safetensors): \(out)")
         XCTAssertTrue(out.contains("63 checksums verified, 21 tensors equal"), out)
+        XCTAssertTrue(out.contains("3 attribute checksums verified"), "/config, /optimizer, /train checked from Python: \(out)")
     }
 }

@@ -207,7 +207,8 @@ final class EvaluationTests: XCTestCase {
         let pointer = EvalWorld.root.appendingPathComponent("dangling-latest/latest").path
         try FileManager.default.createDirectory(atPath: (pointer as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         try "step-00000099.h5\n".write(toFile: pointer, atomically: true, encoding: .utf8)
-        XCTAssertEqual(message { try TrainedModel(checkpoint: pointer) }, "\(pointer): names step-00000099.h5, which does not exist")
+        XCTAssertEqual(message { try TrainedModel(checkpoint: pointer) },
+                       "\(pointer): names step-00000099.h5, which does not exist; no good checkpoint beside it")
     }
 
     // MARK: Generation

@@ -26,6 +26,20 @@ for group in ["params", "optimizer/m", "optimizer/v"]:
     f[group].visititems(visit)
 assert "step" in f["train"].attrs and "config" in f["train"].attrs
 
+
+def attribute_checksum(group):
+    """CRC-32 over a group's attributes but `checksum`, in name order: name, 0, value bytes, 0."""
+    def value(v):
+        return v.encode() if isinstance(v, str) else np.asarray(v).tobytes()
+    return zlib.crc32(b"".join(k.encode() + b"\0" + value(group.attrs[k]) + b"\0" for k in sorted(group.attrs) if k != "checksum"))
+
+
+groups = 0
+for name in ["config", "optimizer", "train"]:
+    if "checksum" in f[name].attrs:  # absent in files written before it, or by other tools
+        assert attribute_checksum(f[name]) == int(f[name].attrs["checksum"]), f"attribute checksum of /{name}"
+        groups += 1
+
 tensors = load_file(f"{export_dir}/model.safetensors")
 names = []
 f["params"].visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
@@ -36,4 +50,4 @@ hf = json.load(open(f"{export_dir}/config.json"))
 assert hf["architectures"] == ["LlamaForCausalLM"]
 assert hf["hidden_size"] == cfg["d_model"] and hf["num_key_value_heads"] == cfg["n_kv_heads"]
 assert hf["intermediate_size"] == cfg["ffn_hidden"] and hf["vocab_size"] == cfg["vocab_size"]
-print(f"ok: {checked} checksums verified, {len(names)} tensors equal in safetensors")
+print(f"ok: {checked} checksums verified, {len(names)} tensors equal in safetensors; {groups} attribute checksums verified")

@@ -227,6 +227,17 @@ def checked_tensor(f, path, dtype, shape):
     return d[()]
 
 
+def attribute_checksum(g):
+    """formats.md, "Attribute checksums": CRC-32 over the group's other attributes in name order."""
+    value = lambda v: v.encode() if isinstance(v, str) else np.asarray(v).tobytes()
+    return zlib.crc32(b"".join(k.encode() + b"\0" + value(v) + b"\0" for k, v in sorted(g.attrs.items()) if k != "checksum"))
+
+
+def group_checksum(g):
+    if "checksum" in g.attrs:  # absent from checkpoints written before it
+        need(attribute_checksum(g) == attr(g, "checksum", "int"), f"{g.name}: attribute checksum mismatch")
+
+
 def check_checkpoint(path):
     f = h5py.File(path, "r")
     format_and_version(f, "ugen-checkpoint")
@@ -240,7 +251,8 @@ def check_checkpoint(path):
     need(c["n_heads"] % c["n_kv_heads"] == 0, "/config: n_kv_heads does not divide n_heads")
     lay = layout(config)
     need(lay["vocab_size"] == c["vocab_size"], "/config: the layout's vocab_size differs from the model's")
-    extra = set(config.attrs) - set(ints) - {"rope_theta", "rms_eps"} - set(lay)
+    group_checksum(config)
+    extra = set(config.attrs) - set(ints) - {"rope_theta", "rms_eps", "checksum"} - set(lay)
     need(not extra, f"/config has undocumented attributes {sorted(extra)}")
 
     shapes = parameter_shapes(c)
@@ -253,6 +265,7 @@ def check_checkpoint(path):
             checked_tensor(f, f"{g}/{name}", "<f4", shape)
             checked += 1
     need(attr(group(f, "/optimizer"), "step", "int") >= 0, "/optimizer attribute step is negative")
+    group_checksum(group(f, "/optimizer"))
 
     train = group(f, "/train")
     step = attr(train, "step", "int")
@@ -271,6 +284,10 @@ def check_checkpoint(path):
     for k in train.attrs:
         if k.startswith("rng."):
             attr(train, k, "uint64")
+    for k in ["tokenizer_hash", "dataset_hash"]:
+        if k in train.attrs:
+            need(re.fullmatch(r"[0-9a-f]{16}", attr(train, k, "str")), f"/train: {k} is not 16 hex digits")
+    group_checksum(train)
     first = lay["text_vocab"] + lay["n_specials"]
     order = checked_tensor(f, "/train/vocab_order", "<i4", (K,))
     checked += 1
