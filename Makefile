@@ -8,7 +8,7 @@ BIN        := .build/debug
 RELEASE    := .build/release
 DEMO_RUN   ?= runs/demo
 
-.PHONY: deps build release data test-data bench-data demo test bench clean cluster-checks fixtures
+.PHONY: deps build release data test-data bench-data demo test bench bench-pytorch bench-bf16-loss clean cluster-checks fixtures
 
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -70,6 +70,17 @@ bench-data: data
 bench: release bench-data
 	$(RELEASE)/ugen bench
 	$(RELEASE)/ugen-coord bench --data-dir $(BENCH_DATA)
+	$(RELEASE)/ugen-coord bench --data-dir $(BENCH_DATA) --part pipeline --precision bf16
+
+# The same model in PyTorch (fp32 and bf16 autocast) and in ugen (fp32 and bf16), rounds interleaved in one
+# run; installs the CPU build of torch when missing. A benchmark only: no test needs PyTorch.
+bench-pytorch: release
+	@python3 -c "import torch" 2>/dev/null || python3 -m pip install -q torch==2.13.0
+	python3 cluster/bench/pytorch_side_by_side.py --ugen $(RELEASE)/ugen --configs S M --threads 2
+
+# bf16 against fp32 over a 300-step run on the bundled data (plot: Documentation/bf16-vs-fp32.png).
+bench-bf16-loss: data
+	COORD=$(RELEASE)/ugen-coord bash cluster/bench/bf16-vs-fp32.sh 300
 
 clean:
 	rm -rf .build data runs
