@@ -93,7 +93,10 @@ def render_emoji(font, text):
 def emoji(out):
     need(EMOJI_FONT, "fonts-noto-color-emoji")
     need(EMOJI_TEST, "unicode-data")
-    from PIL import ImageFont
+    from PIL import ImageFont, features
+    if not features.check("raqm"):
+        fail("Pillow cannot shape text (no libraqm/libfribidi): emoji sequences (flags, families, skin tones) would not "
+             "map to one glyph; apt-get install libfribidi0, or a Pillow built with raqm")
     font = ImageFont.truetype(EMOJI_FONT, size=109, layout_engine=ImageFont.Layout.RAQM)
     entries = parse_emoji_test(EMOJI_TEST)
     os.makedirs(os.path.join(out, "images"), exist_ok=True)
