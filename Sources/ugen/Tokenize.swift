@@ -86,7 +86,7 @@ struct ImageReportCommand: ParsableCommand {
         discussion: """
             Reads DIR/tokenizer.h5 (a learned k-means codebook) and the images of each pairs file, encodes and \
             decodes them, and prints one line per file and one for all. --grid writes originals beside their \
-            reconstructions (the first --grid-count images of each file) as a PNG.
+            reconstructions (--grid-count images of each file, evenly spaced through it) as a PNG.
             """)
 
     @Option(help: "tokenizer.h5 written by ugen tokenize.") var tokenizer: String
@@ -123,8 +123,9 @@ struct ImageReportCommand: ParsableCommand {
                 let report = ImageTokenizerReport.measure(vq, images: images)
                 line(file, report)
                 all += images
-                for (image, codes) in zip(images, report.codes).prefix(gridCount) {
-                    originals.append(image); reconstructions.append(vq.decode(codes))
+                let shown = min(gridCount, images.count)  // evenly spaced through the file, so every group shows
+                for i in (0 ..< shown).map({ $0 * images.count / shown }) {
+                    originals.append(images[i]); reconstructions.append(vq.decode(report.codes[i]))
                 }
             }
             if pairs.count > 1 { line("all", ImageTokenizerReport.measure(vq, images: all)) }
