@@ -296,20 +296,27 @@ public final class Evaluator {
         let l = model.layout
         let pairs = all.map(parts).filter { !$0.image.isEmpty }
         let examples = Array(pairs.prefix(o.rankExamples))
-        // Distinct candidates of the varied half: captions for image→text, images for text→image.
-        var pool: [[Int32]] = [], seen = Set<[Int32]>()
-        for p in pairs { let c = task == .imageToText ? p.caption : p.image; if seen.insert(c).inserted { pool.append(c) } }
+        // Distinct candidates of the varied half: captions for image→text, images for text→image, each with the
+        // class its caption names (when CaptionClass reads one): a distractor of the truth's class would be a
+        // second right answer ("handwritten 3" for "the digit 3 written by hand"), so it is skipped.
+        let bpe = model.tokenizers.text
+        var pool: [(candidate: [Int32], label: Int?)] = [], seen = Set<[Int32]>()
+        for p in pairs {
+            let c = task == .imageToText ? p.caption : p.image
+            if seen.insert(c).inserted { pool.append((c, CaptionClass.parse(bpe.decodeText(p.caption)))) }
+        }
         var rng = SplitMix64(seed: o.seed ^ (task == .imageToText ? 0x52_414E_4B31 : 0x52_414E_4B32))  // "RANK1/2"
         var top1 = 0, rankSum = 0, candidates = 0
         for p in examples {
             let truth = task == .imageToText ? p.caption : p.image
-            let want = min(o.rankCandidates, pool.count)
+            let label = CaptionClass.parse(bpe.decodeText(p.caption))
             var chosen = [truth], chosenSet: Set<[Int32]> = [truth]
             var order = Array(pool.indices)
             var k = 0
-            while chosen.count < want && k < order.count {  // a seeded partial shuffle of the pool
+            while chosen.count < o.rankCandidates && k < order.count {  // a seeded partial shuffle of the pool
                 order.swapAt(k, k + rng.nextInt(below: order.count - k))
-                if chosenSet.insert(pool[order[k]]).inserted { chosen.append(pool[order[k]]) }
+                let d = pool[order[k]]
+                if label == nil || d.label != label, chosenSet.insert(d.candidate).inserted { chosen.append(d.candidate) }
                 k += 1
             }
             let scored = chosen.map { c -> Example in
