@@ -116,6 +116,23 @@ final class ColourImageTests: XCTestCase {
         XCTAssertLessThan(stratified, 0.7 * pooled)
     }
 
+    /// The extraction script's parsing (emoji-test.txt lines, skin-tone keys, split shares, Fashion IDX) on a
+    /// made-up excerpt; the counts on the real packages are `make check-data-images`.
+    func testExtractionScriptSelfTest() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", root.appendingPathComponent("cluster/data/images.py").path, "--self-test"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, text)
+        XCTAssert(text.contains("self-test: ok"), text)
+    }
+
     private func writePairs(_ dir: URL, _ name: String, _ images: [PNGImage], caption: String) throws -> String {
         let folder = dir.appendingPathComponent(name)
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)

@@ -18,6 +18,7 @@ colour glyph, or if Fashion-MNIST does not hold 70,000 labelled images.
 
   python3 cluster/data/images.py --out data/images
   python3 cluster/data/images.py --check data/images     # re-counts what is on disk
+  python3 cluster/data/images.py --self-test             # parsing on a made-up excerpt, no package needed
 """
 import argparse, gzip, hashlib, json, os, struct, sys
 
@@ -205,11 +206,59 @@ def check(out):
           f"{counts['fashion']} Fashion-MNIST images: ok")
 
 
+def self_test():
+    """The parsing, grouping, splitting and captioning on a made-up excerpt: needs no package, no Pillow."""
+    import tempfile
+    excerpt = """# group: Smileys & Emotion
+# subgroup: face-smiling
+1F600                                                  ; fully-qualified     # 😀 E1.0 grinning face
+263A FE0F                                              ; fully-qualified     # ☺️ E0.6 smiling face
+263A                                                   ; unqualified         # ☺ E0.6 smiling face
+# group: People & Body
+# subgroup: hand-fingers-open
+1F44B                                                  ; fully-qualified     # 👋 E0.6 waving hand
+1F44B 1F3FD                                            ; fully-qualified     # 👋🏽 E1.0 waving hand: medium skin tone
+# subgroup: person-role
+1F477 200D 2640 FE0F                                   ; fully-qualified     # 👷‍♀️ E4.0 woman construction worker
+1F477 200D 2640                                        ; minimally-qualified # 👷‍♀ E4.0 woman construction worker
+"""
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8", delete=False) as f:
+        f.write(excerpt)
+    entries = parse_emoji_test(f.name)
+    os.remove(f.name)
+    assert [e[1] for e in entries] == ["grinning face", "smiling face", "waving hand", "waving hand: medium skin tone",
+                                       "woman construction worker"], entries
+    assert entries[0][2:] == ("Smileys & Emotion", "face-smiling") and entries[4][2:] == ("People & Body", "person-role")
+    assert emoji_key([0x1F44B]) == emoji_key([0x1F44B, 0x1F3FD]) == "1F44B", "skin tones share a key"
+    assert emoji_key([0x263A, 0xFE0F]) == "263A"
+    share = sum(pick("split " + str(i), 100) < VAL_PERCENT for i in range(10000)) / 10000
+    assert 0.08 < share < 0.12, share
+    assert pick("x", 7) == pick("x", 7)
+    captions = {t.format(a="an", c="ankle boot") for t in FASHION_TEMPLATES}
+    assert len(captions) == len(FASHION_TEMPLATES) and all("ankle boot" in c for c in captions)
+    assert all("{n}" in t for t in EMOJI_TEMPLATES)
+    # IDX: 2 images of 28x28 and their labels, gzip-compressed as the package ships them.
+    with tempfile.TemporaryDirectory() as d:
+        images, labels = os.path.join(d, "i.gz"), os.path.join(d, "l.gz")
+        with gzip.open(images, "wb") as g:
+            g.write(struct.pack(">iiii", 2051, 2, 28, 28) + bytes(range(256)) * 6 + bytes(2 * 784 - 1536))
+        with gzip.open(labels, "wb") as g:
+            g.write(struct.pack(">ii", 2049, 2) + bytes([9, 0]))
+        got = read_idx(images, 2051)
+        assert len(got) == 2 and got[0][:3] == bytes([0, 1, 2]) and len(got[1]) == 784
+        assert read_idx(labels, 2049) == [9, 0]
+    print("self-test: ok")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="data/images")
     p.add_argument("--check", metavar="DIR", help="count what an earlier run wrote to DIR, write nothing")
+    p.add_argument("--self-test", action="store_true", help="test the parsing on a made-up excerpt (no package needed)")
     a = p.parse_args()
+    if a.self_test:
+        self_test()
+        return
     if a.check:
         check(a.check)
         return
