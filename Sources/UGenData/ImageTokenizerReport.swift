@@ -6,7 +6,8 @@ public struct ImageTokenizerReport: Sendable {
     public var images: Int
     public var tokensPerImage: Int
     public var codebookSize: Int
-    /// Mean squared error per pixel value (0…255 scale) over every value of every image.
+    /// Mean squared error per pixel value (0…255 scale) over every value of every image — over each image's own
+    /// pixels when it was centred on a larger canvas (the margin is not counted).
     public var mse: Double
     /// 10·log10(255² / mse): the PSNR of the whole set (mean error first).
     public var psnr: Double { mse > 0 ? 10 * log10(255 * 255 / mse) : .infinity }
@@ -24,8 +25,9 @@ public struct ImageTokenizerReport: Sendable {
     public var codes: [[Int]]
 
     /// Encodes every image, decodes it back and measures. Images must have the tokenizer's size and are
-    /// converted to its channels.
-    public static func measure(_ vq: VQTokenizer, images: [PNGImage]) -> ImageTokenizerReport {
+    /// converted to its channels. `sizes` (one per image) are the images' own sizes before they were centred on
+    /// the tokenizer's canvas: the error is measured on that centred region only.
+    public static func measure(_ vq: VQTokenizer, images: [PNGImage], sizes: [(width: Int, height: Int)]? = nil) -> ImageTokenizerReport {
         let inputs = images.map { $0.converted(toChannels: vq.channels) }
         let start = Date()
         let codes = inputs.map { vq.encode($0) }
@@ -35,8 +37,8 @@ public struct ImageTokenizerReport: Sendable {
         let total = Double(counts.reduce(0, +))
         let entropy = counts.reduce(0.0) { h, n in n == 0 ? h : h - Double(n) / total * log(Double(n) / total) }
         var squared = 0.0, imagePSNR = 0.0
-        for (image, c) in zip(inputs, codes) {
-            let e = vq.decode(c).meanSquaredError(to: image)
+        for (i, (image, c)) in zip(inputs, codes).enumerated() {
+            let e = Self.regionError(vq.decode(c), image, size: sizes?[i] ?? (image.width, image.height))
             squared += e
             imagePSNR += e > 0 ? 10 * log10(255 * 255 / e) : 100
         }
@@ -45,6 +47,20 @@ public struct ImageTokenizerReport: Sendable {
                                     mse: squared / n, meanImagePSNR: imagePSNR / n, perplexity: exp(entropy),
                                     usedCodes: counts.filter { $0 > 0 }.count, imagesPerSecond: Double(images.count) / seconds,
                                     codes: codes)
+    }
+
+    /// Mean squared error over the centred `size` region of two images of the same shape.
+    static func regionError(_ a: PNGImage, _ b: PNGImage, size: (width: Int, height: Int)) -> Double {
+        if size.width == a.width && size.height == a.height { return a.meanSquaredError(to: b) }
+        let (x0, y0, c) = ((a.width - size.width) / 2, (a.height - size.height) / 2, a.channels)
+        var sum = 0.0
+        for y in y0 ..< y0 + size.height {
+            for j in ((y * a.width + x0) * c) ..< ((y * a.width + x0 + size.width) * c) {
+                let d = Double(a.pixels[j]) - Double(b.pixels[j])
+                sum += d * d
+            }
+        }
+        return sum / Double(max(size.width * size.height * c, 1))
     }
 
     /// A grid of originals beside their reconstructions: `columns` pairs a row (original, then reconstruction,

@@ -85,7 +85,8 @@ struct ImageReportCommand: ParsableCommand {
         abstract: "Measure an image tokenizer on held-out images: PSNR, codebook usage, tokens per image, throughput.",
         discussion: """
             Reads DIR/tokenizer.h5 (a learned k-means codebook) and the images of each pairs file, encodes and \
-            decodes them, and prints one line per file and one for all. --grid writes originals beside their \
+            decodes them, and prints one line per file and one for all. Errors are measured on each image's own \
+            pixels (not the margin of --image-size's canvas). --grid writes originals beside their \
             reconstructions (--grid-count images of each file, evenly spaced through it) as a PNG.
             """)
 
@@ -105,12 +106,13 @@ struct ImageReportCommand: ParsableCommand {
             print("tokenizer \(tokenizer): K = \(vq.codebookSize), \(vq.patch)×\(vq.patch) patches × \(vq.channels) channels "
                   + "(\(vq.dim) values), \(vq.imageWidth)×\(vq.imageHeight) images, \(vq.tokensPerImage) tokens per image")
             print("set                              images   PSNR dB  mean-img dB      MSE  perplexity  used  dead  images/s")
-            var all: [PNGImage] = [], originals: [PNGImage] = [], reconstructions: [PNGImage] = []
+            var all: [PNGImage] = [], allSizes: [(width: Int, height: Int)] = [], originals: [PNGImage] = [], reconstructions: [PNGImage] = []
             func line(_ name: String, _ r: ImageTokenizerReport) {
                 print(name.padding(toLength: 32, withPad: " ", startingAt: 0) + String(format: " %6d  %8.2f  %11.2f  %7.1f  %10.1f  %4d  %4d  %8.0f", r.images, r.psnr,
                              r.meanImagePSNR, r.mse, r.perplexity, r.usedCodes, r.deadCodes, r.imagesPerSecond))
             }
             for file in pairs {
+                var sizes: [(width: Int, height: Int)] = []
                 let images = try ImageCaptionPairs.read(file).map { pair -> PNGImage in
                     guard case .png(let image) = pair.image else { throw DataError("\(pair.source): not a PNG pair") }
                     let (w, h) = imageSize.map { ($0.width, $0.height) } ?? (image.width, image.height)
@@ -118,17 +120,19 @@ struct ImageReportCommand: ParsableCommand {
                         throw DataError("\(pair.source): image is \(image.width)×\(image.height), the tokenizer takes \(vq.imageWidth)×\(vq.imageHeight)"
                                         + (imageSize == nil ? " (--image-size WxH centres smaller ones)" : ""))
                     }
+                    sizes.append((image.width, image.height))
                     return image.converted(toChannels: vq.channels).centred(inWidth: w, height: h)
                 }
-                let report = ImageTokenizerReport.measure(vq, images: images)
+                let report = ImageTokenizerReport.measure(vq, images: images, sizes: sizes)
                 line(file, report)
                 all += images
+                allSizes += sizes
                 let shown = min(gridCount, images.count)  // evenly spaced through the file, so every group shows
                 for i in (0 ..< shown).map({ $0 * images.count / shown }) {
                     originals.append(images[i]); reconstructions.append(vq.decode(report.codes[i]))
                 }
             }
-            if pairs.count > 1 { line("all", ImageTokenizerReport.measure(vq, images: all)) }
+            if pairs.count > 1 { line("all", ImageTokenizerReport.measure(vq, images: all, sizes: allSizes)) }
             if let grid, !originals.isEmpty {
                 try ImageTokenizerReport.grid(originals: originals, reconstructions: reconstructions, columns: gridColumns,
                                               scale: gridScale).write(grid)

@@ -84,7 +84,14 @@ final class ColourImageTests: XCTestCase {
         XCTAssertEqual(grid.width, 8 + 2 * 4 + 2 + 8)
     }
 
-    func testCentredOnACanvas() {
+    func testCentredOnACanvasAndMeasuredOnTheImagesOwnPixels() throws {
+        // A 2×2 image on a 4×4 canvas, K = 1 black code: the error counts the 4 own pixels, not the margin.
+        let own = PNGImage(width: 2, height: 2, channels: 1, pixels: [100, 100, 100, 100])
+        let vq = try VQTokenizer(codebook: [0], codebookSize: 1, patch: 1, channels: 1, imageWidth: 4, imageHeight: 4)
+        let canvas = own.centred(inWidth: 4, height: 4)
+        XCTAssertEqual(ImageTokenizerReport.measure(vq, images: [canvas], sizes: [(2, 2)]).mse, 10_000)
+        XCTAssertEqual(ImageTokenizerReport.measure(vq, images: [canvas]).mse, 2_500, "without sizes, the whole canvas")
+
         let grey = PNGImage(width: 2, height: 1, channels: 1, pixels: [10, 20])
         let c = grey.centred(inWidth: 4, height: 3)
         XCTAssertEqual(c.pixels, [0, 0, 0, 0,
