@@ -71,7 +71,7 @@ public enum TokenizeJob {
             log(String(format: "text: %d documents, %.2f MB from %d file(s)", documents.count, Double(bytes) / 1e6, o.textFiles.count))
         }
         let read = { (files: [String]) in try files.flatMap { try ImageCaptionPairs.read($0, externalCodebook: o.externalCodebook) } }
-        let (givenPairs, heldOutPairs) = (try read(o.pairFiles), try read(o.valPairFiles))
+        var (givenPairs, heldOutPairs) = (try read(o.pairFiles), try read(o.valPairFiles))
         if !givenPairs.isEmpty || !heldOutPairs.isEmpty {
             log("pairs: \(givenPairs.count) image–caption pairs from \(o.pairFiles.count) file(s)"
                 + (o.valPairFiles.isEmpty ? "" : ", \(heldOutPairs.count) held out from \(o.valPairFiles.count)"))
@@ -88,7 +88,9 @@ public enum TokenizeJob {
                 return p
             }
         }
-        let pairs = normalise(givenPairs), heldOut = normalise(heldOutPairs)
+        givenPairs = normalise(givenPairs)  // in place: the unconverted images are freed
+        heldOutPairs = normalise(heldOutPairs)
+        let (pairs, heldOut) = (givenPairs, heldOutPairs)
 
         var rng = SplitMix64(seed: o.seed)
         let valDocuments = validationIndices(documents.count, o.valFraction, &rng)
