@@ -8,7 +8,7 @@ BIN        := .build/debug
 RELEASE    := .build/release
 DEMO_RUN   ?= runs/demo
 
-.PHONY: deps build release data test-data bench-data demo test bench bench-pytorch bench-bf16-loss clean cluster-checks fixtures
+.PHONY: deps build release data test-data data-images check-data-images bench-data demo test bench bench-pytorch bench-bf16-loss clean cluster-checks fixtures
 
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -30,6 +30,18 @@ release: deps
 DATA_ARGS  := --text-vocab 1024 --codebook 64 --patch 2 --seed 1
 data: release
 	@[ -f data/tokenized/train.h5 ] || UGEN=$(RELEASE)/ugen bash cluster/data/prepare.sh $(DATA_ARGS)
+
+# Captioned colour emoji + Fashion-MNIST + fortunes (Documentation/data.md), offline from three Debian packages
+# (about 49 MB to download, so not in APT_PKGS; libfribidi0 lets Pillow's wheel shape emoji sequences) and Pillow: data/images/, data/images-tokenized/. Made once.
+IMAGE_APT  := fonts-noto-color-emoji unicode-data dataset-fashion-mnist libfribidi0
+data-images: release
+	@$(MAKE) --no-print-directory deps APT_PKGS="$(APT_PKGS) $(IMAGE_APT)" PIP_PKGS="$(PIP_PKGS)"
+	@python3 -c "import PIL" 2>/dev/null || python3 -m pip install -q pillow
+	@[ -f data/images-tokenized/train.h5 ] || UGEN=$(RELEASE)/ugen bash cluster/data/prepare-images.sh
+
+# Counts what data-images extracted: every fully-qualified emoji of emoji-test.txt, 70,000 Fashion-MNIST images.
+check-data-images:
+	python3 cluster/data/images.py --check data/images
 
 # The same data made by the debug build the tests use (10 s; spares CI a release build).
 test-data:

@@ -67,6 +67,21 @@ public struct PNGImage: Equatable, Sendable {
         return PNGImage(width: width, height: height, channels: 1, pixels: grey)
     }
 
+    /// The image centred on a black canvas of `width`×`height` (an odd margin puts the extra pixel right and
+    /// below); the canvas must be at least as large as the image. Fashion-MNIST's 28×28 items lie on black, so
+    /// centring them in 32×32 adds background, not a frame.
+    public func centred(inWidth w: Int, height h: Int) -> PNGImage {
+        precondition(w >= width && h >= height, "canvas smaller than the image")
+        if w == width && h == height { return self }
+        var out = [UInt8](repeating: 0, count: w * h * channels)
+        let (x0, y0) = ((w - width) / 2, (h - height) / 2)
+        for y in 0 ..< height {
+            let src = y * width * channels, dst = ((y0 + y) * w + x0) * channels
+            out.replaceSubrange(dst ..< dst + width * channels, with: pixels[src ..< src + width * channels])
+        }
+        return PNGImage(width: w, height: h, channels: channels, pixels: out)
+    }
+
     /// Mean squared error per pixel value (0…255 scale) between two images of the same shape.
     public func meanSquaredError(to other: PNGImage) -> Double {
         precondition(width == other.width && height == other.height && channels == other.channels, "shape mismatch")

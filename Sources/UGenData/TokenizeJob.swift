@@ -6,6 +6,12 @@ import UGenStore
 public struct TokenizeOptions: Sendable {
     public var textFiles: [String]
     public var pairFiles: [String]
+    /// Pairs files that make the held-out split whole (e.g. emoji held out by emoji). When given, every pair of
+    /// `pairFiles` trains and `valFraction` splits only the text documents.
+    public var valPairFiles: [String] = []
+    /// Every image is centred on a black canvas of this size (width, height) before tokenizing, so images of
+    /// several sizes (32×32 emoji, 28×28 Fashion-MNIST) share one tokenizer; nil: all images must have one size.
+    public var imageSize: (width: Int, height: Int)?
     public var outDir: String
     /// T: text ids, 256 bytes plus merges.
     public var textVocab = 2048
@@ -64,15 +70,39 @@ public enum TokenizeJob {
             let bytes = documents.reduce(0) { $0 + $1.count }
             log(String(format: "text: %d documents, %.2f MB from %d file(s)", documents.count, Double(bytes) / 1e6, o.textFiles.count))
         }
-        let pairs = try o.pairFiles.flatMap { try ImageCaptionPairs.read($0, externalCodebook: o.externalCodebook) }
-        if !pairs.isEmpty { log("pairs: \(pairs.count) image–caption pairs from \(o.pairFiles.count) file(s)") }
-        let geometry = try imageGeometry(pairs, patch: o.patch)
+        let read = { (files: [String]) in try files.flatMap { try ImageCaptionPairs.read($0, externalCodebook: o.externalCodebook) } }
+        var (givenPairs, heldOutPairs) = (try read(o.pairFiles), try read(o.valPairFiles))
+        if !givenPairs.isEmpty || !heldOutPairs.isEmpty {
+            log("pairs: \(givenPairs.count) image–caption pairs from \(o.pairFiles.count) file(s)"
+                + (o.valPairFiles.isEmpty ? "" : ", \(heldOutPairs.count) held out from \(o.valPairFiles.count)"))
+        }
+        let geometry = try imageGeometry(givenPairs + heldOutPairs, patch: o.patch, canvas: o.imageSize)
+        // One shape for every image: the tokenizer's channels (RGB when any image is RGB; grey is repeated), centred
+        // on the canvas.
+        let normalise = { (pairs: [ImageCaptionPair]) -> [ImageCaptionPair] in
+            guard let g = geometry.png else { return pairs }
+            return pairs.map { pair in
+                guard case .png(let image) = pair.image else { return pair }
+                var p = pair
+                p.image = .png(image.converted(toChannels: g.channels).centred(inWidth: g.width, height: g.height))
+                return p
+            }
+        }
+        givenPairs = normalise(givenPairs)  // in place: the unconverted images are freed
+        heldOutPairs = normalise(heldOutPairs)
+        let (pairs, heldOut) = (givenPairs, heldOutPairs)
 
         var rng = SplitMix64(seed: o.seed)
         let valDocuments = validationIndices(documents.count, o.valFraction, &rng)
-        let valPairs = validationIndices(pairs.count, o.valFraction, &rng)
         let trainDocuments = documents.indices.filter { !valDocuments.contains($0) }.map { documents[$0] }
-        let trainPairs = pairs.indices.filter { !valPairs.contains($0) }.map { pairs[$0] }
+        let trainPairs: [ImageCaptionPair], valPairList: [ImageCaptionPair]
+        if o.valPairFiles.isEmpty {
+            let valPairs = validationIndices(pairs.count, o.valFraction, &rng)
+            trainPairs = pairs.indices.filter { !valPairs.contains($0) }.map { pairs[$0] }
+            valPairList = valPairs.sorted().map { pairs[$0] }
+        } else {
+            (trainPairs, valPairList) = (pairs, heldOut)
+        }
 
         log("bpe: learning \(o.textVocab - 256) merges")
         let bpe = BPETokenizer.train(documents: trainDocuments + trainPairs.map { Array($0.caption.utf8) },
@@ -83,12 +113,18 @@ public enum TokenizeJob {
         if let k = o.externalCodebook, !pairs.isEmpty {
             codebookSize = k
             kind = "external"
-        } else if let (width, height, channels) = geometry.png {
-            let images = (trainPairs.isEmpty ? pairs : trainPairs).compactMap { pair -> PNGImage? in
-                if case .png(let image) = pair.image { return image.converted(toChannels: channels) } else { return nil }
+        } else if let (width, height, _) = geometry.png {
+            var images: [PNGImage] = [], groups: [Int] = [], files: [String: Int] = [:]
+            for pair in trainPairs.isEmpty ? valPairList : trainPairs {
+                guard case .png(let image) = pair.image else { continue }
+                images.append(image)
+                // Stratify the k-means sample by pairs file (the source's "file:line" up to the line).
+                let file = String(pair.source[..<(pair.source.lastIndex(of: ":") ?? pair.source.endIndex)])
+                groups.append(files[file] ?? { files[file] = files.count; return files.count - 1 }())
             }
-            log("vq: k-means, \(o.codebookSize) codes over \(o.patch)×\(o.patch) patches of \(images.count) \(width)×\(height) images")
-            vq = try VQTokenizer.train(images: images, codebookSize: o.codebookSize, patch: o.patch,
+            log("vq: k-means, \(o.codebookSize) codes over \(o.patch)×\(o.patch) patches of \(images.count) \(width)×\(height) images"
+                + (files.count > 1 ? ", sample stratified over \(files.count) pairs files" : ""))
+            vq = try VQTokenizer.train(images: images, groups: groups, codebookSize: o.codebookSize, patch: o.patch,
                                        iterations: o.kMeansIterations, seed: o.seed) { i, n in
                 if i % 5 == 0 || i == n { log("vq: iteration \(i)/\(n)") }
             }
@@ -110,7 +146,7 @@ public enum TokenizeJob {
                                       visualTokensPerImage: geometry.tokensPerImage, seconds: 0)
         var writers: [DatasetFileWriter] = []
         for (split, docs, splitPairs) in [("train", trainDocuments, trainPairs),
-                                          ("val", valDocuments.sorted().map { documents[$0] }, valPairs.sorted().map { pairs[$0] })] {
+                                          ("val", valDocuments.sorted().map { documents[$0] }, valPairList)] {
             let writer = try DatasetFileWriter(path: out.appendingPathComponent("\(split).h5").path,
                                                wideTokens: layout.vocabSize > 65536)
             writers.append(writer)
@@ -158,15 +194,28 @@ public enum TokenizeJob {
         return summary
     }
 
-    /// Image size and channels of the PNG pairs (all must share the size; the first image's channels
-    /// win, others are converted) and visual tokens per image.
-    private static func imageGeometry(_ pairs: [ImageCaptionPair], patch: Int)
+    /// Image size and channels of the PNG pairs and visual tokens per image. Without a canvas all images must
+    /// share the first one's size; with one, each must fit in it. Channels: 3 when any image is RGB, else 1.
+    private static func imageGeometry(_ pairs: [ImageCaptionPair], patch: Int, canvas: (width: Int, height: Int)?)
         throws -> (png: (width: Int, height: Int, channels: Int)?, tokensPerImage: Int) {
         var png: (width: Int, height: Int, channels: Int)?
         var tokens: Int?
+        if let c = canvas {
+            guard c.width > 0, c.height > 0, c.width % patch == 0, c.height % patch == 0 else {
+                throw DataError("--image-size \(c.width)x\(c.height) is not a positive multiple of --patch \(patch)")
+            }
+        }
         for pair in pairs {
             switch pair.image {
             case .png(let image):
+                if let c = canvas {
+                    guard image.width <= c.width, image.height <= c.height else {
+                        throw DataError("\(pair.source): image is \(image.width)×\(image.height), larger than --image-size \(c.width)x\(c.height)")
+                    }
+                    if png == nil { png = (c.width, c.height, image.channels); tokens = (c.width / patch) * (c.height / patch) }
+                    png!.channels = max(png!.channels, image.channels)
+                    continue
+                }
                 if png == nil {
                     guard image.width % patch == 0, image.height % patch == 0 else {
                         throw DataError("\(pair.source): image is \(image.width)×\(image.height), not a multiple of --patch \(patch)")
@@ -175,8 +224,9 @@ public enum TokenizeJob {
                     tokens = (image.width / patch) * (image.height / patch)
                 }
                 guard image.width == png!.width, image.height == png!.height else {
-                    throw DataError("\(pair.source): image is \(image.width)×\(image.height), the first image is \(png!.width)×\(png!.height)")
+                    throw DataError("\(pair.source): image is \(image.width)×\(image.height), the first image is \(png!.width)×\(png!.height) (--image-size WxH centres smaller images on a canvas)")
                 }
+                png!.channels = max(png!.channels, image.channels)
             case .codes(let codes):
                 if tokens == nil { tokens = codes.count }
                 guard codes.count == tokens else {

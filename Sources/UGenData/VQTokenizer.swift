@@ -32,23 +32,43 @@ public struct VQTokenizer: Sendable {
 
     /// Learns a codebook of `codebookSize` codes from the patches of `images` (at most `maxPatches` of
     /// them, a seeded sample, so huge image sets stay tractable). `progress(iteration, iterations)`.
-    public static func train(images: [PNGImage], codebookSize: Int, patch: Int, iterations: Int = 20, seed: UInt64,
-                             maxPatches: Int = 200_000, progress: ((Int, Int) -> Void)? = nil) throws -> VQTokenizer {
+    ///
+    /// `groups` (one number per image, e.g. the source dataset) makes the sample stratified: each group gives
+    /// at most `maxPatches / groups` patches, so 3,289 emoji are not drowned by 60,000 Fashion-MNIST items.
+    public static func train(images: [PNGImage], groups: [Int]? = nil, codebookSize: Int, patch: Int, iterations: Int = 20,
+                             seed: UInt64, maxPatches: Int = 200_000, progress: ((Int, Int) -> Void)? = nil) throws -> VQTokenizer {
         guard let first = images.first else { throw DataError("no images to learn a codebook from") }
         guard codebookSize > 0 else { throw DataError("codebook size must be positive") }
         let shape = try VQTokenizer(codebook: [Float](repeating: 0, count: codebookSize * patch * patch * first.channels),
                                     codebookSize: codebookSize, patch: patch, channels: first.channels,
                                     imageWidth: first.width, imageHeight: first.height)
         var rng = SplitMix64(seed: seed ^ 0x5651_4B4D)  // "VQKM"
-        var order = Array(0 ..< images.count * shape.tokensPerImage)
-        if order.count > maxPatches {
-            for i in 0 ..< maxPatches { order.swapAt(i, i + rng.nextInt(below: order.count - i)) }
-            order = Array(order[..<maxPatches]).sorted()
+        precondition(groups == nil || groups!.count == images.count, "one group per image")
+        let groupOf = groups ?? [Int](repeating: 0, count: images.count)
+        let distinct = Set(groupOf).sorted()
+        let quota = maxPatches / distinct.count
+        var order: [Int] = []
+        for g in distinct {  // a seeded sample of at most `quota` patches of each group
+            var members = images.indices.filter { groupOf[$0] == g }.flatMap { i in
+                (i * shape.tokensPerImage) ..< ((i + 1) * shape.tokensPerImage)
+            }
+            if members.count > quota {
+                for i in 0 ..< quota { members.swapAt(i, i + rng.nextInt(below: members.count - i)) }
+                members = Array(members[..<quota])
+            }
+            order += members
         }
-        let all = images.flatMap { shape.patches(of: $0) }
-        let d = shape.dim
+        order.sort()
+        // Only the sampled patches are cut out (order is sorted, so each image is cut once): 70,000 images of
+        // 64 patches × 48 values would be 860 MB as floats.
+        let d = shape.dim, perImage = shape.tokensPerImage
         var x = [Float](repeating: 0, count: order.count * d)
-        for (row, p) in order.enumerated() { for j in 0 ..< d { x[row * d + j] = all[p * d + j] } }
+        var cut: (image: Int, patches: [Float]) = (-1, [])
+        for (row, p) in order.enumerated() {
+            let (image, patch) = p.quotientAndRemainder(dividingBy: perImage)
+            if cut.image != image { cut = (image, shape.patches(of: images[image].converted(toChannels: first.channels))) }
+            for j in 0 ..< d { x[row * d + j] = cut.patches[patch * d + j] }
+        }
         let centers = kMeans(x, dim: d, k: codebookSize, iterations: iterations, rng: &rng, progress: progress)
         return try VQTokenizer(codebook: centers, codebookSize: codebookSize, patch: patch, channels: first.channels,
                                imageWidth: first.width, imageHeight: first.height)
@@ -112,9 +132,14 @@ public struct VQTokenizer: Sendable {
         var centers = [Float](repeating: 0, count: k * d)
         func copyPoint(_ i: Int, toCenter c: Int) { for j in 0 ..< d { centers[c * d + j] = x[i * d + j] } }
         func distance(_ i: Int, _ c: Int) -> Float {
-            var s: Float = 0
-            for j in 0 ..< d { let t = x[i * d + j] - centers[c * d + j]; s += t * t }
-            return s
+            x.withUnsafeBufferPointer { xs in
+                centers.withUnsafeBufferPointer { cs in
+                    var s: Float = 0
+                    let (a, b) = (xs.baseAddress! + i * d, cs.baseAddress! + c * d)
+                    for j in 0 ..< d { let t = a[j] - b[j]; s += t * t }
+                    return s
+                }
+            }
         }
         copyPoint(rng.nextInt(below: n), toCenter: 0)
         var d2 = (0 ..< n).map { distance($0, 0) }

@@ -22,6 +22,10 @@ public struct EvaluationOptions: Sendable {
     /// Rows per forward pass of the teacher-forced losses.
     public var rows = 8
     public var judge = PixelClassifier.Options()
+    /// Ranking: at most this many held-out examples per image task, each scored against `rankCandidates` − 1
+    /// distractors (0 examples: no ranking).
+    public var rankExamples = 200
+    public var rankCandidates = 10
     public init() {}
 }
 
@@ -71,6 +75,19 @@ public struct EvaluationReport: Codable, Sendable {
         public var distinct_images: Double?
         public var visual_tokens_per_image: Int
     }
+    /// Does the model prefer the true pairing? For each held-out example the true caption (image→text) or
+    /// image (text→image) and up to `candidates` − 1 distractors taken from other held-out examples (seeded;
+    /// distinct captions, distinct images) are scored by the model's log-likelihood of the candidate given
+    /// the other half; the true one must score strictly highest.
+    public struct Ranking: Codable, Sendable {
+        public var examples: Int
+        /// Candidates per example, the true one included (fewer when the split has fewer distinct ones).
+        public var candidates: Int
+        /// Fraction of examples whose true candidate is ranked first (chance: 1 / candidates).
+        public var top1_accuracy: Double
+        /// Mean rank of the true candidate (1 = first).
+        public var mean_rank: Double
+    }
     public struct Judge: Codable, Sendable {
         public var kind: String
         public var train_images: Int
@@ -98,6 +115,9 @@ public struct EvaluationReport: Codable, Sendable {
     public var img2txt: ImageToText?
     public var txt2img: TextToImage?
     public var judge: Judge?
+    /// Ranking the true caption among `candidates` by p(caption | image), and the true image by p(image | caption).
+    public var img2txt_ranking: Ranking?
+    public var txt2img_ranking: Ranking?
     public var notes: [String]
     public var seconds: Double
 }
@@ -131,7 +151,8 @@ public final class Evaluator {
         var report = EvaluationReport(
             checkpoint: model.checkpointPath, step: model.progress.step, vocab_kind: model.progress.vocabKind,
             active_visual_ids: model.activeVisual?.count ?? layout.codebookSize, codebook: layout.codebookSize,
-            tokenizer: model.tokenizerPath, data: valPath, text: nil, img2txt: nil, txt2img: nil, judge: nil, notes: [], seconds: 0)
+            tokenizer: model.tokenizerPath, data: valPath, text: nil, img2txt: nil, txt2img: nil, judge: nil,
+            img2txt_ranking: nil, txt2img_ranking: nil, notes: [], seconds: 0)
 
         let byTask = try examplesByTask(val)
         let text = Array(byTask[0].prefix(o.maxText ?? .max))
@@ -158,6 +179,14 @@ public final class Evaluator {
                 ?? ((valPath as NSString).deletingLastPathComponent as NSString).appendingPathComponent("train.h5"),
                 rawPairs: rawPairs, options: o, judge: &report.judge, notes: &notes)
         } else { notes.append("text→image: no such examples in \(valPath)") }
+
+        if o.rankExamples > 0 {
+            for (task, examples) in [(ExampleTask.imageToText, captions), (.textToImage, drawings)] where !examples.isEmpty {
+                log("ranking: \(task == .imageToText ? "captions" : "images") of \(min(o.rankExamples, examples.count)) examples among \(o.rankCandidates)")
+                let r = ranking(examples, task: task, stage: stage, vocab: vocab, options: o)
+                if task == .imageToText { report.img2txt_ranking = r } else { report.txt2img_ranking = r }
+            }
+        }
 
         report.notes = notes
         report.seconds = Date().timeIntervalSince(start)
@@ -225,6 +254,84 @@ public final class Evaluator {
             }
         }
         return sum
+    }
+
+    /// Per example: the summed loss (nats) over its loss-masked targets — −log p(targets | the rest) — one
+    /// example per row, under the checkpoint's vocabulary masks.
+    func exampleNats(_ examples: [Example], stage: Stage, vocab: StepVocab) -> [Double] {
+        let R = stage.rows, S = stage.seqLen, layout = model.layout
+        var out = [Double](repeating: 0, count: examples.count)
+        var inputs = [Int32](repeating: layout.pad, count: R * S), targets = inputs, mask = [Float](repeating: 0, count: R * S)
+        let a = stage.activations(0)
+        for batchStart in stride(from: 0, to: examples.count, by: R) {
+            for i in 0..<(R * S) { inputs[i] = layout.pad; targets[i] = layout.pad; mask[i] = 0 }
+            for (r, e) in examples[batchStart..<min(examples.count, batchStart + R)].enumerated() {
+                let L = min(e.tokens.count, S + 1)
+                for j in 0..<(L - 1) {
+                    inputs[r * S + j] = e.tokens[j]
+                    targets[r * S + j] = e.tokens[j + 1]
+                    mask[r * S + j] = Float(e.mask[j + 1])
+                }
+            }
+            withOptional(vocab.tokenMap) { map in inputs.withUnsafeBufferPointer { stage.forward(a, tokens: $0.baseAddress!, tokenMap: map) } }
+            withOptional(vocab.inactive) { inactive in
+                targets.withUnsafeBufferPointer { t in
+                    mask.withUnsafeBufferPointer { m in
+                        _ = stage.loss(a, targets: t.baseAddress!, mask: m.baseAddress!, inactive: inactive, gradScale: 0)
+                    }
+                }
+            }
+            let effective = stage.lastEffectiveMask, loss = a.tokenLoss!
+            for r in 0..<min(R, examples.count - batchStart) {
+                for j in 0..<S where effective[r * S + j] != 0 { out[batchStart + r] += Double(loss[r * S + j]) }
+            }
+        }
+        return out
+    }
+
+    /// Ranks each example's true caption (image→text) or image (text→image) among distractors from the other
+    /// examples, by the model's log-likelihood of it given the other half (Ranking).
+    func ranking(_ all: [Example], task: ExampleTask, stage: Stage, vocab: StepVocab, options o: EvaluationOptions)
+        -> EvaluationReport.Ranking {
+        let l = model.layout
+        let pairs = all.map(parts).filter { !$0.image.isEmpty }
+        let examples = Array(pairs.prefix(o.rankExamples))
+        // Distinct candidates of the varied half: captions for image→text, images for text→image, each with the
+        // class its caption names (when CaptionClass reads one): a distractor of the truth's class would be a
+        // second right answer ("handwritten 3" for "the digit 3 written by hand"), so it is skipped.
+        let bpe = model.tokenizers.text
+        var pool: [(candidate: [Int32], label: Int?)] = [], seen = Set<[Int32]>()
+        for p in pairs {
+            let c = task == .imageToText ? p.caption : p.image
+            if seen.insert(c).inserted { pool.append((c, CaptionClass.parse(bpe.decodeText(p.caption)))) }
+        }
+        var rng = SplitMix64(seed: o.seed ^ (task == .imageToText ? 0x52_414E_4B31 : 0x52_414E_4B32))  // "RANK1/2"
+        var top1 = 0, rankSum = 0, candidates = 0
+        for p in examples {
+            let truth = task == .imageToText ? p.caption : p.image
+            let label = CaptionClass.parse(bpe.decodeText(p.caption))
+            var chosen = [truth], chosenSet: Set<[Int32]> = [truth]
+            var order = Array(pool.indices)
+            var k = 0
+            while chosen.count < o.rankCandidates && k < order.count {  // a seeded partial shuffle of the pool
+                order.swapAt(k, k + rng.nextInt(below: order.count - k))
+                let d = pool[order[k]]
+                if label == nil || d.label != label, chosenSet.insert(d.candidate).inserted { chosen.append(d.candidate) }
+                k += 1
+            }
+            let scored = chosen.map { c -> Example in
+                let codes = (task == .imageToText ? p.image : c).map(l.code(of:))
+                return task == .imageToText ? l.imageToTextExample(codes: codes, caption: c)
+                                            : l.textToImageExample(caption: p.caption, codes: codes)
+            }
+            let nats = exampleNats(scored, stage: stage, vocab: vocab)
+            let rank = 1 + nats.dropFirst().filter { $0 <= nats[0] }.count  // ties count against the truth
+            if rank == 1 { top1 += 1 }
+            rankSum += rank
+            candidates = max(candidates, chosen.count)
+        }
+        let n = Double(max(examples.count, 1))
+        return .init(examples: examples.count, candidates: candidates, top1_accuracy: Double(top1) / n, mean_rank: Double(rankSum) / n)
     }
 
     // MARK: Image → text
@@ -441,6 +548,13 @@ extension EvaluationReport {
             if let r = j.raw_heldout_accuracy {
                 out += "            held-out originals \(pct(r)) on \(j.raw_heldout_images ?? 0); VQ reconstruction MSE \(num(j.vq_reconstruction_mse, "%.1f")) (0–255 scale)\n"
             }
+        }
+        for (name, r) in [("image→text", img2txt_ranking), ("text→image", txt2img_ranking)] {
+            guard let r else { continue }
+            out += String(format: "%@ %8d  true %@ first among %d   %@ (chance %.1f%%), mean rank %.2f\n",
+                          name.padding(toLength: 12, withPad: " ", startingAt: 0), r.examples,
+                          name == "image→text" ? "caption" : "image  ", r.candidates, pct(r.top1_accuracy),
+                          100 / Double(max(r.candidates, 1)), r.mean_rank)
         }
         if let c = img2txt, !c.samples.isEmpty {
             out += "\ncaption samples (reference → generated):\n"

@@ -14,6 +14,9 @@ struct EvalCommand: ParsableCommand {
                         trained on the training split's images (decoded from their tokens); the judge's accuracy on the
                         held-out images is measured and printed first. --images PAIRS.jsonl (the raw pairs the data was
                         tokenized from) adds its accuracy on the original pixels and the VQ reconstruction error.
+            ranking     for --rank-examples held-out examples of each image task: is the true caption the most likely
+                        of --rank-candidates (the rest other held-out captions) given the image, and the true image the
+                        most likely given the caption; top-1 accuracy (chance 1/candidates) and mean rank.
 
               ugen eval --checkpoint runs/demo/checkpoints/latest --data data/tokenized/val.h5 --images data/digits/pairs.jsonl --json eval.json
             """)
@@ -31,6 +34,8 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Temperature for sampling images.") var imageTemperature = 1.0
     @Option(help: "Top-k for sampling images (0: all).") var imageTopK = 0
     @Option(help: "Seed for sampling images (example i uses seed + i).") var seed: UInt64 = 1
+    @Option(help: "Held-out examples per image task ranked against distractors (0: no ranking).") var rankExamples = 200
+    @Option(help: "Candidates per ranked example, the true one included.") var rankCandidates = 10
     @Option(help: "BLAS threads.") var threads = 1
     @Option(help: "Matrix products in fp32, or bf16 operands with fp32 sums.") var precision: Precision = .fp32
     @Flag(help: "No progress lines on stderr.") var quiet = false
@@ -48,6 +53,7 @@ struct EvalCommand: ParsableCommand {
         BLAS.setThreads(threads)
         var o = EvaluationOptions()
         o.maxText = maxText; o.maxCaptions = maxCaptions; o.maxImages = maxImages
+        o.rankExamples = max(0, rankExamples); o.rankCandidates = max(2, rankCandidates)
         o.imagesPerCaption = imagesPerCaption; o.imageTemperature = imageTemperature; o.imageTopK = imageTopK; o.seed = seed
         let quiet = quiet
         do {

@@ -8,7 +8,7 @@ struct UGen: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ugen",
         abstract: "The toolbox around UGen training: check, benchmark, tokenize, generate, inspect, export.",
-        subcommands: [GradCheckCommand.self, BenchCommand.self, InspectCommand.self, ExportCommand.self, TokenizeCommand.self, PrepareDigitsCommand.self,
+        subcommands: [GradCheckCommand.self, BenchCommand.self, InspectCommand.self, ExportCommand.self, TokenizeCommand.self, PrepareDigitsCommand.self, ImageReportCommand.self,
                       GenerateCommand.self, EvalCommand.self])
 }
 
