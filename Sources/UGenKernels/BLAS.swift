@@ -43,22 +43,26 @@ public enum BLAS {
                      bBF16: bBF16, beta: beta, c: c, ldc: ldc)
             return
         }
+        blocks(m: m, n: n, k: k) { rows, cols in
+            sgemm(transA, transB, rows.count, cols.count, k, alpha, a + (transA ? rows.lowerBound : rows.lowerBound * lda), lda,
+                  b + (transB ? cols.lowerBound * ldb : cols.lowerBound), ldb, beta, c + rows.lowerBound * ldc + cols.lowerBound, ldc)
+        }
+    }
+
+    /// Runs a product [m, n] = [m, k] · [k, n] as blocks of C: `block(rows, cols)` computes C[rows, cols]
+    /// from those rows of op(A) and columns of op(B). With more than one thread, a product of at least
+    /// `splitFlops` is cut along the longer side of C into one block per thread, aligned to 16 (the
+    /// kernels' register tile); otherwise it is one block.
+    @inline(__always)
+    static func blocks(m: Int, n: Int, k: Int, _ block: (_ rows: Range<Int>, _ cols: Range<Int>) -> Void) {
         let w = Parallel.width
-        if w > 1, !Parallel.inRegion, 2 * m * n * k >= splitFlops {
-            // Cut the longer side of C into w blocks aligned to 16 (the kernels' register tile).
-            let alongRows = m >= n
-            let len = alongRows ? m : n
-            Parallel.region(w) { t in
-                let lo = (len * t / w) & ~15, hi = t == w - 1 ? len : (len * (t + 1) / w) & ~15
-                guard hi > lo else { return }
-                if alongRows {
-                    sgemm(transA, transB, hi - lo, n, k, alpha, a + (transA ? lo : lo * lda), lda, b, ldb, beta, c + lo * ldc, ldc)
-                } else {
-                    sgemm(transA, transB, m, hi - lo, k, alpha, a, lda, b + (transB ? lo * ldb : lo), ldb, beta, c + lo, ldc)
-                }
-            }
-        } else {
-            sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        guard w > 1, !Parallel.inRegion, 2 * m * n * k >= splitFlops else { block(0..<m, 0..<n); return }
+        let alongRows = m >= n
+        let len = alongRows ? m : n
+        Parallel.region(w) { t in
+            let lo = (len * t / w) & ~15, hi = t == w - 1 ? len : (len * (t + 1) / w) & ~15
+            guard hi > lo else { return }
+            if alongRows { block(lo..<hi, 0..<n) } else { block(0..<m, lo..<hi) }
         }
     }
 
@@ -89,25 +93,11 @@ public enum BLAS {
     static func productBF16(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a aLow: UnsafePointer<UInt16>,
                             lda aLd: Int, b bLow: UnsafePointer<UInt16>, ldb bLd: Int, beta: Float,
                             c: UnsafeMutablePointer<Float>, ldc: Int) {
-        func block(_ m: Int, _ n: Int, _ a: UnsafePointer<UInt16>, _ b: UnsafePointer<UInt16>, _ c: UnsafeMutablePointer<Float>) {
-            OneDNN.matmul(OneDNN.Shape(m: m, n: n, k: k, lda: aLd, ldb: bLd, ldc: ldc, transA: transA, transB: transB,
-                                       alpha: alpha, beta: beta), a: a, b: b, c: c)
-        }
-        let w = Parallel.width
-        if w > 1, !Parallel.inRegion, 2 * m * n * k >= splitFlops {
-            let alongRows = m >= n
-            let len = alongRows ? m : n
-            Parallel.region(w) { t in
-                let lo = (len * t / w) & ~15, hi = t == w - 1 ? len : (len * (t + 1) / w) & ~15
-                guard hi > lo else { return }
-                if alongRows {
-                    block(hi - lo, n, aLow + (transA ? lo : lo * aLd), bLow, c + lo * ldc)
-                } else {
-                    block(m, hi - lo, aLow, bLow + (transB ? lo * bLd : lo), c + lo)
-                }
-            }
-        } else {
-            block(m, n, aLow, bLow, c)
+        blocks(m: m, n: n, k: k) { rows, cols in
+            OneDNN.matmul(OneDNN.Shape(m: rows.count, n: cols.count, k: k, lda: aLd, ldb: bLd, ldc: ldc, transA: transA,
+                                       transB: transB, alpha: alpha, beta: beta),
+                          a: aLow + (transA ? rows.lowerBound : rows.lowerBound * aLd),
+                          b: bLow + (transB ? cols.lowerBound * bLd : cols.lowerBound), c: c + rows.lowerBound * ldc + cols.lowerBound)
         }
     }
 
