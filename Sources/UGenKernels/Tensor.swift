@@ -48,7 +48,9 @@ public final class Tensor: @unchecked Sendable {
     /// Rounds the values into the bf16 copy (allocated on the first call): after the weights change.
     public func refreshBF16() {
         if bf16 == nil { bf16 = .allocate(capacity: max(count, 1)) }
-        BF16.convert(data, ld: count, rows: 1, cols: count, into: bf16!)
+        // By rows of the matrix, so the rows are spread over the threads (one long row would take one).
+        let cols = shape.count == 2 ? shape[1] : count
+        BF16.convert(data, ld: cols, rows: count / max(cols, 1), cols: cols, into: bf16!)
     }
 
     public func zero() { data.update(repeating: 0, count: count) }
