@@ -223,31 +223,11 @@ public final class Evaluator {
     /// Mean next-token loss over the examples' loss-masked targets, one example per row, under the
     /// checkpoint's vocabulary masks. Examples longer than max_seq_len + 1 are scored on their start.
     func teacherForced(_ examples: [Example], stage: Stage, vocab: StepVocab) -> LossSum {
-        let R = stage.rows, S = stage.seqLen, layout = model.layout, bpe = model.tokenizers.text
+        let S = stage.seqLen, layout = model.layout, bpe = model.tokenizers.text
         var sum = LossSum()
-        var inputs = [Int32](repeating: layout.pad, count: R * S), targets = inputs, mask = [Float](repeating: 0, count: R * S)
-        let a = stage.activations(0)
-        for batchStart in stride(from: 0, to: examples.count, by: R) {
-            for i in 0..<(R * S) { inputs[i] = layout.pad; targets[i] = layout.pad; mask[i] = 0 }
-            for (r, e) in examples[batchStart..<min(examples.count, batchStart + R)].enumerated() {
-                let L = min(e.tokens.count, S + 1)
-                if e.tokens.count > S + 1 { sum.truncated += 1 }
-                for j in 0..<(L - 1) {
-                    inputs[r * S + j] = e.tokens[j]
-                    targets[r * S + j] = e.tokens[j + 1]
-                    mask[r * S + j] = Float(e.mask[j + 1])
-                }
-            }
-            withOptional(vocab.tokenMap) { map in inputs.withUnsafeBufferPointer { stage.forward(a, tokens: $0.baseAddress!, tokenMap: map) } }
-            withOptional(vocab.inactive) { inactive in
-                targets.withUnsafeBufferPointer { t in
-                    mask.withUnsafeBufferPointer { m in
-                        _ = stage.loss(a, targets: t.baseAddress!, mask: m.baseAddress!, inactive: inactive, gradScale: 0)
-                    }
-                }
-            }
-            let effective = stage.lastEffectiveMask, loss = a.tokenLoss!
-            for i in 0..<(R * S) where effective[i] != 0 {
+        sum.truncated = examples.filter { $0.tokens.count > S + 1 }.count
+        lossBatches(examples, stage: stage, vocab: vocab) { _, targets, effective, loss in
+            for i in 0..<targets.count where effective[i] != 0 {
                 sum.nats += Double(loss[i])
                 sum.tokens += 1
                 if layout.isText(targets[i]) { sum.bytes += bpe.bytes(of: targets[i]).count }
@@ -259,8 +239,22 @@ public final class Evaluator {
     /// Per example: the summed loss (nats) over its loss-masked targets — −log p(targets | the rest) — one
     /// example per row, under the checkpoint's vocabulary masks.
     func exampleNats(_ examples: [Example], stage: Stage, vocab: StepVocab) -> [Double] {
-        let R = stage.rows, S = stage.seqLen, layout = model.layout
+        let R = stage.rows, S = stage.seqLen
         var out = [Double](repeating: 0, count: examples.count)
+        lossBatches(examples, stage: stage, vocab: vocab) { batchStart, _, effective, loss in
+            for r in 0..<min(R, examples.count - batchStart) {
+                for j in 0..<S where effective[r * S + j] != 0 { out[batchStart + r] += Double(loss[r * S + j]) }
+            }
+        }
+        return out
+    }
+
+    /// Runs the examples through `stage` a batch of R at a time (one example per row, its first S + 1 tokens
+    /// as inputs and next-token targets, padded), under the vocabulary masks, and hands `body` each batch's
+    /// first example index, targets, effective loss mask and per-position losses.
+    private func lossBatches(_ examples: [Example], stage: Stage, vocab: StepVocab,
+                             _ body: (_ batchStart: Int, _ targets: [Int32], _ effective: Tensor, _ loss: Tensor) -> Void) {
+        let R = stage.rows, S = stage.seqLen, layout = model.layout
         var inputs = [Int32](repeating: layout.pad, count: R * S), targets = inputs, mask = [Float](repeating: 0, count: R * S)
         let a = stage.activations(0)
         for batchStart in stride(from: 0, to: examples.count, by: R) {
@@ -281,12 +275,8 @@ public final class Evaluator {
                     }
                 }
             }
-            let effective = stage.lastEffectiveMask, loss = a.tokenLoss!
-            for r in 0..<min(R, examples.count - batchStart) {
-                for j in 0..<S where effective[r * S + j] != 0 { out[batchStart + r] += Double(loss[r * S + j]) }
-            }
+            body(batchStart, targets, stage.lastEffectiveMask, a.tokenLoss!)
         }
-        return out
     }
 
     /// Ranks each example's true caption (image→text) or image (text→image) among distractors from the other
