@@ -294,47 +294,51 @@ public final class H5File {
         return names
     }
 
-    /// Reads a numeric attribute (scalar or array) converted to `T`.
-    public func attribute<T: H5Element>(_ name: String, at objectPath: String = "/", as: T.Type = T.self) throws -> [T] {
+    /// Opens attribute `name` of the object at `objectPath` for `body`; a missing one is an error naming both.
+    private func withAttribute<R>(_ name: String, at objectPath: String, _ body: (hid_t) throws -> R) throws -> R {
         let o = try openObject(objectPath)
         defer { H5Oclose(o) }
         guard H5Aexists(o, name) > 0 else { throw StoreError("\(path): missing attribute \(name) on \(objectPath)") }
         let a = H5Aopen(o, name, ugen_h5p_default())
         defer { H5Aclose(a) }
-        let s = H5Aget_space(a)
-        defer { H5Sclose(s) }
-        let n = max(1, Int(H5Sget_simple_extent_npoints(s)))
-        let t = H5Aget_type(a)
-        defer { H5Tclose(t) }
-        let cls = H5Tget_class(t)
-        guard cls == H5T_INTEGER || cls == H5T_FLOAT else {
-            throw StoreError("\(path): attribute \(name) on \(objectPath) is not numeric")
+        return try body(a)
+    }
+
+    /// Reads a numeric attribute (scalar or array) converted to `T`.
+    public func attribute<T: H5Element>(_ name: String, at objectPath: String = "/", as: T.Type = T.self) throws -> [T] {
+        try withAttribute(name, at: objectPath) { a in
+            let s = H5Aget_space(a)
+            defer { H5Sclose(s) }
+            let n = max(1, Int(H5Sget_simple_extent_npoints(s)))
+            let t = H5Aget_type(a)
+            defer { H5Tclose(t) }
+            let cls = H5Tget_class(t)
+            guard cls == H5T_INTEGER || cls == H5T_FLOAT else {
+                throw StoreError("\(path): attribute \(name) on \(objectPath) is not numeric")
+            }
+            var out = [T](repeating: T(), count: n)
+            guard H5Aread(a, T.h5Type, &out) >= 0 else { throw StoreError("\(path): cannot read attribute \(name) on \(objectPath)") }
+            return out
         }
-        var out = [T](repeating: T(), count: n)
-        guard H5Aread(a, T.h5Type, &out) >= 0 else { throw StoreError("\(path): cannot read attribute \(name) on \(objectPath)") }
-        return out
     }
 
     /// An attribute's value as bytes, whatever its type: a string's UTF-8, a number array's native bytes
     /// (what attribute checksums are computed over).
     public func attributeBytes(_ name: String, at objectPath: String = "/") throws -> [UInt8] {
-        let o = try openObject(objectPath)
-        defer { H5Oclose(o) }
-        guard H5Aexists(o, name) > 0 else { throw StoreError("\(path): missing attribute \(name) on \(objectPath)") }
-        let a = H5Aopen(o, name, ugen_h5p_default())
-        defer { H5Aclose(a) }
-        let t = H5Aget_type(a)
-        defer { H5Tclose(t) }
-        if H5Tget_class(t) == H5T_STRING { return Array(try stringAttribute(name, at: objectPath).utf8) }
-        let native = H5Tget_native_type(t, H5T_DIR_DEFAULT)
-        guard native >= 0 else { throw StoreError("\(path): cannot read attribute \(name) on \(objectPath)") }
-        defer { H5Tclose(native) }
-        let s = H5Aget_space(a)
-        defer { H5Sclose(s) }
-        let n = max(1, Int(H5Sget_simple_extent_npoints(s))) * H5Tget_size(native)
-        var out = [UInt8](repeating: 0, count: n)
-        guard H5Aread(a, native, &out) >= 0 else { throw StoreError("\(path): cannot read attribute \(name) on \(objectPath)") }
-        return out
+        try withAttribute(name, at: objectPath) { a in
+            let t = H5Aget_type(a)
+            defer { H5Tclose(t) }
+            if H5Tget_class(t) == H5T_STRING { return Array(try stringAttribute(name, at: objectPath).utf8) }
+            let native = H5Tget_native_type(t, H5T_DIR_DEFAULT)
+            guard native >= 0 else { throw StoreError("\(path): cannot read attribute \(name) on \(objectPath)") }
+            defer { H5Tclose(native) }
+            let s = H5Aget_space(a)
+            defer { H5Sclose(s) }
+            let n = max(1, Int(H5Sget_simple_extent_npoints(s))) * H5Tget_size(native)
+            var out = [UInt8](repeating: 0, count: n)
+            guard H5Aread(a, native, &out) >= 0 else { throw StoreError("\(path): cannot read attribute \(name) on \(objectPath)") }
+            return out
+        }
     }
 
     /// Whether an attribute's stored type is a plain one (a string, or a number whose precision fills its
@@ -364,28 +368,25 @@ public final class H5File {
 
     /// Reads a string attribute (variable- or fixed-length).
     public func stringAttribute(_ name: String, at objectPath: String = "/") throws -> String {
-        let o = try openObject(objectPath)
-        defer { H5Oclose(o) }
-        guard H5Aexists(o, name) > 0 else { throw StoreError("\(path): missing attribute \(name) on \(objectPath)") }
-        let a = H5Aopen(o, name, ugen_h5p_default())
-        defer { H5Aclose(a) }
-        let t = H5Aget_type(a)
-        defer { H5Tclose(t) }
-        guard H5Tget_class(t) == H5T_STRING else { throw StoreError("\(path): attribute \(name) on \(objectPath) is not a string") }
-        if H5Tis_variable_str(t) > 0 {
-            let mem = H5Tcopy(ugen_h5t_c_s1())
-            defer { H5Tclose(mem) }
-            H5Tset_size(mem, Int(bitPattern: UInt(bitPattern: -1)))  // H5T_VARIABLE
-            H5Tset_cset(mem, H5T_CSET_UTF8)
-            var ptr: UnsafeMutablePointer<CChar>? = nil
-            guard H5Aread(a, mem, &ptr) >= 0, let p = ptr else { throw StoreError("\(path): cannot read attribute \(name)") }
-            defer { free(p) }
-            return String(cString: p)
+        try withAttribute(name, at: objectPath) { a in
+            let t = H5Aget_type(a)
+            defer { H5Tclose(t) }
+            guard H5Tget_class(t) == H5T_STRING else { throw StoreError("\(path): attribute \(name) on \(objectPath) is not a string") }
+            if H5Tis_variable_str(t) > 0 {
+                let mem = H5Tcopy(ugen_h5t_c_s1())
+                defer { H5Tclose(mem) }
+                H5Tset_size(mem, Int(bitPattern: UInt(bitPattern: -1)))  // H5T_VARIABLE
+                H5Tset_cset(mem, H5T_CSET_UTF8)
+                var ptr: UnsafeMutablePointer<CChar>? = nil
+                guard H5Aread(a, mem, &ptr) >= 0, let p = ptr else { throw StoreError("\(path): cannot read attribute \(name)") }
+                defer { free(p) }
+                return String(cString: p)
+            }
+            let size = H5Tget_size(t)
+            var buf = [CChar](repeating: 0, count: size + 1)
+            guard H5Aread(a, t, &buf) >= 0 else { throw StoreError("\(path): cannot read attribute \(name)") }
+            return String(cString: buf)
         }
-        let size = H5Tget_size(t)
-        var buf = [CChar](repeating: 0, count: size + 1)
-        guard H5Aread(a, t, &buf) >= 0 else { throw StoreError("\(path): cannot read attribute \(name)") }
-        return String(cString: buf)
     }
 
     private func replaceAttribute(_ o: hid_t, _ name: String) {
