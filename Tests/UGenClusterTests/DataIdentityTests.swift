@@ -5,25 +5,15 @@ import UGenData
 import UGenStore
 import UGenTraining
 
-/// A checkpoint knows its data (issue 21, finding 3): it records the tokenizer's content hash and the
+/// A checkpoint knows its data: it records the tokenizer's content hash and the
 /// dataset's identity, and resume refuses another tokenization of the same layout, saying what differs
 /// and how to override.
 final class DataIdentityTests: XCTestCase {
     /// The test dataset's layout (T = 300, K = 16) tokenized from other prose: other merges, same ids.
     func otherTokenization(_ root: String) throws -> String {
-        let raw = root + "/raw"
-        try FileManager.default.createDirectory(atPath: raw, withIntermediateDirectories: true)
-        let text = raw + "/prose.txt"
-        try String(repeating: "Every worker of a pipeline holds some layers; gradients flow back stage by stage. ", count: 3)
-            .appending(ClusterDataset.prose.uppercased()).write(toFile: text, atomically: true, encoding: .utf8)
-        let pairs = try Digits.prepare(csv: packageRoot.appendingPathComponent("Tests/fixtures/digits-200.csv").path, out: raw + "/digits")
-        var o = TokenizeOptions(textFiles: [text], pairFiles: [pairs], outDir: root + "/tokenized")
-        o.textVocab = 300
-        o.codebookSize = 16
-        o.kMeansIterations = 4
-        o.valFraction = 0.1
-        _ = try TokenizeJob.run(o)
-        return root + "/tokenized"
+        let text = String(repeating: "Every worker of a pipeline holds some layers; gradients flow back stage by stage. ", count: 3)
+            + ClusterDataset.prose.uppercased()
+        return try ClusterDataset.tokenize(text, into: root)
     }
 
     func testResumeRefusesAnotherTokenizerSayingWhatDiffersAndTheOverride() throws {

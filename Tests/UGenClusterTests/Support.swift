@@ -36,20 +36,25 @@ enum ClusterDataset {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("ugen-cluster-data-\(getpid())").path
         try? FileManager.default.removeItem(atPath: root)
         atexit { try? FileManager.default.removeItem(atPath: FileManager.default.temporaryDirectory.appendingPathComponent("ugen-cluster-data-\(getpid())").path) }
+        dir = try tokenize(prose, into: root)
+        return dir!
+    }
+
+    /// `text` and the 200 test digits tokenized into ROOT/tokenized (T = 300, K = 16): its folder.
+    static func tokenize(_ text: String, into root: String) throws -> String {
         let raw = root + "/raw"
         try FileManager.default.createDirectory(atPath: raw, withIntermediateDirectories: true)
-        let text = raw + "/prose.txt"
-        try prose.write(toFile: text, atomically: true, encoding: .utf8)
+        let textFile = raw + "/prose.txt"
+        try text.write(toFile: textFile, atomically: true, encoding: .utf8)
         let csv = packageRoot.appendingPathComponent("Tests/fixtures/digits-200.csv").path
         let pairs = try Digits.prepare(csv: csv, out: raw + "/digits")
-        var o = TokenizeOptions(textFiles: [text], pairFiles: [pairs], outDir: root + "/tokenized")
+        var o = TokenizeOptions(textFiles: [textFile], pairFiles: [pairs], outDir: root + "/tokenized")
         o.textVocab = 300
         o.codebookSize = 16
         o.kMeansIterations = 4
         o.valFraction = 0.1
         _ = try TokenizeJob.run(o)
-        dir = root + "/tokenized"
-        return dir!
+        return root + "/tokenized"
     }
 
     static let prose = """
