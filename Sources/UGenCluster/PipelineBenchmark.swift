@@ -7,12 +7,12 @@ import UGenTraining
 
 /// The cluster's speed, measured with real processes on this machine (`ugen-coord bench`):
 ///
-/// - **Pipeline** (issue 4): config S's dimensions over the dataset's vocabulary, trained by a real
+/// - **Pipeline**: config S's dimensions over the dataset's vocabulary, trained by a real
 ///   coordinator and real `ugen-worker` processes over ZeroMQ: one stage on one thread, then two stages on
 ///   one thread each (1F1B, and GPipe for comparison), at `m` micro-batches. Reports tokens/s, the speed-up
 ///   over one stage, the measured bubble beside the theory (p−1)/(m+p−1), and the time spent moving
 ///   activations — all read back from the run's own `metrics.jsonl`.
-/// - **Checkpoint** (issue 6): a short config-M run with `train.checkpoint_every`, whose `checkpoint`
+/// - **Checkpoint**: a short config-M run with `train.checkpoint_every`, whose `checkpoint`
 ///   events give the training time lost per save; then `CheckpointFile.write` and `read` of that run's last
 ///   (full, with AdamW moments) checkpoint give the file throughput in MB/s, reads both from disk (the
 ///   file's pages dropped from the page cache first) and from the page cache.

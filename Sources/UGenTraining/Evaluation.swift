@@ -122,7 +122,7 @@ public struct EvaluationReport: Codable, Sendable {
     public var seconds: Double
 }
 
-/// Measures a trained model on a held-out split, per task (issue 8):
+/// Measures a trained model on a held-out split, per task:
 ///
 /// - text: teacher-forced loss, perplexity, bits per byte;
 /// - image→text: teacher-forced caption loss, and caption accuracy — does the greedily generated caption

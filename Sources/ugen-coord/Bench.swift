@@ -5,8 +5,8 @@ import UGenCluster
 import UGenTraining
 
 /// `ugen-coord bench`: the cluster's speed on this machine, with a real coordinator and real worker
-/// processes: pipeline speed-up, bubble and activation traffic for config S (issue 4), checkpoint
-/// throughput and the training time a checkpoint costs for config M (issue 6).
+/// processes: pipeline speed-up, bubble and activation traffic for config S, checkpoint
+/// throughput and the training time a checkpoint costs for config M.
 /// Documentation/benchmarks.md records the numbers and how to read them.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -4,7 +4,7 @@ import UGenCluster
 import UGenStore
 import UGenTraining
 
-/// The export carries the vocabulary schedule (issue 21, finding 5): a checkpoint exported mid-schedule
+/// The export carries the vocabulary schedule: a checkpoint exported mid-schedule
 /// names its active visual ids in config.json, `--suppress-inactive` keeps `generate()` from emitting the
 /// others, `--mean-inactive-rows` keeps greedy decoding from picking them, and a consumer that applies the
 /// schedule gets `ugen eval`'s losses (numpy, no torch).

@@ -3,7 +3,7 @@ import XCTest
 import UGenCluster
 import UGenTraining
 
-/// A compromised or broken worker — holding an admitted key — cannot stall, hijack or forge (issue 20):
+/// A compromised or broken worker — holding an admitted key — cannot stall, hijack or forge:
 /// each test plays one attack with real sockets and processes on loopback.
 final class HardeningTests: XCTestCase {
     /// Keys for a CURVE run: the coordinator's and each named worker's, written as files.

@@ -3,7 +3,7 @@ import XCTest
 import UGenCluster
 import UGenStore
 
-/// Interrupted saves leave `step-….h5.tmp-PID` and `latest.tmp-PID` (issue 21, finding 4): they are
+/// Interrupted saves leave `step-….h5.tmp-PID` and `latest.tmp-PID`: they are
 /// removed when a run starts, never count as checkpoints, and `keep_checkpoints` holds.
 final class LeftoverTests: XCTestCase {
     /// The pid of a process that has exited (as a killed coordinator's is).

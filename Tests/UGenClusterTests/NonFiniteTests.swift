@@ -6,7 +6,7 @@ import UGenModel
 import UGenStore
 import UGenTraining
 
-/// A non-finite loss or gradient norm never reaches the weights or a checkpoint (issue 21, finding 2).
+/// A non-finite loss or gradient norm never reaches the weights or a checkpoint.
 /// The runs diverge for real: a learning rate of 1e30 makes the weights huge after the first update,
 /// and the forward pass of the next steps overflows.
 final class NonFiniteTests: XCTestCase {

@@ -5,7 +5,7 @@ import UGenData
 import UGenStore
 import UGenTraining
 
-/// Errors at start (issue 21, finding 6): one line naming the file, never a Swift struct dump; every
+/// Errors at start: one line naming the file, never a Swift struct dump; every
 /// failed start writes an `error` event; garbage in `latest` names the pointer and the newest good
 /// checkpoint beside it.
 final class StartErrorTests: XCTestCase {
