@@ -4,12 +4,12 @@
 import Foundation
 import PackageDescription
 
-/// The kernels' element-wise loops work in 16-float lanes (SIMD16). x86-64's baseline ISA holds those in
-/// four SSE registers; where the building machine has AVX-512 (F, CD, BW, DQ, VL: `skylake-avx512`, which
-/// every AVX-512 CPU has), one register does it; with AVX2, two. Lane arithmetic is the same IEEE
-/// operations every way (no FMA contraction; sums keep their lane order whatever the width), so results are
-/// the same bits. Checked on the building machine's CPU: set UGEN_PORTABLE=1 to build binaries for another
-/// one.
+/// The kernels' element-wise loops are vectorised by the compiler at the width the target has: SSE on
+/// baseline x86-64, AVX2 where the building machine has it, AVX-512 (F, CD, BW, DQ, VL: `skylake-avx512`,
+/// which every AVX-512 CPU has) where it has that. The arithmetic is the same IEEE operations at every
+/// width (no FMA contraction; sums keep their lane order), so results are the same bits (checked against
+/// a UGEN_PORTABLE=1 build). Checked on the building machine's CPU: set UGEN_PORTABLE=1 to build binaries
+/// for another one.
 let vectorISA: [SwiftSetting] = {
     guard ProcessInfo.processInfo.environment["UGEN_PORTABLE"] == nil,
           let cpu = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return [] }

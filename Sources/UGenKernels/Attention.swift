@@ -50,8 +50,8 @@ public enum Attention {
     /// Softmax of one row of scores in place (also the cached decoder's, so both compute the same bits).
     @inline(__always)
     public static func softmaxRow(_ row: UnsafeMutablePointer<Float>, count: Int) {
-        let shift = FastExp.Lanes(repeating: Reduce.max(row, count))
-        FastExp.apply(row, row, count: count) { FastExp.exp($0 - shift) }
+        let shift = Reduce.max(row, count)
+        FastExp.applyInPlace(row, count: count) { FastExp.exp($0 - shift) }
         let inv = Float(1 / Reduce.sum(row, count))
         for j in 0..<count { row[j] *= inv }
     }

@@ -30,8 +30,7 @@ public enum CrossEntropy {
                 // loss = log Σ exp(z − max) − (z_t − max), from the logit itself: e^(z_t − max) underflows
                 // to 0 once the target trails the best logit by more than 87, and log(0) would be −∞.
                 let shiftedTarget = row[t] - mx
-                let shift = FastExp.Lanes(repeating: mx)
-                FastExp.apply(row, row, count: v) { FastExp.exp($0 - shift) }
+                FastExp.applyInPlace(row, count: v) { FastExp.exp($0 - mx) }
                 let sum = Reduce.sum(row, v)
                 let logSum = Float(log(sum))
                 tokenLoss[r] = logSum - shiftedTarget
