@@ -48,7 +48,11 @@ let package = Package(
         // Swift 5 language mode here only: row-parallel loops hand raw pointers to worker threads by design
         // (each thread owns disjoint rows), which Swift 6's Sendable checking cannot express.
         .target(name: "UGenKernels", dependencies: ["CBLAS", "CDNNL"],
-                swiftSettings: [.swiftLanguageMode(.v5), .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
+                // sqrt without errno (-fno-math-errno): Swift's squareRoot() otherwise calls libm's sqrtf for its
+                // errno on a negative input, which keeps AdamW's loop from vectorising; the result is the same
+                // correctly rounded IEEE square root either way.
+                swiftSettings: [.swiftLanguageMode(.v5), .unsafeFlags(["-Xcc", "-fno-math-errno"]),
+                                .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
                                 // Optimised in debug builds too: the vector loops (FastExp) run ~50× slower
                                 // unoptimised, and the test suite trains real models through them.
                                 .unsafeFlags(["-O"], .when(configuration: .debug))] + vectorISA),
