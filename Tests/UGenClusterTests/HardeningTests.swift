@@ -70,12 +70,9 @@ final class HardeningTests: XCTestCase {
         defer { if honest.isRunning { honest.terminate() } }
 
         let attacker = keys.workers["attacker"]!
-        let s = try ZMQSocket(.dealer)
-        try s.makeCurveClient(attacker, server: keys.coordinator.publicKey)
-        try s.connect(running.endpoint)
+        let s = try curveClient(attacker, of: keys, at: running.endpoint)
         func hello(withKey: Bool) throws {
-            try s.send(WireMessage(.hello, Hello(protocolVersion: Int(Wire.version), name: "attacker", host: "127.0.0.1", cores: 1, secret: "",
-                                                 dataEndpoint: "tcp://127.0.0.1:1", publicKey: withKey ? attacker.publicKey : nil)).frames)
+            try s.send(helloFrames(name: "attacker", dataPort: 1, key: withKey ? attacker.publicKey : nil))
         }
         try hello(withKey: false)
         var lastHello = Date(), inRun = false
@@ -446,11 +443,8 @@ final class HardeningTests: XCTestCase {
         let honest = try startWorker(["--coord", running.endpoint] + keys.workerArgs("honest"))
         defer { if honest.isRunning { honest.terminate() } }
         let liar = keys.workers["liar"]!
-        let s = try ZMQSocket(.dealer)
-        try s.makeCurveClient(liar, server: keys.coordinator.publicKey)
-        try s.connect(running.endpoint)
-        try s.send(WireMessage(.hello, Hello(protocolVersion: Int(Wire.version), name: "liar", host: "127.0.0.1", cores: 1, secret: "",
-                                             dataEndpoint: "tcp://127.0.0.1:9", publicKey: liar.publicKey)).frames)
+        let s = try curveClient(liar, of: keys, at: running.endpoint)
+        try s.send(helloFrames(name: "liar", dataPort: 9, key: liar.publicKey))
         var id = -1
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline, try kinds(tmp + "/run", "lost").isEmpty {
@@ -612,4 +606,18 @@ final class HardeningTests: XCTestCase {
         XCTAssertEqual(lost.first?["worker"] as? String, "a", "the sender's key is blamed: \(lost)")
         XCTAssertTrue((lost.first?["reason"] as? String)?.contains("sent b a bad data message") ?? false, "\(lost)")
     }
+}
+
+/// A raw DEALER socket holding `key` (a hand-driven worker: it says only what the test sends).
+private func curveClient(_ key: CurveKeyPair, of keys: HardeningTests.Keys, at endpoint: String) throws -> ZMQSocket {
+    let s = try ZMQSocket(.dealer)
+    try s.makeCurveClient(key, server: keys.coordinator.publicKey)
+    try s.connect(endpoint)
+    return s
+}
+
+/// A hello from 127.0.0.1 with one core, announcing data port `dataPort` and the CURVE `key` (or none).
+private func helloFrames(name: String, dataPort: Int, key: String?) -> [Data] {
+    WireMessage(.hello, Hello(protocolVersion: Int(Wire.version), name: name, host: "127.0.0.1", cores: 1, secret: "",
+                              dataEndpoint: "tcp://127.0.0.1:\(dataPort)", publicKey: key)).frames
 }
