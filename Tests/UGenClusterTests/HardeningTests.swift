@@ -122,21 +122,9 @@ final class HardeningTests: XCTestCase {
         let config = tmp + "/run.yaml"
         try (try tinyConfig(["train.steps=2"])).yaml.write(toFile: config, atomically: true, encoding: .utf8)
         let output = tmp + "/coord.log"
-        FileManager.default.createFile(atPath: output, contents: nil)
-        let coord = Process()
-        coord.executableURL = URL(fileURLWithPath: coordExecutable)
-        coord.arguments = ["start", "--config", config, "--run", tmp + "/run", "--bind", "tcp://127.0.0.1:0", "--insecure"]
-        coord.standardOutput = FileHandle(forWritingAtPath: output)
-        coord.standardError = coord.standardOutput
-        try coord.run()
+        let coord = try startCoordinatorProcess(["--config", config, "--run", tmp + "/run", "--insecure"], output: output)
         defer { if coord.isRunning { coord.terminate() } }
-        var endpoint = ""
-        XCTAssertTrue(waitUntil(30) {
-            let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
-            guard let r = text.range(of: "listening on ") else { return false }
-            endpoint = String(text[r.upperBound...].prefix { $0 != " " })
-            return true
-        })
+        let endpoint = try listeningEndpoint(output)
         let forged = "2026-12-02T00:00:00+0000 info ugen-coord: run finished at step 3000: FAKE"
         let s = try ZMQSocket(.dealer)
         try s.connect(endpoint)
@@ -297,14 +285,8 @@ final class HardeningTests: XCTestCase {
         let config = tmp + "/run.yaml"
         try (try tinyConfig(["cluster.stages=2", "train.steps=100000"])).yaml.write(toFile: config, atomically: true, encoding: .utf8)
         let output = tmp + "/coord.log"
-        FileManager.default.createFile(atPath: output, contents: nil)
-        let coord = Process()
-        coord.executableURL = URL(fileURLWithPath: coordExecutable)
-        coord.arguments = ["start", "--config", config, "--run", tmp + "/run", "--bind", "tcp://127.0.0.1:0", "--local-workers", "2",
-                           "--worker-executable", workerExecutable]
-        coord.standardOutput = FileHandle(forWritingAtPath: output)
-        coord.standardError = coord.standardOutput
-        try coord.run()
+        let coord = try startCoordinatorProcess(["--config", config, "--run", tmp + "/run", "--local-workers", "2",
+                                                 "--worker-executable", workerExecutable], output: output)
         defer { if coord.isRunning { kill(coord.processIdentifier, SIGKILL) } }
         XCTAssertTrue(waitUntil(60) { ((try? exactLosses(tmp + "/run").count) ?? 0) >= 2 })
         let log = try String(contentsOfFile: output, encoding: .utf8)
@@ -482,22 +464,10 @@ final class HardeningTests: XCTestCase {
         let configPath = tmp + "/run.yaml"
         try (try tinyConfig(sets)).yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
         let output = tmp + "/coord.log"
-        FileManager.default.createFile(atPath: output, contents: nil)
-        let coord = Process()
-        coord.executableURL = URL(fileURLWithPath: coordExecutable)
-        coord.arguments = ["start", "--config", configPath, "--run", tmp + "/run", "--bind", "tcp://127.0.0.1:0",
-                           "--key", keys.dir + "/coordinator.key", "--authorized-keys", keys.dir]
-        coord.standardOutput = FileHandle(forWritingAtPath: output)
-        coord.standardError = coord.standardOutput
-        try coord.run()
+        let coord = try startCoordinatorProcess(["--config", configPath, "--run", tmp + "/run",
+                                                 "--key", keys.dir + "/coordinator.key", "--authorized-keys", keys.dir], output: output)
         defer { if coord.isRunning { kill(coord.processIdentifier, SIGKILL) } }
-        var endpoint = ""
-        XCTAssertTrue(waitUntil(30) {
-            let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
-            guard let r = text.range(of: "listening on ") else { return false }
-            endpoint = String(text[r.upperBound...].prefix { $0 != " " })
-            return true
-        })
+        let endpoint = try listeningEndpoint(output)
         let workers = try ["w0", "w1"].map { try startWorker(["--coord", endpoint] + keys.workerArgs($0)) }
         defer { for w in workers where w.isRunning { w.terminate() } }
         func steps() -> Int { (try? exactLosses(tmp + "/run").count) ?? 0 }
@@ -620,4 +590,32 @@ private func curveClient(_ key: CurveKeyPair, of keys: HardeningTests.Keys, at e
 private func helloFrames(name: String, dataPort: Int, key: String?) -> [Data] {
     WireMessage(.hello, Hello(protocolVersion: Int(Wire.version), name: name, host: "127.0.0.1", cores: 1, secret: "",
                               dataEndpoint: "tcp://127.0.0.1:\(dataPort)", publicKey: key)).frames
+}
+
+extension HardeningTests {
+    /// `ugen-coord start ARGUMENTS --bind tcp://127.0.0.1:0` as a real process, its output going to `output`.
+    func startCoordinatorProcess(_ arguments: [String], output: String) throws -> Process {
+        FileManager.default.createFile(atPath: output, contents: nil)
+        let coord = Process()
+        coord.executableURL = URL(fileURLWithPath: coordExecutable)
+        coord.arguments = ["start"] + arguments + ["--bind", "tcp://127.0.0.1:0"]
+        coord.standardOutput = FileHandle(forWritingAtPath: output)
+        coord.standardError = coord.standardOutput
+        try coord.run()
+        return coord
+    }
+
+    /// The endpoint a coordinator process wrote to `output` ("listening on tcp://…"), waiting up to 30 s.
+    func listeningEndpoint(_ output: String) throws -> String {
+        var endpoint: String?
+        _ = waitUntil(30) {
+            let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            guard let r = text.range(of: "listening on ") else { return false }
+            endpoint = String(text[r.upperBound...].prefix { $0 != " " })
+            return true
+        }
+        struct NoEndpoint: Error, CustomStringConvertible { let description: String }
+        guard let endpoint else { throw NoEndpoint(description: "\(output): the coordinator printed no endpoint within 30 s") }
+        return endpoint
+    }
 }
