@@ -380,17 +380,18 @@ public final class Coordinator {
             }
             let norm = globalNorm(squares)
             let lr = config.lrSchedule.lr(at: step)
-            if let what = NonFiniteGuard.problem(loss: lossSum / max(maskSum, 1), norm: norm) {
+            let loss = lossSum / max(maskSum, 1)
+            if let what = NonFiniteGuard.problem(loss: loss, norm: norm) {
                 // Never applied: the workers drop the gradients at the next step (no `apply` is sent).
                 let stage = what == "loss" ? stages - 1 : stageOfSquares[squares.firstIndex { !$0.isFinite } ?? 0]
-                let who = members[slots[stage]!]?.hello
+                let who = members[slots[stage]!]
                 let producer = "pipeline stage \(stage + 1)/\(stages) (worker \(who?.name ?? "?") on \(who?.host ?? "?"))"
                 func event(_ action: String) {
                     runLog.event("nonfinite", [("step", .int(step + 1)), ("quantity", .string(what)), ("stage", .int(stage)),
                                                ("worker", .string(who?.name ?? "?")), ("action", .string(action)),
                                                ("in_a_row", .int(nonFinite.inARow))])
                 }
-                do { _ = try nonFinite.check(step: step, loss: lossSum / max(maskSum, 1), norm: norm, stage: producer) } catch {
+                do { _ = try nonFinite.check(step: step, loss: loss, norm: norm, stage: producer) } catch {
                     event("stopped")
                     throw error
                 }
@@ -401,13 +402,12 @@ public final class Coordinator {
                 if config.checkpointEvery > 0 && step % config.checkpointEvery == 0 && step < config.steps { try checkpoint() }
                 continue
             }
-            _ = try nonFinite.check(step: step, loss: lossSum / max(maskSum, 1), norm: norm, stage: "")
+            _ = try nonFinite.check(step: step, loss: loss, norm: norm, stage: "")  // finite: ends a run of skips
             broadcast(.apply, Apply(step: step, lr: lr, clipScale: AdamW.clipScale(globalNorm: norm, maxNorm: config.gradClip)))
             step += 1
             for id in slots { if let m = members[id!] { quarantine.forgive(m.principal) } }  // a step done forgives strikes
             tokensSeen += Int(maskSum)
             let seconds = Date().timeIntervalSince(t0)
-            let loss = lossSum / max(maskSum, 1)
             var fields: [(String, LogValue)] = [("step", .int(step)), ("loss", .double(loss)), ("precision", .string(config.precision.rawValue))]
             for (i, key) in ["loss_text", "loss_img2txt", "loss_txt2img"].enumerated() {
                 if let v = tasks.mean(i) { fields.append((key, .double(v))) }

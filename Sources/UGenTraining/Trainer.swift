@@ -161,15 +161,14 @@ public final class Trainer {
         }
         let norm = globalNorm(stage.gradSquares())
         let lr = config.lrSchedule.lr(at: step)
-        if let what = NonFiniteGuard.problem(loss: lossSum / max(maskSum, 1), norm: norm) {  // never applied
-            return StepResult(step: step + 1, loss: lossSum / max(maskSum, 1), taskLosses: tasks, lr: lr, gradNorm: norm,
-                              tokens: Int(maskSum), nonFinite: what)
+        let loss = lossSum / max(maskSum, 1)
+        if let what = NonFiniteGuard.problem(loss: loss, norm: norm) {  // never applied
+            return StepResult(step: step + 1, loss: loss, taskLosses: tasks, lr: lr, gradNorm: norm, tokens: Int(maskSum), nonFinite: what)
         }
         stage.update(with: optimizer, lr: lr, hyper: config.adam,
                      clipScale: AdamW.clipScale(globalNorm: norm, maxNorm: config.gradClip))
         step += 1
-        return StepResult(step: step, loss: lossSum / max(maskSum, 1), taskLosses: tasks, lr: lr, gradNorm: norm,
-                          tokens: Int(maskSum))
+        return StepResult(step: step, loss: loss, taskLosses: tasks, lr: lr, gradNorm: norm, tokens: Int(maskSum))
     }
 }
 
