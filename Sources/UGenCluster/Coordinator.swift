@@ -102,6 +102,8 @@ public final class Coordinator {
     private var tokensSeen = 0
     private let initialDataState: String
     private var restorePoint: Checkpoint?
+    /// `train.precision` of the run that wrote the `--resume` checkpoint.
+    private var checkpointPrecision: Precision?
     private var lastCheckpointPath: String?
 
     public init(_ options: Options) throws {
@@ -115,7 +117,7 @@ public final class Coordinator {
             runLog = try RunLog(directory: options.runDirectory)
             if let r = options.resume {
                 let (path, ckpt) = try CheckpointFile.load(r, runDirectory: options.runDirectory)
-                try Self.checkCompatible(ckpt, path: path, config: options.config, model: model)
+                checkpointPrecision = try Self.checkCompatible(ckpt, path: path, config: options.config, model: model).precision
                 if !options.allowDataChange { try Self.checkSameData(ckpt, path: path, data: data, config: options.config) }
                 restorePoint = ckpt
                 lastCheckpointPath = path
@@ -150,7 +152,9 @@ public final class Coordinator {
 
     /// A checkpoint resumes a run only if the model and the data are the same; the parallel layout
     /// (stages, replicas, micro-batches) may differ. Names the first key that differs.
-    static func checkCompatible(_ ckpt: Checkpoint, path: String, config: RunConfig, model: ModelConfig) throws {
+    /// Returns the checkpoint's own run config.
+    @discardableResult
+    static func checkCompatible(_ ckpt: Checkpoint, path: String, config: RunConfig, model: ModelConfig) throws -> RunConfig {
         let saved = try RunConfig.parse(yaml: ckpt.progress.configYAML, source: "\(path) (config)")
         let mustMatch = RunConfig.keys.filter { $0.name.hasPrefix("model.") || $0.name.hasPrefix("vocab_schedule.") }.map(\.name)
             + ["data.seq_len", "data.batch_rows", "data.seed", "train.seed"]
@@ -158,6 +162,7 @@ public final class Coordinator {
             throw ConfigError("\(path): checkpoint was trained with \(name) = \(saved.value(of: name)), this run has \(config.value(of: name))")
         }
         if let d = ckpt.model.firstDifference(from: model) { throw ConfigError("\(path): checkpoint has \(d)") }
+        return saved
     }
 
     // MARK: The run
@@ -192,7 +197,7 @@ public final class Coordinator {
         if let ckpt = restorePoint {
             try rewind(to: ckpt)
             log.info("resuming from \(lastCheckpointPath ?? "?") at step \(step)")
-            try notePrecisionChange(from: ckpt)
+            notePrecisionChange()
         } else {
             runLog.event("start", [("steps", .int(config.steps)), ("stages", .int(config.stages)), ("replicas", .int(config.replicas)),
                                    ("precision", .string(config.precision.rawValue))])
@@ -515,9 +520,8 @@ public final class Coordinator {
 
     /// A checkpoint keeps fp32 master weights whatever the run's precision, so it resumes in either; when
     /// the precision changes, an event says so (the losses from here on are not the other precision's).
-    private func notePrecisionChange(from ckpt: Checkpoint) throws {
-        let saved = try RunConfig.parse(yaml: ckpt.progress.configYAML, source: "\(lastCheckpointPath ?? "checkpoint") (config)").precision
-        guard saved != config.precision else { return }
+    private func notePrecisionChange() {
+        guard let saved = checkpointPrecision, saved != config.precision else { return }
         runLog.event("precision", [("from", .string(saved.rawValue)), ("to", .string(config.precision.rawValue)),
                                    ("step", .int(step)), ("checkpoint", .string(lastCheckpointPath ?? ""))])
         log.info("checkpoint trained in \(saved.rawValue) resumes in \(config.precision.rawValue) (master weights are fp32 either way)")
