@@ -116,6 +116,8 @@ public final class Stage {
     private let dNorm, dAttn, dAct, dProbs, effectiveMask: Tensor
     /// The gradient buffers this stage owns (fused ones once, not through their views).
     private let gradStorage: [Tensor]
+    /// The matrices the products read as weights (the fused ones once): what has a bf16 copy.
+    private let productWeights: [Tensor]
     private var pool: [StageActivations] = []
 
     public init(config c: ModelConfig, spec: StageSpec, rows: Int, seqLen: Int, precision: Precision = .fp32) throws {
@@ -137,6 +139,9 @@ public final class Stage {
         dNorm = Tensor([n, d]); dAttn = Tensor([n, c.nHeads * c.headDim]); dAct = Tensor([n, c.ffnHidden])
         dProbs = Tensor([rows * seqLen * seqLen]); effectiveMask = Tensor([n])
         gradStorage = [embed?.grad].compactMap { $0 } + blocks.flatMap(\.gradStorage) + [finalNorm?.grad, head?.grad].compactMap { $0 }
+        productWeights = blocks.flatMap { b -> [Tensor] in
+            switch b { case .attention(let w): [w.qkv, w.o.value]; case .mlp(let w): [w.gateUp, w.down.value] }
+        } + [head?.value].compactMap { $0 }
     }
 
     /// The mask the last `loss` call used: the batch's mask with inactive-id targets zeroed.
@@ -159,12 +164,6 @@ public final class Stage {
         refreshLowPrecisionWeights()
     }
 
-    /// The matrices the products read as weights (the fused ones once): what has a bf16 copy.
-    private var productWeights: [Tensor] {
-        blocks.flatMap { b -> [Tensor] in
-            switch b { case .attention(let w): [w.qkv, w.o.value]; case .mlp(let w): [w.gateUp, w.down.value] }
-        } + [head?.value].compactMap { $0 }
-    }
 
     /// One AdamW update of this stage's parameters, then their bf16 copies (in bf16): the one place a
     /// training step changes the weights.
