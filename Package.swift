@@ -23,7 +23,7 @@ let vectorISA: [SwiftSetting] = {
 
 let package = Package(
     name: "UGenCluster",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "ugen", targets: ["ugen"]),
         .executable(name: "ugen-coord", targets: ["ugen-coord"]),

@@ -7,9 +7,6 @@ import UGenModel
 import UGenStore
 import UGenTraining
 
-/// Set by SIGINT/SIGTERM: save a checkpoint at the next step boundary, stop the workers, exit.
-nonisolated(unsafe) public var coordinatorStopRequested: Int32 = 0
-
 /// The coordinator: owns the configuration, the data stream, the vocabulary schedule and the run
 /// directory; admits workers, gives each a pipeline stage, drives every step, combines the stages'
 /// partial results (losses, gradient norms) and writes logs and checkpoints. It never touches
@@ -276,7 +273,7 @@ public final class Coordinator {
                     continue
                 }
             }
-            if coordinatorStopRequested != 0 { throw StopBeforeStart() }
+            if StopRequest.isSet { throw StopBeforeStart() }
             let joined = try pump(timeoutMs: 100).joined
             waiting = joined
             local?.restartDead()
@@ -329,7 +326,7 @@ public final class Coordinator {
         let codebook = data.schedule.codebook
         var nonFinite = NonFiniteGuard(config)
         while step < config.steps {
-            if coordinatorStopRequested != 0 || (options.stopAfter.map { step >= $0 } ?? false) {
+            if StopRequest.isSet || (options.stopAfter.map { step >= $0 } ?? false) {
                 try checkpoint()
                 return .stopped(step: step)
             }
@@ -623,7 +620,7 @@ public final class Coordinator {
                                       ("waits", .array(waits)), ("blamed", .string(members[culprit]?.name ?? "?"))])
                 throw WorkerLost(workerId: culprit, reason: "no \(kind) within \(Int(deadline)) s: \(why)")
             }
-            if coordinatorStopRequested != 0 && kind == .ready { throw StopBeforeStart() }
+            if StopRequest.isSet && kind == .ready { throw StopBeforeStart() }
             local?.restartDead()
         }
         return got

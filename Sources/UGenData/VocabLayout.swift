@@ -55,9 +55,6 @@ public struct VocabLayout: Codable, Equatable, Hashable, Sendable, CustomStringC
         return Int(id) - textVocab - specialCount
     }
 
-    /// The name of a special id (`<eos>`), or nil.
-    public func specialName(_ id: Int32) -> String? { isSpecial(id) ? Self.specialNames[Int(id) - textVocab] : nil }
-
     public var description: String {
         "V=\(vocabSize): text 0..<\(textVocab), specials \(textVocab)..<\(textVocab + specialCount) "
             + Self.specialNames.joined(separator: " ") + ", visual \(visualRange.lowerBound)..<\(vocabSize) (K=\(codebookSize))"

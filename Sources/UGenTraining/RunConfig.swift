@@ -55,7 +55,7 @@ public struct RunConfig: Equatable, Sendable {
     public var schedule = "zb"
     public var microBatches = 2
     public var threadsPerWorker = 1
-    public var heartbeatSeconds = 1.0
+    public var heartbeatSeconds = 0.5
     public var lostAfterSeconds = 5.0
     public var elastic = false
     public var maxRestarts = 3
@@ -157,7 +157,7 @@ public struct RunConfig: Equatable, Sendable {
         str("cluster.schedule", \.schedule, "1f1b, gpipe or zb (zero bubble)", oneOf: ["1f1b", "gpipe", "zb"]),
         int("cluster.micro_batches", \.microBatches, "micro-batches per replica per step"),
         int("cluster.threads_per_worker", \.threadsPerWorker, "BLAS threads per worker"),
-        dbl("cluster.heartbeat_s", \.heartbeatSeconds, "heartbeat interval"),
+        dbl("cluster.heartbeat_s", \.heartbeatSeconds, "seconds between an assigned worker's heartbeats"),
         dbl("cluster.lost_after_s", \.lostAfterSeconds, "silence after which a worker is lost"),
         bool("cluster.elastic", \.elastic, "re-partition onto fewer workers when one is lost"),
         int("cluster.max_restarts", \.maxRestarts, "restarts of locally started workers"),
@@ -220,6 +220,8 @@ public struct RunConfig: Equatable, Sendable {
         try need(vocabEvery >= 1 && vocabAdd >= 1 && vocabStart >= 0 && textOnlySteps >= 0,
                  "vocab_schedule.every and add must be ≥ 1, start and text_only_steps ≥ 0")
         try need(maxNonfiniteSkips >= 1, "train.max_nonfinite_skips must be at least 1")
+        try need(heartbeatSeconds > 0 && heartbeatSeconds < lostAfterSeconds,
+                 "cluster.heartbeat_s (\(heartbeatSeconds)) must be above 0 and below cluster.lost_after_s (\(lostAfterSeconds))")
         try need(threadsPerWorker >= 1, "cluster.threads_per_worker must be at least 1")
         try need(weightText >= 0 && weightImg2Txt >= 0 && weightTxt2Img >= 0 && weightText + weightImg2Txt + weightTxt2Img > 0,
                  "data.weight_* must be non-negative and not all zero")

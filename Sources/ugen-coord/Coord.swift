@@ -56,7 +56,7 @@ struct Start: ParsableCommand {
             Coordinator.recordFailedStart(runDirectory: runDir, error)
             fail("\(error)")
         }
-        for s in [SIGINT, SIGTERM] { signal(s) { _ in coordinatorStopRequested = 1 } }
+        for s in [SIGINT, SIGTERM] { signal(s) { _ in StopRequest.set() } }
         let outcome: Coordinator.Outcome
         do {
             let c = try Coordinator(options)
