@@ -67,13 +67,15 @@ let package = Package(
             "UGenModel", "UGenData", "UGenStore",
             .product(name: "Yams", package: "Yams"),
         ]),
+        // The run files' records (metrics.jsonl, events.jsonl): written by the cluster, read by the dashboard.
+        .target(name: "UGenRecords", dependencies: []),
         // Wire protocol, coordinator, worker, pipeline schedules, data-parallel reduce.
         .target(name: "UGenCluster", dependencies: [
-            "CZeroMQ", "UGenTraining", "UGenStore",
+            "CZeroMQ", "UGenTraining", "UGenStore", "UGenRecords",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Log followers, terminal and web views (reads files only).
-        .target(name: "UGenDashboard", dependencies: []),
+        .target(name: "UGenDashboard", dependencies: ["UGenRecords", .product(name: "Yams", package: "Yams")]),
 
         .executableTarget(name: "ugen", dependencies: [
             "UGenTraining", "UGenData", "UGenStore",
@@ -92,6 +94,6 @@ let package = Package(
         .testTarget(name: "UGenModelTests", dependencies: ["UGenModel", "UGenStore", "UGenTraining"]),
         .testTarget(name: "UGenDataTests", dependencies: ["UGenData", "UGenStore"]),
         .testTarget(name: "UGenClusterTests", dependencies: ["UGenCluster", "UGenTraining", "UGenData", "UGenStore", "UGenModel", "UGenKernels"]),
-        .testTarget(name: "UGenDashboardTests", dependencies: ["UGenDashboard"]),
+        .testTarget(name: "UGenDashboardTests", dependencies: ["UGenDashboard", "UGenRecords"]),
     ]
 )

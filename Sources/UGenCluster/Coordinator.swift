@@ -4,6 +4,7 @@ import Logging
 import UGenData
 import UGenKernels
 import UGenModel
+import UGenRecords
 import UGenStore
 import UGenTraining
 
@@ -355,7 +356,7 @@ public final class Coordinator {
             var lossSum = 0.0
             var tasks = TaskLosses()
             var squares: [Double] = [], stageOfSquares: [Int] = []
-            var timings: [LogValue] = []
+            var timings: [StageTiming] = []
             for (slot, id) in slots.enumerated() {
                 let msg = done[id!]!, stage = slot % stages, r = slot / stages
                 do {
@@ -371,10 +372,8 @@ public final class Coordinator {
                         stageOfSquares += Array(repeating: stage, count: count)
                     }
                     let who = members[id!]!
-                    timings.append(.object([("stage", .int(stage)), ("replica", .int(r)), ("worker", .string(who.name)),
-                                            ("host", .string(who.host)), ("forward_ms", .double(body.forwardMs)),
-                                            ("backward_ms", .double(body.backwardMs)), ("wait_ms", .double(body.waitMs)),
-                                            ("comm_ms", .double(body.commMs))]))
+                    timings.append(StageTiming(stage: stage, replica: r, worker: who.name, host: who.host, forwardMs: body.forwardMs,
+                                               backwardMs: body.backwardMs, waitMs: body.waitMs, commMs: body.commMs))
                 } catch {
                     // A worker that answers with nonsense is treated like one that failed: the step is dropped.
                     throw WorkerLost(workerId: id!, reason: "malformed stepDone: \(error)")
@@ -410,16 +409,11 @@ public final class Coordinator {
             for id in slots { if let m = members[id!] { quarantine.forgive(m.principal) } }  // a step done forgives strikes
             tokensSeen += Int(maskSum)
             let seconds = Date().timeIntervalSince(t0)
-            var fields: [(String, LogValue)] = [("step", .int(step)), ("loss", .double(loss)), ("precision", .string(config.precision.rawValue))]
-            for (i, key) in ["loss_text", "loss_img2txt", "loss_txt2img"].enumerated() {
-                if let v = tasks.mean(i) { fields.append((key, .double(v))) }
-            }
-            fields += [("lr", .double(lr)), ("grad_norm", .double(norm)), ("tokens", .int(Int(maskSum))),
-                       ("tokens_per_s", .double(Double(config.batchRows * config.seqLen) / seconds)),
-                       ("active_visual_ids", .int(vocab.activeVisual)), ("visual_codebook", .int(codebook)),
-                       ("step_ms", .double(seconds * 1000)), ("time", .double(Date().timeIntervalSince1970)),
-                       ("stages", .array(timings))]
-            runLog.metric(fields)
+            runLog.metric(MetricsRecord(
+                step: step, loss: loss, precision: config.precision.rawValue, lossText: tasks.mean(0), lossImg2Txt: tasks.mean(1),
+                lossTxt2Img: tasks.mean(2), lr: lr, gradNorm: norm, tokens: Int(maskSum),
+                tokensPerS: Double(config.batchRows * config.seqLen) / seconds, activeVisualIds: vocab.activeVisual,
+                visualCodebook: codebook, stepMs: seconds * 1000, time: Date().timeIntervalSince1970, stages: timings))
             phaseEvents(after: step - 1)
             if step % max(1, config.logEvery) == 0 || step == config.steps {
                 log.info("step \(step)/\(config.steps)  loss \(String(format: "%.4f", loss))  lr \(String(format: "%.2e", lr))  grad norm \(String(format: "%.3f", norm))  \(Int(Double(config.batchRows * config.seqLen) / seconds)) tok/s  visual ids \(vocab.activeVisual)/\(codebook)")
@@ -635,7 +629,7 @@ public final class Coordinator {
     /// A step is past its deadline: asks every worker of the layout what it waits for (micro-batch, peer,
     /// since when), logs who waits on whom, and follows the waits from the first late worker to the one
     /// that waits on nobody: that one is blamed (a cycle, or no answers, blames the first late worker).
-    private func diagnoseHang(missing: [Int]) -> (culprit: Int, why: String, waits: [LogValue]) {
+    private func diagnoseHang(missing: [Int]) -> (culprit: Int, why: String, waits: [JSONValue]) {
         let layout = slots.compactMap { $0 }
         probeAnswers = [:]
         for id in layout {
@@ -651,10 +645,10 @@ public final class Coordinator {
         }
         func name(_ id: Int) -> String { members[id]?.name ?? "worker \(id)" }
         var waitsOn: [Int: Int] = [:]
-        var waits: [LogValue] = []
+        var waits: [JSONValue] = []
         for id in layout {
             guard let (stage, replica) = place(id) else { continue }
-            var fields: [(String, LogValue)] = [("worker", .string(name(id))), ("stage", .int(stage)), ("replica", .int(replica))]
+            var fields: [(String, JSONValue)] = [("worker", .string(name(id))), ("stage", .int(stage)), ("replica", .int(replica))]
             switch probeAnswers[id] {
             case .none:
                 log.warning("hang: \(name(id)) (stage \(stage + 1), replica \(replica)) did not answer the probe")
@@ -799,7 +793,7 @@ public final class Coordinator {
         if let a = sender?.address, !peer.contains(a) { from += " at \(PeerText.escape(a, limit: 64))" }
         if let k = sender?.key, !reason.contains(k) { from += " (key \(PeerText.escape(k, limit: 48)))" }
         log.warning("refused \(what) from \(from): \(reason)")
-        var fields: [(String, LogValue)] = [("peer", .string(peer)), ("reason", .string(event))]
+        var fields: [(String, JSONValue)] = [("peer", .string(peer)), ("reason", .string(event))]
         if let a = sender?.address { fields.append(("address", .string(PeerText.escape(a, limit: 64)))) }
         if let k = sender?.key { fields.append(("key", .string(PeerText.escape(k, limit: 48)))) }
         runLog.event("refused", fields)
@@ -875,7 +869,7 @@ public final class Coordinator {
         identities[identity] = id
         let m = members[id]!
         log.info("worker \(m.name) joined from \(m.host) (\(hello.cores) cores)")
-        var fields: [(String, LogValue)] = [("worker", .string(m.name)), ("host", .string(m.host)), ("cores", .int(hello.cores)),
+        var fields: [(String, JSONValue)] = [("worker", .string(m.name)), ("host", .string(m.host)), ("cores", .int(hello.cores)),
                                             ("data", .string(PeerText.escape(hello.dataEndpoint)))]
         if let k = hello.publicKey { fields.append(("key", .string(k))) }
         runLog.event("join", fields)

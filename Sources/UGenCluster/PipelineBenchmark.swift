@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import UGenKernels
 import UGenModel
+import UGenRecords
 import UGenStore
 import UGenTraining
 
@@ -232,13 +233,17 @@ public enum PipelineBenchmark {
         return coordinator.model
     }
 
-    /// One line of a JSON-lines file per element.
-    static func jsonLines(_ path: String) throws -> [[String: Any]] {
+    /// Every line of a run file (metrics.jsonl, events.jsonl) as its record; a line that is not one is an
+    /// error naming the file and the line.
+    static func records<T: Decodable>(_ type: T.Type, _ path: String) throws -> [T] {
         let text = try String(contentsOfFile: path, encoding: .utf8)
-        return text.split(separator: "\n").compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
+        return try text.split(separator: "\n").enumerated().map { i, line in
+            switch JSONLine.decode(T.self, from: Data(line.utf8)) {
+            case .success(let r): return r
+            case .failure(let e): throw ConfigError("\(path): line \(i + 1): \(e)")
+            }
+        }
     }
-
-    static func number(_ v: Any?) -> Double { (v as? Double) ?? (v as? Int).map(Double.init) ?? (v as? NSNumber)?.doubleValue ?? .nan }
 
     // MARK: Pipeline
 
@@ -293,16 +298,15 @@ public enum PipelineBenchmark {
 
     static func summarize(name: String, round: Int, config c: RunConfig, model: ModelConfig, runDirectory: String, warmup: Int,
                           sgemm: Double, keep: Bool) throws -> PipelineRun {
-        let metrics = try jsonLines(runDirectory + "/metrics.jsonl").filter { (($0["step"] as? Int) ?? 0) > warmup }
+        let metrics = try records(MetricsRecord.self, runDirectory + "/metrics.jsonl").filter { $0.step > warmup }
         guard !metrics.isEmpty else { throw ConfigError("\(runDirectory)/metrics.jsonl: no timed steps") }
-        let stepMs = metrics.map { number($0["step_ms"]) }
+        let stepMs = metrics.map { $0.stepMs ?? .nan }
         let stepMedian = median(stepMs)
         let specs = try StageSpec.partition(model, stages: c.stages, seqLen: c.seqLen)
         var sums = [[Double]](repeating: [0, 0, 0, 0], count: c.stages)  // forward, backward, wait, comm
         for m in metrics {
-            for st in (m["stages"] as? [[String: Any]]) ?? [] where (st["replica"] as? Int ?? 0) == 0 {
-                let i = st["stage"] as? Int ?? 0
-                for (j, key) in ["forward_ms", "backward_ms", "wait_ms", "comm_ms"].enumerated() { sums[i][j] += number(st[key]) }
+            for st in m.stages where st.replica == 0 {
+                for (j, v) in [st.forwardMs, st.backwardMs, st.waitMs, st.commMs].enumerated() { sums[st.stage][j] += v ?? .nan }
             }
         }
         let n = Double(metrics.count)
@@ -341,8 +345,8 @@ public enum PipelineBenchmark {
         let dir = root + "/checkpoint-M"
         progress("training config M: \(stages) stages × 1 thread, \(opt.checkpointSteps) steps, a checkpoint every \(opt.checkpointEvery) …")
         let model = try train(cfg, runDirectory: dir, workerExecutable: opt.workerExecutable)
-        let ckptMs = try jsonLines(dir + "/events.jsonl").filter { $0["kind"] as? String == "checkpoint" }.map { number($0["ms"]) }
-        let steps = try jsonLines(dir + "/metrics.jsonl").filter { (($0["step"] as? Int) ?? 0) > 1 }.map { number($0["step_ms"]) }
+        let ckptMs = try records(RunEvent.self, dir + "/events.jsonl").filter { $0.kind == "checkpoint" }.map { $0.number("ms") ?? .nan }
+        let steps = try records(MetricsRecord.self, dir + "/metrics.jsonl").filter { $0.step > 1 }.map { $0.stepMs ?? .nan }
         let stepMs = steps.reduce(0, +) / Double(max(steps.count, 1))
 
         let latest = try CheckpointFile.resolve("latest", runDirectory: dir)
