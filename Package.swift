@@ -62,7 +62,7 @@ let package = Package(
         .target(name: "UGenStore", dependencies: ["CHDF5", "CZlib", "UGenModel"]),
         // Tokenizers (byte-level BPE, k-means VQ), PNG, dataset reader, packer, task mixing.
         .target(name: "UGenData", dependencies: ["UGenStore", "CPNG"]),
-        // Run config, schedules (LR, progressive vocabulary), the single-process trainer, benchmarks.
+        // Run config, schedules (LR, progressive vocabulary), the single-process trainer.
         .target(name: "UGenTraining", dependencies: [
             "UGenModel", "UGenData", "UGenStore",
             .product(name: "Yams", package: "Yams"),
@@ -74,15 +74,21 @@ let package = Package(
             "CZeroMQ", "UGenTraining", "UGenStore", "UGenRecords",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Benchmarks: training throughput, generation, the packer, pipeline layouts and checkpoints. The
+        // executables call them; no library module holds benchmark code.
+        .target(name: "UGenBench", dependencies: [
+            "UGenCluster", "UGenTraining", "UGenData", "UGenStore", "UGenModel", "UGenKernels", "UGenRecords",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Log followers, terminal and web views (reads files only).
         .target(name: "UGenDashboard", dependencies: ["UGenRecords", .product(name: "Yams", package: "Yams")]),
 
         .executableTarget(name: "ugen", dependencies: [
-            "UGenTraining", "UGenData", "UGenStore",
+            "UGenTraining", "UGenData", "UGenStore", "UGenBench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "ugen-coord", dependencies: [
-            "UGenCluster", "UGenDashboard",
+            "UGenCluster", "UGenDashboard", "UGenBench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "ugen-worker", dependencies: [
@@ -91,8 +97,8 @@ let package = Package(
         ]),
 
         .testTarget(name: "UGenKernelsTests", dependencies: ["UGenKernels"]),
-        .testTarget(name: "UGenModelTests", dependencies: ["UGenModel", "UGenStore", "UGenTraining"]),
-        .testTarget(name: "UGenDataTests", dependencies: ["UGenData", "UGenStore"]),
+        .testTarget(name: "UGenModelTests", dependencies: ["UGenModel", "UGenStore", "UGenTraining", "UGenBench"]),
+        .testTarget(name: "UGenDataTests", dependencies: ["UGenData", "UGenStore", "UGenBench"]),
         .testTarget(name: "UGenClusterTests", dependencies: ["UGenCluster", "UGenTraining", "UGenData", "UGenStore", "UGenModel", "UGenKernels"]),
         .testTarget(name: "UGenDashboardTests", dependencies: ["UGenDashboard", "UGenRecords"]),
     ]

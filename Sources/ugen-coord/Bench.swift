@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import UGenBench
 import UGenKernels
 import UGenCluster
 import UGenTraining

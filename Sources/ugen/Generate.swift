@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import UGenData
+import UGenBench
 import UGenKernels
 import UGenTraining
 

@@ -1,3 +1,4 @@
+import UGenBench
 import XCTest
 @testable import UGenData
 
@@ -74,7 +75,7 @@ final class PackerTests: XCTestCase {
     func testBenchmarkReportsMillisecondsPerBatch() throws {
         let reader = try DatasetReader(path: try SmallDataset.shared().train)
         let outside = Date()
-        let report = try Packer.benchmark(readers: [reader], rows: 8, seqLen: 256, batches: 20, seed: 5)
+        let report = try PackerBenchmark.run(readers: [reader], rows: 8, seqLen: 256, batches: 20, seed: 5)
         let wall = Date().timeIntervalSince(outside)
         print(String(format: "packer: %.3f ms per 8×256 batch (this build)", report.msPerBatch))
         XCTAssertEqual(report.batches, 20)

@@ -1,5 +1,6 @@
 import XCTest
 import UGenData
+import UGenBench
 import UGenKernels
 import UGenModel
 import UGenStore

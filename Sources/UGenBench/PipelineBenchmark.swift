@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import UGenCluster
 import UGenKernels
 import UGenModel
 import UGenRecords
