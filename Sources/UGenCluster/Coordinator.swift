@@ -876,20 +876,3 @@ public final class Coordinator {
         return id
     }
 }
-
-extension VocabLayout {
-    /// The layout as the attribute table checkpoints store.
-    public var attributes: [String: Int] {
-        var a = ["text_vocab": textVocab, "n_specials": specialCount, "codebook": codebookSize, "vocab_size": vocabSize]
-        for (i, name) in Self.specialNames.enumerated() { a[String(name.dropFirst().dropLast()) + "_id"] = textVocab + i }
-        return a
-    }
-}
-
-extension RunConfig {
-    /// A key's value as text (for comparisons and messages).
-    public func value(of name: String) -> String {
-        guard let k = Self.keys.first(where: { $0.name == name }) else { return "?" }
-        return k.text(self)
-    }
-}

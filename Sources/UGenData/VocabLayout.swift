@@ -65,14 +65,21 @@ public struct VocabLayout: Codable, Equatable, Hashable, Sendable, CustomStringC
     /// Attribute names for the special ids: `pad_id`, `bos_id`, … `unk_img_id`.
     static let specialAttributes = specialNames.map { String($0.dropFirst().dropLast()) + "_id" }
 
-    /// Writes the layout as attributes of `object`: `text_vocab`, `n_specials`, `codebook`, `vocab_size`,
-    /// one `<name>_id` per special, and `specials` (the names, space separated).
+    /// The layout's integer attributes, in the order datasets write them: `text_vocab`, `n_specials`,
+    /// `codebook`, `vocab_size`, then one `<name>_id` per special. Datasets store them on their root,
+    /// checkpoints as the `vocab_layout` table (Documentation/formats.md).
+    public var integerAttributes: [(name: String, value: Int)] {
+        [("text_vocab", textVocab), ("n_specials", specialCount), ("codebook", codebookSize), ("vocab_size", vocabSize)]
+            + Self.specialAttributes.enumerated().map { ($1, textVocab + $0) }
+    }
+
+    /// `integerAttributes` as the table a checkpoint stores.
+    public var attributes: [String: Int] { Dictionary(uniqueKeysWithValues: integerAttributes.map { ($0.name, $0.value) }) }
+
+    /// Writes the layout as attributes of `object`: `integerAttributes` and `specials` (the names, space
+    /// separated).
     public func write(to file: H5File, at object: String = "/") throws {
-        try file.setAttribute("text_vocab", textVocab, at: object)
-        try file.setAttribute("n_specials", specialCount, at: object)
-        try file.setAttribute("codebook", codebookSize, at: object)
-        try file.setAttribute("vocab_size", vocabSize, at: object)
-        for (i, name) in Self.specialAttributes.enumerated() { try file.setAttribute(name, textVocab + i, at: object) }
+        for (name, value) in integerAttributes { try file.setAttribute(name, value, at: object) }
         try file.setAttribute("specials", Self.specialNames.joined(separator: " "), at: object)
     }
 

@@ -227,24 +227,27 @@ public struct RunConfig: Equatable, Sendable {
                  "data.weight_* must be non-negative and not all zero")
     }
 
-    /// The resolved configuration as YAML (written to RUN/config.yaml and into checkpoints); parsing it
-    /// gives back an equal config.
+    /// The resolved configuration as YAML (written to RUN/config.yaml, into checkpoints and to the workers):
+    /// groups and keys in the order of `keys`, strings double-quoted and escaped by Yams, so parsing it
+    /// gives back an equal config whatever a string holds.
     public var yaml: String {
-        var out = ""
-        var group = ""
+        var groups: [(name: String, pairs: [(Node, Node)])] = []
         for k in Self.keys {
             let parts = k.name.split(separator: ".", maxSplits: 1).map(String.init)
-            if parts[0] != group { group = parts[0]; out += "\(group):\n" }
+            if groups.last?.name != parts[0] { groups.append((parts[0], [])) }
             let v = k.get(self)
-            let text: String
-            switch v {
-            case let s as String: text = "\"\(s)\""
-            case let d as Double: text = "\(d)"
-            default: text = "\(v)"
-            }
-            out += "  \(parts[1]): \(text)\n"
+            let value = (v as? String).map { Node($0, Tag(.str), .doubleQuoted) } ?? Node("\(v)")
+            groups[groups.count - 1].pairs.append((Node(parts[1]), value))
         }
-        return out
+        let root = Node.mapping(Node.Mapping(groups.map { (Node($0.name), Node.mapping(Node.Mapping($0.pairs))) }))
+        // Serializing a mapping of plain scalars and strings cannot fail.
+        return try! Yams.serialize(node: root)
+    }
+
+    /// A key's value as text (for comparisons and messages).
+    public func value(of name: String) -> String {
+        guard let k = Self.keys.first(where: { $0.name == name }) else { return "?" }
+        return k.text(self)
     }
 
     // MARK: Derived pieces

@@ -102,3 +102,15 @@ final class VocabScheduleTests: XCTestCase {
         XCTAssertFalse(v.isTextOnly(step: 0)); XCTAssertEqual(v.activeCount(step: 0), 16)
     }
 }
+
+/// RUN/config.yaml and the workers' copy: any string survives the trip (quotes, backslashes, newlines).
+final class ConfigYAMLTests: XCTestCase {
+    func testAnyStringRoundTripsThroughTheYAML() throws {
+        var c = try RunConfig.parse(yaml: "")
+        c.dataDir = "a \"quoted\" dir\\with\nnewline: and # hash"
+        let back = try RunConfig.parse(yaml: c.yaml)
+        XCTAssertEqual(back.dataDir, c.dataDir)
+        XCTAssertEqual(back.yaml, c.yaml)
+        XCTAssertTrue(c.yaml.hasPrefix("model:\n  "), c.yaml)
+    }
+}
