@@ -13,16 +13,16 @@ import UGenTraining
 /// Both must produce the same tokens.
 public enum GenerationBenchmark {
     public struct Result: Codable, Sendable {
-        public var prompt_tokens: Int
-        public var new_tokens: Int
-        public var cached_tokens_per_s: Double
-        public var uncached_tokens_per_s: Double
+        public var promptTokens: Int
+        public var newTokens: Int
+        public var cachedTokensPerS: Double
+        public var uncachedTokensPerS: Double
         public var speedup: Double
-        public var same_tokens: Bool
+        public var sameTokens: Bool
         /// Largest difference between the cached and uncached next-token logits.
-        public var max_logit_difference: Double
-        public var cached_tokens: [Int32]
-        public var uncached_tokens: [Int32]
+        public var maxLogitDifference: Double
+        public var cachedTokens: [Int32]
+        public var uncachedTokens: [Int32]
     }
 
     static let bucket = 16
@@ -68,8 +68,8 @@ public enum GenerationBenchmark {
             uncached.append(next)
         }
         let c = Double(newTokens) / max(cachedSeconds, 1e-9), u = Double(newTokens) / max(seconds, 1e-9)
-        return Result(prompt_tokens: prompt.count, new_tokens: newTokens, cached_tokens_per_s: c, uncached_tokens_per_s: u,
-                      speedup: c / u, same_tokens: cached == uncached, max_logit_difference: Double(maxDiff),
-                      cached_tokens: Array(cached.dropFirst(prompt.count)), uncached_tokens: Array(uncached.dropFirst(prompt.count)))
+        return Result(promptTokens: prompt.count, newTokens: newTokens, cachedTokensPerS: c, uncachedTokensPerS: u,
+                      speedup: c / u, sameTokens: cached == uncached, maxLogitDifference: Double(maxDiff),
+                      cachedTokens: Array(cached.dropFirst(prompt.count)), uncachedTokens: Array(uncached.dropFirst(prompt.count)))
     }
 }

@@ -88,12 +88,12 @@ struct GenerateCommand: ParsableCommand {
                 let promptIds = [model.layout.bos] + bpe.encode("The ")
                 let n = min(benchTokens, model.model.maxSeqLen - promptIds.count)
                 let r = try GenerationBenchmark.run(model, prompt: promptIds, newTokens: n)
-                print("decoding        tokens/s   (\(r.new_tokens) greedy tokens after a \(r.prompt_tokens)-token prompt, \(threads) BLAS thread\(threads == 1 ? "" : "s"))")
-                print(String(format: "with cache    %10.1f", r.cached_tokens_per_s))
-                print(String(format: "without cache %10.1f", r.uncached_tokens_per_s))
+                print("decoding        tokens/s   (\(r.newTokens) greedy tokens after a \(r.promptTokens)-token prompt, \(threads) BLAS thread\(threads == 1 ? "" : "s"))")
+                print(String(format: "with cache    %10.1f", r.cachedTokensPerS))
+                print(String(format: "without cache %10.1f", r.uncachedTokensPerS))
                 print(String(format: "speed-up      %10.1f×", r.speedup))
-                print("same tokens   \(r.same_tokens ? "yes" : "NO") (max logit difference \(String(format: "%.2e", r.max_logit_difference)))")
-                if !r.same_tokens { throw ExitCode(1) }
+                print("same tokens   \(r.sameTokens ? "yes" : "NO") (max logit difference \(String(format: "%.2e", r.maxLogitDifference)))")
+                if !r.sameTokens { throw ExitCode(1) }
             }
         } catch let e as ExitCode { throw e } catch { fail("\(error)") }
     }
