@@ -258,14 +258,16 @@ public enum PipelineBenchmark {
         for round in 1...max(1, opt.rounds) {
             var roundRuns: [PipelineRun] = []
             for (name, p, schedule) in layouts {
-                progress("round \(round)/\(opt.rounds): config S \(opt.precision.rawValue), \(name), \(opt.microBatches) micro-batches, \(opt.warmupSteps) + \(opt.timedSteps) steps …")
+                progress("round \(round)/\(opt.rounds): config S \(opt.precision.rawValue), \(name), \(opt.microBatches) micro-batches, "
+                         + "\(opt.warmupSteps) + \(opt.timedSteps) steps …")
                 let cfg = try config(s, dataDir: opt.dataDir, batchRows: opt.batchRows, stages: p, schedule: schedule,
                                      microBatches: opt.microBatches, steps: opt.warmupSteps + opt.timedSteps, precision: opt.precision)
                 let dir = root + "/pipeline-\(p)-\(schedule)-round\(round)"
                 let model = try train(cfg, runDirectory: dir, workerExecutable: opt.workerExecutable)
-                roundRuns.append(try summarize(name: name, round: round, config: cfg, model: model, runDirectory: dir, warmup: opt.warmupSteps,
-                                               sgemm: p == 1 ? sgemm.oneThreadGflops : sgemm.concurrentTotalGflops * Double(p) / Double(sgemm.concurrentThreads),
-                                               keep: opt.keep))
+                // The sgemm rate a stage can reach: one thread alone, or its share of p threads at once.
+                let rate = p == 1 ? sgemm.oneThreadGflops : sgemm.concurrentTotalGflops * Double(p) / Double(sgemm.concurrentThreads)
+                roundRuns.append(try summarize(name: name, round: round, config: cfg, model: model, runDirectory: dir,
+                                               warmup: opt.warmupSteps, sgemm: rate, keep: opt.keep))
             }
             speedups += speedupsOverOneStage(roundRuns, round: round)
             runs += roundRuns
@@ -323,7 +325,8 @@ public enum PipelineBenchmark {
         let p = Double(c.stages), m = Double(c.microBatches)
         let commTotal = times.map(\.commMs).reduce(0, +)
         return PipelineRun(
-            name: name, round: round, stages: c.stages, schedule: c.schedule, threadsPerWorker: c.threadsPerWorker, microBatches: c.microBatches,
+            name: name, round: round, stages: c.stages, schedule: c.schedule, threadsPerWorker: c.threadsPerWorker,
+            microBatches: c.microBatches,
             batchRows: c.batchRows, seqLen: c.seqLen, vocabSize: model.vocabSize, timedSteps: metrics.count,
             stepMs: stepMedian, stepMsMin: stepMs.min()!, stepMsMax: stepMs.max()!, tokensPerS: tps, modelGflops: gflops,
             sgemmGflops: sgemm, ratioToSgemm: gflops / sgemm, bubbleTheory: (p - 1) / (m + p - 1),
@@ -344,14 +347,16 @@ public enum PipelineBenchmark {
                              microBatches: opt.checkpointMicroBatches, steps: opt.checkpointSteps,
                              checkpointEvery: opt.checkpointEvery, keep: 2)
         let dir = root + "/checkpoint-M"
-        progress("training config M: \(stages) stages × 1 thread, \(opt.checkpointSteps) steps, a checkpoint every \(opt.checkpointEvery) …")
+        progress("training config M: \(stages) stages × 1 thread, \(opt.checkpointSteps) steps, "
+                 + "a checkpoint every \(opt.checkpointEvery) …")
         let model = try train(cfg, runDirectory: dir, workerExecutable: opt.workerExecutable)
         let ckptMs = try records(RunEvent.self, dir + "/events.jsonl").filter { $0.kind == "checkpoint" }.map { $0.number("ms") ?? .nan }
         let steps = try records(MetricsRecord.self, dir + "/metrics.jsonl").filter { $0.step > 1 }.map { $0.stepMs ?? .nan }
         let stepMs = steps.reduce(0, +) / Double(max(steps.count, 1))
 
         let latest = try CheckpointFile.resolve("latest", runDirectory: dir)
-        progress("checkpoint file throughput: \(opt.fileRepeats) writes, \(opt.fileRepeats) cold and \(opt.fileRepeats) warm reads of \(latest) …")
+        progress("checkpoint file throughput: \(opt.fileRepeats) writes, \(opt.fileRepeats) cold and \(opt.fileRepeats) warm "
+                 + "reads of \(latest) …")
         let ckpt = try CheckpointFile.read(latest)
         let fileBytes = try fileSize(latest)
         let tensorBytes = (ckpt.params + ckpt.adamM + ckpt.adamV).reduce(0) { $0 + $1.values.count * 4 }

@@ -63,7 +63,9 @@ public enum TerminalView {
     /// One line per step for output that is not a terminal (a log, a pipe): greppable, no escapes.
     public static func plainLine(_ r: MetricsRecord, codebook: Int?) -> String {
         var parts = ["step \(r.step)"]
-        for (key, title) in MetricsRecord.lossKeys { if let v = r.losses[key] { parts.append("\(key == "loss" ? "loss" : title) \(fixed(v, 4))") } }
+        for (key, title) in MetricsRecord.lossKeys {
+            if let v = r.losses[key] { parts.append("\(key == "loss" ? "loss" : title) \(fixed(v, 4))") }
+        }
         if let v = r.lr { parts.append("lr \(sci(v))") }
         if let v = r.gradNorm { parts.append("grad_norm \(fixed(v, 3))") }
         if let v = r.tokensPerS { parts.append("tokens/s \(Int(v.isFinite ? v : 0))") }

@@ -119,7 +119,9 @@ private struct Unkeyed: UnkeyedEncodingContainer {
     mutating func nestedContainer<N: CodingKey>(keyedBy: N.Type) -> KeyedEncodingContainer<N> {
         NodeEncoder(node: next(), codingPath: codingPath).container(keyedBy: N.self)
     }
-    mutating func nestedUnkeyedContainer() -> UnkeyedEncodingContainer { NodeEncoder(node: next(), codingPath: codingPath).unkeyedContainer() }
+    mutating func nestedUnkeyedContainer() -> UnkeyedEncodingContainer {
+        NodeEncoder(node: next(), codingPath: codingPath).unkeyedContainer()
+    }
     mutating func superEncoder() -> Encoder { NodeEncoder(node: next(), codingPath: codingPath) }
 }
 

@@ -13,8 +13,10 @@ public struct StageTiming: Codable, Sendable, Equatable {
         case stage, replica, worker, host, forwardMs = "forward_ms", backwardMs = "backward_ms", waitMs = "wait_ms", commMs = "comm_ms"
     }
 
-    public init(stage: Int, replica: Int, worker: String, host: String?, forwardMs: Double?, backwardMs: Double?,
-                waitMs: Double?, commMs: Double?) {
+    public init(
+        stage: Int, replica: Int, worker: String, host: String?, forwardMs: Double?, backwardMs: Double?,
+        waitMs: Double?, commMs: Double?
+    ) {
         self.stage = stage; self.replica = replica; self.worker = worker; self.host = host
         self.forwardMs = forwardMs; self.backwardMs = backwardMs; self.waitMs = waitMs; self.commMs = commMs
     }
@@ -58,10 +60,12 @@ public struct MetricsRecord: Codable, Sendable, Equatable {
         case hosts
     }
 
-    public init(step: Int, loss: Double? = nil, precision: String? = nil, lossText: Double? = nil, lossImg2Txt: Double? = nil,
-                lossTxt2Img: Double? = nil, lr: Double? = nil, gradNorm: Double? = nil, tokens: Int? = nil, tokensPerS: Double? = nil,
-                activeVisualIds: Int? = nil, visualCodebook: Int? = nil, stepMs: Double? = nil, time: Double? = nil,
-                stages: [StageTiming] = []) {
+    public init(
+        step: Int, loss: Double? = nil, precision: String? = nil, lossText: Double? = nil, lossImg2Txt: Double? = nil,
+        lossTxt2Img: Double? = nil, lr: Double? = nil, gradNorm: Double? = nil, tokens: Int? = nil, tokensPerS: Double? = nil,
+        activeVisualIds: Int? = nil, visualCodebook: Int? = nil, stepMs: Double? = nil, time: Double? = nil,
+        stages: [StageTiming] = []
+    ) {
         self.step = step; self.loss = loss; self.precision = precision
         self.lossText = lossText; self.lossImg2Txt = lossImg2Txt; self.lossTxt2Img = lossTxt2Img
         self.lr = lr; self.gradNorm = gradNorm; self.tokens = tokens; self.tokensPerS = tokensPerS
@@ -87,13 +91,14 @@ public struct MetricsRecord: Codable, Sendable, Equatable {
         guard let step = c.lenient(Int.self, .step) else {
             throw DecodingError.keyNotFound(CodingKeys.step, .init(codingPath: [], debugDescription: "no integer step"))
         }
-        self.init(step: step, loss: c.lenient(Double.self, .loss), precision: c.text(.precision),
-                  lossText: c.lenient(Double.self, .lossText), lossImg2Txt: c.lenient(Double.self, .lossImg2Txt),
-                  lossTxt2Img: c.lenient(Double.self, .lossTxt2Img), lr: c.lenient(Double.self, .lr),
-                  gradNorm: c.lenient(Double.self, .gradNorm), tokens: c.lenient(Int.self, .tokens),
-                  tokensPerS: c.lenient(Double.self, .tokensPerS), activeVisualIds: c.lenient(Int.self, .activeVisualIds),
-                  visualCodebook: c.lenient(Int.self, .visualCodebook), stepMs: c.lenient(Double.self, .stepMs),
-                  time: c.lenient(Double.self, .time))
+        self.init(
+            step: step, loss: c.lenient(Double.self, .loss), precision: c.text(.precision),
+            lossText: c.lenient(Double.self, .lossText), lossImg2Txt: c.lenient(Double.self, .lossImg2Txt),
+            lossTxt2Img: c.lenient(Double.self, .lossTxt2Img), lr: c.lenient(Double.self, .lr),
+            gradNorm: c.lenient(Double.self, .gradNorm), tokens: c.lenient(Int.self, .tokens),
+            tokensPerS: c.lenient(Double.self, .tokensPerS), activeVisualIds: c.lenient(Int.self, .activeVisualIds),
+            visualCodebook: c.lenient(Int.self, .visualCodebook), stepMs: c.lenient(Double.self, .stepMs),
+            time: c.lenient(Double.self, .time))
         // A stage entry that is not one is skipped, not the whole line.
         let entries = (try? c.decodeIfPresent([Skippable<StageTiming>].self, forKey: .stages)) ?? nil
         let hosts = ((try? c.decodeIfPresent([String: JSONValue].self, forKey: .hosts)) ?? nil) ?? [:]

@@ -59,7 +59,8 @@ public struct RunEvent: Codable, Sendable, Equatable {
         }
         let first = ["worker", "host", "stage", "replica", "step"].filter { rest[$0] != nil }
         let keys = first + rest.keys.filter { !first.contains($0) }.sorted()
-        self.init(time: c.lenient(Double.self, AnyKey("time")), kind: kind,
-                  details: keys.map { Detail(key: $0, value: rest[$0]!) })
+        self.init(
+            time: c.lenient(Double.self, AnyKey("time")), kind: kind,
+            details: keys.map { Detail(key: $0, value: rest[$0]!) })
     }
 }

@@ -74,7 +74,9 @@ public struct RunConfig: Equatable, Sendable {
 
     private static func int(_ name: String, _ kp: WritableKeyPath<RunConfig, Int> & Sendable, _ help: String) -> Key {
         Key(name: name, help: help, get: { $0[keyPath: kp] }, set: { c, v in
-            guard let i = v as? Int ?? (v as? String).flatMap({ Int($0) }) else { throw ConfigError("\(name): expected an integer, got \(v)") }
+            guard let i = v as? Int ?? (v as? String).flatMap({ Int($0) }) else {
+                throw ConfigError("\(name): expected an integer, got \(v)")
+            }
             c[keyPath: kp] = i
         })
     }
@@ -138,7 +140,8 @@ public struct RunConfig: Equatable, Sendable {
         dbl("train.beta2", \.beta2, "AdamW β2"),
         dbl("train.eps", \.adamEps, "AdamW ε"),
         dbl("train.grad_clip", \.gradClip, "global gradient norm clip (0: off)"),
-        precision("train.precision", "matrix products in fp32, or bf16 operands with fp32 sums (weights, optimizer, norms, loss stay fp32)"),
+        precision("train.precision",
+                  "matrix products in fp32, or bf16 operands with fp32 sums (weights, optimizer, norms, loss stay fp32)"),
         int("train.seed", \.seed, "weight initialisation seed"),
         int("train.checkpoint_every", \.checkpointEvery, "save every N steps (0: only at the end)"),
         int("train.keep_checkpoints", \.keepCheckpoints, "how many checkpoints to keep"),
@@ -214,7 +217,8 @@ public struct RunConfig: Equatable, Sendable {
         try need(replicas >= 1, "cluster.replicas must be at least 1")
         try need(microBatches >= 1, "cluster.micro_batches must be at least 1")
         try need(batchRows % (replicas * microBatches) == 0,
-                 "data.batch_rows (\(batchRows)) must divide evenly into cluster.replicas × cluster.micro_batches (\(replicas) × \(microBatches))")
+                 "data.batch_rows (\(batchRows)) must divide evenly into cluster.replicas × cluster.micro_batches "
+                    + "(\(replicas) × \(microBatches))")
         try need(steps >= 1, "train.steps must be at least 1")
         try need(warmupSteps >= 0 && lr > 0 && minLR >= 0, "train.lr, train.min_lr, train.warmup_steps must be non-negative")
         try need(vocabEvery >= 1 && vocabAdd >= 1 && vocabStart >= 0 && textOnlySteps >= 0,

@@ -38,7 +38,8 @@ struct BenchCommand: ParsableCommand {
                     }
                 }
             }
-            print("config precision threads  tokens/s   step ms  model GFLOP/s  ceiling GFLOP/s  ratio  ceiling peak  ratio to peak  peak RSS MB")
+            print("config precision threads  tokens/s   step ms  model GFLOP/s  ceiling GFLOP/s  ratio  ceiling peak  "
+                  + "ratio to peak  peak RSS MB")
         }
         for s in setups {
             for p in precs {

@@ -1,22 +1,26 @@
 import Foundation
-import XCTest
 import UGenRecords
+import XCTest
 
 /// The run files' records: written with formats.md's key order and the exact doubles, read back equal.
 final class RecordsTests: XCTestCase {
     func testAMetricsLineKeepsItsKeyOrderAndExactDoubles() throws {
-        let timing = StageTiming(stage: 1, replica: 0, worker: "w\"1", host: "vm", forwardMs: 2.726688999682665,
-                                 backwardMs: 10.0, waitMs: .nan, commMs: 7.256487)
-        let r = MetricsRecord(step: 3, loss: 6.9491211999030345, precision: "fp32", lossText: 0.1 + 0.2, lossTxt2Img: .infinity,
-                              lr: 0.0005, gradNorm: 0.8809645730115163, tokens: 336, tokensPerS: 3581.67643414085,
-                              activeVisualIds: 0, visualCodebook: 64, stepMs: 142.94981956481934, time: 1796272495.9837742,
-                              stages: [timing])
+        let timing = StageTiming(
+            stage: 1, replica: 0, worker: "w\"1", host: "vm", forwardMs: 2.726688999682665,
+            backwardMs: 10.0, waitMs: .nan, commMs: 7.256487)
+        let r = MetricsRecord(
+            step: 3, loss: 6.9491211999030345, precision: "fp32", lossText: 0.1 + 0.2, lossTxt2Img: .infinity,
+            lr: 0.0005, gradNorm: 0.8809645730115163, tokens: 336, tokensPerS: 3581.67643414085,
+            activeVisualIds: 0, visualCodebook: 64, stepMs: 142.94981956481934, time: 1796272495.9837742,
+            stages: [timing])
         let line = try JSONLine.encode(r)
-        XCTAssertEqual(line, #"{"step":3,"loss":6.9491211999030345,"precision":"fp32","loss_text":0.30000000000000004,"#
-                       + #""loss_txt2img":null,"lr":0.0005,"grad_norm":0.8809645730115163,"tokens":336,"tokens_per_s":3581.67643414085,"#
-                       + #""active_visual_ids":0,"visual_codebook":64,"step_ms":142.94981956481934,"time":1796272495.9837742,"#
-                       + #""stages":[{"stage":1,"replica":0,"worker":"w\"1","host":"vm","forward_ms":2.726688999682665,"#
-                       + #""backward_ms":10.0,"wait_ms":null,"comm_ms":7.256487}]}"#)
+        XCTAssertEqual(
+            line,
+            #"{"step":3,"loss":6.9491211999030345,"precision":"fp32","loss_text":0.30000000000000004,"#
+                + #""loss_txt2img":null,"lr":0.0005,"grad_norm":0.8809645730115163,"tokens":336,"tokens_per_s":3581.67643414085,"#
+                + #""active_visual_ids":0,"visual_codebook":64,"step_ms":142.94981956481934,"time":1796272495.9837742,"#
+                + #""stages":[{"stage":1,"replica":0,"worker":"w\"1","host":"vm","forward_ms":2.726688999682665,"#
+                + #""backward_ms":10.0,"wait_ms":null,"comm_ms":7.256487}]}"#)
         let back = try JSONLine.decode(MetricsRecord.self, from: Data(line.utf8)).get()
         var expected = r
         expected.lossTxt2Img = nil; expected.stages[0].waitMs = nil  // null reads back as absent
@@ -25,8 +29,9 @@ final class RecordsTests: XCTestCase {
     }
 
     func testAnEventKeepsTimeKindThenItsDetailsInOrder() throws {
-        let e = RunEvent(time: 1796272495.25, kind: "checkpoint",
-                         details: [.init(key: "step", value: 4), .init(key: "path", value: "/r/step-4.h5"), .init(key: "ms", value: .double(12.5))])
+        let e = RunEvent(
+            time: 1796272495.25, kind: "checkpoint",
+            details: [.init(key: "step", value: 4), .init(key: "path", value: "/r/step-4.h5"), .init(key: "ms", value: .double(12.5))])
         let line = try JSONLine.encode(e)
         XCTAssertEqual(line, #"{"time":1796272495.25,"kind":"checkpoint","step":4,"path":"/r/step-4.h5","ms":12.5}"#)
         let back = try JSONLine.decode(RunEvent.self, from: Data(line.utf8)).get()

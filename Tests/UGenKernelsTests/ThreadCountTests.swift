@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import UGenKernels
 
 /// `BLAS.gemm` cuts a large product into blocks of C, one per thread, and promises that every element
@@ -22,10 +23,15 @@ final class ThreadCountTests: XCTestCase {
                     func product(threads: Int) -> [UInt32] {
                         Parallel.width = threads
                         var c = c0
-                        a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
-                            BLAS.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.5, a: ap.baseAddress!, lda: aCols,
-                                      b: bp.baseAddress!, ldb: bCols, beta: 0.25, c: cp.baseAddress!, ldc: n, precision: precision)
-                        } } }
+                        a.withUnsafeBufferPointer { ap in
+                            b.withUnsafeBufferPointer { bp in
+                                c.withUnsafeMutableBufferPointer { cp in
+                                    BLAS.gemm(
+                                        transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.5, a: ap.baseAddress!, lda: aCols,
+                                        b: bp.baseAddress!, ldb: bCols, beta: 0.25, c: cp.baseAddress!, ldc: n, precision: precision)
+                                }
+                            }
+                        }
                         return c.map(\.bitPattern)
                     }
                     let one = product(threads: 1)
@@ -33,8 +39,10 @@ final class ThreadCountTests: XCTestCase {
                     for threads in 2...5 {
                         let many = product(threads: threads)
                         let differing = zip(one, many).filter { $0 != $1 }.count
-                        XCTAssertEqual(differing, 0, "\(precision) \(m)×\(n)×\(k) transA \(transA) transB \(transB): "
-                                       + "\(differing) elements differ between 1 and \(threads) threads")
+                        XCTAssertEqual(
+                            differing, 0,
+                            "\(precision) \(m)×\(n)×\(k) transA \(transA) transB \(transB): "
+                                + "\(differing) elements differ between 1 and \(threads) threads")
                     }
                 }
             }
