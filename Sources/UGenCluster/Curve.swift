@@ -8,7 +8,7 @@ public struct CurveKeyPair: Sendable, Equatable {
 
     public static func generate() throws -> CurveKeyPair {
         var pub = [CChar](repeating: 0, count: 41), sec = [CChar](repeating: 0, count: 41)
-        guard zmq_curve_keypair(&pub, &sec) == 0 else { throw ZMQError("zmq_curve_keypair (is libzmq built with CURVE?)") }
+        guard zmq_curve_keypair(&pub, &sec) == 0 else { throw ZMQError.noCurve(errno: zmq_errno()) }
         return CurveKeyPair(publicKey: String(cString: pub), secretKey: String(cString: sec))
     }
 

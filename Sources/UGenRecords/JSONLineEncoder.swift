@@ -17,24 +17,38 @@ public enum JSONLine {
     public static func decode<T: Decodable>(_ type: T.Type, from line: Data, offset: Int = 0) -> Result<T, RecordError> {
         do { return .success(try JSONDecoder().decode(T.self, from: line)) } catch {
             let text = String(decoding: line.prefix(80), as: UTF8.self)
-            let why: String
             switch error as? DecodingError {
-            case .dataCorrupted(let c)? where c.codingPath.isEmpty: why = "not valid JSON: \(text)"
-            case .typeMismatch(_, let c)? where c.codingPath.isEmpty: why = "not a JSON object: \(text)"
-            case .keyNotFound(let k, _)?: why = "no \"\(k.stringValue)\": \(text)"
+            case .dataCorrupted(let c)? where c.codingPath.isEmpty: return .failure(.notJSON(offset: offset, line: text))
+            case .typeMismatch(_, let c)? where c.codingPath.isEmpty: return .failure(.notAnObject(offset: offset, line: text))
+            case .keyNotFound(let k, _)?: return .failure(.missingKey(k.stringValue, offset: offset, line: text))
             case .typeMismatch(_, let c)?, .valueNotFound(_, let c)?, .dataCorrupted(let c)?:
-                why = "bad \"\(c.codingPath.map(\.stringValue).joined(separator: "."))\": \(text)"
-            default: why = "\(error)"
+                return .failure(.badValue(c.codingPath.map(\.stringValue).joined(separator: "."), offset: offset, line: text))
+            default: return .failure(.undecodable(offset: offset, reason: "\(error)"))
             }
-            return .failure(RecordError("byte \(offset): \(why)"))
         }
     }
 }
 
-/// Why a line of a run file could not be read.
-public struct RecordError: Error, Sendable, CustomStringConvertible {
-    public let description: String
-    public init(_ d: String) { description = d }
+/// Why a line of a run file could not be read: what was wrong, at which byte offset of the file, and the
+/// line's first 80 bytes.
+public enum RecordError: Error, Sendable, CustomStringConvertible, Equatable {
+    case notJSON(offset: Int, line: String)
+    case notAnObject(offset: Int, line: String)
+    case missingKey(String, offset: Int, line: String)
+    /// The value at this key path has the wrong type.
+    case badValue(String, offset: Int, line: String)
+    /// Any other decoding failure, as the decoder told it.
+    case undecodable(offset: Int, reason: String)
+
+    public var description: String {
+        switch self {
+        case .notJSON(let offset, let line): "byte \(offset): not valid JSON: \(line)"
+        case .notAnObject(let offset, let line): "byte \(offset): not a JSON object: \(line)"
+        case .missingKey(let key, let offset, let line): "byte \(offset): no \"\(key)\": \(line)"
+        case .badValue(let path, let offset, let line): "byte \(offset): bad \"\(path)\": \(line)"
+        case .undecodable(let offset, let reason): "byte \(offset): \(reason)"
+        }
+    }
 }
 
 /// One value being encoded: a leaf, or an object or array filled in as its containers are used.

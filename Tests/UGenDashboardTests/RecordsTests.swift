@@ -47,6 +47,9 @@ final class RecordsTests: XCTestCase {
             return "read"
         }
         XCTAssertEqual(why(MetricsRecord.self, "nope"), "byte 7: not valid JSON: nope")
+        guard case .failure(.missingKey("step", offset: 0, _)) = JSONLine.decode(MetricsRecord.self, from: Data("{}".utf8)) else {
+            return XCTFail("a line without step is missing the key step")
+        }
         XCTAssertEqual(why(MetricsRecord.self, "[1]"), "byte 7: not a JSON object: [1]")
         XCTAssertEqual(why(MetricsRecord.self, #"{"loss":1}"#), #"byte 7: no "step": {"loss":1}"#)
         XCTAssertEqual(why(RunEvent.self, #"{"time":1}"#), #"byte 7: no "kind": {"time":1}"#)
