@@ -55,7 +55,7 @@ demo: data
 # list once they are formatted (`swift format format -i FILE`); the rest of the tree follows as it is touched.
 LINTED := Sources/UGenRecords Sources/UGenCluster/StopRequest.swift Sources/UGenCluster/HeartbeatLink.swift \
           Sources/UGenBench/PackerBenchmark.swift Tests/UGenDashboardTests/RecordsTests.swift \
-          Tests/UGenKernelsTests/ThreadCountTests.swift
+          Tests/UGenKernelsTests/ThreadCountTests.swift Tests/UGenClusterTests/ErrorCaseTests.swift
 lint:
 	$(SWIFT) format lint --strict --recursive $(LINTED)
 

@@ -14,7 +14,7 @@ public final class RunLog {
         func open(_ name: String) throws -> FileHandle {
             let path = directory + "/" + name
             if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
-            guard let h = FileHandle(forWritingAtPath: path) else { throw ProtocolError("\(path): cannot open for writing") }
+            guard let h = FileHandle(forWritingAtPath: path) else { throw SetupError.cannotOpenForWriting(path: path) }
             h.seekToEndOfFile()
             return h
         }
@@ -49,7 +49,7 @@ public final class RunLog {
         guard dropped > 0 else { return }
         try metrics.close()
         try kept.write(toFile: path, atomically: true, encoding: .utf8)
-        guard let h = FileHandle(forWritingAtPath: path) else { throw ProtocolError("\(path): cannot open for writing") }
+        guard let h = FileHandle(forWritingAtPath: path) else { throw SetupError.cannotOpenForWriting(path: path) }
         h.seekToEndOfFile()
         metrics = h
     }

@@ -68,7 +68,7 @@ public final class Worker {
         control = try ZMQSocket(.dealer)
         data = try ZMQSocket(.pull)
         if let keys = options.security.keys {
-            guard let server = options.coordinatorKey else { throw ProtocolError("CURVE needs the coordinator's public key (--coord-key)") }
+            guard let server = options.coordinatorKey else { throw SecurityError.curveNeedsCoordinatorKey }
             try control.makeCurveClient(keys, server: server)
             try data.makeCurveServer(keys)
             ZAPHandler.shared.replaceAllowed([])  // nobody may send data before the assignment names the peers
@@ -215,7 +215,7 @@ public final class Worker {
         func push(_ endpoint: String, _ peerKey: String?, _ role: String) throws -> ZMQSocket {
             let s = try ZMQSocket(.push)
             if let keys {
-                guard let peerKey, !peerKey.isEmpty else { throw ProtocolError("assignment lacks the CURVE key of the \(role) (\(endpoint))") }
+                guard let peerKey, !peerKey.isEmpty else { throw ProtocolError.missingPeerKey(role: role, endpoint: endpoint) }
                 try s.makeCurveClient(keys, server: peerKey)
             }
             try s.connect(endpoint)
@@ -256,14 +256,14 @@ public final class Worker {
         if stage.spec.hasEmbedding {
             tokens = try msg.array(part, Int32.self, count: m * n); part += 1
             if order.masked { tokenMap = try msg.array(part, Int32.self, count: V); part += 1 }
-            guard tokens.allSatisfy({ $0 >= 0 && Int($0) < V }) else { throw ProtocolError("step: token id outside the vocabulary") }
+            guard tokens.allSatisfy({ $0 >= 0 && Int($0) < V }) else { throw ProtocolError.idOutsideVocabulary(what: "token") }
         }
         if stage.spec.hasHead {
             targets = try msg.array(part, Int32.self, count: m * n); part += 1
             mask = try msg.array(part, Float.self, count: m * n); part += 1
             tasks = try msg.array(part, UInt8.self, count: m * n); part += 1
             if order.masked { inactive = try msg.array(part, UInt8.self, count: V); part += 1 }
-            guard targets.allSatisfy({ $0 >= 0 && Int($0) < V }) else { throw ProtocolError("step: target id outside the vocabulary") }
+            guard targets.allSatisfy({ $0 >= 0 && Int($0) < V }) else { throw ProtocolError.idOutsideVocabulary(what: "target") }
         }
         stage.zeroGrads()
         var lossSums = [Double](repeating: 0, count: stage.spec.hasHead ? m : 0)

@@ -51,8 +51,8 @@ struct Join: ParsableCommand {
             switch (secretKey, coordinatorKey) {
             case let (s?, c?): options.security = .curve(try CurveKeyPair(secretKey: s)); options.coordinatorKey = c
             case (nil, nil): break
-            case (_?, nil): throw ProtocolError("--key needs --coord-key (the coordinator's public key)")
-            case (nil, _?): throw ProtocolError("--coord-key needs --key (this worker's secret key; make one with `ugen-coord keygen`)")
+            case (_?, nil): throw SecurityError.keyNeedsCoordinatorKey
+            case (nil, _?): throw SecurityError.coordinatorKeyNeedsKey
             }
         } catch {
             FileHandle.standardError.write("error: \(error)\n".data(using: .utf8)!)
