@@ -230,7 +230,7 @@ public enum PipelineBenchmark {
         o.localWorkerLogs = runDirectory
         let coordinator = try Coordinator(o)
         let outcome = try coordinator.run()
-        guard outcome == .finished(step: config.steps) else { throw ConfigError("bench run ended early: \(outcome)") }
+        guard outcome == .finished(step: config.steps) else { throw BenchError.endedEarly("\(outcome)") }
         return coordinator.model
     }
 
@@ -241,7 +241,7 @@ public enum PipelineBenchmark {
         return try text.split(separator: "\n").enumerated().map { i, line in
             switch JSONLine.decode(T.self, from: Data(line.utf8)) {
             case .success(let r): return r
-            case .failure(let e): throw ConfigError("\(path): line \(i + 1): \(e)")
+            case .failure(let e): throw BenchError.unreadableRecord(path: path, line: i + 1, e)
             }
         }
     }
@@ -302,7 +302,7 @@ public enum PipelineBenchmark {
     static func summarize(name: String, round: Int, config c: RunConfig, model: ModelConfig, runDirectory: String, warmup: Int,
                           sgemm: Double, keep: Bool) throws -> PipelineRun {
         let metrics = try records(MetricsRecord.self, runDirectory + "/metrics.jsonl").filter { $0.step > warmup }
-        guard !metrics.isEmpty else { throw ConfigError("\(runDirectory)/metrics.jsonl: no timed steps") }
+        guard !metrics.isEmpty else { throw BenchError.noTimedSteps(path: runDirectory + "/metrics.jsonl") }
         let stepMs = metrics.map { $0.stepMs ?? .nan }
         let stepMedian = median(stepMs)
         let specs = try StageSpec.partition(model, stages: c.stages, seqLen: c.seqLen)
@@ -414,4 +414,20 @@ private final class LockedBox<T>: @unchecked Sendable {
     private let lock = NSLock()
     init(_ v: T) { value = v }
     func with<R>(_ body: (inout T) -> R) -> R { lock.withLock { body(&value) } }
+}
+
+/// A benchmark run that gave nothing to measure.
+public enum BenchError: Error, CustomStringConvertible, Equatable {
+    /// The training run ended before its last step (the outcome as text).
+    case endedEarly(String)
+    case unreadableRecord(path: String, line: Int, RecordError)
+    case noTimedSteps(path: String)
+
+    public var description: String {
+        switch self {
+        case .endedEarly(let outcome): "bench run ended early: \(outcome)"
+        case .unreadableRecord(let path, let line, let e): "\(path): line \(line): \(e)"
+        case .noTimedSteps(let path): "\(path): no timed steps"
+        }
+    }
 }

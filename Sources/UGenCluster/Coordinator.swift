@@ -139,12 +139,12 @@ public final class Coordinator {
     static func checkSameData(_ ckpt: Checkpoint, path: String, data: RunData, config: RunConfig) throws {
         let p = ckpt.progress, train = config.dataDir + "/train.h5"
         if !p.tokenizerHash.isEmpty && p.tokenizerHash != data.tokenizerHash {
-            throw ConfigError("\(path): checkpoint was trained with tokenizer \(p.tokenizerHash), but \(train) (data.dir = \(config.dataDir)) "
-                + "was made with tokenizer \(data.tokenizerHash): the token ids mean different things; pass --allow-data-change to resume anyway")
+            throw RunError.otherTokenizer(path: path, saved: p.tokenizerHash, train: train, dataDir: config.dataDir,
+                                          current: data.tokenizerHash)
         }
         if !p.datasetHash.isEmpty && p.datasetHash != data.datasetHash {
-            throw ConfigError("\(path): checkpoint was trained on dataset \(p.datasetHash), but \(train) (data.dir = \(config.dataDir)) "
-                + "is dataset \(data.datasetHash) (same tokenizer, other examples); pass --allow-data-change to resume anyway")
+            throw RunError.otherDataset(path: path, saved: p.datasetHash, train: train, dataDir: config.dataDir,
+                                        current: data.datasetHash)
         }
     }
 
@@ -157,9 +157,9 @@ public final class Coordinator {
         let mustMatch = RunConfig.keys.filter { $0.name.hasPrefix("model.") || $0.name.hasPrefix("vocab_schedule.") }.map(\.name)
             + ["data.seq_len", "data.batch_rows", "data.seed", "train.seed"]
         for name in mustMatch where saved.value(of: name) != config.value(of: name) {
-            throw ConfigError("\(path): checkpoint was trained with \(name) = \(saved.value(of: name)), this run has \(config.value(of: name))")
+            throw RunError.otherSetting(path: path, key: name, saved: saved.value(of: name), current: config.value(of: name))
         }
-        if let d = ckpt.model.firstDifference(from: model) { throw ConfigError("\(path): checkpoint has \(d)") }
+        if let d = ckpt.model.firstDifference(from: model) { throw RunError.otherModel(path: path, difference: d) }
         return saved
     }
 
@@ -223,7 +223,7 @@ public final class Coordinator {
                 shutDown(slots.compactMap { $0 }, reason: "run stopped: \(e)")
                 local?.waitAll(seconds: 5)
                 let latest = (try? CheckpointFile.resolve("latest", runDirectory: options.runDirectory)) ?? "nothing (no checkpoint yet)"
-                throw ConfigError("\(e); \(options.runDirectory)/checkpoints/latest stays at \(latest)")
+                throw RunError.stoppedNonFinite(reason: "\(e)", runDirectory: options.runDirectory, latest: latest)
             } catch is StopBeforeStart {
                 log.info("stopped before training could start")
                 shutDown(Array(members.keys), reason: "coordinator stopped")
@@ -295,7 +295,7 @@ public final class Coordinator {
             var arrays: [Data] = []
             if let ckpt = restorePoint, let tensorIndex {
                 for (name, _) in model.parameterShapes(for: spec) {
-                    guard let i = tensorIndex[name] else { throw ConfigError("checkpoint has no tensor \(name)") }
+                    guard let i = tensorIndex[name] else { throw RunError.missingTensor(name) }
                     arrays += [bytes(ckpt.params[i].values), bytes(ckpt.adamM[i].values), bytes(ckpt.adamV[i].values)]
                 }
             }

@@ -75,7 +75,7 @@ public struct RunConfig: Equatable, Sendable {
     private static func int(_ name: String, _ kp: WritableKeyPath<RunConfig, Int> & Sendable, _ help: String) -> Key {
         Key(name: name, help: help, get: { $0[keyPath: kp] }, set: { c, v in
             guard let i = v as? Int ?? (v as? String).flatMap({ Int($0) }) else {
-                throw ConfigError("\(name): expected an integer, got \(v)")
+                throw ConfigError.badValue(key: name, expected: "an integer", got: "\(v)")
             }
             c[keyPath: kp] = i
         })
@@ -83,7 +83,7 @@ public struct RunConfig: Equatable, Sendable {
     private static func dbl(_ name: String, _ kp: WritableKeyPath<RunConfig, Double> & Sendable, _ help: String) -> Key {
         Key(name: name, help: help, get: { $0[keyPath: kp] }, set: { c, v in
             guard let d = (v as? Double) ?? (v as? Int).map(Double.init) ?? (v as? String).flatMap({ Double($0) }) else {
-                throw ConfigError("\(name): expected a number, got \(v)")
+                throw ConfigError.badValue(key: name, expected: "a number", got: "\(v)")
             }
             c[keyPath: kp] = d
         })
@@ -92,14 +92,14 @@ public struct RunConfig: Equatable, Sendable {
                             oneOf: [String]? = nil) -> Key {
         Key(name: name, help: help, get: { $0[keyPath: kp] }, set: { c, v in
             let s = "\(v)"
-            if let oneOf, !oneOf.contains(s) { throw ConfigError("\(name): expected one of \(oneOf.joined(separator: ", ")), got \(s)") }
+            if let oneOf, !oneOf.contains(s) { throw ConfigError.badValue(key: name, expected: "one of \(oneOf.joined(separator: ", "))", got: s) }
             c[keyPath: kp] = s
         })
     }
     private static func precision(_ name: String, _ help: String) -> Key {
         Key(name: name, help: help, get: { $0.precision.rawValue }, set: { c, v in
             guard let p = Precision(rawValue: "\(v)") else {
-                throw ConfigError("\(name): expected one of \(Precision.allCases.map(\.rawValue).joined(separator: ", ")), got \(v)")
+                throw ConfigError.badValue(key: name, expected: "one of \(Precision.allCases.map(\.rawValue).joined(separator: ", "))", got: "\(v)")
             }
             c.precision = p
         })
@@ -107,7 +107,7 @@ public struct RunConfig: Equatable, Sendable {
     private static func bool(_ name: String, _ kp: WritableKeyPath<RunConfig, Bool> & Sendable, _ help: String) -> Key {
         Key(name: name, help: help, get: { $0[keyPath: kp] }, set: { c, v in
             guard let b = v as? Bool ?? (v as? String).flatMap({ ["true": true, "false": false][$0.lowercased()] }) else {
-                throw ConfigError("\(name): expected true or false, got \(v)")
+                throw ConfigError.badValue(key: name, expected: "true or false", got: "\(v)")
             }
             c[keyPath: kp] = b
         })
@@ -174,13 +174,13 @@ public struct RunConfig: Equatable, Sendable {
         var c = RunConfig()
         let loaded: Any?
         do { loaded = try Yams.load(yaml: yaml) } catch {
-            throw ConfigError("\(source): not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
+            throw ConfigError.notYAML(source: source, reason: String(String(describing: error).split(separator: "\n").first ?? ""))
         }
         if let loaded {
-            guard let top = loaded as? [String: Any] else { throw ConfigError("\(source): expected a mapping of groups") }
+            guard let top = loaded as? [String: Any] else { throw ConfigError.notAMapping(source: source) }
             for (group, value) in top.sorted(by: { $0.key < $1.key }) {
                 guard let inner = value as? [String: Any] else {
-                    throw ConfigError("\(source): \(group): expected a group of keys (model, data, train, vocab_schedule, cluster)")
+                    throw ConfigError.notAGroup(source: source, group: group)
                 }
                 for (k, v) in inner.sorted(by: { $0.key < $1.key }) {
                     try c.set("\(group).\(k)", v, source: source)
@@ -188,7 +188,7 @@ public struct RunConfig: Equatable, Sendable {
             }
         }
         for o in overrides {
-            guard let eq = o.firstIndex(of: "=") else { throw ConfigError("--set \(o): expected group.key=value") }
+            guard let eq = o.firstIndex(of: "=") else { throw ConfigError.badOverride(o) }
             let key = String(o[..<eq]), raw = String(o[o.index(after: eq)...])
             let value: Any = (try? Yams.load(yaml: raw)).flatMap { $0 } ?? raw
             try c.set(key, value, source: "--set")
@@ -198,19 +198,19 @@ public struct RunConfig: Equatable, Sendable {
     }
 
     public static func load(path: String, overrides: [String] = []) throws -> RunConfig {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ConfigError("\(path): cannot read config file") }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ConfigError.unreadable(path: path) }
         return try parse(yaml: text, source: path, overrides: overrides)
     }
 
     /// Sets one dotted key; unknown keys are an error naming the key.
     public mutating func set(_ name: String, _ value: Any, source: String = "config") throws {
-        guard let key = Self.keyIndex[name] else { throw ConfigError("\(source): unknown config key '\(name)'") }
-        do { try key.set(&self, value) } catch let e as ConfigError { throw ConfigError("\(source): \(e.description)") }
+        guard let key = Self.keyIndex[name] else { throw ConfigError.unknownKey(source: source, key: name) }
+        do { try key.set(&self, value) } catch let e as ConfigError { throw ConfigError.inSource(source, e) }
     }
 
     /// Cross-key rules (what a single key cannot check).
     public func validate() throws {
-        func need(_ ok: Bool, _ m: String) throws { if !ok { throw ConfigError(m) } }
+        func need(_ ok: Bool, _ m: String) throws { if !ok { throw ConfigError.broken(rule: m) } }
         try need(seqLen >= 2 && seqLen <= maxSeqLen, "data.seq_len (\(seqLen)) must be in 2...model.max_seq_len (\(maxSeqLen))")
         try need(batchRows >= 1, "data.batch_rows must be at least 1")
         try need(stages >= 1 && stages <= nLayers, "cluster.stages (\(stages)) must be in 1...model.n_layers (\(nLayers))")
@@ -264,11 +264,6 @@ public struct RunConfig: Equatable, Sendable {
     public var adam: AdamWHyper { AdamWHyper(beta1: beta1, beta2: beta2, eps: adamEps, weightDecay: weightDecay) }
 
     public var lrSchedule: LRSchedule { LRSchedule(peak: lr, floor: minLR, warmup: warmupSteps, total: steps) }
-}
-
-public struct ConfigError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ d: String) { description = d }
 }
 
 /// Linear warm-up to `peak`, then cosine decay to `floor` at `total` steps (0-based step index).

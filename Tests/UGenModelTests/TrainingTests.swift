@@ -113,4 +113,14 @@ final class ConfigYAMLTests: XCTestCase {
         XCTAssertEqual(back.yaml, c.yaml)
         XCTAssertTrue(c.yaml.hasPrefix("model:\n  "), c.yaml)
     }
+
+    func testConfigMistakesAreCases() {
+        XCTAssertThrowsError(try RunConfig.parse(yaml: "train: {steps: x}", source: "c.yaml")) {
+            XCTAssertEqual($0 as? ConfigError, .inSource("c.yaml", .badValue(key: "train.steps", expected: "an integer", got: "x")))
+            XCTAssertEqual("\($0)", "c.yaml: train.steps: expected an integer, got x")
+        }
+        XCTAssertThrowsError(try RunConfig.parse(yaml: "", overrides: ["train.steps"])) {
+            XCTAssertEqual($0 as? ConfigError, .badOverride("train.steps"))
+        }
+    }
 }
