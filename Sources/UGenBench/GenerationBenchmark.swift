@@ -30,7 +30,7 @@ public enum GenerationBenchmark {
     public static func run(_ model: TrainedModel, prompt: [Int32], newTokens: Int) throws -> Result {
         let maxLen = model.model.maxSeqLen
         guard !prompt.isEmpty, prompt.count + newTokens <= maxLen else {
-            throw ModelError("benchmark: prompt of \(prompt.count) tokens + \(newTokens) new tokens must fit model.max_seq_len \(maxLen)")
+            throw BenchError.promptTooLong(prompt: prompt.count, newTokens: newTokens, maxSeqLen: maxLen)
         }
         func argmax(_ p: UnsafePointer<Float>, _ n: Int) -> Int32 {
             var best = 0

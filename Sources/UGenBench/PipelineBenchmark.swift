@@ -422,12 +422,16 @@ public enum BenchError: Error, CustomStringConvertible, Equatable {
     case endedEarly(String)
     case unreadableRecord(path: String, line: Int, RecordError)
     case noTimedSteps(path: String)
+    /// The generation benchmark's prompt and new tokens do not fit the model's context.
+    case promptTooLong(prompt: Int, newTokens: Int, maxSeqLen: Int)
 
     public var description: String {
         switch self {
         case .endedEarly(let outcome): "bench run ended early: \(outcome)"
         case .unreadableRecord(let path, let line, let e): "\(path): line \(line): \(e)"
         case .noTimedSteps(let path): "\(path): no timed steps"
+        case .promptTooLong(let prompt, let new, let max):
+            "benchmark: prompt of \(prompt) tokens + \(new) new tokens must fit model.max_seq_len \(max)"
         }
     }
 }

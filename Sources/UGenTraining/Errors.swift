@@ -74,3 +74,54 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
         }
     }
 }
+
+/// A trained model that cannot be used as asked (its tokenizer, its vocabulary, a prompt or an image that
+/// does not fit): one case per mistake, printed as one line naming the file.
+public enum GenerationError: Error, CustomStringConvertible, Equatable {
+    case noDataDir(checkpoint: String)
+    /// No tokenizer file; `fromConfig`: its path came from the checkpoint's config, not from --tokenizer.
+    case noTokenizer(path: String, fromConfig: Bool)
+    case vocabularyMismatch(tokenizer: String, t: Int, k: Int, v: Int, checkpoint: String, ckT: Int, ckK: Int, ckV: Int)
+    case otherTokenizer(path: String, hash: String, checkpoint: String, recorded: String)
+    case badVocabOrder(checkpoint: String, visualIds: Int)
+    case noImageCodebook(tokenizer: String)
+    case layoutMismatch(model: Int, layout: Int)
+    case activeIdsOutside(String)
+    case promptTooLong(tokens: Int, maxSeqLen: Int)
+    case captionNotVisual
+    case noVisualActive
+    case captionTooLong(tokens: Int, imageTokens: Int, maxSeqLen: Int)
+    /// A dataset made with another tokenizer than the model's.
+    case datasetTokenizer(dataset: String, hash: String, tokenizer: String, current: String)
+    case imageSize(source: String, width: Int, height: Int, tokenizerWidth: Int, tokenizerHeight: Int)
+    case noHeldOutImages(pairs: String)
+
+    public var description: String {
+        switch self {
+        case .noDataDir(let ck): "\(ck): the checkpoint's config names no data.dir; give --tokenizer DIR/tokenizer.h5"
+        case .noTokenizer(let path, let fromConfig):
+            "\(path): no tokenizer there\(fromConfig ? " (data.dir of the checkpoint's config); give --tokenizer" : "")"
+        case .vocabularyMismatch(let tok, let t, let k, let v, let ck, let ckT, let ckK, let ckV):
+            "\(tok): vocabulary T=\(t) K=\(k) (V=\(v)) does not match checkpoint \(ck) (T=\(ckT) K=\(ckK) V=\(ckV))"
+        case .otherTokenizer(let path, let hash, let ck, let recorded):
+            "\(path): tokenizer \(hash) is not the one checkpoint \(ck) was trained with "
+                + "(\(recorded)): the ids would mean other things; give --tokenizer the run's data.dir/tokenizer.h5"
+        case .badVocabOrder(let ck, let k): "\(ck): /train/vocab_order is not an ordering of the \(k) visual ids"
+        case .noImageCodebook(let tok):
+            "\(tok): has no learned image codebook (text only or external ids), so images cannot be encoded or decoded"
+        case .layoutMismatch(let model, let layout):
+            "the model's vocabulary (\(model)) does not match the tokenizer's layout (\(layout))"
+        case .activeIdsOutside(let range): "active visual ids must lie in \(range)"
+        case .promptTooLong(let n, let max): "prompt of \(n) tokens exceeds model.max_seq_len \(max)"
+        case .captionNotVisual: "caption: the image must be visual ids only"
+        case .noVisualActive: "no visual id is active yet (the checkpoint is still in the text-only phase)"
+        case .captionTooLong(let n, let count, let max):
+            "caption of \(n) tokens + \(count) image tokens exceeds model.max_seq_len \(max)"
+        case .datasetTokenizer(let ds, let hash, let tok, let current): "\(ds): made with tokenizer \(hash), but \(tok) is \(current)"
+        case .imageSize(let source, let w, let h, let tw, let th):
+            "\(source): image is \(w)×\(h), the tokenizer's are \(tw)×\(th)"
+        case .noHeldOutImages(let pairs):
+            "\(pairs): none of its images is in the held-out split; is it the pairs file the dataset was tokenized from?"
+        }
+    }
+}

@@ -247,7 +247,9 @@ final class EvaluationTests: XCTestCase {
         XCTAssertTrue(r.sameTokens, "\(r.cachedTokens) vs \(r.uncachedTokens)")
         XCTAssertEqual(r.cachedTokens.count, n)
         XCTAssertGreaterThan(Set(r.cachedTokens).count, 3, "a non-degenerate continuation")
-        XCTAssertThrowsError(try GenerationBenchmark.run(m, prompt: prompt, newTokens: n + 1), "longer than max_seq_len")
+        XCTAssertThrowsError(try GenerationBenchmark.run(m, prompt: prompt, newTokens: n + 1), "longer than max_seq_len") {
+            XCTAssertEqual($0 as? BenchError, .promptTooLong(prompt: prompt.count, newTokens: n + 1, maxSeqLen: m.model.maxSeqLen))
+        }
         XCTAssertLessThan(r.maxLogitDifference, 1e-3)
         XCTAssertGreaterThan(r.cachedTokensPerS, r.uncachedTokensPerS)
     }

@@ -124,3 +124,18 @@ final class ConfigYAMLTests: XCTestCase {
         }
     }
 }
+
+/// A model and a stage cut that do not fit are cases, with the text users see.
+final class ModelErrorTests: XCTestCase {
+    func testStageCutsThatDoNotFitAreCases() {
+        let c = ModelConfig(vocabSize: 61, dModel: 32, nLayers: 3, nHeads: 4, nKVHeads: 2, ffnHidden: 48, maxSeqLen: 24)
+        XCTAssertThrowsError(try StageSpec.partition(c, stages: 4, seqLen: 24)) {
+            XCTAssertEqual($0 as? ModelError, .moreStagesThanLayers(stages: 4, layers: 3))
+            XCTAssertEqual("\($0)", "cluster.stages (4) exceeds model.n_layers (3): every stage needs a layer")
+        }
+        let whole = try! StageSpec.partition(c, stages: 1, seqLen: 24)[0]
+        XCTAssertThrowsError(try Stage(config: c, spec: whole, rows: 1, seqLen: 25)) {
+            XCTAssertEqual($0 as? ModelError, .sequenceTooLong(length: 25, maxSeqLen: 24))
+        }
+    }
+}
