@@ -31,7 +31,7 @@ public final class BPETokenizer {
         var bytesOfId = (0 ..< 256).map { [UInt8($0)] }
         for (i, m) in merges.enumerated() {
             guard (0 ..< Int32(256 + i)).contains(m.left), (0 ..< Int32(256 + i)).contains(m.right) else {
-                throw DataError("BPE merge \(i) (\(m.left), \(m.right)) uses an id not defined before it")
+                throw DataError.mergeUsesUndefinedId(merge: i, left: m.left, right: m.right)
             }
             ranks[Self.key(m.left, m.right)] = Int32(i)
             bytesOfId.append(bytesOfId[Int(m.left)] + bytesOfId[Int(m.right)])

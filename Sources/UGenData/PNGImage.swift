@@ -19,14 +19,14 @@ public struct PNGImage: Equatable, Sendable {
     /// Reads a PNG file; colour images come back RGB, grey ones grey (alpha is composited onto black).
     public static func read(_ path: String) throws -> PNGImage {
         guard FileManager.default.isReadableFile(atPath: path) else {
-            throw DataError("\(path): \(FileManager.default.fileExists(atPath: path) ? "not readable" : "no such file")")
+            throw FileManager.default.fileExists(atPath: path) ? DataError.notReadable(path) : DataError.noSuchFile(path)
         }
         var image = png_image()
         image.version = UInt32(PNG_IMAGE_VERSION)
         guard png_image_begin_read_from_file(&image, path) != 0 else {
             let message = libpngMessage(&image)
             png_image_free(&image)
-            throw DataError("\(path): not a PNG image (libpng: \(message))")
+            throw DataError.notPNG(path: path, libpng: message)
         }
         let channels = image.format & PNG_FORMAT_FLAG_COLOR != 0 ? 3 : 1
         image.format = channels == 3 ? UInt32(PNG_FORMAT_RGB) : UInt32(PNG_FORMAT_GRAY)
@@ -36,7 +36,7 @@ public struct PNGImage: Equatable, Sendable {
         guard ok != 0 else {
             let message = libpngMessage(&image)
             png_image_free(&image)
-            throw DataError("\(path): cannot decode PNG (libpng: \(message))")
+            throw DataError.cannotDecodePNG(path: path, libpng: message)
         }
         return PNGImage(width: w, height: h, channels: channels, pixels: pixels)
     }
@@ -49,7 +49,7 @@ public struct PNGImage: Equatable, Sendable {
         image.height = UInt32(height)
         image.format = channels == 3 ? UInt32(PNG_FORMAT_RGB) : UInt32(PNG_FORMAT_GRAY)
         let ok = pixels.withUnsafeBytes { png_image_write_to_file(&image, path, 0, $0.baseAddress, 0, nil) }
-        guard ok != 0 else { throw DataError("\(path): cannot write PNG (libpng: \(Self.libpngMessage(&image)))") }
+        guard ok != 0 else { throw DataError.cannotWritePNG(path: path, libpng: Self.libpngMessage(&image)) }
     }
 
     /// The same image with `channels` channels: grey → RGB repeats the value, RGB → grey takes the

@@ -88,19 +88,19 @@ public struct VocabLayout: Codable, Equatable, Hashable, Sendable, CustomStringC
     public init(from file: H5File, at object: String = "/") throws {
         func int(_ name: String) throws -> Int {
             guard file.hasAttribute(name, at: object) else {
-                throw DataError("\(file.path): missing attribute \(name) (vocabulary layout)")
+                throw DataError.missingAttribute(path: file.path, name: name, ofLayout: true)
             }
             return try file.intAttribute(name, at: object)
         }
         let t = try int("text_vocab"), s = try int("n_specials"), k = try int("codebook"), v = try int("vocab_size")
-        guard t >= 256, k >= 0 else { throw DataError("\(file.path): attribute text_vocab=\(t) or codebook=\(k) is invalid") }
+        guard t >= 256, k >= 0 else { throw DataError.invalidLayout(path: file.path, textVocab: t, codebook: k) }
         guard s == Self.specialNames.count else {
-            throw DataError("\(file.path): attribute n_specials is \(s), this build has \(Self.specialNames.count) specials")
+            throw DataError.specialCount(path: file.path, found: s, expected: Self.specialNames.count)
         }
-        guard v == t + s + k else { throw DataError("\(file.path): attribute vocab_size is \(v), expected T+S+K = \(t + s + k)") }
+        guard v == t + s + k else { throw DataError.vocabSizeAttribute(path: file.path, found: v, expected: t + s + k) }
         for (i, name) in Self.specialAttributes.enumerated() {
             let id = try int(name)
-            guard id == t + i else { throw DataError("\(file.path): attribute \(name) is \(id), expected \(t + i)") }
+            guard id == t + i else { throw DataError.specialId(path: file.path, name: name, found: id, expected: t + i) }
         }
         self.init(textVocab: t, codebookSize: k)
     }
