@@ -18,7 +18,9 @@ public final class DatasetReader {
         self.path = path
         file = try DatasetFileReader(path: path)
         layout = try VocabLayout(from: file.file)
-        guard file.file.hasAttribute("tokenizer_hash") else { throw DataError.missingAttribute(path: path, name: "tokenizer_hash", ofLayout: false) }
+        guard file.file.hasAttribute("tokenizer_hash") else {
+            throw DataError.missingAttribute(path: path, name: "tokenizer_hash", ofLayout: false)
+        }
         tokenizerHash = try file.file.stringAttribute("tokenizer_hash")
         if let expected, expected != layout {
             throw DataError.layoutMismatch(path: path, found: layout, expected: expected)

@@ -106,10 +106,12 @@ struct ImageReportCommand: ParsableCommand {
             print("tokenizer \(tokenizer): K = \(vq.codebookSize), \(vq.patch)×\(vq.patch) patches × \(vq.channels) channels "
                   + "(\(vq.dim) values), \(vq.imageWidth)×\(vq.imageHeight) images, \(vq.tokensPerImage) tokens per image")
             print("set                              images   PSNR dB  mean-img dB      MSE  perplexity  used  dead  images/s")
-            var all: [PNGImage] = [], allSizes: [(width: Int, height: Int)] = [], originals: [PNGImage] = [], reconstructions: [PNGImage] = []
+            var all: [PNGImage] = [], allSizes: [(width: Int, height: Int)] = []
+            var originals: [PNGImage] = [], reconstructions: [PNGImage] = []
             func line(_ name: String, _ r: ImageTokenizerReport) {
-                print(name.padding(toLength: 32, withPad: " ", startingAt: 0) + String(format: " %6d  %8.2f  %11.2f  %7.1f  %10.1f  %4d  %4d  %8.0f", r.images, r.psnr,
-                             r.meanImagePSNR, r.mse, r.perplexity, r.usedCodes, r.deadCodes, r.imagesPerSecond))
+                let numbers = String(format: " %6d  %8.2f  %11.2f  %7.1f  %10.1f  %4d  %4d  %8.0f", r.images, r.psnr,
+                                     r.meanImagePSNR, r.mse, r.perplexity, r.usedCodes, r.deadCodes, r.imagesPerSecond)
+                print(name.padding(toLength: 32, withPad: " ", startingAt: 0) + numbers)
             }
             for file in pairs {
                 var sizes: [(width: Int, height: Int)] = []
