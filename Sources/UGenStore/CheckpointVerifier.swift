@@ -24,7 +24,7 @@ public struct CheckpointReport {
     public internal(set) var checkpoint: Checkpoint?
     public var isValid: Bool { findings.isEmpty }
     /// The first finding as an error (what load, resume, export and generate refuse with).
-    public var error: StoreError? { findings.first.map(StoreError.init) }
+    public var error: StoreError? { findings.first.map { StoreError(nil, .finding($0)) } }
 }
 
 /// The one checkpoint verifier: `CheckpointFile.read` (and so resume, recovery, `ugen export`, `ugen

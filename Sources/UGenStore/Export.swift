@@ -124,7 +124,7 @@ public enum Inspector {
     }
 
     static func findings(_ r: CheckpointReport, pointer: String?) -> [String] {
-        guard let first = r.findings.first else { return [] }
+        guard let first = r.error else { return [] }
         return [CheckpointFile.refusal(first, pointer: pointer, path: r.path).description] + r.findings.dropFirst()
     }
 

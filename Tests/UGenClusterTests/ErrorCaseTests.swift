@@ -1,5 +1,6 @@
 import Foundation
 import UGenCluster
+import UGenStore
 import XCTest
 
 /// Failures are cases a caller can match, not only text: the wire's and the security options'.
@@ -24,5 +25,23 @@ final class ErrorCaseTests: XCTestCase {
                 keyFile: nil, authorized: nil, insecure: true, bind: bind, localWorkers: 0, workersNeeded: 1)
         ) { XCTAssertEqual($0 as? SecurityError, .insecureOffLoopback(bind)) }
         XCTAssertThrowsError(try CurveKeyPair(secretKey: "short")) { XCTAssertEqual($0 as? SecurityError, .secretKeyLength(5)) }
+    }
+}
+
+/// Store failures name the file and a case.
+final class StoreErrorCaseTests: XCTestCase {
+    func testAMissingFileAndABadPointerAreCases() throws {
+        let dir = NSTemporaryDirectory() + "ugen-store-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        XCTAssertThrowsError(try H5File.open(dir + "/none.h5")) {
+            XCTAssertEqual(($0 as? StoreError)?.problem, .noSuchFile)
+            XCTAssertEqual(($0 as? StoreError)?.path, dir + "/none.h5")
+        }
+        try "".write(toFile: dir + "/latest", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try CheckpointFile.followPointer(dir + "/latest")) {
+            XCTAssertEqual(($0 as? StoreError)?.problem, .pointerEmpty)
+            XCTAssertTrue("\($0)".hasPrefix(dir + "/latest: empty, names no checkpoint"), "\($0)")
+        }
     }
 }
