@@ -59,7 +59,7 @@ let package = Package(
         // Model config, named parameters, the stage (a cut of the chain), loss, init.
         .target(name: "UGenModel", dependencies: ["UGenKernels"]),
         // HDF5 files: typed reading/writing, dataset/tokenizer/checkpoint schemas, checksums.
-        .target(name: "UGenStore", dependencies: ["CHDF5", "CZlib", "UGenModel"]),
+        .target(name: "UGenStore", dependencies: ["CHDF5", "CZlib", "UGenModel", .product(name: "Yams", package: "Yams")]),
         // Tokenizers (byte-level BPE, k-means VQ), PNG, dataset reader, packer, task mixing.
         .target(name: "UGenData", dependencies: ["UGenStore", "CPNG"]),
         // Run config, schedules (LR, progressive vocabulary), the single-process trainer.

@@ -105,7 +105,8 @@ public struct StoreError: Error, CustomStringConvertible, Equatable {
             case .cannotOpenTokensAndMask: "cannot open /tokens and /loss_mask"
             case .mergesShape: "/text/merges must be [M, 2]"
             case .codebookShape(let k, let p, let c): "/image/codebook does not hold \(k) codes of \(p)×\(p)×\(c)"
-            case .contentHash(let stored, let actual): "attribute content_hash is \(stored) but the content hashes to \(actual) (corrupted?)"
+            case .contentHash(let stored, let actual):
+                "attribute content_hash is \(stored) but the content hashes to \(actual) (corrupted?)"
             case .nonFinite(let g, let t): "not written: \(g)/\(t) holds a non-finite value (a checkpoint never stores NaN or Inf)"
             case .noCheckpointToResume: "no checkpoint to resume from (no such file)"
             case .pointerNotText: "unreadable (not UTF-8 text naming a checkpoint)"
