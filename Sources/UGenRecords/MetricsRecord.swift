@@ -8,17 +8,24 @@ public struct StageTiming: Codable, Sendable, Equatable {
     public var worker: String
     public var host: String?
     public var forwardMs: Double?, backwardMs: Double?, waitMs: Double?, commMs: Double?
+    /// With replicas only: the gradient all-reduce's traffic and time (absent without replicas).
+    public var reduceBytesSent: Int?, reduceBytesReceived: Int?, reduceMs: Double?, reduceWaitMs: Double?
 
     enum CodingKeys: String, CodingKey {
         case stage, replica, worker, host, forwardMs = "forward_ms", backwardMs = "backward_ms", waitMs = "wait_ms", commMs = "comm_ms"
+        case reduceBytesSent = "reduce_bytes_sent", reduceBytesReceived = "reduce_bytes_received", reduceMs = "reduce_ms"
+        case reduceWaitMs = "reduce_wait_ms"
     }
 
     public init(
         stage: Int, replica: Int, worker: String, host: String?, forwardMs: Double?, backwardMs: Double?,
-        waitMs: Double?, commMs: Double?
+        waitMs: Double?, commMs: Double?, reduceBytesSent: Int? = nil, reduceBytesReceived: Int? = nil,
+        reduceMs: Double? = nil, reduceWaitMs: Double? = nil
     ) {
         self.stage = stage; self.replica = replica; self.worker = worker; self.host = host
         self.forwardMs = forwardMs; self.backwardMs = backwardMs; self.waitMs = waitMs; self.commMs = commMs
+        self.reduceBytesSent = reduceBytesSent; self.reduceBytesReceived = reduceBytesReceived
+        self.reduceMs = reduceMs; self.reduceWaitMs = reduceWaitMs
     }
 
     /// Lenient like every reader of run files: a number written as text still counts, a worker named by
@@ -31,6 +38,8 @@ public struct StageTiming: Codable, Sendable, Equatable {
         host = c.text(.host)
         forwardMs = c.lenient(Double.self, .forwardMs); backwardMs = c.lenient(Double.self, .backwardMs)
         waitMs = c.lenient(Double.self, .waitMs); commMs = c.lenient(Double.self, .commMs)
+        reduceBytesSent = c.lenient(Int.self, .reduceBytesSent); reduceBytesReceived = c.lenient(Int.self, .reduceBytesReceived)
+        reduceMs = c.lenient(Double.self, .reduceMs); reduceWaitMs = c.lenient(Double.self, .reduceWaitMs)
     }
 }
 
@@ -131,6 +140,9 @@ extension StageTiming {
         try c.encodeIfPresent(host, forKey: .host)
         try c.encodeNumber(forwardMs, .forwardMs); try c.encodeNumber(backwardMs, .backwardMs)
         try c.encodeNumber(waitMs, .waitMs); try c.encodeNumber(commMs, .commMs)
+        try c.encodeIfPresent(reduceBytesSent, forKey: .reduceBytesSent)
+        try c.encodeIfPresent(reduceBytesReceived, forKey: .reduceBytesReceived)
+        try c.encodeNumber(reduceMs, .reduceMs); try c.encodeNumber(reduceWaitMs, .reduceWaitMs)
     }
 }
 

@@ -28,6 +28,18 @@ final class RecordsTests: XCTestCase {
         XCTAssertEqual(back.loss?.bitPattern, 6.9491211999030345.bitPattern)
     }
 
+    func testAReplicasAllReduceFiguresFollowCommMs() throws {
+        let t = StageTiming(
+            stage: 0, replica: 1, worker: "w", host: nil, forwardMs: 1, backwardMs: 2, waitMs: 3, commMs: 4,
+            reduceBytesSent: 96, reduceBytesReceived: 96, reduceMs: 5.5, reduceWaitMs: 0.25)
+        let line = try JSONLine.encode(t)
+        XCTAssertEqual(
+            line,
+            #"{"stage":0,"replica":1,"worker":"w","forward_ms":1.0,"backward_ms":2.0,"wait_ms":3.0,"comm_ms":4.0,"#
+                + #""reduce_bytes_sent":96,"reduce_bytes_received":96,"reduce_ms":5.5,"reduce_wait_ms":0.25}"#)
+        XCTAssertEqual(try JSONLine.decode(StageTiming.self, from: Data(line.utf8)).get(), t)
+    }
+
     func testAnEventKeepsTimeKindThenItsDetailsInOrder() throws {
         let e = RunEvent(
             time: 1796272495.25, kind: "checkpoint",
