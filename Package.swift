@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // UGen Cluster: distributed training of a unified text+image autoregressive transformer.
-// Modules follow the data's way: kernels → model → store → data → training → cluster → dashboard.
+// Modules follow the data's way: schema → kernels → model, schema → store → data; then training → cluster → dashboard.
 import Foundation
 import PackageDescription
 
@@ -56,12 +56,16 @@ let package = Package(
                                 // Optimised in debug builds too: the vector loops (FastExp) run ~50× slower
                                 // unoptimised, and the test suite trains real models through them.
                                 .unsafeFlags(["-O"], .when(configuration: .debug))] + vectorISA),
-        // Model config, named parameters, the stage (a cut of the chain), loss, init.
-        .target(name: "UGenModel", dependencies: ["UGenKernels"]),
-        // HDF5 files: typed reading/writing, dataset/tokenizer/checkpoint schemas, checksums.
-        .target(name: "UGenStore", dependencies: ["CHDF5", "CZlib", "UGenModel", .product(name: "Yams", package: "Yams")]),
+        // The model's configuration and its cut into stages: plain values, no kernels (a leaf).
+        .target(name: "UGenSchema", dependencies: []),
+        // Named parameters, the stage (a cut of the chain), loss, init.
+        .target(name: "UGenModel", dependencies: ["UGenKernels", "UGenSchema"]),
+        // HDF5 files: typed reading/writing, dataset/tokenizer/checkpoint schemas, checksums. A leaf over HDF5:
+        // no kernels, so the tokenizers above it link no BLAS.
+        .target(name: "UGenStore", dependencies: ["CHDF5", "CZlib", "UGenSchema", .product(name: "Yams", package: "Yams")]),
         // Tokenizers (byte-level BPE, k-means VQ), PNG, dataset reader, packer, task mixing.
-        .target(name: "UGenData", dependencies: ["UGenStore", "CPNG"]),
+        // The kernels for SplitMix64 and the VQ codebook's k-means distances (BLAS.gemm); the store for files.
+        .target(name: "UGenData", dependencies: ["UGenStore", "UGenKernels", "CPNG"]),
         // Run config, schedules (LR, progressive vocabulary), the single-process trainer.
         .target(name: "UGenTraining", dependencies: [
             "UGenModel", "UGenData", "UGenStore",

@@ -1,6 +1,6 @@
 import CZlib
 import Foundation
-import UGenModel
+import UGenSchema
 
 /// A named float32 tensor as it travels to and from a checkpoint.
 public struct NamedTensor: Sendable, Equatable {

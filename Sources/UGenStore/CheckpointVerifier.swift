@@ -1,5 +1,5 @@
 import Foundation
-import UGenModel
+import UGenSchema
 import Yams
 
 /// What verifying one checkpoint file found: the tensors as they are stored, every problem (one line each,

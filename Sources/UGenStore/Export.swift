@@ -1,5 +1,5 @@
 import Foundation
-import UGenModel
+import UGenSchema
 
 /// Writes a checkpoint's parameters as `model.safetensors` plus a HuggingFace `config.json`
 /// (`LlamaForCausalLM`), so the model loads in `transformers` unchanged.

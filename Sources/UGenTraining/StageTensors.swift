@@ -1,5 +1,6 @@
 import Foundation
 import UGenModel
+import UGenStore
 
 /// Moving a stage's tensors to and from checkpoint form. A stage exports only the parameters it holds;
 /// a checkpoint holds all of them, so any partition can save, and any other partition can resume.
