@@ -76,6 +76,7 @@ public indirect enum DataError: Error, CustomStringConvertible, Equatable {
         case documents = "no documents (empty corpus)", pairs = "no pairs (empty corpus)", digits = "no digits (empty file)"
     }
 
+    // Over 60 lines on purpose: one line per case, so every message users can see reads as one list.
     public var description: String {
         switch self {
         case .noSuchFile(let p): "\(p): no such file"

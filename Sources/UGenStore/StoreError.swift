@@ -62,6 +62,7 @@ public struct StoreError: Error, CustomStringConvertible, Equatable {
         case idsOutside(String, vocabulary: Int)
         case wrongSize(String)
 
+        // Over 60 lines on purpose: one line per case, so every message users can see reads as one list.
         public var description: String {
             switch self {
             case .noSuchFile: "no such file"
