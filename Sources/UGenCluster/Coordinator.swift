@@ -374,10 +374,14 @@ public final class Coordinator {
                         stageOfSquares += Array(repeating: stage, count: count)
                     }
                     let who = members[id!]!
-                    timings.append(.object([("stage", .int(stage)), ("replica", .int(r)), ("worker", .string(who.name)),
-                                            ("host", .string(who.host)), ("forward_ms", .double(body.forwardMs)),
-                                            ("backward_ms", .double(body.backwardMs)), ("wait_ms", .double(body.waitMs)),
-                                            ("comm_ms", .double(body.commMs))]))
+                    var timing: [(String, LogValue)] = [("stage", .int(stage)), ("replica", .int(r)), ("worker", .string(who.name)),
+                                                         ("host", .string(who.host)), ("forward_ms", .double(body.forwardMs)),
+                                                         ("backward_ms", .double(body.backwardMs)), ("wait_ms", .double(body.waitMs)),
+                                                         ("comm_ms", .double(body.commMs))]
+                    if let sent = body.reduceBytesSent, let received = body.reduceBytesReceived, let ms = body.reduceMs {
+                        timing += [("reduce_bytes_sent", .int(sent)), ("reduce_bytes_received", .int(received)), ("reduce_ms", .double(ms))]
+                    }
+                    timings.append(.object(timing))
                 } catch {
                     // A worker that answers with nonsense is treated like one that failed: the step is dropped.
                     throw WorkerLost(workerId: id!, reason: "malformed stepDone: \(error)")

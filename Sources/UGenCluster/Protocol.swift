@@ -195,6 +195,11 @@ public struct StepDone: Codable, Sendable {
     public var waitMs: Double
     /// Time spent handing activations and gradients to ZeroMQ and copying received ones in.
     public var commMs: Double
+    /// The replicas' gradient all-reduce (nil with one replica): bytes this worker sent and received in it,
+    /// and the milliseconds from its start to its end.
+    public var reduceBytesSent: Int? = nil
+    public var reduceBytesReceived: Int? = nil
+    public var reduceMs: Double? = nil
 }
 
 /// coordinator → worker: apply the optimizer step with the global clip factor.
@@ -255,6 +260,42 @@ public struct SaveReply: Codable, Sendable { public var workerId: Int; public va
 public struct Failure: Codable, Sendable {
     public var workerId: Int; public var reason: String; public var peerKey: String? = nil
     public init(workerId: Int, reason: String, peerKey: String? = nil) { self.workerId = workerId; self.reason = reason; self.peerKey = peerKey }
+}
+
+/// A message of the replicas' gradient all-reduce (Documentation/protocol.md): part 0 is 21 bytes —
+/// kind 2, generation, step, round, the sending replica, the element offset of the segment (each Int32
+/// LE); part 1 is the float32 segment. Rounds 0..<p are the recursive-halving reduce-scatter (partner at
+/// distance 2^round), rounds p..<2p the recursive-doubling all-gather, among 2^p replicas.
+public struct ReduceHeader: Equatable {
+    public static let kind: UInt8 = 2
+    public var generation: Int32
+    public var step: Int32
+    public var round: Int32
+    public var fromReplica: Int32
+    public var offset: Int32
+
+    public init(generation: Int32, step: Int32, round: Int32, fromReplica: Int32, offset: Int32) {
+        self.generation = generation; self.step = step; self.round = round; self.fromReplica = fromReplica; self.offset = offset
+    }
+
+    /// The header's 21 bytes, written on the stack.
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try withUnsafeTemporaryAllocation(byteCount: DataHeader.size, alignment: 1) { raw in
+            raw[0] = Self.kind
+            raw.storeBytes(of: generation.littleEndian, toByteOffset: 1, as: Int32.self)
+            raw.storeBytes(of: step.littleEndian, toByteOffset: 5, as: Int32.self)
+            raw.storeBytes(of: round.littleEndian, toByteOffset: 9, as: Int32.self)
+            raw.storeBytes(of: fromReplica.littleEndian, toByteOffset: 13, as: Int32.self)
+            raw.storeBytes(of: offset.littleEndian, toByteOffset: 17, as: Int32.self)
+            return try body(UnsafeRawBufferPointer(raw))
+        }
+    }
+
+    public init(_ raw: UnsafeRawBufferPointer) throws {
+        guard raw.count == DataHeader.size, raw[0] == Self.kind else { throw ProtocolError("malformed reduce header") }
+        func field(_ i: Int) -> Int32 { Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 1 + 4 * i, as: Int32.self)) }
+        generation = field(0); step = field(1); round = field(2); fromReplica = field(3); offset = field(4)
+    }
 }
 
 /// The data path between neighbouring stages: part 0 is 21 bytes — kind (0 activation, 1 gradient),

@@ -55,8 +55,9 @@ public final class Worker {
     private var activationIn: [Tensor] = [], gradientIn: [Tensor] = []
     /// rowsIn[kind.rawValue][k]: how many of micro-batch k's rows have arrived (they come in order).
     private var rowsIn: [[Int]] = [[], []]
-    // Gradient reduce across replicas (replica 0 sums, in replica order, then sends the sum back).
-    private var flatGrad: [Float] = [], reduceIn: [[Float]] = [], reduceArrived = Set<Int>()
+    /// The gradient all-reduce among this stage's replicas (nil with one replica).
+    private var reducer: ReplicaReduce?
+    private var reduceMs = 0.0
     private var headerBuffer = [UInt8](repeating: 0, count: 64)
 
     /// The coordinator broke into a step (a reset or shutdown is waiting on the control socket).
@@ -202,11 +203,12 @@ public final class Worker {
         } else {
             stage.initialize(seed: UInt64(config.seed))
         }
+        reducer = nil
         if config.replicas > 1 {
-            let total = stage.parameters.reduce(0) { $0 + $1.grad.count }
-            flatGrad = [Float](repeating: 0, count: total)
-            reduceIn = (0..<config.replicas).map { _ in [Float](repeating: 0, count: total) }
+            reducer = try ReplicaReduce(replica: a.replica, replicas: config.replicas, grads: stage.parameters.map(\.grad),
+                                        peerKeys: options.security.keys == nil ? nil : a.replicaPeerKeys)
         }
+        let partners = Set(reducer?.partners ?? [])
         let keys = options.security.keys
         if keys != nil {
             ZAPHandler.shared.replaceAllowed(Set([a.previousKey, a.nextKey].compactMap { $0 } + (a.replicaPeerKeys ?? [])))
@@ -226,7 +228,7 @@ public final class Worker {
             if let p = a.previous { self.toPrevious = try push(p, a.previousKey, "previous stage") }
             if let n = a.next { self.toNext = try push(n, a.nextKey, "next stage") }
             self.toReplicas = try a.replicaPeers.enumerated().map { r, endpoint in
-                guard r != a.replica, a.replica == 0 || r == 0 else { return nil }  // replica 0 talks to all, others to 0
+                guard partners.contains(r) else { return nil }  // the all-reduce's partners, 1, 2, 4, … replicas away
                 return try push(endpoint, a.replicaPeerKeys?[r], "replica \(r)")
             }
         }
@@ -241,7 +243,8 @@ public final class Worker {
         let gen = Int32(assign.generation)
         if let connect = connectPeers { try connect(); connectPeers = nil }
         let m = order.microBatches, n = stage.n, V = stage.config.vocabSize, d = stage.config.dModel
-        reduceArrived = []
+        reducer?.beginStep()
+        reduceMs = 0
         commNanos = 0
         if activationIn.count != m {
             activationIn = (0..<m).map { _ in Tensor([n, d]) }
@@ -264,7 +267,7 @@ public final class Worker {
             if order.masked { inactive = try msg.array(part, UInt8.self, count: V); part += 1 }
             guard targets.allSatisfy({ $0 >= 0 && Int($0) < V }) else { throw ProtocolError("step: target id outside the vocabulary") }
         }
-        stage.zeroGrads()
+        stage.zeroGrads(microBatches: m)
         var lossSums = [Double](repeating: 0, count: stage.spec.hasHead ? m : 0)
         var taskLosses = TaskLosses()
         var forwardMs = 0.0, backwardMs = 0.0, waitMs = 0.0
@@ -277,8 +280,9 @@ public final class Worker {
                 heartbeat.setPosition(step: order.step, forward: true, microBatch: k)
                 let a = stage.activations(k % slots)
                 let header = DataHeader(kind: .activation, generation: gen, step: Int32(order.step), microBatch: Int32(k))
-                // The first micro-batch goes a row at a time (the pipeline fill), in every layout alike.
-                let pieces = stage.forwardPieces(microBatch: k, of: m)
+                // The step's first global micro-batch goes a row at a time (the pipeline fill), in every layout
+                // alike: pieces by global index, so a replica's first micro-batch is cut as the single process cuts it.
+                let pieces = stage.forwardPieces(microBatch: assign.replica * m + k, of: config.replicas * m)
                 for rows in pieces {
                     if !stage.spec.hasEmbedding { waitMs += try waitFor(.activation, k, rows: rows.upperBound, step: order.step) }
                     let t1 = clock()
@@ -328,13 +332,13 @@ public final class Worker {
                 backwardMs += clock() - t0
             }
         }
-        defer { reduceArrived = [] }
         if config.replicas > 1 { waitMs += try reduceAcrossReplicas(step: order.step) }
 
         var taskArray = [Double](repeating: 0, count: 6)
         if stage.spec.hasHead { for t in 0..<3 { taskArray[t] = taskLosses.sum[t]; taskArray[3 + t] = taskLosses.weight[t] } }
         let done = StepDone(workerId: assign.workerId, step: order.step, forwardMs: forwardMs, backwardMs: backwardMs, waitMs: waitMs,
-                            commMs: Double(commNanos) / 1e6)
+                            commMs: Double(commNanos) / 1e6, reduceBytesSent: reducer?.bytesSent,
+                            reduceBytesReceived: reducer?.bytesReceived, reduceMs: reducer == nil ? nil : reduceMs)
         try control.send(WireMessage(.stepDone, done, arrays: [bytes(lossSums), bytes(stage.spec.hasHead ? taskArray : []),
                                                                  bytes(stage.gradSquares())]).frames)
     }
@@ -367,7 +371,7 @@ public final class Worker {
     }
 
     /// Receives one data message into the buffer its header names: an activation or gradient of a
-    /// micro-batch (micro-batch ≥ 0), or a replica's gradients for the reduce (micro-batch −1 − replica).
+    /// micro-batch, or a segment of the replicas' all-reduce (`ReduceHeader`, kind 2).
     private func receiveData(step: Int) throws {
         while true {
             for d in ZAPHandler.shared.takeDenied() { log.warning("refused a data connection from \(PeerText.escape(d.address)): CURVE key \(PeerText.escape(d.key)) is not a neighbour") }
@@ -385,6 +389,7 @@ public final class Worker {
         guard size == DataHeader.size, data.hasMore else {
             try data.discardRest(); throw fault("malformed data message (\(size)-byte header\(data.hasMore ? "" : ", no tensor part"))")
         }
+        if headerBuffer[0] == ReduceHeader.kind { return try receiveReduce(step: step, fault: fault) }
         let header: DataHeader
         do { header = try headerBuffer.withUnsafeBytes { try DataHeader(UnsafeRawBufferPointer(rebasing: $0[0..<DataHeader.size])) } } catch {
             try data.discardRest(); throw fault("malformed data header")
@@ -394,56 +399,52 @@ public final class Worker {
             try data.discardRest()  // left over from before a recovery
             return
         }
-        guard Int(header.step) == step, k < activationIn.count, -k - 1 < reduceIn.count else {
+        guard Int(header.step) == step, k >= 0, k < activationIn.count else {
             try data.discardRest(); throw fault("data message for step \(header.step) part \(k) during step \(step)")
         }
-        if k >= 0 {
-            let first = Int(header.firstRow), count = Int(header.rowCount)
-            let expected = rowsIn[Int(header.kind.rawValue)][k]
-            guard first == expected, count >= 1, first + count <= stage.rows else {
-                try data.discardRest()
-                throw fault("data message with rows \(first)..<\(first + count) of micro-batch \(k), expected row \(expected) next of \(stage.rows)")
-            }
-            let dest = header.kind == .activation ? activationIn[k] : gradientIn[k]
-            let width = dest.count / stage.rows
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            let got = try data.receive(into: dest.data + first * width, capacity: count * width * 4)
-            commNanos += DispatchTime.now().uptimeNanoseconds - t0
-            guard got == count * width * 4 else { throw fault("data message of \(got) bytes, expected \(count * width * 4)") }
-            rowsIn[Int(header.kind.rawValue)][k] = first + count
-        } else {
-            let r = -1 - k
-            let got = try reduceIn[r].withUnsafeMutableBytes { try data.receive(into: $0.baseAddress!, capacity: $0.count) }
-            guard got == reduceIn[r].count * 4 else { throw fault("reduce message of \(got) bytes, expected \(reduceIn[r].count * 4)") }
-            reduceArrived.insert(r)
+        let first = Int(header.firstRow), count = Int(header.rowCount)
+        let expected = rowsIn[Int(header.kind.rawValue)][k]
+        guard first == expected, count >= 1, first + count <= stage.rows else {
+            try data.discardRest()
+            throw fault("data message with rows \(first)..<\(first + count) of micro-batch \(k), expected row \(expected) next of \(stage.rows)")
         }
+        let dest = header.kind == .activation ? activationIn[k] : gradientIn[k]
+        let width = dest.count / stage.rows
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let got = try data.receive(into: dest.data + first * width, capacity: count * width * 4)
+        commNanos += DispatchTime.now().uptimeNanoseconds - t0
+        guard got == count * width * 4 else { throw fault("data message of \(got) bytes, expected \(count * width * 4)") }
+        rowsIn[Int(header.kind.rawValue)][k] = first + count
     }
 
-    /// Sums every parameter gradient over the replicas of this stage in replica order (at replica 0),
-    /// then gives every replica the sum, so all apply the same update. Returns the time spent waiting.
-    private func reduceAcrossReplicas(step: Int) throws -> Double {
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        let total = flatGrad.count
-        func gather() { var o = 0; for p in stage.parameters { for j in 0..<p.grad.count { flatGrad[o + j] = p.grad[j] }; o += p.grad.count } }
-        func scatter(_ src: [Float]) { var o = 0; for p in stage.parameters { for j in 0..<p.grad.count { p.grad[j] = src[o + j] }; o += p.grad.count } }
-        gather()
-        let reduceHeader = { (r: Int) in DataHeader(kind: .gradient, generation: Int32(self.assign.generation), step: Int32(step), microBatch: Int32(-1 - r)) }
-        heartbeat.setWaiting(true, reduce: true)
-        defer { heartbeat.setWaiting(false) }
-        if assign.replica == 0 {
-            while reduceArrived.count < config.replicas - 1 { try receiveData(step: step) }
-            // Summed in place (replica 0's gradients, then replicas 1, 2, … in order): no buffer per step.
-            for r in 1..<config.replicas { for j in 0..<total { flatGrad[j] += reduceIn[r][j] } }
-            scatter(flatGrad)
-            for r in 1..<config.replicas {
-                try flatGrad.withUnsafeBytes { raw in try reduceHeader(0).withBytes { try toReplicas[r]!.send([$0, raw]) } }
-            }
-        } else {
-            try flatGrad.withUnsafeBytes { raw in try reduceHeader(assign.replica).withBytes { try toReplicas[0]!.send([$0, raw]) } }
-            while !reduceArrived.contains(0) { try receiveData(step: step) }
-            scatter(reduceIn[0])
+    /// A segment of the all-reduce (its header in `headerBuffer`): checked, then received where it belongs.
+    private func receiveReduce(step: Int, fault: (String) -> PeerFault) throws {
+        let header: ReduceHeader
+        do { header = try headerBuffer.withUnsafeBytes { try ReduceHeader(UnsafeRawBufferPointer(rebasing: $0[0..<DataHeader.size])) } } catch {
+            try data.discardRest(); throw fault("malformed reduce header")
         }
-        return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+        guard Int(header.generation) == assign.generation else { try data.discardRest(); return }  // from before a recovery
+        guard let reducer, Int(header.step) == step else {
+            try data.discardRest()
+            throw fault(reducer == nil ? "reduce message to a stage with one replica" : "reduce message for step \(header.step) during step \(step)")
+        }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        do { try reducer.accept(header, from: data, senderKey: data.lastSender) } catch { throw fault("\(error)") }
+        commNanos += DispatchTime.now().uptimeNanoseconds - t0
+    }
+
+    /// The replicas' all-reduce of this stage's gradients (`ReplicaReduce`): every replica ends with the
+    /// same sum, the single process's to the bit. Returns the milliseconds it took.
+    private func reduceAcrossReplicas(step: Int) throws -> Double {
+        guard let reducer else { return 0 }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        reducer.load()
+        defer { heartbeat.setWaiting(false) }
+        try reducer.run(generation: Int32(assign.generation), step: Int32(step), sockets: toReplicas,
+                        receive: { try receiveData(step: step) }, waiting: { heartbeat.setWaiting(true, reduceFrom: $0) })
+        reducer.store()
+        reduceMs = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+        return reduceMs
     }
 
     // MARK: Optimizer and checkpoints
@@ -498,22 +499,22 @@ final class HeartbeatLink: @unchecked Sendable {
 
     // What the worker is doing, set from its main thread without allocating, reported in heartbeats.
     private var idleText = "idle", position: (step: Int, forward: Bool, microBatch: Int)? = nil
-    private var waitingSince: DispatchTime? = nil, waitingForReduce = false
+    private var waitingSince: DispatchTime? = nil, reducePartner: Int? = nil
     /// This worker's stage and replica (for the wait reports).
     var place: (stage: Int, replica: Int) { get { lock.withLock { _place } } set { lock.withLock { _place = newValue } } }
     private var _place = (stage: -1, replica: -1)
     func setStatus(_ s: String) { lock.withLock { idleText = s; position = nil; waitingSince = nil } }
     func setPosition(step: Int, forward: Bool, microBatch: Int) { lock.withLock { position = (step, forward, microBatch) } }
-    func setWaiting(_ w: Bool, reduce: Bool = false) { lock.withLock { waitingSince = w ? DispatchTime.now() : nil; waitingForReduce = reduce } }
+    /// `reduceFrom`: the replica whose all-reduce segment it waits for.
+    func setWaiting(_ w: Bool, reduceFrom: Int? = nil) { lock.withLock { waitingSince = w ? DispatchTime.now() : nil; reducePartner = reduceFrom } }
 
     /// What the worker waits for now (nil: it is not waiting), for the coordinator's hang probe.
     var waitReport: WaitReport? {
         lock.withLock {
             guard let p = position, let w = waitingSince else { return nil }
             let secs = Double(DispatchTime.now().uptimeNanoseconds - w.uptimeNanoseconds) / 1e9
-            if waitingForReduce {
-                return WaitReport(step: p.step, what: .reduce, microBatch: -1, fromStage: _place.stage,
-                                  fromReplica: _place.replica == 0 ? nil : 0, seconds: secs)
+            if let partner = reducePartner {
+                return WaitReport(step: p.step, what: .reduce, microBatch: -1, fromStage: _place.stage, fromReplica: partner, seconds: secs)
             }
             return WaitReport(step: p.step, what: p.forward ? .activation : .gradient, microBatch: p.microBatch,
                               fromStage: _place.stage + (p.forward ? -1 : 1), fromReplica: _place.replica, seconds: secs)

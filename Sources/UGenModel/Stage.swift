@@ -79,6 +79,9 @@ enum BlockWeights {
     var gradStorage: [Tensor] {
         switch self { case .attention(let w): w.gradStorage; case .mlp(let w): w.gradStorage }
     }
+    var normGrad: Tensor {
+        switch self { case .attention(let w): w.norm.grad; case .mlp(let w): w.norm.grad }
+    }
 }
 
 /// A cut of the model's chain — `[embedding] + blocks[a..<b] + [final norm + LM head]` — with
@@ -90,9 +93,11 @@ enum BlockWeights {
 /// gradient of the stage's input; `backwardWeights` then runs the weight products `dW += dYᵀ · X` from
 /// what the first half saved. `backward` is both at once.
 ///
-/// Micro-batches have a fixed shape (rows × seqLen). Parameter gradients accumulate across
-/// micro-batches until `zeroGrads()`; each half must run in micro-batch order for bitwise
-/// reproducibility (every schedule does), and then the result does not depend on how far apart they run.
+/// Micro-batches have a fixed shape (rows × seqLen). Parameter gradients accumulate across the
+/// micro-batches after `zeroGrads(microBatches:)`, summed in the canonical tree (`GradientTree`); each
+/// half must run in micro-batch order (every schedule does). The first half writes only the norm gains'
+/// gradients and the second only the other parameters', so each set has its own tree and the result does
+/// not depend on how far apart the halves run.
 public final class Stage {
     public let config: ModelConfig
     public let spec: StageSpec
@@ -116,6 +121,8 @@ public final class Stage {
     private let dNorm, dAttn, dAct, dProbs, effectiveMask: Tensor
     /// The gradient buffers this stage owns (fused ones once, not through their views).
     private let gradStorage: [Tensor]
+    /// The norm gains' gradients (written by `backwardInput`) and all others (by `backwardWeights`).
+    private let inputTree: GradientTree, weightTree: GradientTree
     /// The matrices the products read as weights (the fused ones once): what has a bf16 copy.
     private let productWeights: [Tensor]
     private var pool: [StageActivations] = []
@@ -139,6 +146,9 @@ public final class Stage {
         dNorm = Tensor([n, d]); dAttn = Tensor([n, c.nHeads * c.headDim]); dAct = Tensor([n, c.ffnHidden])
         dProbs = Tensor([rows * seqLen * seqLen]); effectiveMask = Tensor([n])
         gradStorage = [embed?.grad].compactMap { $0 } + blocks.flatMap(\.gradStorage) + [finalNorm?.grad, head?.grad].compactMap { $0 }
+        let normGrads = blocks.map(\.normGrad) + [finalNorm?.grad].compactMap { $0 }
+        inputTree = GradientTree(normGrads)
+        weightTree = GradientTree(gradStorage.filter { g in !normGrads.contains { $0 === g } })
         productWeights = blocks.flatMap { b -> [Tensor] in
             switch b { case .attention(let w): [w.qkv, w.o.value]; case .mlp(let w): [w.gateUp, w.down.value] }
         } + [head?.value].compactMap { $0 }
@@ -179,7 +189,12 @@ public final class Stage {
         for w in productWeights { w.refreshBF16() }
     }
 
-    public func zeroGrads() { for g in gradStorage { g.zero() } }
+    /// Starts a step of `microBatches` backward passes (this process's share, in order): zeroes the
+    /// gradients. With more passes than that, the extra ones simply accumulate.
+    public func zeroGrads(microBatches: Int = 1) {
+        inputTree.begin(count: microBatches)
+        weightTree.begin(count: microBatches)
+    }
 
     /// Activation slot `i` (slots are created on first use and kept).
     public func activations(_ i: Int) -> StageActivations {
@@ -195,7 +210,7 @@ public final class Stage {
         forward(a, tokens: tokens, tokenMap: tokenMap, rows: 0..<rows)
     }
 
-    /// The pieces (row ranges) micro-batch `k` of a step's `count` is forwarded in: the first of several
+    /// The pieces (row ranges) global micro-batch `k` of a step's `count` (over all replicas) is forwarded in: the first of several
     /// a row at a time — the pipeline fill, so that the next stage starts on row 0 while this one
     /// computes row 1 — and the rest whole. Every layout, the single process included, forwards in
     /// these pieces: BLAS may round a product of fewer rows differently (its small-matrix kernels), so
@@ -347,6 +362,7 @@ public final class Stage {
             default: preconditionFailure("activation slot does not match the stage's blocks")
             }
         }
+        inputTree.leafDone()
         return embed == nil ? a.gradResidual[0] : nil
     }
 
@@ -375,6 +391,7 @@ public final class Stage {
         if let embed {
             Embedding.backward(dw: embed.grad.data, dout: a.gradResidual[0].data, tokens: a.tokens, n: n, d: d)
         }
+        weightTree.leafDone()
     }
 
     /// h = x + o(attn): from d(h) adds the attention branch's d(x) into `dIn` (which holds d(h) on entry).
