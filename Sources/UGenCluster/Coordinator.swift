@@ -378,8 +378,10 @@ public final class Coordinator {
                                                          ("host", .string(who.host)), ("forward_ms", .double(body.forwardMs)),
                                                          ("backward_ms", .double(body.backwardMs)), ("wait_ms", .double(body.waitMs)),
                                                          ("comm_ms", .double(body.commMs))]
-                    if let sent = body.reduceBytesSent, let received = body.reduceBytesReceived, let ms = body.reduceMs {
-                        timing += [("reduce_bytes_sent", .int(sent)), ("reduce_bytes_received", .int(received)), ("reduce_ms", .double(ms))]
+                    if let sent = body.reduceBytesSent, let received = body.reduceBytesReceived, let ms = body.reduceMs,
+                       let waited = body.reduceWaitMs {
+                        timing += [("reduce_bytes_sent", .int(sent)), ("reduce_bytes_received", .int(received)), ("reduce_ms", .double(ms)),
+                                   ("reduce_wait_ms", .double(waited))]
                     }
                     timings.append(.object(timing))
                 } catch {

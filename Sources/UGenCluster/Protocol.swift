@@ -196,10 +196,12 @@ public struct StepDone: Codable, Sendable {
     /// Time spent handing activations and gradients to ZeroMQ and copying received ones in.
     public var commMs: Double
     /// The replicas' gradient all-reduce (nil with one replica): bytes this worker sent and received in it,
-    /// and the milliseconds from its start to its end.
+    /// the milliseconds from its start (the first bucket final) to its end, and how many of them the
+    /// training thread waited after its last backward pass (the rest was hidden behind it).
     public var reduceBytesSent: Int? = nil
     public var reduceBytesReceived: Int? = nil
     public var reduceMs: Double? = nil
+    public var reduceWaitMs: Double? = nil
 }
 
 /// coordinator → worker: apply the optimizer step with the global clip factor.

@@ -57,7 +57,8 @@ public final class Worker {
     private var rowsIn: [[Int]] = [[], []]
     /// The gradient all-reduce among this stage's replicas (nil with one replica).
     private var reducer: ReplicaReduce?
-    private var reduceMs = 0.0
+    /// Runs the reduce while the weight pass goes on (nil with one replica).
+    private var reduceThread: ReduceThread?
     private var headerBuffer = [UInt8](repeating: 0, count: 64)
 
     /// The coordinator broke into a step (a reset or shutdown is waiting on the control socket).
@@ -97,7 +98,7 @@ public final class Worker {
         }
         log.info("joining \(options.coordinator) as \(options.name), data socket \(dataEndpoint)")
         heartbeat.start(workerId: -1)
-        defer { heartbeat.stop() }
+        defer { heartbeat.stop(); reduceThread?.stop() }
         while true {
             guard let msg = try nextControlMessage(timeoutMs: 200) else {
                 if heartbeat.lost { log.error("lost the coordinator: no answer for \(options.coordinatorTimeout) s"); return .coordinatorLost }
@@ -203,10 +204,15 @@ public final class Worker {
         } else {
             stage.initialize(seed: UInt64(config.seed))
         }
-        reducer = nil
+        reduceThread?.stop()
+        reducer = nil; reduceThread = nil
         if config.replicas > 1 {
-            reducer = try ReplicaReduce(replica: a.replica, replicas: config.replicas, grads: stage.parameters.map(\.grad),
-                                        peerKeys: options.security.keys == nil ? nil : a.replicaPeerKeys)
+            let reducer = try ReplicaReduce(replica: a.replica, replicas: config.replicas, buckets: stage.gradientBuckets,
+                                            peerKeys: options.security.keys == nil ? nil : a.replicaPeerKeys)
+            let heartbeat = heartbeat
+            let thread = ReduceThread(reducer, onWait: { heartbeat.setWaiting(true, reduceFrom: $0) })
+            stage.onBucketFinal = { thread.bucketFinal($0) }
+            self.reducer = reducer; reduceThread = thread
         }
         let partners = Set(reducer?.partners ?? [])
         let keys = options.security.keys
@@ -244,7 +250,8 @@ public final class Worker {
         if let connect = connectPeers { try connect(); connectPeers = nil }
         let m = order.microBatches, n = stage.n, V = stage.config.vocabSize, d = stage.config.dModel
         reducer?.beginStep()
-        reduceMs = 0
+        reduceThread?.prepare(step: order.step, generation: assign.generation, data: data, sockets: toReplicas)
+        defer { reduceThread?.abandon() }  // a step that fails or is interrupted leaves no reduce running
         commNanos = 0
         if activationIn.count != m {
             activationIn = (0..<m).map { _ in Tensor([n, d]) }
@@ -332,13 +339,15 @@ public final class Worker {
                 backwardMs += clock() - t0
             }
         }
-        if config.replicas > 1 { waitMs += try reduceAcrossReplicas(step: order.step) }
+        let reduceWaitMs = try finishReduce(step: order.step)
+        waitMs += reduceWaitMs
 
         var taskArray = [Double](repeating: 0, count: 6)
         if stage.spec.hasHead { for t in 0..<3 { taskArray[t] = taskLosses.sum[t]; taskArray[3 + t] = taskLosses.weight[t] } }
         let done = StepDone(workerId: assign.workerId, step: order.step, forwardMs: forwardMs, backwardMs: backwardMs, waitMs: waitMs,
                             commMs: Double(commNanos) / 1e6, reduceBytesSent: reducer?.bytesSent,
-                            reduceBytesReceived: reducer?.bytesReceived, reduceMs: reducer == nil ? nil : reduceMs)
+                            reduceBytesReceived: reducer?.bytesReceived,
+                            reduceMs: reduceThread.map { Double($0.reduceNanos) / 1e6 }, reduceWaitMs: reducer == nil ? nil : reduceWaitMs)
         try control.send(WireMessage(.stepDone, done, arrays: [bytes(lossSums), bytes(stage.spec.hasHead ? taskArray : []),
                                                                  bytes(stage.gradSquares())]).frames)
     }
@@ -377,9 +386,7 @@ public final class Worker {
             for d in ZAPHandler.shared.takeDenied() { log.warning("refused a data connection from \(PeerText.escape(d.address)): CURVE key \(PeerText.escape(d.key)) is not a neighbour") }
             let ready = pollAny([data, control], timeoutMs: 500)
             if ready.contains(0) { break }
-            if ready.contains(1) { throw Interrupted(reason: "the coordinator sent a message during step \(step)") }
-            if heartbeat.lost { throw Interrupted(reason: "lost the coordinator during step \(step)") }
-            if coordinatorRestarted { throw Interrupted(reason: "the coordinator was restarted during step \(step)") }
+            try checkCoordinator(step: step, messageWaiting: ready.contains(1))
         }
         let size = try headerBuffer.withUnsafeMutableBytes { try data.receiveNotingSender(into: $0.baseAddress!, capacity: $0.count) }
         // Garbage is the sender's fault: the failure names its key (CURVE), so the coordinator blames it.
@@ -417,34 +424,36 @@ public final class Worker {
         rowsIn[Int(header.kind.rawValue)][k] = first + count
     }
 
-    /// A segment of the all-reduce (its header in `headerBuffer`): checked, then received where it belongs.
+    /// Throws `Interrupted` when the coordinator broke into step `step` (a message waits on the control
+    /// socket), is lost, or was restarted.
+    private func checkCoordinator(step: Int, messageWaiting: Bool) throws {
+        if messageWaiting { throw Interrupted(reason: "the coordinator sent a message during step \(step)") }
+        if heartbeat.lost { throw Interrupted(reason: "lost the coordinator during step \(step)") }
+        if coordinatorRestarted { throw Interrupted(reason: "the coordinator was restarted during step \(step)") }
+    }
+
+    /// A segment of the all-reduce that came before this worker's reduce began (its header in
+    /// `headerBuffer`): checked, then received where it belongs.
     private func receiveReduce(step: Int, fault: (String) -> PeerFault) throws {
         let header: ReduceHeader
         do { header = try headerBuffer.withUnsafeBytes { try ReduceHeader(UnsafeRawBufferPointer(rebasing: $0[0..<DataHeader.size])) } } catch {
             try data.discardRest(); throw fault("malformed reduce header")
         }
-        guard Int(header.generation) == assign.generation else { try data.discardRest(); return }  // from before a recovery
-        guard let reducer, Int(header.step) == step else {
-            try data.discardRest()
-            throw fault(reducer == nil ? "reduce message to a stage with one replica" : "reduce message for step \(header.step) during step \(step)")
-        }
+        guard let reducer else { try data.discardRest(); throw fault("reduce message to a stage with one replica") }
         let t0 = DispatchTime.now().uptimeNanoseconds
-        do { try reducer.accept(header, from: data, senderKey: data.lastSender) } catch { throw fault("\(error)") }
+        try reducer.receive(header, from: data, generation: assign.generation, step: step)
         commNanos += DispatchTime.now().uptimeNanoseconds - t0
     }
 
-    /// The replicas' all-reduce of this stage's gradients (`ReplicaReduce`): every replica ends with the
-    /// same sum, the single process's to the bit. Returns the milliseconds it took.
-    private func reduceAcrossReplicas(step: Int) throws -> Double {
-        guard let reducer else { return 0 }
+    /// Waits for the all-reduce, which `ReduceThread` began as soon as the first bucket was final, while
+    /// watching the coordinator. Returns the milliseconds the training thread waited (the part of the
+    /// reduce not hidden behind the backward pass).
+    private func finishReduce(step: Int) throws -> Double {
+        guard let reduceThread else { return 0 }
         let t0 = DispatchTime.now().uptimeNanoseconds
-        reducer.load()
         defer { heartbeat.setWaiting(false) }
-        try reducer.run(generation: Int32(assign.generation), step: Int32(step), sockets: toReplicas,
-                        receive: { try receiveData(step: step) }, waiting: { heartbeat.setWaiting(true, reduceFrom: $0) })
-        reducer.store()
-        reduceMs = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
-        return reduceMs
+        try reduceThread.finish { try checkCoordinator(step: step, messageWaiting: control.poll(timeoutMs: 0)) }
+        return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
     }
 
     // MARK: Optimizer and checkpoints

@@ -47,8 +47,8 @@ final class GradientTree {
         }
     }
 
-    /// True once the last micro-batch is folded: the targets hold the step's sum.
-    var complete: Bool { next >= count }
+    /// True right after the step's last micro-batch was folded: the targets hold the step's sum.
+    var justCompleted: Bool { next == count }
 
     private func addLevel(_ l: Int) { for (t, s) in zip(targets, levels[l]) { t.add(s) } }
 }

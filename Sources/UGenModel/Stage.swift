@@ -119,10 +119,15 @@ public final class Stage {
 
     // Scratch shared by all micro-batches (each backward half runs one micro-batch at a time).
     private let dNorm, dAttn, dAct, dProbs, effectiveMask: Tensor
-    /// The gradient buffers this stage owns (fused ones once, not through their views).
-    private let gradStorage: [Tensor]
-    /// The norm gains' gradients (written by `backwardInput`) and all others (by `backwardWeights`).
-    private let inputTree: GradientTree, weightTree: GradientTree
+    /// The gradients in the order they become final in a step, each group with its summation tree:
+    /// bucket 0 the norm gains (written by `backwardInput`), then in `backwardWeights`' order the head,
+    /// each block from the last to the first, the embedding. A data-parallel reduce can send each bucket
+    /// as soon as it is final (`onBucketFinal`), while the weight pass goes on with the rest.
+    public let gradientBuckets: [[Tensor]]
+    private let trees: [GradientTree]
+    /// Called (on the training thread) with a bucket's index as soon as the step's last micro-batch
+    /// has been summed into it.
+    public var onBucketFinal: ((Int) -> Void)?
     /// The matrices the products read as weights (the fused ones once): what has a bf16 copy.
     private let productWeights: [Tensor]
     private var pool: [StageActivations] = []
@@ -145,10 +150,10 @@ public final class Stage {
         let n = rows * seqLen
         dNorm = Tensor([n, d]); dAttn = Tensor([n, c.nHeads * c.headDim]); dAct = Tensor([n, c.ffnHidden])
         dProbs = Tensor([rows * seqLen * seqLen]); effectiveMask = Tensor([n])
-        gradStorage = [embed?.grad].compactMap { $0 } + blocks.flatMap(\.gradStorage) + [finalNorm?.grad, head?.grad].compactMap { $0 }
         let normGrads = blocks.map(\.normGrad) + [finalNorm?.grad].compactMap { $0 }
-        inputTree = GradientTree(normGrads)
-        weightTree = GradientTree(gradStorage.filter { g in !normGrads.contains { $0 === g } })
+        let blockWeights = blocks.reversed().map { $0.gradStorage.filter { g in !normGrads.contains { $0 === g } } }
+        gradientBuckets = [normGrads] + [head?.grad].compactMap { $0 }.map { [$0] } + blockWeights + [embed?.grad].compactMap { $0 }.map { [$0] }
+        trees = gradientBuckets.map(GradientTree.init)
         productWeights = blocks.flatMap { b -> [Tensor] in
             switch b { case .attention(let w): [w.qkv, w.o.value]; case .mlp(let w): [w.gateUp, w.down.value] }
         } + [head?.value].compactMap { $0 }
@@ -192,8 +197,7 @@ public final class Stage {
     /// Starts a step of `microBatches` backward passes (this process's share, in order): zeroes the
     /// gradients. With more passes than that, the extra ones simply accumulate.
     public func zeroGrads(microBatches: Int = 1) {
-        inputTree.begin(count: microBatches)
-        weightTree.begin(count: microBatches)
+        for t in trees { t.begin(count: microBatches) }
     }
 
     /// Activation slot `i` (slots are created on first use and kept).
@@ -362,7 +366,7 @@ public final class Stage {
             default: preconditionFailure("activation slot does not match the stage's blocks")
             }
         }
-        inputTree.leafDone()
+        summed(bucket: 0)
         return embed == nil ? a.gradResidual[0] : nil
     }
 
@@ -373,7 +377,9 @@ public final class Stage {
         if let head {
             Linear.weightGradient(dw: head.grad.data, dout: a.logits!.data, x: a.finalNorm!.data, n: n, inF: d, outF: c.vocabSize,
                                   precision: precision)
+            summed(bucket: 1)
         }
+        let firstBlockBucket = head == nil ? 1 : 2
         for i in stride(from: blocks.count - 1, through: 0, by: -1) {
             let dOut = a.gradResidual[i + 1].data
             switch (blocks[i], a.blocks[i]) {
@@ -387,11 +393,18 @@ public final class Stage {
                                       precision: precision)
             default: preconditionFailure("activation slot does not match the stage's blocks")
             }
+            summed(bucket: firstBlockBucket + blocks.count - 1 - i)
         }
         if let embed {
             Embedding.backward(dw: embed.grad.data, dout: a.gradResidual[0].data, tokens: a.tokens, n: n, d: d)
+            summed(bucket: trees.count - 1)
         }
-        weightTree.leafDone()
+    }
+
+    /// A micro-batch's contribution to a bucket is written: folds it into the bucket's tree.
+    private func summed(bucket b: Int) {
+        trees[b].leafDone()
+        if trees[b].justCompleted { onBucketFinal?(b) }
     }
 
     /// h = x + o(attn): from d(h) adds the attention branch's d(x) into `dIn` (which holds d(h) on entry).

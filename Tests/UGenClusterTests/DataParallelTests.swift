@@ -41,6 +41,7 @@ final class DataParallelTests: XCTestCase {
                 for b in bytes { XCTAssertEqual(b, modelBytes, accuracy: 0.01 * modelBytes, "\(key) against 2·(R−1)/R·|g|") }
             }
             XCTAssertTrue(workers.allSatisfy { ($0["reduce_ms"] as! Double) > 0 })
+            XCTAssertTrue(workers.allSatisfy { ($0["reduce_wait_ms"] as! Double) >= 0 })
         }
     }
 
