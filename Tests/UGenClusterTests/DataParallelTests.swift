@@ -69,6 +69,34 @@ final class DataParallelTests: XCTestCase {
         XCTAssertTrue(try events(dir).contains { $0["kind"] as? String == "lost" })
     }
 
+    /// Under CURVE (what local runs use by default) each segment's sender key is checked against the
+    /// partner the round names; 2 stages × 2 replicas still give the single process's bits.
+    func testReplicasUnderCurveMatchTheSingleProcess() throws {
+        let dir = try temporaryDirectory(self) + "/run"
+        var o = Coordinator.Options(config: try tinyConfig(["cluster.stages=2", "cluster.replicas=2", "cluster.micro_batches=2", "train.steps=4"]),
+                                    runDirectory: dir)
+        o.bind = "tcp://127.0.0.1:0"
+        o.localWorkers = 4
+        o.workerExecutable = workerExecutable
+        (o.security, o.authorizedKeys) = try SecurityPolicy.coordinator(keyFile: nil, authorized: nil, insecure: false, bind: o.bind,
+                                                                         localWorkers: 4, workersNeeded: 4)
+        XCTAssertNotEqual(o.security, .plaintext)
+        XCTAssertEqual(try Coordinator(o).run(), .finished(step: 4))
+        XCTAssertEqual(try exactLosses(dir), try referenceRun(try tinyConfig(["train.steps=4"])).losses)
+    }
+
+    /// The documented limit: with 3 micro-batches per replica a replica's sum is not a node of the
+    /// tree over the 6 global ones, so after the first update the losses are close, not the same bits.
+    func testANonPowerOfTwoMicroBatchCountPerReplicaIsCloseButNotBitwise() throws {
+        let reference = try referenceRun(try tinyConfig(["data.batch_rows=12", "cluster.micro_batches=6"])).losses
+        let config = try tinyConfig(["data.batch_rows=12", "cluster.replicas=2", "cluster.micro_batches=3"])
+        let losses = try clusterRun(config, run: try temporaryDirectory(self) + "/run").losses
+        XCTAssertEqual(losses.count, reference.count)
+        XCTAssertEqual(losses[0], reference[0], "before any update: the same forward")
+        XCTAssertNotEqual(losses, reference, "if this becomes equal, architecture.md's limit is out of date")
+        for (a, b) in zip(losses, reference) { XCTAssertEqual(a, b, accuracy: 1e-5 * abs(b)) }
+    }
+
     func testANonPowerOfTwoReplicaCountIsRefusedAtConfiguration() throws {
         XCTAssertThrowsError(try tinyConfig(["cluster.replicas=3", "cluster.micro_batches=1", "data.batch_rows=6"])) { error in
             XCTAssertTrue("\(error)".contains("cluster.replicas (3) must be a power of two"), "\(error)")
