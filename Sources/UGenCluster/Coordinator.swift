@@ -363,14 +363,12 @@ public final class Coordinator {
                 let msg = done[id!]!, stage = slot % stages, r = slot / stages
                 do {
                     let body = try msg.decode(StepDone.self)
-                    if stage == stages - 1 {
-                        for v in try msg.array(0, Double.self, count: m) { lossSum += v }
-                        let t = try msg.array(1, Double.self, count: 6)
-                        for i in 0..<3 { tasks.sum[i] += t[i]; tasks.weight[i] += t[3 + i] }
-                    }
+                    let count = model.parameterShapes(for: specs[stage]).count
+                    let out = try StepOutputs(msg, microBatches: m, head: stage == stages - 1, parameters: count)
+                    for v in out.lossSums { lossSum += v }
+                    if !out.taskSums.isEmpty { for i in 0..<3 { tasks.sum[i] += out.taskSums[i]; tasks.weight[i] += out.taskSums[3 + i] } }
                     if r == 0 {
-                        let count = model.parameterShapes(for: specs[stage]).count
-                        squares += try msg.array(2, Double.self, count: count)
+                        squares += out.gradSquares
                         stageOfSquares += Array(repeating: stage, count: count)
                     }
                     let who = members[id!]!

@@ -184,7 +184,58 @@ public struct StepOrder: Codable, Sendable {
     public var masked: Bool
 }
 
-/// worker → coordinator: the step's results. Arrays: loss sums per micro-batch (Float64, m; last stage,
+/// The arrays of a `step` message as one stage reads them (`StepOrder` lists them), by name rather
+/// than by position, each checked: byte counts, and every token and target id inside the vocabulary.
+public struct StepInputs {
+    /// First stage: token ids (m·rows·T) and, when masked, the input id map (V).
+    public var tokens: [Int32] = [], tokenMap: [Int32]? = nil
+    /// Last stage: targets, loss mask and task per position (m·rows·T), the inactive table (V) when masked.
+    public var targets: [Int32] = [], mask: [Float] = [], tasks: [UInt8] = [], inactive: [UInt8]? = nil
+
+    /// `positions`: m·rows·T of this worker; `vocab`: V.
+    public init(_ message: WireMessage, masked: Bool, embedding: Bool, head: Bool, positions: Int, vocab: Int) throws {
+        var part = 0
+        func next<T>(_ type: T.Type, _ count: Int) throws -> [T] { defer { part += 1 }; return try message.array(part, T.self, count: count) }
+        if embedding {
+            tokens = try next(Int32.self, positions)
+            if masked { tokenMap = try next(Int32.self, vocab) }
+            guard tokens.allSatisfy({ $0 >= 0 && Int($0) < vocab }) else { throw ProtocolError("step: token id outside the vocabulary") }
+        }
+        if head {
+            targets = try next(Int32.self, positions)
+            mask = try next(Float.self, positions)
+            tasks = try next(UInt8.self, positions)
+            if masked { inactive = try next(UInt8.self, vocab) }
+            guard targets.allSatisfy({ $0 >= 0 && Int($0) < vocab }) else { throw ProtocolError("step: target id outside the vocabulary") }
+        }
+    }
+}
+
+/// The arrays of a `stepDone` message (`StepDone` lists them), by name.
+public struct StepOutputs {
+    /// Last stage: Σ mask·loss of each micro-batch, in order (else empty).
+    public var lossSums: [Double]
+    /// Last stage: the task loss sums, then their weights (3 + 3; else empty).
+    public var taskSums: [Double]
+    /// Σ grad² of every parameter the stage holds, in canonical order.
+    public var gradSquares: [Double]
+
+    public init(lossSums: [Double], taskSums: [Double], gradSquares: [Double]) {
+        self.lossSums = lossSums; self.taskSums = taskSums; self.gradSquares = gradSquares
+    }
+
+    /// Reads them from a worker's message, checking each byte count: `microBatches` loss sums and the
+    /// task sums when the stage has the head, `parameters` squared norms.
+    public init(_ message: WireMessage, microBatches: Int, head: Bool, parameters: Int) throws {
+        lossSums = head ? try message.array(0, Double.self, count: microBatches) : []
+        taskSums = head ? try message.array(1, Double.self, count: 6) : []
+        gradSquares = try message.array(2, Double.self, count: parameters)
+    }
+
+    public var parts: [Data] { [bytes(lossSums), bytes(taskSums), bytes(gradSquares)] }
+}
+
+/// worker → coordinator: the step's results (arrays: `StepOutputs`). Arrays: loss sums per micro-batch (Float64, m; last stage,
 /// else empty), task loss sums then weights (Float64, 6; last stage, else empty), the squared norm of
 /// every parameter gradient this stage holds (Float64, canonical order).
 public struct StepDone: Codable, Sendable {

@@ -244,112 +244,124 @@ public final class Worker {
 
     // MARK: One step
 
+    /// What a step's operations add up: the last stage's losses, and where the time went.
+    private struct StepTally {
+        var lossSums: [Double]
+        var taskLosses = TaskLosses()
+        var forwardMs = 0.0, backwardMs = 0.0, waitMs = 0.0
+    }
+
+    /// One step: unpack the order's arrays, run the schedule's operations (the all-reduce starts on its
+    /// own thread during the last of them), wait for the reduce, report.
     private func runStep(_ msg: WireMessage) throws {
         let order = try msg.decode(StepOrder.self)
-        let gen = Int32(assign.generation)
         if let connect = connectPeers { try connect(); connectPeers = nil }
-        let m = order.microBatches, n = stage.n, V = stage.config.vocabSize, d = stage.config.dModel
-        reducer?.beginStep()
-        reduceThread?.prepare(step: order.step, generation: assign.generation, data: data, sockets: toReplicas)
+        let inputs = try StepInputs(msg, masked: order.masked, embedding: stage.spec.hasEmbedding, head: stage.spec.hasHead,
+                                    positions: order.microBatches * stage.n, vocab: stage.config.vocabSize)
+        prepare(order)
         defer { reduceThread?.abandon() }  // a step that fails or is interrupted leaves no reduce running
-        commNanos = 0
+        var tally = StepTally(lossSums: [Double](repeating: 0, count: stage.spec.hasHead ? order.microBatches : 0))
+        let slots = schedule.slots(stage: assign.stage, stages: assign.stages, microBatches: order.microBatches)
+        for op in schedule.ops(stage: assign.stage, stages: assign.stages, microBatches: order.microBatches) {
+            switch op {
+            case .forward(let k): try forward(k, order, inputs, stage.activations(k % slots), &tally)
+            case .backward(let k), .backwardInput(let k):
+                try backwardInput(k, order, stage.activations(k % slots), &tally)
+                if case .backward = op { backwardWeights(stage.activations(k % slots), &tally) }
+            case .backwardWeights(let k): backwardWeights(stage.activations(k % slots), &tally)
+            }
+        }
+        let reduceWaitMs = try finishReduce(step: order.step)
+        tally.waitMs += reduceWaitMs
+        try report(order, tally, reduceWaitMs: reduceWaitMs)
+    }
+
+    /// Readies the step's receive buffers (allocated when the micro-batch count changes), gradients and reduce.
+    private func prepare(_ order: StepOrder) {
+        let m = order.microBatches, n = stage.n, d = stage.config.dModel
         if activationIn.count != m {
             activationIn = (0..<m).map { _ in Tensor([n, d]) }
             gradientIn = (0..<m).map { _ in Tensor([n, d]) }
             rowsIn = [Array(repeating: 0, count: m), Array(repeating: 0, count: m)]
         }
         for i in rowsIn.indices { for k in 0..<m { rowsIn[i][k] = 0 } }
-        var part = 0
-        var tokens: [Int32] = [], tokenMap: [Int32]? = nil
-        var targets: [Int32] = [], mask: [Float] = [], tasks: [UInt8] = [], inactive: [UInt8]? = nil
-        if stage.spec.hasEmbedding {
-            tokens = try msg.array(part, Int32.self, count: m * n); part += 1
-            if order.masked { tokenMap = try msg.array(part, Int32.self, count: V); part += 1 }
-            guard tokens.allSatisfy({ $0 >= 0 && Int($0) < V }) else { throw ProtocolError("step: token id outside the vocabulary") }
+        stage.zeroGrads(microBatches: m)
+        commNanos = 0
+        reducer?.beginStep()
+        reduceThread?.prepare(step: order.step, generation: assign.generation, data: data, sockets: toReplicas)
+    }
+
+    private func clock() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e6 }
+
+    /// Micro-batch `k`'s forward pass (and loss, on the last stage), piece by piece as its rows come in.
+    private func forward(_ k: Int, _ order: StepOrder, _ inputs: StepInputs, _ a: StageActivations, _ tally: inout StepTally) throws {
+        heartbeat.setPosition(step: order.step, forward: true, microBatch: k)
+        let m = order.microBatches, n = stage.n, d = stage.config.dModel
+        let header = DataHeader(kind: .activation, generation: Int32(assign.generation), step: Int32(order.step), microBatch: Int32(k))
+        // The step's first global micro-batch goes a row at a time (the pipeline fill), in every layout
+        // alike: pieces by global index, so a replica's first micro-batch is cut as the single process cuts it.
+        for rows in stage.forwardPieces(microBatch: assign.replica * m + k, of: config.replicas * m) {
+            if !stage.spec.hasEmbedding { tally.waitMs += try waitFor(.activation, k, rows: rows.upperBound, step: order.step) }
+            let t1 = clock()
+            if stage.spec.hasEmbedding {
+                inputs.tokens.withUnsafeBufferPointer { tk in withOptionalPointer(inputs.tokenMap) { map in
+                    stage.forward(a, tokens: tk.baseAddress! + k * n, tokenMap: map, rows: rows) } }
+            } else {
+                let width = stage.seqLen * d, at = rows.lowerBound * width
+                (a.input.data + at).update(from: activationIn[k].data + at, count: rows.count * width)
+                stage.forward(a, rows: rows)
+            }
+            if stage.spec.hasHead {
+                inputs.targets.withUnsafeBufferPointer { tg in inputs.mask.withUnsafeBufferPointer { mk in
+                    withOptionalPointer(inputs.inactive) { ia in
+                        stage.crossEntropy(a, targets: tg.baseAddress! + k * n, mask: mk.baseAddress! + k * n, inactive: ia,
+                                           gradScale: order.gradScale, rows: rows)
+                    } } }
+            } else {
+                try sendRows(toNext!, header, a.output, rows: rows)
+            }
+            tally.forwardMs += clock() - t1
         }
         if stage.spec.hasHead {
-            targets = try msg.array(part, Int32.self, count: m * n); part += 1
-            mask = try msg.array(part, Float.self, count: m * n); part += 1
-            tasks = try msg.array(part, UInt8.self, count: m * n); part += 1
-            if order.masked { inactive = try msg.array(part, UInt8.self, count: V); part += 1 }
-            guard targets.allSatisfy({ $0 >= 0 && Int($0) < V }) else { throw ProtocolError("step: target id outside the vocabulary") }
-        }
-        stage.zeroGrads(microBatches: m)
-        var lossSums = [Double](repeating: 0, count: stage.spec.hasHead ? m : 0)
-        var taskLosses = TaskLosses()
-        var forwardMs = 0.0, backwardMs = 0.0, waitMs = 0.0
-        let slots = schedule.slots(stage: assign.stage, stages: assign.stages, microBatches: m)
-        func clock() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e6 }
-
-        for op in schedule.ops(stage: assign.stage, stages: assign.stages, microBatches: m) {
-            switch op {
-            case .forward(let k):
-                heartbeat.setPosition(step: order.step, forward: true, microBatch: k)
-                let a = stage.activations(k % slots)
-                let header = DataHeader(kind: .activation, generation: gen, step: Int32(order.step), microBatch: Int32(k))
-                // The step's first global micro-batch goes a row at a time (the pipeline fill), in every layout
-                // alike: pieces by global index, so a replica's first micro-batch is cut as the single process cuts it.
-                let pieces = stage.forwardPieces(microBatch: assign.replica * m + k, of: config.replicas * m)
-                for rows in pieces {
-                    if !stage.spec.hasEmbedding { waitMs += try waitFor(.activation, k, rows: rows.upperBound, step: order.step) }
-                    let t1 = clock()
-                    if stage.spec.hasEmbedding {
-                        tokens.withUnsafeBufferPointer { tk in withOptionalPointer(tokenMap) { map in
-                            stage.forward(a, tokens: tk.baseAddress! + k * n, tokenMap: map, rows: rows) } }
-                    } else {
-                        let width = stage.seqLen * d, at = rows.lowerBound * width
-                        (a.input.data + at).update(from: activationIn[k].data + at, count: rows.count * width)
-                        stage.forward(a, rows: rows)
-                    }
-                    if stage.spec.hasHead {
-                        targets.withUnsafeBufferPointer { tg in mask.withUnsafeBufferPointer { mk in withOptionalPointer(inactive) { ia in
-                            stage.crossEntropy(a, targets: tg.baseAddress! + k * n, mask: mk.baseAddress! + k * n, inactive: ia,
-                                               gradScale: order.gradScale, rows: rows)
-                        } } }
-                    } else {
-                        try sendRows(toNext!, header, a.output, rows: rows)
-                    }
-                    forwardMs += clock() - t1
-                }
-                if stage.spec.hasHead {
-                    lossSums[k] = stage.lossSum(a)
-                    tasks.withUnsafeBufferPointer { tk in
-                        taskLosses.add(tokenLoss: a.tokenLoss!.data, mask: stage.lastEffectiveMask.data, tasks: tk.baseAddress! + k * n, n: n)
-                    }
-                }
-            case .backward(let k), .backwardInput(let k):
-                heartbeat.setPosition(step: order.step, forward: false, microBatch: k)
-                let a = stage.activations(k % slots)
-                var gradOut: Tensor? = nil
-                if !stage.spec.hasHead {
-                    waitMs += try waitFor(.gradient, k, rows: stage.rows, step: order.step)
-                    gradOut = gradientIn[k]
-                }
-                let t1 = clock()
-                let gIn = stage.backwardInput(a, gradOutput: gradOut)
-                if let gIn, let prev = toPrevious {
-                    try sendRows(prev, DataHeader(kind: .gradient, generation: gen, step: Int32(order.step), microBatch: Int32(k)), gIn,
-                                 rows: 0..<stage.rows)
-                }
-                if case .backward = op { stage.backwardWeights(a) }
-                backwardMs += clock() - t1
-            case .backwardWeights(let k):
-                let t0 = clock()
-                stage.backwardWeights(stage.activations(k % slots))
-                backwardMs += clock() - t0
+            tally.lossSums[k] = stage.lossSum(a)
+            inputs.tasks.withUnsafeBufferPointer { tk in
+                tally.taskLosses.add(tokenLoss: a.tokenLoss!.data, mask: stage.lastEffectiveMask.data, tasks: tk.baseAddress! + k * n, n: n)
             }
         }
-        let reduceWaitMs = try finishReduce(step: order.step)
-        waitMs += reduceWaitMs
+    }
 
-        var taskArray = [Double](repeating: 0, count: 6)
-        if stage.spec.hasHead { for t in 0..<3 { taskArray[t] = taskLosses.sum[t]; taskArray[3 + t] = taskLosses.weight[t] } }
-        let done = StepDone(workerId: assign.workerId, step: order.step, forwardMs: forwardMs, backwardMs: backwardMs, waitMs: waitMs,
-                            commMs: Double(commNanos) / 1e6, reduceBytesSent: reducer?.bytesSent,
+    /// Micro-batch `k`'s input-gradient half, its result sent to the previous stage.
+    private func backwardInput(_ k: Int, _ order: StepOrder, _ a: StageActivations, _ tally: inout StepTally) throws {
+        heartbeat.setPosition(step: order.step, forward: false, microBatch: k)
+        var gradOut: Tensor? = nil
+        if !stage.spec.hasHead {
+            tally.waitMs += try waitFor(.gradient, k, rows: stage.rows, step: order.step)
+            gradOut = gradientIn[k]
+        }
+        let t1 = clock()
+        if let gIn = stage.backwardInput(a, gradOutput: gradOut), let prev = toPrevious {
+            let header = DataHeader(kind: .gradient, generation: Int32(assign.generation), step: Int32(order.step), microBatch: Int32(k))
+            try sendRows(prev, header, gIn, rows: 0..<stage.rows)
+        }
+        tally.backwardMs += clock() - t1
+    }
+
+    private func backwardWeights(_ a: StageActivations, _ tally: inout StepTally) {
+        let t0 = clock()
+        stage.backwardWeights(a)
+        tally.backwardMs += clock() - t0
+    }
+
+    /// The step's results to the coordinator: `StepDone` and its `StepOutputs`.
+    private func report(_ order: StepOrder, _ tally: StepTally, reduceWaitMs: Double) throws {
+        var taskSums: [Double] = []
+        if stage.spec.hasHead { taskSums = tally.taskLosses.sum + tally.taskLosses.weight }
+        let done = StepDone(workerId: assign.workerId, step: order.step, forwardMs: tally.forwardMs, backwardMs: tally.backwardMs,
+                            waitMs: tally.waitMs, commMs: Double(commNanos) / 1e6, reduceBytesSent: reducer?.bytesSent,
                             reduceBytesReceived: reducer?.bytesReceived,
                             reduceMs: reduceThread.map { Double($0.reduceNanos) / 1e6 }, reduceWaitMs: reducer == nil ? nil : reduceWaitMs)
-        try control.send(WireMessage(.stepDone, done, arrays: [bytes(lossSums), bytes(stage.spec.hasHead ? taskArray : []),
-                                                                 bytes(stage.gradSquares())]).frames)
+        let outputs = StepOutputs(lossSums: tally.lossSums, taskSums: taskSums, gradSquares: stage.gradSquares())
+        try control.send(WireMessage(.stepDone, done, arrays: outputs.parts).frames)
     }
 
     private var commNanos: UInt64 = 0
@@ -484,96 +496,5 @@ struct PeerFault: Error, CustomStringConvertible {
 func withOptionalPointer<T, R>(_ a: [T]?, _ body: (UnsafePointer<T>?) throws -> R) rethrows -> R {
     if let a { return try a.withUnsafeBufferPointer { try body($0.baseAddress!) } }
     return try body(nil)
-}
-
-/// Heartbeats on a socket of their own, from a thread of their own: a worker deep in a long step still
-/// says it is alive, and notices when the coordinator stops answering.
-final class HeartbeatLink: @unchecked Sendable {
-    private let endpoint: String
-    private let timeout: Double
-    private let lock = NSLock()
-    private var _workerId = -1, _lost = false, running = false
-    private var thread: Thread?
-
-    private let curve: (CurveKeyPair, String)?
-    init(coordinator: String, timeout: Double, curve: (CurveKeyPair, String)?) throws {
-        endpoint = coordinator; self.timeout = timeout; self.curve = curve
-    }
-
-    var workerId: Int { get { lock.withLock { _workerId } } set { lock.withLock { _workerId = newValue } } }
-    var lost: Bool { lock.withLock { _lost } }
-    /// The instance id in the coordinator's latest heartbeat reply.
-    var coordinator: String? { lock.withLock { _coordinator } }
-    private var _coordinator: String?
-
-    // What the worker is doing, set from its main thread without allocating, reported in heartbeats.
-    private var idleText = "idle", position: (step: Int, forward: Bool, microBatch: Int)? = nil
-    private var waitingSince: DispatchTime? = nil, reducePartner: Int? = nil
-    /// This worker's stage and replica (for the wait reports).
-    var place: (stage: Int, replica: Int) { get { lock.withLock { _place } } set { lock.withLock { _place = newValue } } }
-    private var _place = (stage: -1, replica: -1)
-    func setStatus(_ s: String) { lock.withLock { idleText = s; position = nil; waitingSince = nil } }
-    func setPosition(step: Int, forward: Bool, microBatch: Int) { lock.withLock { position = (step, forward, microBatch) } }
-    /// `reduceFrom`: the replica whose all-reduce segment it waits for.
-    func setWaiting(_ w: Bool, reduceFrom: Int? = nil) { lock.withLock { waitingSince = w ? DispatchTime.now() : nil; reducePartner = reduceFrom } }
-
-    /// What the worker waits for now (nil: it is not waiting), for the coordinator's hang probe.
-    var waitReport: WaitReport? {
-        lock.withLock {
-            guard let p = position, let w = waitingSince else { return nil }
-            let secs = Double(DispatchTime.now().uptimeNanoseconds - w.uptimeNanoseconds) / 1e9
-            if let partner = reducePartner {
-                return WaitReport(step: p.step, what: .reduce, microBatch: -1, fromStage: _place.stage, fromReplica: partner, seconds: secs)
-            }
-            return WaitReport(step: p.step, what: p.forward ? .activation : .gradient, microBatch: p.microBatch,
-                              fromStage: _place.stage + (p.forward ? -1 : 1), fromReplica: _place.replica, seconds: secs)
-        }
-    }
-
-    var status: String {
-        lock.withLock {
-            guard let p = position else { return idleText }
-            var s = "step \(p.step): \(p.forward ? "forward" : "backward") of micro-batch \(p.microBatch)"
-            if let w = waitingSince {
-                let secs = Double(DispatchTime.now().uptimeNanoseconds - w.uptimeNanoseconds) / 1e9
-                s += ", waiting for the \(p.forward ? "previous stage's activation" : "next stage's gradient") for \(String(format: "%.1f", secs)) s"
-            }
-            return s
-        }
-    }
-
-    func start(workerId: Int) {
-        self.workerId = workerId
-        running = true
-        let t = Thread { [weak self] in self?.loop() }
-        thread = t
-        t.start()
-    }
-
-    func stop() { lock.withLock { running = false } }
-
-    private func loop() {
-        guard let socket = try? ZMQSocket(.dealer) else { return }
-        if let (keys, server) = curve { guard (try? socket.makeCurveClient(keys, server: server)) != nil else { return } }
-        guard (try? socket.connect(endpoint)) != nil else { return }
-        var lastHeard = Date()
-        while lock.withLock({ running }) {
-            _ = try? socket.send(WireMessage(.heartbeat, Heartbeat(workerId: workerId, status: status)).frames)
-            let deadline = Date().addingTimeInterval(0.5)
-            while Date() < deadline {
-                if socket.poll(timeoutMs: 100), let frames = try? socket.receive() {
-                    lastHeard = Date()
-                    if let reply = try? WireMessage(frames: frames), let hb = try? reply.decode(Heartbeat.self) {
-                        if let c = hb.coordinator { lock.withLock { _coordinator = c } }
-                        if hb.probe == true {  // a step is past its deadline: say what we wait for, now
-                            _ = try? socket.send(WireMessage(.heartbeat, Heartbeat(workerId: workerId, status: status, answer: true,
-                                                                                   wait: waitReport)).frames)
-                        }
-                    }
-                }
-            }
-            if Date().timeIntervalSince(lastHeard) > timeout { lock.withLock { _lost = true } }
-        }
-    }
 }
 
