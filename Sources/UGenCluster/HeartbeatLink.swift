@@ -48,7 +48,10 @@ final class HeartbeatLink: @unchecked Sendable {
         lock.withLock {
             guard let p = position else { return idleText }
             var s = "step \(p.step): \(p.forward ? "forward" : "backward") of micro-batch \(p.microBatch)"
-            if let w = waitingSince {
+            if let w = waitingSince, let partner = reducePartner {
+                let secs = Double(DispatchTime.now().uptimeNanoseconds - w.uptimeNanoseconds) / 1e9
+                s += ", waiting for replica \(partner)'s all-reduce segment for \(String(format: "%.1f", secs)) s"
+            } else if let w = waitingSince {
                 let secs = Double(DispatchTime.now().uptimeNanoseconds - w.uptimeNanoseconds) / 1e9
                 s += ", waiting for the \(p.forward ? "previous stage's activation" : "next stage's gradient") for \(String(format: "%.1f", secs)) s"
             }

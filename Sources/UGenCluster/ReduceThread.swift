@@ -99,7 +99,7 @@ final class ReduceThread: @unchecked Sendable {
                     }
                     if stop { throw Abandoned() }
                     try reducer.reduce(bucket: b, generation: Int32(generation), step: Int32(step), sockets: sockets,
-                                       receive: receiveOne, waiting: onWait)
+                                       receive: { try self.receiveOne() }, waiting: onWait)
                 }
             } catch is Abandoned {} catch { result = error }
             reduceNanos = DispatchTime.now().uptimeNanoseconds - t0

@@ -204,20 +204,12 @@ public final class Worker {
         } else {
             stage.initialize(seed: UInt64(config.seed))
         }
-        reduceThread?.stop()
-        reducer = nil; reduceThread = nil
-        if config.replicas > 1 {
-            let reducer = try ReplicaReduce(replica: a.replica, replicas: config.replicas, buckets: stage.gradientBuckets,
-                                            peerKeys: options.security.keys == nil ? nil : a.replicaPeerKeys)
-            let heartbeat = heartbeat
-            let thread = ReduceThread(reducer, onWait: { heartbeat.setWaiting(true, reduceFrom: $0) })
-            stage.onBucketFinal = { thread.bucketFinal($0) }
-            self.reducer = reducer; reduceThread = thread
-        }
+        try setUpReduce(a)
         let partners = Set(reducer?.partners ?? [])
         let keys = options.security.keys
-        if keys != nil {
-            ZAPHandler.shared.replaceAllowed(Set([a.previousKey, a.nextKey].compactMap { $0 } + (a.replicaPeerKeys ?? [])))
+        if keys != nil {  // the data socket admits the neighbours and the all-reduce's partners, nobody else
+            let partnerKeys = partners.compactMap { a.replicaPeerKeys?.indices.contains($0) == true ? a.replicaPeerKeys?[$0] : nil }
+            ZAPHandler.shared.replaceAllowed(Set([a.previousKey, a.nextKey].compactMap { $0 } + partnerKeys))
         }
         func push(_ endpoint: String, _ peerKey: String?, _ role: String) throws -> ZMQSocket {
             let s = try ZMQSocket(.push)
@@ -240,6 +232,20 @@ public final class Worker {
         }
         log.info("stage \(a.stage + 1)/\(a.stages) (\(a.spec)), replica \(a.replica)")
         try control.send(WireMessage(.ready, Ready(workerId: a.workerId)).frames)
+    }
+
+    /// With replicas: the all-reduce of this stage's gradient buckets and its thread, fed by the stage
+    /// as each bucket becomes final.
+    private func setUpReduce(_ a: Assign) throws {
+        reduceThread?.stop()
+        reducer = nil; reduceThread = nil
+        guard config.replicas > 1 else { return }
+        let reducer = try ReplicaReduce(replica: a.replica, replicas: config.replicas, buckets: stage.gradientBuckets,
+                                        peerKeys: options.security.keys == nil ? nil : a.replicaPeerKeys)
+        let heartbeat = heartbeat
+        let thread = ReduceThread(reducer, onWait: { heartbeat.setWaiting(true, reduceFrom: $0) })
+        stage.onBucketFinal = { thread.bucketFinal($0) }
+        self.reducer = reducer; reduceThread = thread
     }
 
     // MARK: One step
