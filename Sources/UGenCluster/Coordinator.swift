@@ -670,11 +670,7 @@ public final class Coordinator {
                 log.warning("hang: \(name(id)) (stage \(stage + 1), replica \(replica)) waits on nobody (\(status[id] ?? "no status"))")
                 fields.append(("answer", .string("not waiting")))
             case .some(.some(let w)):
-                var from = w.fromReplica.flatMap { worker(stage: w.fromStage, replica: $0) }
-                if w.what == .reduce && w.fromReplica == nil {  // replica 0 waits for the replicas that have not sent
-                    from = (1..<config.replicas).compactMap { worker(stage: stage, replica: $0) }
-                        .first { probeAnswers[$0].flatMap { $0 }?.what != .reduce }
-                }
+                let from = w.fromReplica.flatMap { worker(stage: w.fromStage, replica: $0) }
                 if let from { waitsOn[id] = from }
                 let whom = from.map { "\(name($0)) (stage \(w.fromStage + 1))" } ?? "stage \(w.fromStage + 1)"
                 let what = w.what == .reduce ? "the gradient reduce" : "the \(w.what.rawValue) of micro-batch \(w.microBatch)"

@@ -288,7 +288,7 @@ public struct WaitReport: Codable, Sendable, Equatable {
     public var step: Int
     public var what: What
     public var microBatch: Int
-    /// The stage and replica it waits on (replica nil: replica 0 waits for the other replicas).
+    /// The stage and replica it waits on (in the reduce: the all-reduce partner whose segment is due).
     public var fromStage: Int
     public var fromReplica: Int?
     public var seconds: Double

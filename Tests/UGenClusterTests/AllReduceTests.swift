@@ -96,6 +96,16 @@ final class AllReduceTests: XCTestCase {
                 XCTAssertFalse("\(error)".contains("\n"))
             }
         }
+        // A pipeline message in the middle of the all-reduce is no segment either.
+        replicas.reducers[0].beginStep()
+        replicas.threads[0].prepare(step: 3, generation: 1, data: replicas.pulls[0], sockets: replicas.pushes[0])
+        try DataHeader(kind: .activation, generation: 1, step: 3, microBatch: 0, firstRow: 0, rowCount: 1).withBytes {
+            try forger.sendPart($0, more: true)
+        }
+        try [Float](repeating: 0, count: 4).withUnsafeBytes { try forger.sendPart($0, more: false) }
+        replicas.threads[0].bucketFinal(0)
+        XCTAssertThrowsError(try replicas.threads[0].finish(check: {})) { XCTAssertTrue("\($0)".contains("no all-reduce segment"), "\($0)") }
+
         // A clean step afterwards still reduces (what replica 1 sent meanwhile is of step 3: drained first).
         for pull in replicas.pulls { while pull.poll(timeoutMs: 200) { _ = try pull.receive() } }
         XCTAssertTrue(replicas.run(step: 5).allSatisfy { $0 == nil })
