@@ -214,9 +214,9 @@ public final class Stage {
         forward(a, tokens: tokens, tokenMap: tokenMap, rows: 0..<rows)
     }
 
-    /// The pieces (row ranges) global micro-batch `k` of a step's `count` (over all replicas) is forwarded in: the first of several
-    /// a row at a time — the pipeline fill, so that the next stage starts on row 0 while this one
-    /// computes row 1 — and the rest whole. Every layout, the single process included, forwards in
+    /// The pieces (row ranges) global micro-batch `k` of a step's `count` (over all replicas) is
+    /// forwarded in: the first of several a row at a time — the pipeline fill, so that the next stage
+    /// starts on row 0 while this one computes row 1 — and the rest whole. Every layout, the single process included, forwards in
     /// these pieces: BLAS may round a product of fewer rows differently (its small-matrix kernels), so
     /// the same pieces everywhere are what keeps every layout the same bits.
     public func forwardPieces(microBatch k: Int, of count: Int) -> [Range<Int>] {
