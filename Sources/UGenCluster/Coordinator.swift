@@ -361,19 +361,19 @@ public final class Coordinator {
                 let msg = done[id!]!, stage = slot % stages, r = slot / stages
                 do {
                     let body = try msg.decode(StepDone.self)
-                    if stage == stages - 1 {
-                        for v in try msg.array(0, Double.self, count: m) { lossSum += v }
-                        let t = try msg.array(1, Double.self, count: 6)
-                        for i in 0..<3 { tasks.sum[i] += t[i]; tasks.weight[i] += t[3 + i] }
-                    }
+                    let count = model.parameterShapes(for: specs[stage]).count
+                    let out = try StepOutputs(msg, microBatches: m, head: stage == stages - 1, parameters: count)
+                    for v in out.lossSums { lossSum += v }
+                    if !out.taskSums.isEmpty { for i in 0..<3 { tasks.sum[i] += out.taskSums[i]; tasks.weight[i] += out.taskSums[3 + i] } }
                     if r == 0 {
-                        let count = model.parameterShapes(for: specs[stage]).count
-                        squares += try msg.array(2, Double.self, count: count)
+                        squares += out.gradSquares
                         stageOfSquares += Array(repeating: stage, count: count)
                     }
                     let who = members[id!]!
                     timings.append(StageTiming(stage: stage, replica: r, worker: who.name, host: who.host, forwardMs: body.forwardMs,
-                                               backwardMs: body.backwardMs, waitMs: body.waitMs, commMs: body.commMs))
+                                               backwardMs: body.backwardMs, waitMs: body.waitMs, commMs: body.commMs,
+                                               reduceBytesSent: body.reduceBytesSent, reduceBytesReceived: body.reduceBytesReceived,
+                                               reduceMs: body.reduceMs, reduceWaitMs: body.reduceWaitMs))
                 } catch {
                     // A worker that answers with nonsense is treated like one that failed: the step is dropped.
                     throw WorkerLost(workerId: id!, reason: "malformed stepDone: \(error)")
@@ -657,11 +657,7 @@ public final class Coordinator {
                 log.warning("hang: \(name(id)) (stage \(stage + 1), replica \(replica)) waits on nobody (\(status[id] ?? "no status"))")
                 fields.append(("answer", .string("not waiting")))
             case .some(.some(let w)):
-                var from = w.fromReplica.flatMap { worker(stage: w.fromStage, replica: $0) }
-                if w.what == .reduce && w.fromReplica == nil {  // replica 0 waits for the replicas that have not sent
-                    from = (1..<config.replicas).compactMap { worker(stage: stage, replica: $0) }
-                        .first { probeAnswers[$0].flatMap { $0 }?.what != .reduce }
-                }
+                let from = w.fromReplica.flatMap { worker(stage: w.fromStage, replica: $0) }
                 if let from { waitsOn[id] = from }
                 let whom = from.map { "\(name($0)) (stage \(w.fromStage + 1))" } ?? "stage \(w.fromStage + 1)"
                 let what = w.what == .reduce ? "the gradient reduce" : "the \(w.what.rawValue) of micro-batch \(w.microBatch)"

@@ -29,22 +29,24 @@ final class HeartbeatLink: @unchecked Sendable {
 
     // What the worker is doing, set from its main thread without allocating, reported in heartbeats.
     private var idleText = "idle", position: (step: Int, forward: Bool, microBatch: Int)? = nil
-    private var waitingSince: DispatchTime? = nil, waitingForReduce = false
+    private var waitingSince: DispatchTime? = nil, reducePartner: Int? = nil
     /// This worker's stage and replica (for the wait reports).
     var place: (stage: Int, replica: Int) { get { lock.withLock { _place } } set { lock.withLock { _place = newValue } } }
     private var _place = (stage: -1, replica: -1)
     func setStatus(_ s: String) { lock.withLock { idleText = s; position = nil; waitingSince = nil } }
     func setPosition(step: Int, forward: Bool, microBatch: Int) { lock.withLock { position = (step, forward, microBatch) } }
-    func setWaiting(_ w: Bool, reduce: Bool = false) { lock.withLock { waitingSince = w ? DispatchTime.now() : nil; waitingForReduce = reduce } }
+    /// `reduceFrom`: the replica whose all-reduce segment it waits for.
+    func setWaiting(_ w: Bool, reduceFrom: Int? = nil) {
+        lock.withLock { waitingSince = w ? DispatchTime.now() : nil; reducePartner = reduceFrom }
+    }
 
     /// What the worker waits for now (nil: it is not waiting), for the coordinator's hang probe.
     var waitReport: WaitReport? {
         lock.withLock {
             guard let p = position, let w = waitingSince else { return nil }
             let secs = Double(DispatchTime.now().uptimeNanoseconds - w.uptimeNanoseconds) / 1e9
-            if waitingForReduce {
-                return WaitReport(step: p.step, what: .reduce, microBatch: -1, fromStage: _place.stage,
-                                  fromReplica: _place.replica == 0 ? nil : 0, seconds: secs)
+            if let partner = reducePartner {
+                return WaitReport(step: p.step, what: .reduce, microBatch: -1, fromStage: _place.stage, fromReplica: partner, seconds: secs)
             }
             return WaitReport(step: p.step, what: p.forward ? .activation : .gradient, microBatch: p.microBatch,
                               fromStage: _place.stage + (p.forward ? -1 : 1), fromReplica: _place.replica, seconds: secs)
@@ -55,7 +57,10 @@ final class HeartbeatLink: @unchecked Sendable {
         lock.withLock {
             guard let p = position else { return idleText }
             var s = "step \(p.step): \(p.forward ? "forward" : "backward") of micro-batch \(p.microBatch)"
-            if let w = waitingSince {
+            if let w = waitingSince, let partner = reducePartner {
+                let secs = Double(DispatchTime.now().uptimeNanoseconds - w.uptimeNanoseconds) / 1e9
+                s += ", waiting for replica \(partner)'s all-reduce segment for \(String(format: "%.1f", secs)) s"
+            } else if let w = waitingSince {
                 let secs = Double(DispatchTime.now().uptimeNanoseconds - w.uptimeNanoseconds) / 1e9
                 s += ", waiting for the \(p.forward ? "previous stage's activation" : "next stage's gradient") for \(String(format: "%.1f", secs)) s"
             }

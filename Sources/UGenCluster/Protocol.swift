@@ -13,7 +13,7 @@ import UGenModel
 /// body and every array's byte count against what the body declares before anything is allocated for it.
 public enum Wire {
     public static let magic: [UInt8] = Array("UGEN".utf8)
-    public static let version: UInt16 = 3  // 2: stage specs count residual blocks (half layers); 3: data headers name rows
+    public static let version: UInt16 = 4  // 2: stage specs count residual blocks (half layers); 3: data headers name rows; 4: halving-doubling all-reduce messages
     /// Largest message the coordinator's control socket accepts (libzmq drops bigger ones before allocating).
     /// Most parts a control message has (identity, head, and three arrays per parameter of the largest
     /// stage stay far below); more is dropped unread.
@@ -42,6 +42,9 @@ public enum ProtocolError: Error, CustomStringConvertible, Equatable {
     case idOutsideVocabulary(what: String)
     /// The assignment names a neighbour (`role`) without its CURVE key.
     case missingPeerKey(role: String, endpoint: String)
+    case malformedReduceHeader
+    /// The all-reduce cannot run as set up (replica count, sizes, sockets); `reason` says which.
+    case allReduce(reason: String)
 
     public var description: String {
         switch self {
@@ -56,6 +59,8 @@ public enum ProtocolError: Error, CustomStringConvertible, Equatable {
         case .malformedDataHeader: "malformed data header"
         case .idOutsideVocabulary(let what): "step: \(what) id outside the vocabulary"
         case .missingPeerKey(let role, let endpoint): "assignment lacks the CURVE key of the \(role) (\(endpoint))"
+        case .malformedReduceHeader: "malformed reduce header"
+        case .allReduce(let reason): reason
         }
     }
 }
@@ -229,7 +234,58 @@ public struct StepOrder: Codable, Sendable {
     public var masked: Bool
 }
 
-/// worker → coordinator: the step's results. Arrays: loss sums per micro-batch (Float64, m; last stage,
+/// The arrays of a `step` message as one stage reads them (`StepOrder` lists them), by name rather
+/// than by position, each checked: byte counts, and every token and target id inside the vocabulary.
+public struct StepInputs {
+    /// First stage: token ids (m·rows·T) and, when masked, the input id map (V).
+    public var tokens: [Int32] = [], tokenMap: [Int32]? = nil
+    /// Last stage: targets, loss mask and task per position (m·rows·T), the inactive table (V) when masked.
+    public var targets: [Int32] = [], mask: [Float] = [], tasks: [UInt8] = [], inactive: [UInt8]? = nil
+
+    /// `positions`: m·rows·T of this worker; `vocab`: V.
+    public init(_ message: WireMessage, masked: Bool, embedding: Bool, head: Bool, positions: Int, vocab: Int) throws {
+        var part = 0
+        func next<T>(_ type: T.Type, _ count: Int) throws -> [T] { defer { part += 1 }; return try message.array(part, T.self, count: count) }
+        if embedding {
+            tokens = try next(Int32.self, positions)
+            if masked { tokenMap = try next(Int32.self, vocab) }
+            guard tokens.allSatisfy({ $0 >= 0 && Int($0) < vocab }) else { throw ProtocolError.idOutsideVocabulary(what: "token") }
+        }
+        if head {
+            targets = try next(Int32.self, positions)
+            mask = try next(Float.self, positions)
+            tasks = try next(UInt8.self, positions)
+            if masked { inactive = try next(UInt8.self, vocab) }
+            guard targets.allSatisfy({ $0 >= 0 && Int($0) < vocab }) else { throw ProtocolError.idOutsideVocabulary(what: "target") }
+        }
+    }
+}
+
+/// The arrays of a `stepDone` message (`StepDone` lists them), by name.
+public struct StepOutputs {
+    /// Last stage: Σ mask·loss of each micro-batch, in order (else empty).
+    public var lossSums: [Double]
+    /// Last stage: the task loss sums, then their weights (3 + 3; else empty).
+    public var taskSums: [Double]
+    /// Σ grad² of every parameter the stage holds, in canonical order.
+    public var gradSquares: [Double]
+
+    public init(lossSums: [Double], taskSums: [Double], gradSquares: [Double]) {
+        self.lossSums = lossSums; self.taskSums = taskSums; self.gradSquares = gradSquares
+    }
+
+    /// Reads them from a worker's message, checking each byte count: `microBatches` loss sums and the
+    /// task sums when the stage has the head, `parameters` squared norms.
+    public init(_ message: WireMessage, microBatches: Int, head: Bool, parameters: Int) throws {
+        lossSums = head ? try message.array(0, Double.self, count: microBatches) : []
+        taskSums = head ? try message.array(1, Double.self, count: 6) : []
+        gradSquares = try message.array(2, Double.self, count: parameters)
+    }
+
+    public var parts: [Data] { [bytes(lossSums), bytes(taskSums), bytes(gradSquares)] }
+}
+
+/// worker → coordinator: the step's results (arrays: `StepOutputs`). Arrays: loss sums per micro-batch (Float64, m; last stage,
 /// else empty), task loss sums then weights (Float64, 6; last stage, else empty), the squared norm of
 /// every parameter gradient this stage holds (Float64, canonical order).
 public struct StepDone: Codable, Sendable {
@@ -240,6 +296,13 @@ public struct StepDone: Codable, Sendable {
     public var waitMs: Double
     /// Time spent handing activations and gradients to ZeroMQ and copying received ones in.
     public var commMs: Double
+    /// The replicas' gradient all-reduce (nil with one replica): bytes this worker sent and received in it,
+    /// the milliseconds from its start (the first bucket final) to its end, and how many of them the
+    /// training thread waited after its last backward pass (the rest was hidden behind it).
+    public var reduceBytesSent: Int? = nil
+    public var reduceBytesReceived: Int? = nil
+    public var reduceMs: Double? = nil
+    public var reduceWaitMs: Double? = nil
 }
 
 /// coordinator → worker: apply the optimizer step with the global clip factor.
@@ -275,7 +338,7 @@ public struct WaitReport: Codable, Sendable, Equatable {
     public var step: Int
     public var what: What
     public var microBatch: Int
-    /// The stage and replica it waits on (replica nil: replica 0 waits for the other replicas).
+    /// The stage and replica it waits on (in the reduce: the all-reduce partner whose segment is due).
     public var fromStage: Int
     public var fromReplica: Int?
     public var seconds: Double
@@ -300,6 +363,42 @@ public struct SaveReply: Codable, Sendable { public var workerId: Int; public va
 public struct Failure: Codable, Sendable {
     public var workerId: Int; public var reason: String; public var peerKey: String? = nil
     public init(workerId: Int, reason: String, peerKey: String? = nil) { self.workerId = workerId; self.reason = reason; self.peerKey = peerKey }
+}
+
+/// A message of the replicas' gradient all-reduce (Documentation/protocol.md): part 0 is 21 bytes —
+/// kind 2, generation, step, round, the sending replica, the element offset of the segment (each Int32
+/// LE); part 1 is the float32 segment. Rounds 0..<p are the recursive-halving reduce-scatter (partner at
+/// distance 2^round), rounds p..<2p the recursive-doubling all-gather, among 2^p replicas.
+public struct ReduceHeader: Equatable {
+    public static let kind: UInt8 = 2
+    public var generation: Int32
+    public var step: Int32
+    public var round: Int32
+    public var fromReplica: Int32
+    public var offset: Int32
+
+    public init(generation: Int32, step: Int32, round: Int32, fromReplica: Int32, offset: Int32) {
+        self.generation = generation; self.step = step; self.round = round; self.fromReplica = fromReplica; self.offset = offset
+    }
+
+    /// The header's 21 bytes, written on the stack.
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try withUnsafeTemporaryAllocation(byteCount: DataHeader.size, alignment: 1) { raw in
+            raw[0] = Self.kind
+            raw.storeBytes(of: generation.littleEndian, toByteOffset: 1, as: Int32.self)
+            raw.storeBytes(of: step.littleEndian, toByteOffset: 5, as: Int32.self)
+            raw.storeBytes(of: round.littleEndian, toByteOffset: 9, as: Int32.self)
+            raw.storeBytes(of: fromReplica.littleEndian, toByteOffset: 13, as: Int32.self)
+            raw.storeBytes(of: offset.littleEndian, toByteOffset: 17, as: Int32.self)
+            return try body(UnsafeRawBufferPointer(raw))
+        }
+    }
+
+    public init(_ raw: UnsafeRawBufferPointer) throws {
+        guard raw.count == DataHeader.size, raw[0] == Self.kind else { throw ProtocolError.malformedReduceHeader }
+        func field(_ i: Int) -> Int32 { Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 1 + 4 * i, as: Int32.self)) }
+        generation = field(0); step = field(1); round = field(2); fromReplica = field(3); offset = field(4)
+    }
 }
 
 /// The data path between neighbouring stages: part 0 is 21 bytes — kind (0 activation, 1 gradient),

@@ -55,8 +55,10 @@ public final class Worker {
     private var activationIn: [Tensor] = [], gradientIn: [Tensor] = []
     /// rowsIn[kind.rawValue][k]: how many of micro-batch k's rows have arrived (they come in order).
     private var rowsIn: [[Int]] = [[], []]
-    // Gradient reduce across replicas (replica 0 sums, in replica order, then sends the sum back).
-    private var flatGrad: [Float] = [], reduceIn: [[Float]] = [], reduceArrived = Set<Int>()
+    /// The gradient all-reduce among this stage's replicas (nil with one replica).
+    private var reducer: ReplicaReduce?
+    /// Runs the reduce while the weight pass goes on (nil with one replica).
+    private var reduceThread: ReduceThread?
     private var headerBuffer = [UInt8](repeating: 0, count: 64)
 
     /// The coordinator broke into a step (a reset or shutdown is waiting on the control socket).
@@ -96,7 +98,7 @@ public final class Worker {
         }
         log.info("joining \(options.coordinator) as \(options.name), data socket \(dataEndpoint)")
         heartbeat.start(workerId: -1)
-        defer { heartbeat.stop() }
+        defer { heartbeat.stop(); reduceThread?.stop() }
         while true {
             guard let msg = try nextControlMessage(timeoutMs: 200) else {
                 if heartbeat.lost { log.error("lost the coordinator: no answer for \(options.coordinatorTimeout) s"); return .coordinatorLost }
@@ -203,14 +205,12 @@ public final class Worker {
         } else {
             stage.initialize(seed: UInt64(config.seed))
         }
-        if config.replicas > 1 {
-            let total = stage.parameters.reduce(0) { $0 + $1.grad.count }
-            flatGrad = [Float](repeating: 0, count: total)
-            reduceIn = (0..<config.replicas).map { _ in [Float](repeating: 0, count: total) }
-        }
+        try setUpReduce(a)
+        let partners = Set(reducer?.partners ?? [])
         let keys = options.security.keys
-        if keys != nil {
-            ZAPHandler.shared.replaceAllowed(Set([a.previousKey, a.nextKey].compactMap { $0 } + (a.replicaPeerKeys ?? [])))
+        if keys != nil {  // the data socket admits the neighbours and the all-reduce's partners, nobody else
+            let partnerKeys = partners.compactMap { a.replicaPeerKeys?.indices.contains($0) == true ? a.replicaPeerKeys?[$0] : nil }
+            ZAPHandler.shared.replaceAllowed(Set([a.previousKey, a.nextKey].compactMap { $0 } + partnerKeys))
         }
         func push(_ endpoint: String, _ peerKey: String?, _ role: String) throws -> ZMQSocket {
             let s = try ZMQSocket(.push)
@@ -227,7 +227,7 @@ public final class Worker {
             if let p = a.previous { self.toPrevious = try push(p, a.previousKey, "previous stage") }
             if let n = a.next { self.toNext = try push(n, a.nextKey, "next stage") }
             self.toReplicas = try a.replicaPeers.enumerated().map { r, endpoint in
-                guard r != a.replica, a.replica == 0 || r == 0 else { return nil }  // replica 0 talks to all, others to 0
+                guard partners.contains(r) else { return nil }  // the all-reduce's partners, 1, 2, 4, … replicas away
                 return try push(endpoint, a.replicaPeerKeys?[r], "replica \(r)")
             }
         }
@@ -235,109 +235,140 @@ public final class Worker {
         try control.send(WireMessage(.ready, Ready(workerId: a.workerId)).frames)
     }
 
+    /// With replicas: the all-reduce of this stage's gradient buckets and its thread, fed by the stage
+    /// as each bucket becomes final.
+    private func setUpReduce(_ a: Assign) throws {
+        reduceThread?.stop()
+        reducer = nil; reduceThread = nil
+        guard config.replicas > 1 else { return }
+        let reducer = try ReplicaReduce(replica: a.replica, replicas: config.replicas, buckets: stage.gradientBuckets,
+                                        peerKeys: options.security.keys == nil ? nil : a.replicaPeerKeys)
+        let heartbeat = heartbeat
+        let thread = ReduceThread(reducer, onWait: { heartbeat.setWaiting(true, reduceFrom: $0) })
+        stage.onBucketFinal = { thread.bucketFinal($0) }
+        self.reducer = reducer; reduceThread = thread
+    }
+
     // MARK: One step
 
+    /// What a step's operations add up: the last stage's losses, and where the time went.
+    private struct StepTally {
+        var lossSums: [Double]
+        var taskLosses = TaskLosses()
+        var forwardMs = 0.0, backwardMs = 0.0, waitMs = 0.0
+    }
+
+    /// One step: unpack the order's arrays, run the schedule's operations (the all-reduce starts on its
+    /// own thread during the last of them), wait for the reduce, report.
     private func runStep(_ msg: WireMessage) throws {
         let order = try msg.decode(StepOrder.self)
-        let gen = Int32(assign.generation)
         if let connect = connectPeers { try connect(); connectPeers = nil }
-        let m = order.microBatches, n = stage.n, V = stage.config.vocabSize, d = stage.config.dModel
-        reduceArrived = []
-        commNanos = 0
+        let inputs = try StepInputs(msg, masked: order.masked, embedding: stage.spec.hasEmbedding, head: stage.spec.hasHead,
+                                    positions: order.microBatches * stage.n, vocab: stage.config.vocabSize)
+        prepare(order)
+        defer { reduceThread?.abandon() }  // a step that fails or is interrupted leaves no reduce running
+        var tally = StepTally(lossSums: [Double](repeating: 0, count: stage.spec.hasHead ? order.microBatches : 0))
+        let slots = schedule.slots(stage: assign.stage, stages: assign.stages, microBatches: order.microBatches)
+        for op in schedule.ops(stage: assign.stage, stages: assign.stages, microBatches: order.microBatches) {
+            switch op {
+            case .forward(let k): try forward(k, order, inputs, stage.activations(k % slots), &tally)
+            case .backward(let k), .backwardInput(let k):
+                try backwardInput(k, order, stage.activations(k % slots), &tally)
+                if case .backward = op { backwardWeights(stage.activations(k % slots), &tally) }
+            case .backwardWeights(let k): backwardWeights(stage.activations(k % slots), &tally)
+            }
+        }
+        let reduceWaitMs = try finishReduce(step: order.step)
+        tally.waitMs += reduceWaitMs
+        try report(order, tally, reduceWaitMs: reduceWaitMs)
+    }
+
+    /// Readies the step's receive buffers (allocated when the micro-batch count changes), gradients and reduce.
+    private func prepare(_ order: StepOrder) {
+        let m = order.microBatches, n = stage.n, d = stage.config.dModel
         if activationIn.count != m {
             activationIn = (0..<m).map { _ in Tensor([n, d]) }
             gradientIn = (0..<m).map { _ in Tensor([n, d]) }
             rowsIn = [Array(repeating: 0, count: m), Array(repeating: 0, count: m)]
         }
         for i in rowsIn.indices { for k in 0..<m { rowsIn[i][k] = 0 } }
-        var part = 0
-        var tokens: [Int32] = [], tokenMap: [Int32]? = nil
-        var targets: [Int32] = [], mask: [Float] = [], tasks: [UInt8] = [], inactive: [UInt8]? = nil
-        if stage.spec.hasEmbedding {
-            tokens = try msg.array(part, Int32.self, count: m * n); part += 1
-            if order.masked { tokenMap = try msg.array(part, Int32.self, count: V); part += 1 }
-            guard tokens.allSatisfy({ $0 >= 0 && Int($0) < V }) else { throw ProtocolError.idOutsideVocabulary(what: "token") }
+        stage.zeroGrads(microBatches: m)
+        commNanos = 0
+        reducer?.beginStep()
+        reduceThread?.prepare(step: order.step, generation: assign.generation, data: data, sockets: toReplicas)
+    }
+
+    private func clock() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e6 }
+
+    /// Micro-batch `k`'s forward pass (and loss, on the last stage), piece by piece as its rows come in.
+    private func forward(_ k: Int, _ order: StepOrder, _ inputs: StepInputs, _ a: StageActivations, _ tally: inout StepTally) throws {
+        heartbeat.setPosition(step: order.step, forward: true, microBatch: k)
+        let m = order.microBatches, n = stage.n, d = stage.config.dModel
+        let header = DataHeader(kind: .activation, generation: Int32(assign.generation), step: Int32(order.step), microBatch: Int32(k))
+        // The step's first global micro-batch goes a row at a time (the pipeline fill), in every layout
+        // alike: pieces by global index, so a replica's first micro-batch is cut as the single process cuts it.
+        for rows in stage.forwardPieces(microBatch: assign.replica * m + k, of: config.replicas * m) {
+            if !stage.spec.hasEmbedding { tally.waitMs += try waitFor(.activation, k, rows: rows.upperBound, step: order.step) }
+            let t1 = clock()
+            if stage.spec.hasEmbedding {
+                inputs.tokens.withUnsafeBufferPointer { tk in withOptionalPointer(inputs.tokenMap) { map in
+                    stage.forward(a, tokens: tk.baseAddress! + k * n, tokenMap: map, rows: rows) } }
+            } else {
+                let width = stage.seqLen * d, at = rows.lowerBound * width
+                (a.input.data + at).update(from: activationIn[k].data + at, count: rows.count * width)
+                stage.forward(a, rows: rows)
+            }
+            if stage.spec.hasHead {
+                inputs.targets.withUnsafeBufferPointer { tg in inputs.mask.withUnsafeBufferPointer { mk in
+                    withOptionalPointer(inputs.inactive) { ia in
+                        stage.crossEntropy(a, targets: tg.baseAddress! + k * n, mask: mk.baseAddress! + k * n, inactive: ia,
+                                           gradScale: order.gradScale, rows: rows)
+                    } } }
+            } else {
+                try sendRows(toNext!, header, a.output, rows: rows)
+            }
+            tally.forwardMs += clock() - t1
         }
         if stage.spec.hasHead {
-            targets = try msg.array(part, Int32.self, count: m * n); part += 1
-            mask = try msg.array(part, Float.self, count: m * n); part += 1
-            tasks = try msg.array(part, UInt8.self, count: m * n); part += 1
-            if order.masked { inactive = try msg.array(part, UInt8.self, count: V); part += 1 }
-            guard targets.allSatisfy({ $0 >= 0 && Int($0) < V }) else { throw ProtocolError.idOutsideVocabulary(what: "target") }
-        }
-        stage.zeroGrads()
-        var lossSums = [Double](repeating: 0, count: stage.spec.hasHead ? m : 0)
-        var taskLosses = TaskLosses()
-        var forwardMs = 0.0, backwardMs = 0.0, waitMs = 0.0
-        let slots = schedule.slots(stage: assign.stage, stages: assign.stages, microBatches: m)
-        func clock() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e6 }
-
-        for op in schedule.ops(stage: assign.stage, stages: assign.stages, microBatches: m) {
-            switch op {
-            case .forward(let k):
-                heartbeat.setPosition(step: order.step, forward: true, microBatch: k)
-                let a = stage.activations(k % slots)
-                let header = DataHeader(kind: .activation, generation: gen, step: Int32(order.step), microBatch: Int32(k))
-                // The first micro-batch goes a row at a time (the pipeline fill), in every layout alike.
-                let pieces = stage.forwardPieces(microBatch: k, of: m)
-                for rows in pieces {
-                    if !stage.spec.hasEmbedding { waitMs += try waitFor(.activation, k, rows: rows.upperBound, step: order.step) }
-                    let t1 = clock()
-                    if stage.spec.hasEmbedding {
-                        tokens.withUnsafeBufferPointer { tk in withOptionalPointer(tokenMap) { map in
-                            stage.forward(a, tokens: tk.baseAddress! + k * n, tokenMap: map, rows: rows) } }
-                    } else {
-                        let width = stage.seqLen * d, at = rows.lowerBound * width
-                        (a.input.data + at).update(from: activationIn[k].data + at, count: rows.count * width)
-                        stage.forward(a, rows: rows)
-                    }
-                    if stage.spec.hasHead {
-                        targets.withUnsafeBufferPointer { tg in mask.withUnsafeBufferPointer { mk in withOptionalPointer(inactive) { ia in
-                            stage.crossEntropy(a, targets: tg.baseAddress! + k * n, mask: mk.baseAddress! + k * n, inactive: ia,
-                                               gradScale: order.gradScale, rows: rows)
-                        } } }
-                    } else {
-                        try sendRows(toNext!, header, a.output, rows: rows)
-                    }
-                    forwardMs += clock() - t1
-                }
-                if stage.spec.hasHead {
-                    lossSums[k] = stage.lossSum(a)
-                    tasks.withUnsafeBufferPointer { tk in
-                        taskLosses.add(tokenLoss: a.tokenLoss!.data, mask: stage.lastEffectiveMask.data, tasks: tk.baseAddress! + k * n, n: n)
-                    }
-                }
-            case .backward(let k), .backwardInput(let k):
-                heartbeat.setPosition(step: order.step, forward: false, microBatch: k)
-                let a = stage.activations(k % slots)
-                var gradOut: Tensor? = nil
-                if !stage.spec.hasHead {
-                    waitMs += try waitFor(.gradient, k, rows: stage.rows, step: order.step)
-                    gradOut = gradientIn[k]
-                }
-                let t1 = clock()
-                let gIn = stage.backwardInput(a, gradOutput: gradOut)
-                if let gIn, let prev = toPrevious {
-                    try sendRows(prev, DataHeader(kind: .gradient, generation: gen, step: Int32(order.step), microBatch: Int32(k)), gIn,
-                                 rows: 0..<stage.rows)
-                }
-                if case .backward = op { stage.backwardWeights(a) }
-                backwardMs += clock() - t1
-            case .backwardWeights(let k):
-                let t0 = clock()
-                stage.backwardWeights(stage.activations(k % slots))
-                backwardMs += clock() - t0
+            tally.lossSums[k] = stage.lossSum(a)
+            inputs.tasks.withUnsafeBufferPointer { tk in
+                tally.taskLosses.add(tokenLoss: a.tokenLoss!.data, mask: stage.lastEffectiveMask.data, tasks: tk.baseAddress! + k * n, n: n)
             }
         }
-        defer { reduceArrived = [] }
-        if config.replicas > 1 { waitMs += try reduceAcrossReplicas(step: order.step) }
+    }
 
-        var taskArray = [Double](repeating: 0, count: 6)
-        if stage.spec.hasHead { for t in 0..<3 { taskArray[t] = taskLosses.sum[t]; taskArray[3 + t] = taskLosses.weight[t] } }
-        let done = StepDone(workerId: assign.workerId, step: order.step, forwardMs: forwardMs, backwardMs: backwardMs, waitMs: waitMs,
-                            commMs: Double(commNanos) / 1e6)
-        try control.send(WireMessage(.stepDone, done, arrays: [bytes(lossSums), bytes(stage.spec.hasHead ? taskArray : []),
-                                                                 bytes(stage.gradSquares())]).frames)
+    /// Micro-batch `k`'s input-gradient half, its result sent to the previous stage.
+    private func backwardInput(_ k: Int, _ order: StepOrder, _ a: StageActivations, _ tally: inout StepTally) throws {
+        heartbeat.setPosition(step: order.step, forward: false, microBatch: k)
+        var gradOut: Tensor? = nil
+        if !stage.spec.hasHead {
+            tally.waitMs += try waitFor(.gradient, k, rows: stage.rows, step: order.step)
+            gradOut = gradientIn[k]
+        }
+        let t1 = clock()
+        if let gIn = stage.backwardInput(a, gradOutput: gradOut), let prev = toPrevious {
+            let header = DataHeader(kind: .gradient, generation: Int32(assign.generation), step: Int32(order.step), microBatch: Int32(k))
+            try sendRows(prev, header, gIn, rows: 0..<stage.rows)
+        }
+        tally.backwardMs += clock() - t1
+    }
+
+    private func backwardWeights(_ a: StageActivations, _ tally: inout StepTally) {
+        let t0 = clock()
+        stage.backwardWeights(a)
+        tally.backwardMs += clock() - t0
+    }
+
+    /// The step's results to the coordinator: `StepDone` and its `StepOutputs`.
+    private func report(_ order: StepOrder, _ tally: StepTally, reduceWaitMs: Double) throws {
+        var taskSums: [Double] = []
+        if stage.spec.hasHead { taskSums = tally.taskLosses.sum + tally.taskLosses.weight }
+        let done = StepDone(workerId: assign.workerId, step: order.step, forwardMs: tally.forwardMs, backwardMs: tally.backwardMs,
+                            waitMs: tally.waitMs, commMs: Double(commNanos) / 1e6, reduceBytesSent: reducer?.bytesSent,
+                            reduceBytesReceived: reducer?.bytesReceived,
+                            reduceMs: reduceThread.map { Double($0.reduceNanos) / 1e6 }, reduceWaitMs: reducer == nil ? nil : reduceWaitMs)
+        let outputs = StepOutputs(lossSums: tally.lossSums, taskSums: taskSums, gradSquares: stage.gradSquares())
+        try control.send(WireMessage(.stepDone, done, arrays: outputs.parts).frames)
     }
 
     private var commNanos: UInt64 = 0
@@ -368,15 +399,13 @@ public final class Worker {
     }
 
     /// Receives one data message into the buffer its header names: an activation or gradient of a
-    /// micro-batch (micro-batch ≥ 0), or a replica's gradients for the reduce (micro-batch −1 − replica).
+    /// micro-batch, or a segment of the replicas' all-reduce (`ReduceHeader`, kind 2).
     private func receiveData(step: Int) throws {
         while true {
             for d in ZAPHandler.shared.takeDenied() { log.warning("refused a data connection from \(PeerText.escape(d.address)): CURVE key \(PeerText.escape(d.key)) is not a neighbour") }
             let ready = pollAny([data, control], timeoutMs: 500)
             if ready.contains(0) { break }
-            if ready.contains(1) { throw Interrupted(reason: "the coordinator sent a message during step \(step)") }
-            if heartbeat.lost { throw Interrupted(reason: "lost the coordinator during step \(step)") }
-            if coordinatorRestarted { throw Interrupted(reason: "the coordinator was restarted during step \(step)") }
+            try checkCoordinator(step: step, messageWaiting: ready.contains(1))
         }
         let size = try headerBuffer.withUnsafeMutableBytes { try data.receiveNotingSender(into: $0.baseAddress!, capacity: $0.count) }
         // Garbage is the sender's fault: the failure names its key (CURVE), so the coordinator blames it.
@@ -386,6 +415,7 @@ public final class Worker {
         guard size == DataHeader.size, data.hasMore else {
             try data.discardRest(); throw fault("malformed data message (\(size)-byte header\(data.hasMore ? "" : ", no tensor part"))")
         }
+        if headerBuffer[0] == ReduceHeader.kind { return try receiveReduce(step: step, fault: fault) }
         let header: DataHeader
         do { header = try headerBuffer.withUnsafeBytes { try DataHeader(UnsafeRawBufferPointer(rebasing: $0[0..<DataHeader.size])) } } catch {
             try data.discardRest(); throw fault("malformed data header")
@@ -395,55 +425,53 @@ public final class Worker {
             try data.discardRest()  // left over from before a recovery
             return
         }
-        guard Int(header.step) == step, k < activationIn.count, -k - 1 < reduceIn.count else {
+        guard Int(header.step) == step, k >= 0, k < activationIn.count else {
             try data.discardRest(); throw fault("data message for step \(header.step) part \(k) during step \(step)")
         }
-        if k >= 0 {
-            let first = Int(header.firstRow), count = Int(header.rowCount)
-            let expected = rowsIn[Int(header.kind.rawValue)][k]
-            guard first == expected, count >= 1, first + count <= stage.rows else {
-                try data.discardRest()
-                throw fault("data message with rows \(first)..<\(first + count) of micro-batch \(k), expected row \(expected) next of \(stage.rows)")
-            }
-            let dest = header.kind == .activation ? activationIn[k] : gradientIn[k]
-            let width = dest.count / stage.rows
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            let got = try data.receive(into: dest.data + first * width, capacity: count * width * 4)
-            commNanos += DispatchTime.now().uptimeNanoseconds - t0
-            guard got == count * width * 4 else { throw fault("data message of \(got) bytes, expected \(count * width * 4)") }
-            rowsIn[Int(header.kind.rawValue)][k] = first + count
-        } else {
-            let r = -1 - k
-            let got = try reduceIn[r].withUnsafeMutableBytes { try data.receive(into: $0.baseAddress!, capacity: $0.count) }
-            guard got == reduceIn[r].count * 4 else { throw fault("reduce message of \(got) bytes, expected \(reduceIn[r].count * 4)") }
-            reduceArrived.insert(r)
+        let first = Int(header.firstRow), count = Int(header.rowCount)
+        let expected = rowsIn[Int(header.kind.rawValue)][k]
+        guard first == expected, count >= 1, first + count <= stage.rows else {
+            try data.discardRest()
+            throw fault("data message with rows \(first)..<\(first + count) of micro-batch \(k), expected row \(expected) next of \(stage.rows)")
         }
+        let dest = header.kind == .activation ? activationIn[k] : gradientIn[k]
+        let width = dest.count / stage.rows
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let got = try data.receive(into: dest.data + first * width, capacity: count * width * 4)
+        commNanos += DispatchTime.now().uptimeNanoseconds - t0
+        guard got == count * width * 4 else { throw fault("data message of \(got) bytes, expected \(count * width * 4)") }
+        rowsIn[Int(header.kind.rawValue)][k] = first + count
     }
 
-    /// Sums every parameter gradient over the replicas of this stage in replica order (at replica 0),
-    /// then gives every replica the sum, so all apply the same update. Returns the time spent waiting.
-    private func reduceAcrossReplicas(step: Int) throws -> Double {
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        let total = flatGrad.count
-        func gather() { var o = 0; for p in stage.parameters { for j in 0..<p.grad.count { flatGrad[o + j] = p.grad[j] }; o += p.grad.count } }
-        func scatter(_ src: [Float]) { var o = 0; for p in stage.parameters { for j in 0..<p.grad.count { p.grad[j] = src[o + j] }; o += p.grad.count } }
-        gather()
-        let reduceHeader = { (r: Int) in DataHeader(kind: .gradient, generation: Int32(self.assign.generation), step: Int32(step), microBatch: Int32(-1 - r)) }
-        heartbeat.setWaiting(true, reduce: true)
-        defer { heartbeat.setWaiting(false) }
-        if assign.replica == 0 {
-            while reduceArrived.count < config.replicas - 1 { try receiveData(step: step) }
-            // Summed in place (replica 0's gradients, then replicas 1, 2, … in order): no buffer per step.
-            for r in 1..<config.replicas { for j in 0..<total { flatGrad[j] += reduceIn[r][j] } }
-            scatter(flatGrad)
-            for r in 1..<config.replicas {
-                try flatGrad.withUnsafeBytes { raw in try reduceHeader(0).withBytes { try toReplicas[r]!.send([$0, raw]) } }
-            }
-        } else {
-            try flatGrad.withUnsafeBytes { raw in try reduceHeader(assign.replica).withBytes { try toReplicas[0]!.send([$0, raw]) } }
-            while !reduceArrived.contains(0) { try receiveData(step: step) }
-            scatter(reduceIn[0])
+    /// Throws `Interrupted` when the coordinator broke into step `step` (a message waits on the control
+    /// socket), is lost, or was restarted.
+    private func checkCoordinator(step: Int, messageWaiting: Bool) throws {
+        if messageWaiting { throw Interrupted(reason: "the coordinator sent a message during step \(step)") }
+        if heartbeat.lost { throw Interrupted(reason: "lost the coordinator during step \(step)") }
+        if coordinatorRestarted { throw Interrupted(reason: "the coordinator was restarted during step \(step)") }
+    }
+
+    /// A segment of the all-reduce that came before this worker's reduce began (its header in
+    /// `headerBuffer`): checked, then received where it belongs.
+    private func receiveReduce(step: Int, fault: (String) -> PeerFault) throws {
+        let header: ReduceHeader
+        do { header = try headerBuffer.withUnsafeBytes { try ReduceHeader(UnsafeRawBufferPointer(rebasing: $0[0..<DataHeader.size])) } } catch {
+            try data.discardRest(); throw fault("malformed reduce header")
         }
+        guard let reducer else { try data.discardRest(); throw fault("reduce message to a stage with one replica") }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        try reducer.receive(header, from: data, generation: assign.generation, step: step)
+        commNanos += DispatchTime.now().uptimeNanoseconds - t0
+    }
+
+    /// Waits for the all-reduce, which `ReduceThread` began as soon as the first bucket was final, while
+    /// watching the coordinator. Returns the milliseconds the training thread waited (the part of the
+    /// reduce not hidden behind the backward pass).
+    private func finishReduce(step: Int) throws -> Double {
+        guard let reduceThread else { return 0 }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer { heartbeat.setWaiting(false) }
+        try reduceThread.finish { try checkCoordinator(step: step, messageWaiting: control.poll(timeoutMs: 0)) }
         return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
     }
 
@@ -476,3 +504,4 @@ func withOptionalPointer<T, R>(_ a: [T]?, _ body: (UnsafePointer<T>?) throws -> 
     if let a { return try a.withUnsafeBufferPointer { try body($0.baseAddress!) } }
     return try body(nil)
 }
+

@@ -60,6 +60,13 @@ public final class Tensor: @unchecked Sendable {
         data.update(from: other.data, count: count)
     }
 
+    /// self[i] += other[i]: element by element, so the result is the same bits whatever the order the
+    /// two operands come in (IEEE addition is commutative): what the gradient tree and all-reduce rely on.
+    public func add(_ other: Tensor) {
+        precondition(other.count == count, "add between tensors of different sizes")
+        addInPlace(data, other.data, count: count)
+    }
+
     public subscript(i: Int) -> Float {
         get { data[i] }
         set { data[i] = newValue }

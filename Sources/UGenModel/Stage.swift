@@ -79,6 +79,9 @@ enum BlockWeights {
     var gradStorage: [Tensor] {
         switch self { case .attention(let w): w.gradStorage; case .mlp(let w): w.gradStorage }
     }
+    var normGrad: Tensor {
+        switch self { case .attention(let w): w.norm.grad; case .mlp(let w): w.norm.grad }
+    }
 }
 
 /// A cut of the model's chain — `[embedding] + blocks[a..<b] + [final norm + LM head]` — with
@@ -90,9 +93,11 @@ enum BlockWeights {
 /// gradient of the stage's input; `backwardWeights` then runs the weight products `dW += dYᵀ · X` from
 /// what the first half saved. `backward` is both at once.
 ///
-/// Micro-batches have a fixed shape (rows × seqLen). Parameter gradients accumulate across
-/// micro-batches until `zeroGrads()`; each half must run in micro-batch order for bitwise
-/// reproducibility (every schedule does), and then the result does not depend on how far apart they run.
+/// Micro-batches have a fixed shape (rows × seqLen). Parameter gradients accumulate across the
+/// micro-batches after `zeroGrads(microBatches:)`, summed in the canonical tree (`GradientTree`); each
+/// half must run in micro-batch order (every schedule does). The first half writes only the norm gains'
+/// gradients and the second only the other parameters', so each set has its own tree and the result does
+/// not depend on how far apart the halves run.
 public final class Stage {
     public let config: ModelConfig
     public let spec: StageSpec
@@ -114,8 +119,15 @@ public final class Stage {
 
     // Scratch shared by all micro-batches (each backward half runs one micro-batch at a time).
     private let dNorm, dAttn, dAct, dProbs, effectiveMask: Tensor
-    /// The gradient buffers this stage owns (fused ones once, not through their views).
-    private let gradStorage: [Tensor]
+    /// The gradients in the order they become final in a step, each group with its summation tree:
+    /// bucket 0 the norm gains (written by `backwardInput`), then in `backwardWeights`' order the head,
+    /// each block from the last to the first, the embedding. A data-parallel reduce can send each bucket
+    /// as soon as it is final (`onBucketFinal`), while the weight pass goes on with the rest.
+    public let gradientBuckets: [[Tensor]]
+    private let trees: [GradientTree]
+    /// Called (on the training thread) with a bucket's index as soon as the step's last micro-batch
+    /// has been summed into it.
+    public var onBucketFinal: ((Int) -> Void)?
     /// The matrices the products read as weights (the fused ones once): what has a bf16 copy.
     private let productWeights: [Tensor]
     private var pool: [StageActivations] = []
@@ -138,7 +150,10 @@ public final class Stage {
         let n = rows * seqLen
         dNorm = Tensor([n, d]); dAttn = Tensor([n, c.nHeads * c.headDim]); dAct = Tensor([n, c.ffnHidden])
         dProbs = Tensor([rows * seqLen * seqLen]); effectiveMask = Tensor([n])
-        gradStorage = [embed?.grad].compactMap { $0 } + blocks.flatMap(\.gradStorage) + [finalNorm?.grad, head?.grad].compactMap { $0 }
+        let normGrads = blocks.map(\.normGrad) + [finalNorm?.grad].compactMap { $0 }
+        let blockWeights = blocks.reversed().map { $0.gradStorage.filter { g in !normGrads.contains { $0 === g } } }
+        gradientBuckets = [normGrads] + [head?.grad].compactMap { $0 }.map { [$0] } + blockWeights + [embed?.grad].compactMap { $0 }.map { [$0] }
+        trees = gradientBuckets.map(GradientTree.init)
         productWeights = blocks.flatMap { b -> [Tensor] in
             switch b { case .attention(let w): [w.qkv, w.o.value]; case .mlp(let w): [w.gateUp, w.down.value] }
         } + [head?.value].compactMap { $0 }
@@ -179,7 +194,11 @@ public final class Stage {
         for w in productWeights { w.refreshBF16() }
     }
 
-    public func zeroGrads() { for g in gradStorage { g.zero() } }
+    /// Starts a step of `microBatches` backward passes (this process's share, in order): zeroes the
+    /// gradients. With more passes than that, the extra ones simply accumulate.
+    public func zeroGrads(microBatches: Int = 1) {
+        for t in trees { t.begin(count: microBatches) }
+    }
 
     /// Activation slot `i` (slots are created on first use and kept).
     public func activations(_ i: Int) -> StageActivations {
@@ -195,9 +214,9 @@ public final class Stage {
         forward(a, tokens: tokens, tokenMap: tokenMap, rows: 0..<rows)
     }
 
-    /// The pieces (row ranges) micro-batch `k` of a step's `count` is forwarded in: the first of several
-    /// a row at a time — the pipeline fill, so that the next stage starts on row 0 while this one
-    /// computes row 1 — and the rest whole. Every layout, the single process included, forwards in
+    /// The pieces (row ranges) global micro-batch `k` of a step's `count` (over all replicas) is
+    /// forwarded in: the first of several a row at a time — the pipeline fill, so that the next stage
+    /// starts on row 0 while this one computes row 1 — and the rest whole. Every layout, the single process included, forwards in
     /// these pieces: BLAS may round a product of fewer rows differently (its small-matrix kernels), so
     /// the same pieces everywhere are what keeps every layout the same bits.
     public func forwardPieces(microBatch k: Int, of count: Int) -> [Range<Int>] {
@@ -347,6 +366,7 @@ public final class Stage {
             default: preconditionFailure("activation slot does not match the stage's blocks")
             }
         }
+        summed(bucket: 0)
         return embed == nil ? a.gradResidual[0] : nil
     }
 
@@ -357,7 +377,9 @@ public final class Stage {
         if let head {
             Linear.weightGradient(dw: head.grad.data, dout: a.logits!.data, x: a.finalNorm!.data, n: n, inF: d, outF: c.vocabSize,
                                   precision: precision)
+            summed(bucket: 1)
         }
+        let firstBlockBucket = head == nil ? 1 : 2
         for i in stride(from: blocks.count - 1, through: 0, by: -1) {
             let dOut = a.gradResidual[i + 1].data
             switch (blocks[i], a.blocks[i]) {
@@ -371,10 +393,18 @@ public final class Stage {
                                       precision: precision)
             default: preconditionFailure("activation slot does not match the stage's blocks")
             }
+            summed(bucket: firstBlockBucket + blocks.count - 1 - i)
         }
         if let embed {
             Embedding.backward(dw: embed.grad.data, dout: a.gradResidual[0].data, tokens: a.tokens, n: n, d: d)
+            summed(bucket: trees.count - 1)
         }
+    }
+
+    /// A micro-batch's contribution to a bucket is written: folds it into the bucket's tree.
+    private func summed(bucket b: Int) {
+        trees[b].leafDone()
+        if trees[b].justCompleted { onBucketFinal?(b) }
     }
 
     /// h = x + o(attn): from d(h) adds the attention branch's d(x) into `dIn` (which holds d(h) on entry).

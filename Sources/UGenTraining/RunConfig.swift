@@ -215,6 +215,8 @@ public struct RunConfig: Equatable, Sendable {
         try need(batchRows >= 1, "data.batch_rows must be at least 1")
         try need(stages >= 1 && stages <= nLayers, "cluster.stages (\(stages)) must be in 1...model.n_layers (\(nLayers))")
         try need(replicas >= 1, "cluster.replicas must be at least 1")
+        // The all-reduce halves and doubles (its sums are the single process's tree only then).
+        try need(replicas & (replicas - 1) == 0, "cluster.replicas (\(replicas)) must be a power of two (1, 2, 4, 8, …): the gradient all-reduce pairs replicas 1, 2, 4, … apart")
         try need(microBatches >= 1, "cluster.micro_batches must be at least 1")
         try need(batchRows % (replicas * microBatches) == 0,
                  "data.batch_rows (\(batchRows)) must divide evenly into cluster.replicas × cluster.micro_batches "

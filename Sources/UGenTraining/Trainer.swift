@@ -106,7 +106,8 @@ public struct NonFiniteStep: Error, CustomStringConvertible, Equatable {
 }
 
 /// The single-process trainer: the whole model as one stage, each global batch split into the same
-/// micro-batches the pipeline uses, gradients accumulated in micro-batch order, one AdamW step.
+/// micro-batches the pipeline uses, gradients summed in the canonical tree over micro-batch indices
+/// (`Stage.zeroGrads(microBatches:)`), one AdamW step.
 /// This is the reference every parallel layout must match.
 public final class Trainer {
     public let config: RunConfig
@@ -132,7 +133,7 @@ public final class Trainer {
         precondition(batch.rows == config.batchRows && batch.seqLen == config.seqLen, "batch shape does not match the config")
         let maskSum = effectiveMaskSum(targets: batch.targets, mask: batch.mask, inactive: vocab?.inactive)
         let gradScale = Float(1 / max(maskSum, 1))
-        stage.zeroGrads()
+        stage.zeroGrads(microBatches: microBatches)
         var lossSum = 0.0
         var tasks = TaskLosses()
         let rowsPer = stage.rows

@@ -43,9 +43,7 @@ final class PipelineTests: XCTestCase {
     func testTwoReplicasOfTwoStagesMatchOneReplica() throws {
         let reference = try referenceRun(try tinyConfig()).losses
         let config = try tinyConfig(["cluster.stages=2", "cluster.replicas=2", "cluster.micro_batches=2"])
-        let losses = try clusterRun(config, run: try temporaryDirectory(self) + "/run").losses
-        XCTAssertEqual(losses.count, reference.count)
-        for (a, b) in zip(losses, reference) { XCTAssertEqual(a, b, accuracy: 1e-6 * abs(b)) }
+        XCTAssertEqual(try clusterRun(config, run: try temporaryDirectory(self) + "/run").losses, reference)
     }
 
     func testMetricsCarryEveryStageAndTheVocabularySchedule() throws {

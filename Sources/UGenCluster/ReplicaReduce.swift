@@ -1,0 +1,149 @@
+import Foundation
+import UGenKernels
+
+/// The all-reduce of one stage's gradients among its replicas: recursive-halving reduce-scatter, then
+/// recursive-doubling all-gather (Rabenseifner's algorithm), over the workers' data sockets, bucket by
+/// bucket on a thread of its own while the weight pass goes on (`ReduceThread`).
+///
+/// Why this one: each replica sends and receives 2·(R−1)/R of the gradient a step, whatever R (the star
+/// it replaces put 2·(R−1) on replica 0's link), and its sums follow the canonical gradient tree. In
+/// reduce-scatter round s the partners are 2ˢ apart and hold the same segment; each keeps one half, adds
+/// the partner's copy of it (lower replicas' sum + higher replicas' sum: the tree's sibling pair, and IEEE
+/// addition is commutative, so both orders are the same bits) and gives away the other. With each
+/// replica's own sum an aligned subtree (`GradientTree`), the result is the single process's sum to the
+/// bit. Hence the replica count must be a power of two (`RunConfig` refuses others).
+///
+/// Every field of an incoming message is checked against the plan (round, sender, offset, size, not a
+/// duplicate) before its segment is received, into memory set aside at assignment: nothing per step.
+final class ReplicaReduce: @unchecked Sendable {
+    /// One reduce-scatter round: the partner, the segment this replica keeps, and the one it gives away.
+    struct Round { let partner: Int; let keep: Range<Int>; let give: Range<Int> }
+
+    let replica: Int, replicas: Int
+    /// The stage's gradient buckets (`Stage.gradientBuckets`), laid out one after another in `flat`.
+    private let buckets: [[Tensor]]
+    /// plans[b]: bucket b's reduce-scatter rounds over its region (p of them for 2ᵖ replicas). Bucket
+    /// b's wire rounds are b·2p + 0..<p (reduce-scatter) and b·2p + p..<2p (all-gather, wire round
+    /// 2p−1−s undoing round s).
+    private let plans: [[Round]]
+    private let regions: [Range<Int>]
+    /// Every gradient of the stage, flattened bucket by bucket: what is reduced.
+    let flat: Tensor
+    /// incoming[b][s]: the partner's copy of the segment kept in bucket b's round s.
+    private let incoming: [[Tensor]]
+    private var arrived: [Bool]
+    private let peerKeys: [String]?
+    let partners: [Int]
+    private(set) var bytesSent = 0, bytesReceived = 0
+
+    init(replica: Int, replicas: Int, buckets: [[Tensor]], peerKeys: [String]?) throws {
+        guard replicas >= 2, replicas & (replicas - 1) == 0 else {
+            throw ProtocolError.allReduce(reason: "the all-reduce needs a power-of-two replica count, not \(replicas)")
+        }
+        guard (0..<replicas).contains(replica) else { throw ProtocolError.allReduce(reason: "replica \(replica) outside 0..<\(replicas)") }
+        let count = buckets.joined().reduce(0) { $0 + $1.count }
+        guard count <= Int(Int32.max) else { throw ProtocolError.allReduce(reason: "\(count) gradient elements do not fit a reduce header's offset") }
+        self.replica = replica; self.replicas = replicas; self.peerKeys = peerKeys; self.buckets = buckets
+        var regions: [Range<Int>] = [], at = 0
+        for b in buckets { let n = b.reduce(0) { $0 + $1.count }; regions.append(at..<(at + n)); at += n }
+        self.regions = regions
+        plans = regions.map { Self.plan(replica: replica, replicas: replicas, region: $0) }
+        partners = plans.first?.map(\.partner) ?? []
+        flat = Tensor([count])
+        incoming = plans.map { $0.map { Tensor([$0.keep.count]) } }
+        arrived = Array(repeating: false, count: 2 * partners.count * buckets.count)
+    }
+
+    /// Halves `region` once per partner distance 1, 2, 4, …: the segments this replica keeps and gives.
+    private static func plan(replica: Int, replicas: Int, region: Range<Int>) -> [Round] {
+        var plan: [Round] = [], segment = region, distance = 1
+        while distance < replicas {
+            let mid = segment.lowerBound + segment.count / 2
+            let lower = segment.lowerBound..<mid, upper = mid..<segment.upperBound
+            let keepLower = replica & distance == 0
+            plan.append(Round(partner: replica ^ distance, keep: keepLower ? lower : upper, give: keepLower ? upper : lower))
+            segment = keepLower ? lower : upper
+            distance *= 2
+        }
+        return plan
+    }
+
+    var bucketCount: Int { buckets.count }
+
+    /// Before a step: nothing has arrived, nothing was sent.
+    func beginStep() {
+        for i in arrived.indices { arrived[i] = false }
+        bytesSent = 0; bytesReceived = 0
+    }
+
+    /// Where a message of wire round `round` belongs: its expected sender, segment and destination.
+    private func slot(_ round: Int) -> (from: Int, segment: Range<Int>, into: UnsafeMutablePointer<Float>)? {
+        let p = partners.count
+        guard p > 0, round >= 0, round < arrived.count else { return nil }
+        let b = round / (2 * p), r = round % (2 * p)
+        if r < p { return (plans[b][r].partner, plans[b][r].keep, incoming[b][r].data) }
+        let s = plans[b][2 * p - 1 - r]
+        return (s.partner, s.give, flat.data + s.give.lowerBound)
+    }
+
+    /// Receives the segment of a message whose header `h` was just read from `socket`, after checking
+    /// its generation (an old one is dropped), step, round, sender (its CURVE key when encrypted), offset
+    /// and size. A message that does not fit is discarded and thrown as the sender's fault.
+    func receive(_ h: ReduceHeader, from socket: ZMQSocket, generation: Int, step: Int) throws {
+        func refuse(_ reason: String) throws -> Never {
+            try socket.discardRest()
+            let key = socket.lastSender
+            throw PeerFault(key: key, reason: reason + (key.map { " from CURVE key \(PeerText.escape($0, limit: 48))" } ?? ""))
+        }
+        guard Int(h.generation) == generation else { try socket.discardRest(); return }  // from before a recovery
+        guard Int(h.step) == step else { try refuse("reduce message for step \(h.step) during step \(step)") }
+        let round = Int(h.round), from = Int(h.fromReplica)
+        guard let s = slot(round) else { try refuse("reduce message for round \(round) of \(arrived.count)") }
+        guard from == s.from else { try refuse("reduce message of round \(round) from replica \(from), expected replica \(s.from)") }
+        if let peerKeys, peerKeys.indices.contains(from), socket.lastSender != peerKeys[from] {
+            try refuse("reduce message claiming replica \(from) with another CURVE key")
+        }
+        guard Int(h.offset) == s.segment.lowerBound, !arrived[round], socket.hasMore else {
+            try refuse("reduce message of round \(round) at offset \(h.offset)\(arrived[round] ? ", a duplicate" : ""), expected offset \(s.segment.lowerBound)")
+        }
+        let expected = s.segment.count * 4
+        let got = try socket.receive(into: s.into, capacity: expected)
+        try socket.discardRest()
+        guard got == expected else { try refuse("reduce message of round \(round) with \(got) bytes, expected \(expected)") }
+        arrived[round] = true
+        bytesReceived += DataHeader.size + got
+    }
+
+    /// All-reduces bucket `b` (final in the stage's gradients): copies it into `flat`, runs the rounds
+    /// (sending through `sockets`, indexed by replica; `receive` takes one message in), copies the sum back.
+    func reduce(bucket b: Int, generation: Int32, step: Int32, sockets: [ZMQSocket?], receive: () throws -> Void,
+                waiting: (Int) -> Void) throws {
+        var o = regions[b].lowerBound
+        for g in buckets[b] { (flat.data + o).update(from: g.data, count: g.count); o += g.count }
+        let p = partners.count, base = b * 2 * p
+        func send(_ round: Int, _ to: Int, _ segment: Range<Int>) throws {
+            guard let socket = sockets.indices.contains(to) ? sockets[to] : nil else { throw ProtocolError.allReduce(reason: "no socket to replica \(to)") }
+            let h = ReduceHeader(generation: generation, step: step, round: Int32(round), fromReplica: Int32(replica),
+                                 offset: Int32(segment.lowerBound))
+            try h.withBytes { try socket.sendPart($0, more: true) }
+            try socket.sendPart(UnsafeRawBufferPointer(start: flat.data + segment.lowerBound, count: segment.count * 4), more: false)
+            bytesSent += DataHeader.size + segment.count * 4
+        }
+        func wait(_ round: Int, _ partner: Int) throws {
+            waiting(partner)
+            while !arrived[round] { try receive() }
+        }
+        for (s, r) in plans[b].enumerated() {
+            try send(base + s, r.partner, r.give)
+            try wait(base + s, r.partner)
+            addInPlace(flat.data + r.keep.lowerBound, incoming[b][s].data, count: r.keep.count)
+        }
+        for s in stride(from: p - 1, through: 0, by: -1) {
+            let r = plans[b][s], round = base + 2 * p - 1 - s
+            try send(round, r.partner, r.keep)
+            try wait(round, r.partner)
+        }
+        o = regions[b].lowerBound
+        for g in buckets[b] { g.data.update(from: flat.data + o, count: g.count); o += g.count }
+    }
+}
