@@ -140,7 +140,7 @@ extension PNGImage {
     }
 
     /// Words packed greedily into lines of at most `columns` characters (a longer word is cut).
-    static func wrap(_ text: String, columns: Int) -> [String] {
+    public static func wrap(_ text: String, columns: Int) -> [String] {
         var lines: [String] = [], current = ""
         for word in text.split(separator: " ").map(String.init) {
             if current.isEmpty { current = word } else if current.count + 1 + word.count <= columns { current += " " + word } else {

@@ -424,7 +424,7 @@ extension EvaluationReport {
         if let j = judge {
             out += "\njudge       \(j.kind)\n"
             out += "            train accuracy \(pct(j.train_accuracy)) on \(j.train_images) images; "
-            out += "held-out (VQ-reconstructed real \(j.classes) images) \(pct(j.heldout_accuracy)) on \(j.heldout_images)"
+            out += "held-out (VQ-reconstructed real images, \(j.classes)) \(pct(j.heldout_accuracy)) on \(j.heldout_images)"
             out += j.cross_validated_accuracy.map { "; 5-fold cross-validated \(pct($0))\n" } ?? "\n"
             if let r = j.raw_heldout_accuracy {
                 out += "            held-out originals \(pct(r)) on \(j.raw_heldout_images ?? 0); VQ reconstruction MSE \(num(j.vq_reconstruction_mse, "%.1f")) (0–255 scale)\n"

@@ -324,7 +324,8 @@ final class EvaluationTests: XCTestCase {
         let back = try JSONDecoder().decode(EvaluationReport.self, from: try trained.json())
         XCTAssertEqual(back.txt2img?.judge_accuracy, g.judge_accuracy)
         XCTAssertEqual(back.judge?.heldout_accuracy, j.heldout_accuracy)
-        for needle in ["bits per byte", "caption accuracy", "judged class accuracy", "held-out (VQ-reconstructed real digits)"] {
+        XCTAssertEqual(trained.classes, "digits"); XCTAssertEqual(j.classes, "digits")
+        for needle in ["bits per byte", "caption accuracy", "judged class accuracy", "held-out (VQ-reconstructed real images, digits)"] {
             XCTAssertTrue(trained.table.contains(needle), needle)
         }
         // A checkpoint still in the text-only phase: text and captions measured, no image drawn, and said so.
