@@ -128,10 +128,11 @@ extension Evaluator {
         var raw: [PNGImage] = [], labels: [Int] = [], mse = 0.0
         for p in pairs {
             guard case .png(let png) = p.image, let label = classes?.parse(p.caption) else { continue }
-            guard png.width == vq.imageWidth, png.height == vq.imageHeight else {
-                throw ModelError("\(p.source): image is \(png.width)×\(png.height), the tokenizer's are \(vq.imageWidth)×\(vq.imageHeight)")
+            // As `ugen tokenize --image-size` did: a smaller image is centred on the tokenizer's black canvas.
+            guard png.width <= vq.imageWidth, png.height <= vq.imageHeight else {
+                throw ModelError("\(p.source): image is \(png.width)×\(png.height), larger than the tokenizer's \(vq.imageWidth)×\(vq.imageHeight)")
             }
-            let image = png.converted(toChannels: vq.channels)
+            let image = png.centred(inWidth: vq.imageWidth, height: vq.imageHeight).converted(toChannels: vq.channels)
             let codes = vq.encode(image)
             guard keys.contains(codes.map(String.init).joined(separator: ",") + "|" + p.caption) else { continue }
             raw.append(image); labels.append(label)
