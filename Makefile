@@ -8,7 +8,7 @@ BIN        := .build/debug
 RELEASE    := .build/release
 DEMO_RUN   ?= runs/demo
 
-.PHONY: lint deps build release data test-data data-images check-data-images bench-data demo test bench bench-pytorch bench-bf16-loss clean cluster-checks fixtures
+.PHONY: lint deps build release data test-data data-images data-demo check-data-images bench-data demo test bench bench-pytorch bench-bf16-loss clean cluster-checks fixtures
 
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -39,6 +39,14 @@ data-images: release
 	@python3 -c "import PIL" 2>/dev/null || python3 -m pip install -q pillow
 	@[ -f data/images-tokenized/train.h5 ] || UGEN=$(RELEASE)/ugen bash cluster/data/prepare-images.sh
 
+# The demo's data: 142 colour emoji with their names + the fortunes (cluster/data/prepare-demo.sh; ~15 s; the emoji
+# font and names are about 18 MB of Debian packages, so they are installed here rather than in APT_PKGS). Made once.
+DEMO_APT   := fonts-noto-color-emoji unicode-data libfribidi0
+data-demo: release
+	@$(MAKE) --no-print-directory deps APT_PKGS="$(APT_PKGS) $(DEMO_APT)" PIP_PKGS="$(PIP_PKGS)"
+	@python3 -c "import PIL" 2>/dev/null || python3 -m pip install -q pillow
+	@[ -f data/demo/tokenized/train.h5 ] || UGEN=$(RELEASE)/ugen bash cluster/data/prepare-demo.sh
+
 # Counts what data-images extracted: every fully-qualified emoji of emoji-test.txt, 70,000 Fashion-MNIST images.
 check-data-images:
 	python3 cluster/data/images.py --check data/images
@@ -47,9 +55,14 @@ check-data-images:
 test-data:
 	@[ -f data/tokenized/train.h5 ] || UGEN=$(BIN)/ugen bash cluster/data/prepare.sh $(DATA_ARGS)
 
-# A real training job on the bundled data: coordinator + 2 local workers, 2 pipeline stages.
-demo: data
-	$(RELEASE)/ugen-coord start --config configs/tiny.yaml --run $(DEMO_RUN) --local-workers 2
+# A real training job: coordinator + 2 local workers, 2 pipeline stages, 1,000 steps on the demo's emoji and text
+# (configs/demo.yaml); then draws 8 images for each of four captions into $(DEMO_RUN)/samples/*.png (caption at the left).
+DEMO_CAPTIONS := "red apple" "blue heart" "grinning face" "sunflower"
+demo: data-demo
+	$(RELEASE)/ugen-coord start --config configs/demo.yaml --run $(DEMO_RUN) --local-workers 2
+	@mkdir -p $(DEMO_RUN)/samples; for c in $(DEMO_CAPTIONS); do \
+	  $(RELEASE)/ugen generate --checkpoint $(DEMO_RUN)/checkpoints/latest --caption "$$c" --grid 8 --temperature 0.8 --seed 1 \
+	    --out "$(DEMO_RUN)/samples/$$(echo $$c | tr ' ' -).png" || exit 1; done
 
 # swift-format (ships with the toolchain) against .swift-format, strict: any finding fails. Files join this
 # list once they are formatted (`swift format format -i FILE`); the rest of the tree follows as it is touched.

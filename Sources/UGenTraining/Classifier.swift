@@ -108,17 +108,60 @@ public struct PixelClassifier: Sendable {
     }
 }
 
-/// The digit class a caption names: "a handwritten seven", "the digit 7 written by hand" → 7. A caption
-/// that names no class, or two different ones, names none (nil) — so a rambling caption is not lucky.
-public enum CaptionClass {
-    public static let words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+/// A set of named classes that captions can name — the digits of `ugen prepare-digits`, the ten kinds of
+/// Fashion-MNIST — and how to read which one a caption names. A class has one or more names, each a
+/// sequence of words; a caption is read left to right, the longest name matching first, so "t-shirt" is a
+/// t-shirt and not a shirt. A caption that names no class, or two different ones, names none (nil), so a
+/// rambling caption is not lucky; words inside words do not count ("someone" is not "one").
+public struct CaptionClasses: Sendable {
+    public let name: String
+    /// names[class] = that class's names, each as its words.
+    public let names: [[[String]]]
+    public var count: Int { names.count }
+    /// Every name with its class, longest first.
+    private let byLength: [(words: [String], label: Int)]
 
-    public static func parse(_ caption: String) -> Int? {
-        var found = Set<Int>()
-        for token in caption.lowercased().split(whereSeparator: { !($0.isLetter || $0.isNumber) }) {
-            if let i = words.firstIndex(of: String(token)) { found.insert(i) }
-            else if token.count == 1, let d = Int(token) { found.insert(d) }
+    public init(name: String, names: [[String]]) {
+        self.name = name
+        self.names = names.map { $0.map(Self.words) }
+        byLength = self.names.enumerated().flatMap { label, ns in ns.map { ($0, label) } }.sorted { $0.words.count > $1.words.count }
+    }
+
+    static func words(_ text: String) -> [String] {
+        text.lowercased().split(whereSeparator: { !($0.isLetter || $0.isNumber) }).map(String.init)
+    }
+
+    public static let digits = CaptionClasses(name: "digits", names: CaptionClass.words.enumerated().map { [$1, String($0)] })
+    /// Fashion-MNIST's classes in label order, as cluster/data/images.py names them in captions.
+    public static let fashion = CaptionClasses(name: "Fashion-MNIST", names: [
+        ["t-shirt", "t-shirt/top"], ["trousers", "trouser"], ["pullover"], ["dress"], ["coat"], ["sandal"], ["shirt"],
+        ["sneaker"], ["bag"], ["ankle boot"]])
+    public static let known = [digits, fashion]
+
+    public func parse(_ caption: String) -> Int? {
+        let w = Self.words(caption)
+        var found = Set<Int>(), i = 0
+        outer: while i < w.count {
+            for n in byLength where i + n.words.count <= w.count && w[i..<(i + n.words.count)].elementsEqual(n.words) {
+                found.insert(n.label); i += n.words.count
+                continue outer
+            }
+            i += 1
         }
         return found.count == 1 ? found.first : nil
     }
+
+    /// The known set that names a class in most of `captions`, if it names one in at least a tenth of them.
+    public static func detect(_ captions: [String]) -> CaptionClasses? {
+        let scored = known.map { set in (set, captions.filter { set.parse($0) != nil }.count) }
+        guard let best = scored.max(by: { $0.1 < $1.1 }), best.1 > 0, best.1 * 10 >= captions.count else { return nil }
+        return best.0
+    }
+}
+
+/// The digit class a caption names: "a handwritten seven", "the digit 7 written by hand" → 7 (`CaptionClasses.digits`).
+public enum CaptionClass {
+    public static let words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+    public static func parse(_ caption: String) -> Int? { CaptionClasses.digits.parse(caption) }
 }

@@ -119,7 +119,7 @@ public enum GenerationError: Error, CustomStringConvertible, Equatable {
             "caption of \(n) tokens + \(count) image tokens exceeds model.max_seq_len \(max)"
         case .datasetTokenizer(let ds, let hash, let tok, let current): "\(ds): made with tokenizer \(hash), but \(tok) is \(current)"
         case .imageSize(let source, let w, let h, let tw, let th):
-            "\(source): image is \(w)×\(h), the tokenizer's are \(tw)×\(th)"
+            "\(source): image is \(w)×\(h), larger than the tokenizer's \(tw)×\(th)"
         case .noHeldOutImages(let pairs):
             "\(pairs): none of its images is in the held-out split; is it the pairs file the dataset was tokenized from?"
         }

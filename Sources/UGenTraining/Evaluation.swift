@@ -6,7 +6,8 @@ import UGenStore
 
 /// How `ugen eval` measures a checkpoint on a held-out split.
 public struct EvaluationOptions: Sendable {
-    /// At most this many examples per task (nil: all of them).
+    /// At most this many examples per task (nil: all of them), spread evenly over the split (so a held-out
+    /// split that lists one dataset's images after another's is sampled from both).
     public var maxText: Int?
     public var maxCaptions: Int?
     public var maxImages: Int?
@@ -22,6 +23,10 @@ public struct EvaluationOptions: Sendable {
     /// Rows per forward pass of the teacher-forced losses.
     public var rows = 8
     public var judge = PixelClassifier.Options()
+    /// The judge learns from at most this many training images (spread evenly over the split).
+    public var judgeMaxTrainImages = 6000
+    /// Only the teacher-forced losses: no generated captions or images, no judge, no ranking (learning curves).
+    public var lossesOnly = false
     /// Ranking: at most this many held-out examples per image task, each scored against `rankCandidates` − 1
     /// distractors (0 examples: no ranking).
     public var rankExamples = 200
@@ -91,14 +96,17 @@ public struct EvaluationReport: Codable, Sendable {
     public struct Judge: Codable, Sendable {
         public var kind: String
         public var train_images: Int
+        /// The classes it tells apart (`CaptionClasses.name`: digits, Fashion-MNIST).
+        public var classes: String
         public var train_accuracy: Double
-        /// Held-out real digits (val split) as the image tokenizer reconstructs them — the judge's stated
-        /// accuracy, and the ceiling for generated images, which live in the same space.
+        /// Held-out real images of the classes (val split) as the image tokenizer reconstructs them — the
+        /// judge's stated accuracy, and the ceiling for generated images, which live in the same space.
         public var heldout_images: Int
         public var heldout_accuracy: Double
-        /// 5-fold cross-validated accuracy over the training images (a larger held-out sample than val).
-        public var cross_validated_accuracy: Double
-        /// With the raw images (`--images PAIRS.jsonl`): the held-out digits' original pixels.
+        /// 5-fold cross-validated accuracy over the training images, when the held-out split has under 1,000
+        /// labelled images (a larger held-out sample than a small val; nil when val is large enough itself).
+        public var cross_validated_accuracy: Double?
+        /// With the raw images (`--images PAIRS.jsonl`): the held-out images' original pixels.
         public var raw_heldout_images: Int?
         public var raw_heldout_accuracy: Double?
         /// Mean squared error (0–255 scale) between held-out originals and their VQ reconstructions.
@@ -118,6 +126,8 @@ public struct EvaluationReport: Codable, Sendable {
     /// Ranking the true caption among `candidates` by p(caption | image), and the true image by p(image | caption).
     public var img2txt_ranking: Ranking?
     public var txt2img_ranking: Ranking?
+    /// The classes captions are scored by (`CaptionClasses.name`), nil when the captions name none.
+    public var classes: String?
     public var notes: [String]
     public var seconds: Double
 }
@@ -133,6 +143,8 @@ public struct EvaluationReport: Codable, Sendable {
 public final class Evaluator {
     public let model: TrainedModel
     let log: (String) -> Void
+    /// The classes the held-out captions name (detected in `run`), which caption and image accuracy score.
+    var classes: CaptionClasses?
 
     public init(model: TrainedModel, log: @escaping (String) -> Void = { _ in }) {
         self.model = model
@@ -152,12 +164,13 @@ public final class Evaluator {
             checkpoint: model.checkpointPath, step: model.progress.step, vocab_kind: model.progress.vocabKind,
             active_visual_ids: model.activeVisual?.count ?? layout.codebookSize, codebook: layout.codebookSize,
             tokenizer: model.tokenizerPath, data: valPath, text: nil, img2txt: nil, txt2img: nil, judge: nil,
-            img2txt_ranking: nil, txt2img_ranking: nil, notes: [], seconds: 0)
+            img2txt_ranking: nil, txt2img_ranking: nil, classes: nil, notes: [], seconds: 0)
 
         let byTask = try examplesByTask(val)
-        let text = Array(byTask[0].prefix(o.maxText ?? .max))
-        let captions = Array(byTask[1].prefix(o.maxCaptions ?? .max))
-        let drawings = Array(byTask[2].prefix(o.maxImages ?? .max))
+        let text = Self.spread(byTask[0], o.maxText), captions = Self.spread(byTask[1], o.maxCaptions)
+        let drawings = Self.spread(byTask[2], o.maxImages)
+        classes = CaptionClasses.detect(byTask[1].map { model.tokenizers.text.decodeText(parts($0).caption) })
+        report.classes = classes?.name
         let stage = try model.stage(rows: o.rows, seqLen: model.model.maxSeqLen)
         let vocab = model.stepVocab
 
@@ -175,12 +188,12 @@ public final class Evaluator {
         } else { notes.append("image→text: no such examples in \(valPath)") }
 
         if !drawings.isEmpty {
-            report.txt2img = try drawing(drawings, captionExamples: byTask[1], stage: stage, vocab: vocab, trainPath: trainPath
+            report.txt2img = try drawing(drawings, heldout: byTask[2], captionExamples: byTask[1], stage: stage, vocab: vocab, trainPath: trainPath
                 ?? ((valPath as NSString).deletingLastPathComponent as NSString).appendingPathComponent("train.h5"),
                 rawPairs: rawPairs, options: o, judge: &report.judge, notes: &notes)
         } else { notes.append("text→image: no such examples in \(valPath)") }
 
-        if o.rankExamples > 0 {
+        if o.rankExamples > 0 && !o.lossesOnly {
             for (task, examples) in [(ExampleTask.imageToText, captions), (.textToImage, drawings)] where !examples.isEmpty {
                 log("ranking: \(task == .imageToText ? "captions" : "images") of \(min(o.rankExamples, examples.count)) examples among \(o.rankCandidates)")
                 let r = ranking(examples, task: task, stage: stage, vocab: vocab, options: o)
@@ -191,6 +204,12 @@ public final class Evaluator {
         report.notes = notes
         report.seconds = Date().timeIntervalSince(start)
         return report
+    }
+
+    /// At most `n` of `examples`, evenly spaced (all when n is nil or not smaller).
+    static func spread(_ examples: [Example], _ n: Int?) -> [Example] {
+        guard let n, n < examples.count else { return examples }
+        return (0..<n).map { examples[$0 * examples.count / n] }
     }
 
     func checkHash(_ r: DatasetReader) throws {
@@ -294,13 +313,13 @@ public final class Evaluator {
         var pool: [(candidate: [Int32], label: Int?)] = [], seen = Set<[Int32]>()
         for p in pairs {
             let c = task == .imageToText ? p.caption : p.image
-            if seen.insert(c).inserted { pool.append((c, CaptionClass.parse(bpe.decodeText(p.caption)))) }
+            if seen.insert(c).inserted { pool.append((c, classes?.parse(bpe.decodeText(p.caption)))) }
         }
         var rng = SplitMix64(seed: o.seed ^ (task == .imageToText ? 0x52_414E_4B31 : 0x52_414E_4B32))  // "RANK1/2"
         var top1 = 0, rankSum = 0, candidates = 0
         for p in examples {
             let truth = task == .imageToText ? p.caption : p.image
-            let label = CaptionClass.parse(bpe.decodeText(p.caption))
+            let label = classes?.parse(bpe.decodeText(p.caption))
             var chosen = [truth], chosenSet: Set<[Int32]> = [truth]
             var order = Array(pool.indices)
             var k = 0
@@ -341,10 +360,13 @@ public final class Evaluator {
     func captioning(_ examples: [Example], stage: Stage, vocab: StepVocab, options o: EvaluationOptions) throws
         -> EvaluationReport.ImageToText {
         let loss = teacherForced(examples, stage: stage, vocab: vocab)
+        var result = EvaluationReport.ImageToText(examples: examples.count, loss: loss.tokens > 0 ? loss.mean : nil, scored: 0,
+                                                  caption_accuracy: nil, names_a_class: nil, per_class_accuracy: [], samples: [])
+        guard !o.lossesOnly else { return result }
         let gen = try model.generator()
         let bpe = model.tokenizers.text
         var scored = 0, right = 0, named = 0
-        var perClass = [(Int, Int)](repeating: (0, 0), count: CaptionClass.words.count)
+        var perClass = [(Int, Int)](repeating: (0, 0), count: classes?.count ?? 0)
         var samples: [EvaluationReport.CaptionSample] = []
         for e in examples {
             let (caption, image) = parts(e)
@@ -352,152 +374,20 @@ public final class Evaluator {
             let reference = bpe.decodeText(caption)
             var sampler = Sampler(greedy: true)
             let generated = bpe.decodeText(try gen.caption(visualIds: image, maxNew: o.captionMaxTokens, sampler: &sampler))
-            guard let want = CaptionClass.parse(reference) else { continue }
-            let got = CaptionClass.parse(generated)
+            guard let classes, let want = classes.parse(reference) else { continue }
+            let got = classes.parse(generated)
             scored += 1
             if got != nil { named += 1 }
             perClass[want].1 += 1
             if got == want { right += 1; perClass[want].0 += 1 }
             if samples.count < 12 { samples.append(.init(reference: reference, generated: generated, correct: got == want)) }
         }
-        return .init(examples: examples.count, loss: loss.tokens > 0 ? loss.mean : nil, scored: scored,
-                     caption_accuracy: scored > 0 ? Double(right) / Double(scored) : nil,
-                     names_a_class: scored > 0 ? Double(named) / Double(scored) : nil,
-                     per_class_accuracy: perClass.map { $0.1 > 0 ? Double($0.0) / Double($0.1) : nil }, samples: samples)
-    }
-
-    // MARK: Text → image
-
-    /// Pixels (0…1) of the images the given codes decode to, concatenated.
-    static func pixels(_ images: [PNGImage]) -> [Float] { images.flatMap { $0.pixels.map { Float($0) / 255 } } }
-
-    /// Decoded images and caption classes of every image example of `r` that names a class.
-    func labelledImages(_ examples: [Example], vq: VQTokenizer) -> (images: [PNGImage], labels: [Int], codes: [[Int]], captions: [String]) {
-        var images: [PNGImage] = [], labels: [Int] = [], codes: [[Int]] = [], captions: [String] = []
-        let l = model.layout
-        for e in examples {
-            let (caption, image) = parts(e)
-            guard image.count == vq.tokensPerImage, image.allSatisfy(l.isVisual) else { continue }
-            let text = model.tokenizers.text.decodeText(caption)
-            guard let label = CaptionClass.parse(text) else { continue }
-            let c = image.map(l.code(of:))
-            images.append(vq.decode(c)); labels.append(label); codes.append(c); captions.append(text)
-        }
-        return (images, labels, codes, captions)
-    }
-
-    func drawing(_ examples: [Example], captionExamples: [Example], stage: Stage, vocab: StepVocab, trainPath: String,
-                 rawPairs: String?, options o: EvaluationOptions, judge: inout EvaluationReport.Judge?,
-                 notes: inout [String]) throws -> EvaluationReport.TextToImage {
-        let loss = teacherForced(examples, stage: stage, vocab: vocab)
-        var result = EvaluationReport.TextToImage(examples: examples.count, loss: loss.tokens > 0 ? loss.mean : nil, scored: 0,
-                                                  images_per_caption: o.imagesPerCaption, judge_accuracy: nil, per_class_accuracy: [], distinct_images: nil,
-                                                  visual_tokens_per_image: model.tokensPerImage)
-        guard let vq = model.tokenizers.image else {
-            notes.append("text→image: \(model.tokenizerPath) has no learned codebook, so images cannot be decoded and judged")
-            return result
-        }
-        // The judge: trained on the training split's images, measured on the held-out split's.
-        log("judge: training on the images of \(trainPath)")
-        let train = try DatasetReader(path: trainPath, expecting: model.layout)
-        try checkHash(train)
-        let trainSet = labelledImages(try examplesByTask(train, only: .textToImage)[2], vq: vq)
-        let heldout = labelledImages(examples, vq: vq)
-        guard Set(trainSet.labels).count >= 2, !heldout.labels.isEmpty else {
-            notes.append("text→image: captions do not name digit classes (or name only one), so there is no judge")
-            return result
-        }
-        let d = vq.imageWidth * vq.imageHeight * vq.channels, classes = CaptionClass.words.count
-        let trainX = Self.pixels(trainSet.images)
-        let classifier = PixelClassifier(x: trainX, labels: trainSet.labels, features: d, classes: classes, options: o.judge)
-        var j = EvaluationReport.Judge(
-            kind: "softmax regression on pixels (\(o.judge.iterations) iterations, L2 \(o.judge.l2))", train_images: trainSet.labels.count,
-            train_accuracy: classifier.accuracy(trainX, labels: trainSet.labels), heldout_images: heldout.labels.count,
-            heldout_accuracy: classifier.accuracy(Self.pixels(heldout.images), labels: heldout.labels),
-            cross_validated_accuracy: Self.crossValidated(trainX, labels: trainSet.labels, features: d, classes: classes, options: o.judge),
-            raw_heldout_images: nil, raw_heldout_accuracy: nil, vq_reconstruction_mse: nil)
-        if let rawPairs { try rawNumbers(rawPairs, heldoutCaptions: captionExamples, vq: vq, classifier: classifier, judge: &j) }
-        judge = j
-        log(String(format: "judge: %.1f%% on %d held-out images; drawing %d images", 100 * j.heldout_accuracy, j.heldout_images,
-                   examples.count * o.imagesPerCaption))
-
-        // Generated images, one per held-out caption that names a class.
-        if model.activeVisual?.isEmpty == true {
-            notes.append("text→image: no visual id is active at step \(model.progress.step) (text-only phase), so no image was drawn")
-            return result
-        }
-        let gen = try model.generator()
-        var generated: [PNGImage] = [], labels: [Int] = [], seen = Set<[Int32]>()
-        for (i, e) in examples.enumerated() {
-            let caption = parts(e).caption
-            guard let label = CaptionClass.parse(model.tokenizers.text.decodeText(caption)) else { continue }
-            for k in 0..<o.imagesPerCaption {
-                var sampler = Sampler(temperature: o.imageTemperature, topK: o.imageTopK, topP: o.imageTopP,
-                                      seed: o.seed &+ UInt64(i * o.imagesPerCaption + k))
-                let ids = try gen.image(caption: caption, count: vq.tokensPerImage, sampler: &sampler)
-                precondition(ids.count == vq.tokensPerImage && ids.allSatisfy(model.layout.isVisual), "an image of illegal ids")
-                seen.insert(ids)
-                generated.append(vq.decode(ids.map(model.layout.code(of:))))
-                labels.append(label)
-            }
-        }
-        let predicted = classifier.predict(Self.pixels(generated))
-        var perClass = [(Int, Int)](repeating: (0, 0), count: classes)
-        for (p, l) in zip(predicted, labels) { perClass[l].1 += 1; if p == l { perClass[l].0 += 1 } }
-        result.scored = labels.count
-        result.judge_accuracy = labels.isEmpty ? nil : Double(zip(predicted, labels).filter { $0 == $1 }.count) / Double(labels.count)
+        result.scored = scored
+        result.caption_accuracy = scored > 0 ? Double(right) / Double(scored) : nil
+        result.names_a_class = scored > 0 ? Double(named) / Double(scored) : nil
         result.per_class_accuracy = perClass.map { $0.1 > 0 ? Double($0.0) / Double($0.1) : nil }
-        result.distinct_images = labels.isEmpty ? nil : Double(seen.count) / Double(labels.count)
+        result.samples = samples
         return result
-    }
-
-    /// k-fold cross-validated accuracy (example i in fold i mod k).
-    static func crossValidated(_ x: [Float], labels: [Int], features d: Int, classes: Int, folds k: Int = 5,
-                               options: PixelClassifier.Options) -> Double {
-        var right = 0
-        for f in 0..<k {
-            var tx: [Float] = [], tl: [Int] = [], hx: [Float] = [], hl: [Int] = []
-            for (i, l) in labels.enumerated() {
-                if i % k == f { hx += x[(i * d)..<((i + 1) * d)]; hl.append(l) } else { tx += x[(i * d)..<((i + 1) * d)]; tl.append(l) }
-            }
-            guard !hl.isEmpty, !tl.isEmpty else { continue }
-            let c = PixelClassifier(x: tx, labels: tl, features: d, classes: classes, options: options)
-            right += zip(c.predict(hx), hl).filter { $0 == $1 }.count
-        }
-        return Double(right) / Double(max(labels.count, 1))
-    }
-
-    /// Finds the held-out originals in the raw pairs file (an original is held out when its VQ codes and
-    /// caption equal a val image→text example's), then measures the judge on their pixels and the VQ
-    /// reconstruction error.
-    func rawNumbers(_ path: String, heldoutCaptions: [Example], vq: VQTokenizer, classifier: PixelClassifier,
-                    judge j: inout EvaluationReport.Judge) throws {
-        let pairs = try ImageCaptionPairs.read(path)
-        var keys = Set<String>()
-        for e in heldoutCaptions {
-            let (caption, image) = parts(e)
-            guard image.count == vq.tokensPerImage else { continue }
-            keys.insert(image.map { String(model.layout.code(of: $0)) }.joined(separator: ",") + "|" + model.tokenizers.text.decodeText(caption))
-        }
-        var raw: [PNGImage] = [], labels: [Int] = [], mse = 0.0
-        for p in pairs {
-            guard case .png(let png) = p.image, let label = CaptionClass.parse(p.caption) else { continue }
-            guard png.width == vq.imageWidth, png.height == vq.imageHeight else {
-                throw GenerationError.imageSize(source: p.source, width: png.width, height: png.height,
-                                                tokenizerWidth: vq.imageWidth, tokenizerHeight: vq.imageHeight)
-            }
-            let image = png.converted(toChannels: vq.channels)
-            let codes = vq.encode(image)
-            guard keys.contains(codes.map(String.init).joined(separator: ",") + "|" + p.caption) else { continue }
-            raw.append(image); labels.append(label)
-            mse += image.meanSquaredError(to: vq.decode(codes))
-        }
-        guard !raw.isEmpty else {
-            throw GenerationError.noHeldOutImages(pairs: path)
-        }
-        j.raw_heldout_images = raw.count
-        j.raw_heldout_accuracy = classifier.accuracy(Self.pixels(raw), labels: labels)
-        j.vq_reconstruction_mse = mse / Double(raw.count)
     }
 }
 
@@ -535,8 +425,8 @@ extension EvaluationReport {
         if let j = judge {
             out += "\njudge       \(j.kind)\n"
             out += "            train accuracy \(pct(j.train_accuracy)) on \(j.train_images) images; "
-            out += "held-out (VQ-reconstructed real digits) \(pct(j.heldout_accuracy)) on \(j.heldout_images); "
-            out += "5-fold cross-validated \(pct(j.cross_validated_accuracy))\n"
+            out += "held-out (VQ-reconstructed real images, \(j.classes)) \(pct(j.heldout_accuracy)) on \(j.heldout_images)"
+            out += j.cross_validated_accuracy.map { "; 5-fold cross-validated \(pct($0))\n" } ?? "\n"
             if let r = j.raw_heldout_accuracy {
                 out += "            held-out originals \(pct(r)) on \(j.raw_heldout_images ?? 0); VQ reconstruction MSE \(num(j.vq_reconstruction_mse, "%.1f")) (0–255 scale)\n"
             }

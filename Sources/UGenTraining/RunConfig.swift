@@ -49,6 +49,8 @@ public struct RunConfig: Equatable, Sendable {
     public var vocabEvery = 1
     public var vocabAdd = 1
     public var vocabSeed = 7
+    public var vocabOrder = "random"
+    public var vocabMasking = "all"
     // cluster.*
     public var stages = 1
     public var replicas = 1
@@ -155,6 +157,10 @@ public struct RunConfig: Equatable, Sendable {
         int("vocab_schedule.every", \.vocabEvery, "steps between growths"),
         int("vocab_schedule.add", \.vocabAdd, "visual ids added per growth"),
         int("vocab_schedule.seed", \.vocabSeed, "seed of the activation order"),
+        str("vocab_schedule.order", \.vocabOrder, "activation order: random (the paper's) or frequency (most frequent codes in the training data first)",
+            oneOf: ["random", "frequency"]),
+        str("vocab_schedule.masking", \.vocabMasking, "masking rules for inactive ids: all, softmax-and-loss (inputs not replaced) or inputs-only (an ablation)",
+            oneOf: ["all", "softmax-and-loss", "inputs-only"]),
         int("cluster.stages", \.stages, "pipeline stages"),
         int("cluster.replicas", \.replicas, "data-parallel replicas of the pipeline"),
         str("cluster.schedule", \.schedule, "1f1b, gpipe or zb (zero bubble)", oneOf: ["1f1b", "gpipe", "zb"]),

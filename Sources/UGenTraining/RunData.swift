@@ -29,16 +29,34 @@ public struct RunData {
                                 weights: TaskWeights(text: config.weightText, imageToText: config.weightImg2Txt,
                                                      textToImage: config.weightTxt2Img),
                                 seed: UInt64(config.dataSeed))
-        return RunData(source: PackerSource(packer), layout: layout, schedule: schedule(config, layout),
+        let counts = config.vocabOrder == "frequency" ? try visualCodeCounts(reader) : nil
+        return RunData(source: PackerSource(packer), layout: layout, schedule: schedule(config, layout, codeCounts: counts),
                        tokenizerHash: reader.tokenizerHash, datasetHash: reader.identityHash)
     }
 
-    /// The run's vocabulary schedule over the layout's K visual codes.
-    public static func schedule(_ c: RunConfig, _ layout: VocabLayout) -> VocabSchedule {
+    /// The run's vocabulary schedule over the layout's K visual codes; `codeCounts` (per code) orders the
+    /// codes by frequency when `vocab_schedule.order` is `frequency`.
+    public static func schedule(_ c: RunConfig, _ layout: VocabLayout, codeCounts: [Int]? = nil) -> VocabSchedule {
         VocabSchedule(kind: c.vocabKind == "vanilla" ? .vanilla : .progressive, textOnlySteps: c.textOnlySteps,
                       start: c.vocabStart, every: c.vocabEvery, add: c.vocabAdd, seed: c.vocabSeed,
                       codebook: layout.codebookSize, firstVisualId: layout.visualRange.lowerBound,
-                      unkImageId: Int(layout.unkImage))
+                      unkImageId: Int(layout.unkImage), codeCounts: c.vocabOrder == "frequency" ? codeCounts : nil,
+                      masking: VocabSchedule.Masking(rawValue: c.vocabMasking) ?? .all)
+    }
+
+    /// How often each visual code occurs in the dataset's examples (one pass over its tokens).
+    public static func visualCodeCounts(_ reader: DatasetReader) throws -> [Int] {
+        let layout = reader.layout
+        var counts = [Int](repeating: 0, count: layout.codebookSize)
+        var i = 0
+        while i < reader.count {
+            let end = min(reader.count, i + 4096)
+            for e in try reader.examples(i..<end) where e.task != .text {
+                for t in e.tokens where layout.isVisual(t) { counts[layout.code(of: t)] += 1 }
+            }
+            i = end
+        }
+        return counts
     }
 }
 

@@ -9,7 +9,8 @@ struct EvalCommand: ParsableCommand {
         abstract: "Measure a checkpoint per task on a held-out split: text loss/perplexity/bits per byte, caption accuracy, judged image accuracy.",
         discussion: """
             text        teacher-forced loss, perplexity and bits per byte on the text examples
-            image→text  caption loss; greedy captions scored by the digit class they name (right class, and only it)
+            image→text  caption loss; greedy captions scored by the class they name (right class, and only it): digits,
+                        or Fashion-MNIST's ten kinds, whichever the held-out captions name
             text→image  image loss; one sampled image per held-out caption, judged by a softmax-regression classifier
                         trained on the training split's images (decoded from their tokens); the judge's accuracy on the
                         held-out images is measured and printed first. --images PAIRS.jsonl (the raw pairs the data was
@@ -27,9 +28,11 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "tokenizer.h5 (default: data.dir/tokenizer.h5 of the checkpoint's config).") var tokenizer: String?
     @Option(help: "The raw pairs file (JSONL with PNG paths) the dataset was tokenized from.") var images: String?
     @Option(help: "Write the report as JSON here.") var json: String?
-    @Option(help: "At most this many text examples.") var maxText: Int?
-    @Option(help: "At most this many image→text examples.") var maxCaptions: Int?
-    @Option(help: "At most this many text→image examples.") var maxImages: Int?
+    @Option(help: "At most this many text examples (evenly spaced over the split).") var maxText: Int?
+    @Option(help: "At most this many image→text examples (evenly spaced).") var maxCaptions: Int?
+    @Option(help: "At most this many text→image examples (evenly spaced).") var maxImages: Int?
+    @Option(help: "The judge learns from at most this many training images.") var judgeTrainImages = 6000
+    @Flag(help: "Only the teacher-forced losses (no generation, judge or ranking): a point of a learning curve.") var lossesOnly = false
     @Option(help: "Images sampled per held-out caption.") var imagesPerCaption = 1
     @Option(help: "Temperature for sampling images.") var imageTemperature = 1.0
     @Option(help: "Top-k for sampling images (0: all).") var imageTopK = 0
@@ -54,6 +57,7 @@ struct EvalCommand: ParsableCommand {
         var o = EvaluationOptions()
         o.maxText = maxText; o.maxCaptions = maxCaptions; o.maxImages = maxImages
         o.rankExamples = max(0, rankExamples); o.rankCandidates = max(2, rankCandidates)
+        o.judgeMaxTrainImages = max(1, judgeTrainImages); o.lossesOnly = lossesOnly
         o.imagesPerCaption = imagesPerCaption; o.imageTemperature = imageTemperature; o.imageTopK = imageTopK; o.seed = seed
         let quiet = quiet
         do {

@@ -15,8 +15,8 @@ struct GenerateCommand: ParsableCommand {
             always has exactly the tokenizer's number of visual tokens.
 
               ugen generate --checkpoint runs/demo/checkpoints/latest --prompt "The meaning of life"
-              ugen generate --checkpoint runs/demo/checkpoints/latest --image data/digits/images/00007.png --greedy
-              ugen generate --checkpoint runs/demo/checkpoints/latest --caption "a handwritten seven" --out seven.png --grid 8 --scale 4
+              ugen generate --checkpoint runs/demo/checkpoints/latest --image data/images/emoji/images/00001.png --greedy
+              ugen generate --checkpoint runs/demo/checkpoints/latest --caption "red apple" --out apple.png --grid 8
               ugen generate --checkpoint runs/demo/checkpoints/latest --bench
             """)
 
@@ -28,7 +28,8 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Draw an image for this caption (needs --out).") var caption: String?
     @Option(help: "Where to write the PNG for --caption.") var out: String?
     @Option(help: "Draw N samples for --caption, side by side in one PNG.") var grid = 1
-    @Option(help: "Enlarge the PNG this many times (nearest neighbour).") var scale = 1
+    @Option(help: "Enlarge the images this many times (nearest neighbour).") var scale = 4
+    @Flag(help: "No caption written beside the images in the PNG.") var noLabel = false
     @Flag(help: "Measure tokens/s with and without the key/value cache (greedy; checks both give the same tokens).") var bench = false
     @Option(help: "Tokens to generate in --bench.") var benchTokens = 64
 
@@ -81,11 +82,12 @@ struct GenerateCommand: ParsableCommand {
                     let ids = try gen.image(caption: bpe.encode(caption), count: vq.tokensPerImage, sampler: &sampler)
                     images.append(vq.decode(ids.map(model.layout.code(of:))))
                 }
-                let sheet = PNGImage.sideBySide(images, scale: scale)
+                let row = PNGImage.sideBySide(images, scale: scale)
+                let sheet = noLabel ? row : row.labelled(caption, scale: max(1, scale / 2))
                 try sheet.write(out)
                 print("wrote \(out): \(grid) image\(grid == 1 ? "" : "s") of \(vq.imageWidth)×\(vq.imageHeight) "
-                      + "(\(vq.tokensPerImage) visual tokens each), "
-                    + "\(sheet.width)×\(sheet.height) px")
+                    + "(\(vq.tokensPerImage) visual tokens each), "
+                    + "\(sheet.width)×\(sheet.height) px\(noLabel ? "" : ", the caption at the left")")
             } else {
                 let promptIds = [model.layout.bos] + bpe.encode("The ")
                 let n = min(benchTokens, model.model.maxSeqLen - promptIds.count)

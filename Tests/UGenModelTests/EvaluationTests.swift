@@ -311,7 +311,7 @@ final class EvaluationTests: XCTestCase {
         XCTAssertEqual(j.train_images, w.summary.examples["train"]![2])
         XCTAssertEqual(j.heldout_images, valPairs)
         XCTAssertGreaterThan(j.heldout_accuracy, 0.6, "the judge must be good before it judges")
-        XCTAssertGreaterThan(j.cross_validated_accuracy, 0.6)
+        XCTAssertGreaterThan(try XCTUnwrap(j.cross_validated_accuracy), 0.6)
         XCTAssertEqual(j.raw_heldout_images, valPairs, "every held-out original found in the pairs file")
         XCTAssertGreaterThan(try XCTUnwrap(j.raw_heldout_accuracy), 0.6)
         XCTAssertTrue((1...3000).contains(try XCTUnwrap(j.vq_reconstruction_mse)), "\(j.vq_reconstruction_mse!)")
@@ -327,7 +327,8 @@ final class EvaluationTests: XCTestCase {
         let back = try JSONDecoder().decode(EvaluationReport.self, from: try trained.json())
         XCTAssertEqual(back.txt2img?.judge_accuracy, g.judge_accuracy)
         XCTAssertEqual(back.judge?.heldout_accuracy, j.heldout_accuracy)
-        for needle in ["bits per byte", "caption accuracy", "judged class accuracy", "held-out (VQ-reconstructed real digits)"] {
+        XCTAssertEqual(trained.classes, "digits"); XCTAssertEqual(j.classes, "digits")
+        for needle in ["bits per byte", "caption accuracy", "judged class accuracy", "held-out (VQ-reconstructed real images, digits)"] {
             XCTAssertTrue(trained.table.contains(needle), needle)
         }
         // A checkpoint still in the text-only phase: text and captions measured, no image drawn, and said so.

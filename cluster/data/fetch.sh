@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fetches the real data UGen trains on into data/raw/ (git-ignored), offline from the two registries a
 # fresh machine reaches: PyPI (scikit-learn's wheel carries the UCI handwritten digits) and Debian
-# (the fortunes package). Idempotent: files already present are kept.
+# (the fortunes package). Idempotent: files already present are kept. ONLY=fortunes skips the digits
+# (the demo and the colour images need only the text).
 #
 #   cluster/data/fetch.sh            # from the repository root
 #   DATA=/elsewhere cluster/data/fetch.sh
@@ -12,7 +13,7 @@ RAW="$DATA/raw"
 mkdir -p "$RAW/fortunes"
 
 # Digits: 1,797 grey 8x8 images, values 0-16, label in the last column (UCI, CC BY 4.0).
-if [ ! -s "$RAW/digits.csv.gz" ]; then
+if [ "${ONLY:-}" != fortunes ] && [ ! -s "$RAW/digits.csv.gz" ]; then
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' EXIT
     python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$tmp" scikit-learn
@@ -36,4 +37,5 @@ for f in "$FORTUNES"/*; do
     case "$f" in *.dat|*.u8) continue ;; esac
     [ -f "$f" ] && cp -L "$f" "$RAW/fortunes/"
 done
-echo "data: $RAW/digits.csv.gz ($(stat -c %s "$RAW/digits.csv.gz") bytes), $RAW/fortunes ($(ls "$RAW/fortunes" | wc -l) files, $(du -sh "$RAW/fortunes" | cut -f1))"
+[ -s "$RAW/digits.csv.gz" ] && echo "data: $RAW/digits.csv.gz ($(stat -c %s "$RAW/digits.csv.gz") bytes)"
+echo "data: $RAW/fortunes ($(ls "$RAW/fortunes" | wc -l) files, $(du -sh "$RAW/fortunes" | cut -f1))"

@@ -124,6 +124,36 @@ def emoji(out):
     return len(entries), {s: len(v) for s, v in lines.items()}
 
 
+# Colourful, flat and told apart by their names' colour words: hearts, fruit, vegetables, circles and squares,
+# smiling faces, sea animals, flowers (142 emoji).
+DEMO_SUBGROUPS = {"heart", "food-fruit", "food-vegetable", "geometric", "face-smiling", "face-affection", "animal-marine",
+                  "plant-flower"}
+
+
+def demo_pairs(emoji_dir, path):
+    """The demo's small captioned set: the emoji of DEMO_SUBGROUPS, from both splits — the demo shows what a
+    minute of training can draw, it measures nothing — each twice: captioned by its plain name ("red apple")
+    and by its templated caption. Image paths are relative to the file's folder, pointing into emoji_dir."""
+    lines = []
+    for split in ("train", "val"):
+        with open(os.path.join(emoji_dir, split + ".jsonl"), encoding="utf-8") as f:
+            for line in f:
+                o = json.loads(line)
+                if o["subgroup"] in DEMO_SUBGROUPS:
+                    image = os.path.relpath(os.path.join(emoji_dir, o["image"]), os.path.dirname(os.path.abspath(path)))
+                    lines.append({"image": image, "caption": o["name"], "name": o["name"]})
+                    if o["caption"] != o["name"]:
+                        lines.append({"image": image, "caption": o["caption"], "name": o["name"]})
+    if not lines:
+        fail(f"{emoji_dir}: no emoji of the demo's subgroups; run images.py --only emoji first")
+    tmp = path + ".partial"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for o in lines:
+            f.write(json.dumps(o, ensure_ascii=False, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return len(lines)
+
+
 def read_idx(path, magic):
     with gzip.open(path, "rb") as f:
         data = f.read()
@@ -254,6 +284,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="data/images")
     p.add_argument("--check", metavar="DIR", help="count what an earlier run wrote to DIR, write nothing")
+    p.add_argument("--only", choices=["emoji", "fashion"], help="extract one of the two (the demo needs only emoji)")
+    p.add_argument("--demo-pairs", metavar="FILE", help="from OUT/emoji, write the demo's pairs file (demo_pairs) and exit")
     p.add_argument("--self-test", action="store_true", help="test the parsing on a made-up excerpt (no package needed)")
     a = p.parse_args()
     if a.self_test:
@@ -262,10 +294,16 @@ def main():
     if a.check:
         check(a.check)
         return
-    n, splits = emoji(os.path.join(a.out, "emoji"))
-    print(f"emoji: {n} fully-qualified emoji, all mapped; train {splits['train']}, held out {splits['val']}")
-    n, splits = fashion(os.path.join(a.out, "fashion"))
-    print(f"fashion: {n} images; train {splits['train']}, held out {splits['val']}")
+    if a.demo_pairs:
+        n = demo_pairs(os.path.join(a.out, "emoji"), a.demo_pairs)
+        print(f"demo: {n} pairs in {a.demo_pairs}")
+        return
+    if a.only != "fashion":
+        n, splits = emoji(os.path.join(a.out, "emoji"))
+        print(f"emoji: {n} fully-qualified emoji, all mapped; train {splits['train']}, held out {splits['val']}")
+    if a.only != "emoji":
+        n, splits = fashion(os.path.join(a.out, "fashion"))
+        print(f"fashion: {n} images; train {splits['train']}, held out {splits['val']}")
 
 
 if __name__ == "__main__":
