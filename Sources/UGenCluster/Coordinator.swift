@@ -58,6 +58,9 @@ public final class Coordinator {
     public private(set) var endpoint = ""
     /// Called once the control socket is bound (tests learn the port from it).
     public var onBound: ((String) -> Void)?
+    /// Called on the coordinator's thread at the end of every applied step, with the steps done
+    /// (the control-plane benchmark times the steps with it).
+    public var onStep: ((Int) -> Void)?
     var log = Logger(label: "ugen-coord")
 
     let data: RunData
@@ -423,6 +426,7 @@ public final class Coordinator {
                        ("step_ms", .double(seconds * 1000)), ("time", .double(Date().timeIntervalSince1970)),
                        ("stages", .array(timings))]
             runLog.metric(fields)
+            onStep?(step)
             phaseEvents(after: step - 1)
             if step % max(1, config.logEvery) == 0 || step == config.steps {
                 log.info("step \(step)/\(config.steps)  loss \(String(format: "%.4f", loss))  lr \(String(format: "%.2e", lr))  grad norm \(String(format: "%.3f", norm))  \(Int(Double(config.batchRows * config.seqLen) / seconds)) tok/s  visual ids \(vocab.activeVisual)/\(codebook)")
