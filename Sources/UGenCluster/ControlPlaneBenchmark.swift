@@ -68,13 +68,22 @@ public enum ControlPlaneBenchmark {
         options.bind = "tcp://127.0.0.1:0"
         options.security = .curve(coordKeys)
         options.authorizedKeys = Set(keys.map(\.publicKey))
+        guard let exe = o.helper.first, FileManager.default.isExecutableFile(atPath: exe) else {
+            throw ConfigError("control-plane bench: no helper executable \(o.helper.first ?? "(none)")")
+        }
         let coordinator = try Coordinator(options)
         let helper = Process()
+        // The coordinator would wait for its workers for ever: when the helper cannot start, or exits
+        // before the run is over, the coordinator is asked to stop (and the run counts as failed).
+        coordinatorStopRequested = 0
+        let over = LockedBox(false)
+        helper.terminationHandler = { _ in if !over.with({ $0 }) { coordinatorStopRequested = 1 } }
+        defer { if helper.isRunning { helper.terminate() } }
         coordinator.onBound = { endpoint in
-            helper.executableURL = URL(fileURLWithPath: o.helper[0])
+            helper.executableURL = URL(fileURLWithPath: exe)
             helper.arguments = Array(o.helper.dropFirst()) + ["--coord", endpoint, "--coord-key", coordKeys.publicKey,
                                                               "--keys", keyFile, "--count", String(workers)]
-            try? helper.run()
+            if (try? helper.run()) == nil { coordinatorStopRequested = 1 }
         }
         var samples = StepSamples(capacity: config.steps + 1)
         coordinator.onStep = { step in
@@ -82,7 +91,9 @@ public enum ControlPlaneBenchmark {
             samples.take(at: step)
         }
         let outcome = try coordinator.run()
+        over.with { $0 = true }
         helper.waitUntilExit()
+        coordinatorStopRequested = 0
         guard outcome == .finished(step: config.steps) else { throw ConfigError("control-plane bench with \(workers) workers ended early: \(outcome)") }
         guard helper.terminationStatus == 0 else { throw ConfigError("the simulated workers' process exited with \(helper.terminationStatus)") }
         return samples.row(workers: workers, stages: o.stages, from: o.warmupSteps, to: config.steps)

@@ -399,7 +399,7 @@ public enum PipelineBenchmark {
 }
 
 /// A value shared between threads behind a lock.
-private final class LockedBox<T>: @unchecked Sendable {
+final class LockedBox<T>: @unchecked Sendable {
     private var value: T
     private let lock = NSLock()
     init(_ v: T) { value = v }
