@@ -8,8 +8,8 @@
 #   w1    10.78.0.11 ─┼── br0 (namespace sw)
 #   …                 │
 #
-# Every run trains configs/tiny.yaml as one stage × R replicas with R × 8 rows per step (each replica's
-# work stays the same: weak scaling), CURVE as in production. What it reports per R, over the steps after
+# Every run trains CONFIG (configs/tiny.yaml) as one stage × R replicas with R × ROWS rows per step (each
+# replica's work stays the same: weak scaling; ROWS a multiple of cluster.micro_batches), CURVE as in production. What it reports per R, over the steps after
 # WARMUP (the final checkpoint is outside that window):
 #   - bytes per replica per step: the reduce's own counters in metrics.jsonl when the workers log them
 #     (fields with "reduce" and "sent"/"received"/"bytes" in their name), else the host's interface counters
@@ -24,7 +24,8 @@
 # Deletes the namespaces and stops its processes whatever happens.
 #
 #   cluster/bench/data-parallel.sh            (as root: needs CAP_NET_ADMIN)
-#   BW_MBIT=100 DELAY_MS=0 REPLICAS="1 2 4" STEPS=20 WARMUP=5 OUT=file.json cluster/bench/data-parallel.sh
+#   BW_MBIT=100 DELAY_MS=0 REPLICAS="1 2 4" STEPS=30 WARMUP=5 ROWS=8 CONFIG=configs/tiny.yaml OUT=file.json \
+#     cluster/bench/data-parallel.sh
 #
 # UGEN_BIN: folder with ugen-coord and ugen-worker (default: .build/release if built, else .build/debug).
 set -euo pipefail
@@ -36,7 +37,9 @@ die() { echo "data-parallel: FAILED: $*" >&2; exit 1; }
 BW_MBIT=${BW_MBIT:-100}
 DELAY_MS=${DELAY_MS:-0}
 REPLICAS=${REPLICAS:-"1 2 4"}
-STEPS=${STEPS:-20}
+STEPS=${STEPS:-30}
+ROWS=${ROWS:-8}
+CONFIG=${CONFIG:-$repo/configs/tiny.yaml}
 WARMUP=${WARMUP:-5}
 DATA=${DATA:-$repo/data/tokenized}
 OUT=${OUT:-}
@@ -140,10 +143,10 @@ for r in $REPLICAS; do
    done) >"$dir/counters" 2>/dev/null &
   sampler=$!
   pids=()
-  on coord "$dir/coord" "$UGEN_BIN/ugen-coord" start --config "$repo/configs/tiny.yaml" --run "$dir/coord/run" \
+  on coord "$dir/coord" "$UGEN_BIN/ugen-coord" start --config "$CONFIG" --run "$dir/coord/run" \
     --bind "tcp://${addr[coord]}:$port" --key coordinator.key --authorized-keys authorized \
     --set data.dir="$DATA" --set train.steps="$STEPS" --set train.checkpoint_every=0 --set cluster.stages=1 \
-    --set cluster.replicas="$r" --set data.batch_rows=$((8 * r)) --set cluster.lost_after_s=30
+    --set cluster.replicas="$r" --set data.batch_rows=$((ROWS * r)) --set cluster.lost_after_s=30
   coord_pid=${pids[0]}
   for ((i = 0; i < r; i++)); do
     on "w$i" "$dir/w$i" "$UGEN_BIN/ugen-worker" join --coord "tcp://${addr[coord]}:$port" --key "w$i.key" \

@@ -98,6 +98,7 @@ def report(r, d, bandwidth_bytes, warmup):
     # are each 2·(R−1)/R·|g| for a bandwidth-optimal all-reduce; a star's replica 0 sends and receives (R−1)·|g|.
     per_bytes = [max(x["bytes_sent"], x["bytes_received"]) for x in replicas]
     return dict(replicas=r, steps=n, gradient_bytes=g, step_ms=statistics.median(m["step_ms"] for m in window),
+                compute_ms=statistics.mean(x["compute_ms"] for x in replicas),
                 bytes_per_replica_per_step=per_bytes, bytes_spread=(max(per_bytes) / min(per_bytes) - 1) if min(per_bytes) > 0 else None,
                 model_bytes_per_replica=2 * (r - 1) / r * g, star_bytes_replica0=(r - 1) * g, reduce_ms=reduce_ms, model_reduce_ms=model_s * 1000,
                 star_model_reduce_ms=star_s * 1000, reduce_vs_model=(reduce_ms / (model_s * 1000)) if r > 1 else None,
@@ -116,16 +117,16 @@ def main():
     rows = [report(int(x.split("=", 1)[0]), x.split("=", 1)[1], bw, a.warmup) for x in a.runs]
     mb = lambda b: f"{b / 1e6:.2f}"
     print(f"Data parallel, one stage × R replicas, links {a.bandwidth_mbit:g} Mbit/s each way, |g| = {mb(rows[0]['gradient_bytes'])} MB")
-    print("   R  step ms  MB sent/received per step, each replica           model MB  reduce ms  model ms  star model ms  reduce/model  hidden")
+    print("   R  step ms  compute ms  MB sent/received per step, each replica           model MB  reduce ms  model ms  star model ms  reduce/model  hidden")
     for x in rows:
         per = ", ".join(f"{mb(p['bytes_sent'])}/{mb(p['bytes_received'])}" for p in x["per_replica"])
         ratio = f"{x['reduce_vs_model']:.2f}" if x["reduce_vs_model"] is not None else "—"
         hidden = f"{100 * x['hidden_share']:.0f}%" if x["hidden_share"] is not None else "—"
-        print(f"{x['replicas']:4d} {x['step_ms']:8.0f}  {per:52s} {mb(x['model_bytes_per_replica']):>9} {x['reduce_ms']:10.0f}"
+        print(f"{x['replicas']:4d} {x['step_ms']:8.0f} {x['compute_ms']:11.0f}  {per:52s} {mb(x['model_bytes_per_replica']):>9} {x['reduce_ms']:10.0f}"
               f" {x['model_reduce_ms']:9.0f} {x['star_model_reduce_ms']:14.0f} {ratio:>13} {hidden:>7}")
     src = {p["bytes_source"] for x in rows for p in x["per_replica"]}
     f = rows[-1]["fields"]
-    print("model MB: 2·(R−1)/R·|g| each way (bandwidth-optimal); model ms: that over the link; star model ms: (R−1)·|g| over the link "
+    print("compute ms: forward + backward per replica (what a reduce can hide behind); model MB: 2·(R−1)/R·|g| each way (bandwidth-optimal); model ms: that over the link; star model ms: (R−1)·|g| over the link "
           "(replica 0 of a star); reduce/model: measured reduce ms over model ms")
     print(f"bytes from: {', '.join(sorted(src))}; reduce time from: {f['time'] or 'wait_ms (one stage: all waiting is the reduce)'}; "
           f"blocked time from: {f['blocked'] or 'wait_ms'}")
