@@ -40,6 +40,8 @@ public final class SimulatedWorkers {
         places = Array(repeating: nil, count: options.count)
         finished = Array(repeating: false, count: options.count)
         replyArrays = Array(repeating: [], count: options.count)
+        // Two sockets per worker: past libzmq's default of 1023 sockets a context (before the first is made).
+        zmq_ctx_set(ZMQContext.shared.handle, ZMQ_MAX_SOCKETS, Int32(max(1023, 2 * options.count + 16)))
         for i in 0..<options.count {
             let c = try ZMQSocket(.dealer), h = try ZMQSocket(.dealer)
             if let server = options.coordinatorKey {

@@ -29,3 +29,19 @@ final class ControlPlaneTests: XCTestCase {
         XCTAssertEqual(events.components(separatedBy: "\"kind\":\"join\"").count - 1, 8)
     }
 }
+
+extension ControlPlaneTests {
+    /// A helper that dies before its workers join stops the benchmark with an error (the coordinator
+    /// would otherwise wait for its workers for ever).
+    func testAHelperThatDiesEndsTheBenchmarkWithAnError() throws {
+        let dir = try temporaryDirectory(self)
+        var o = ControlPlaneBenchmark.Options()
+        o.dataDir = try ClusterDataset.path()
+        o.helper = ["/bin/false"]
+        let start = Date()
+        XCTAssertThrowsError(try ControlPlaneBenchmark.measure(workers: 4, o, directory: dir)) { error in
+            XCTAssertTrue("\(error)".contains("ended early") || "\(error)".contains("exited"), "\(error)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 20)
+    }
+}
