@@ -24,7 +24,7 @@
 # Deletes the namespaces and stops its processes whatever happens.
 #
 #   cluster/bench/data-parallel.sh            (as root: needs CAP_NET_ADMIN)
-#   BW_MBIT=100 DELAY_MS=0 REPLICAS="1 2 4" STEPS=30 WARMUP=5 ROWS=8 CONFIG=configs/tiny.yaml OUT=file.json \
+#   BW_MBIT=100 BURST=32kb DELAY_MS=0 REPLICAS="1 2 4" STEPS=30 WARMUP=5 ROWS=8 CONFIG=configs/tiny.yaml OUT=file.json \
 #     cluster/bench/data-parallel.sh
 #
 # UGEN_BIN: folder with ugen-coord and ugen-worker (default: .build/release if built, else .build/debug).
@@ -39,6 +39,7 @@ DELAY_MS=${DELAY_MS:-0}
 REPLICAS=${REPLICAS:-"1 2 4"}
 STEPS=${STEPS:-30}
 ROWS=${ROWS:-8}
+BURST=${BURST:-32kb}
 CONFIG=${CONFIG:-$repo/configs/tiny.yaml}
 WARMUP=${WARMUP:-5}
 DATA=${DATA:-$repo/data/tokenized}
@@ -97,8 +98,8 @@ shape() {  # shape NAMESPACE DEVICE: tbf at BW_MBIT (behind a netem delay when D
       || die "tc netem is not available in this kernel (sch_netem); run with DELAY_MS=0"
     parent="parent 1:1"
   fi
-  # burst: several times rate/HZ, so the bucket never starves the link; latency bounds the queue.
-  ip netns exec "$ns" tc qdisc add dev "$dev" $parent handle 10: tbf rate "${BW_MBIT}mbit" burst 256kb latency 200ms \
+  # burst: small (a burst runs at the veth's speed, faster than the model assumes); latency bounds the queue.
+  ip netns exec "$ns" tc qdisc add dev "$dev" $parent handle 10: tbf rate "${BW_MBIT}mbit" burst "$BURST" latency 200ms \
     || die "tc tbf failed on $dev in $ns (sch_tbf missing?)"
 }
 ip netns add "$sw"

@@ -75,13 +75,16 @@ def report(r, d, bandwidth_bytes, warmup):
         per = [next(s for s in m["stages"] if s["replica"] == rep) for m in window]
         worker = per[0]["worker"]
         port = ports.get("port-" + worker)
+        # The interface counters are read whatever else there is: a cross-check of the reduce's own counts.
+        iface = (None, None)
+        if port:
+            iface = tuple((at((port[0], port[k]), end) - at((port[0], port[k]), start)) / n for k in (1, 2))
         if sent_k and recv_k:
             sent = statistics.mean(s[sent_k] for s in per)
             recv = statistics.mean(s[recv_k] for s in per)
             source = "metrics"
         elif port:
-            sent = (at((port[0], port[1]), end) - at((port[0], port[1]), start)) / n
-            recv = (at((port[0], port[2]), end) - at((port[0], port[2]), start)) / n
+            sent, recv = iface
             source = "interface counters"
         else:
             sent = recv = float("nan"); source = "none"
@@ -89,6 +92,7 @@ def report(r, d, bandwidth_bytes, warmup):
         blocked_ms = statistics.median(s[blocked_k] if blocked_k else s["wait_ms"] for s in per)
         compute_ms = statistics.median(s["forward_ms"] + s["backward_ms"] for s in per)
         replicas.append(dict(replica=rep, worker=worker, bytes_sent=sent, bytes_received=recv, bytes_source=source,
+                             interface_sent=iface[0], interface_received=iface[1],
                              reduce_ms=reduce_ms, blocked_ms=blocked_ms, compute_ms=compute_ms))
     model_s = 2 * (r - 1) / r * g / bandwidth_bytes
     star_s = (r - 1) * g / bandwidth_bytes  # replica 0 sends and receives (R−1)·|g| (full duplex)
@@ -126,6 +130,10 @@ def main():
               f" {x['model_reduce_ms']:9.0f} {x['star_model_reduce_ms']:14.0f} {ratio:>13} {hidden:>7}")
     src = {p["bytes_source"] for x in rows for p in x["per_replica"]}
     f = rows[-1]["fields"]
+    for x in rows:
+        if any(p["bytes_source"] == "metrics" and p["interface_sent"] is not None for p in x["per_replica"]):
+            print(f"R = {x['replicas']}, the hosts' interface counters (everything, control messages included), MB sent/received per step: "
+                  + ", ".join(f"{mb(p['interface_sent'])}/{mb(p['interface_received'])}" for p in x["per_replica"]))
     print("compute ms: forward + backward per replica (what a reduce can hide behind); model MB: 2·(R−1)/R·|g| each way (bandwidth-optimal); model ms: that over the link; star model ms: (R−1)·|g| over the link "
           "(replica 0 of a star); reduce/model: measured reduce ms over model ms")
     print(f"bytes from: {', '.join(sorted(src))}; reduce time from: {f['time'] or 'wait_ms (one stage: all waiting is the reduce)'}; "
