@@ -330,6 +330,8 @@ public final class Coordinator {
         let m = config.microBatches, R = config.replicas
         let rowsPer = config.batchRows / (R * m), n = rowsPer * config.seqLen, perReplica = m * n
         let codebook = data.schedule.codebook
+        // Squared norms each stage's worker sends (fixed until the next assignment, which a new train() follows).
+        let parameterCounts = specs.map { model.parameterShapes(for: $0).count }
         var nonFinite = NonFiniteGuard(config)
         while step < config.steps {
             if coordinatorStopRequested != 0 || (options.stopAfter.map { step >= $0 } ?? false) {
@@ -362,7 +364,7 @@ public final class Coordinator {
                         for i in 0..<3 { tasks.sum[i] += t[i]; tasks.weight[i] += t[3 + i] }
                     }
                     if r == 0 {
-                        let count = model.parameterShapes(for: specs[stage]).count
+                        let count = parameterCounts[stage]
                         squares += try msg.array(2, Double.self, count: count)
                         stageOfSquares += Array(repeating: stage, count: count)
                     }
