@@ -8,7 +8,7 @@ BIN        := .build/debug
 RELEASE    := .build/release
 DEMO_RUN   ?= runs/demo
 
-.PHONY: deps build release data test-data data-images check-data-images bench-data demo test bench bench-pytorch bench-bf16-loss bench-data-parallel clean cluster-checks fixtures
+.PHONY: lint deps build release data test-data data-images check-data-images bench-data demo test bench bench-pytorch bench-bf16-loss bench-data-parallel clean cluster-checks fixtures
 
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -51,7 +51,15 @@ test-data:
 demo: data
 	$(RELEASE)/ugen-coord start --config configs/tiny.yaml --run $(DEMO_RUN) --local-workers 2
 
-test: deps
+# swift-format (ships with the toolchain) against .swift-format, strict: any finding fails. Files join this
+# list once they are formatted (`swift format format -i FILE`); the rest of the tree follows as it is touched.
+LINTED := Sources/UGenRecords Sources/UGenCluster/StopRequest.swift \
+          Sources/UGenBench/PackerBenchmark.swift Tests/UGenDashboardTests/RecordsTests.swift \
+          Tests/UGenKernelsTests/ThreadCountTests.swift Tests/UGenClusterTests/ErrorCaseTests.swift
+lint:
+	$(SWIFT) format lint --strict --recursive $(LINTED)
+
+test: deps lint
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	$(MAKE) cluster-checks

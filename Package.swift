@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // UGen Cluster: distributed training of a unified text+image autoregressive transformer.
-// Modules follow the data's way: kernels → model → store → data → training → cluster → dashboard.
+// Modules follow the data's way: schema → kernels → model, schema → store → data; then training → cluster → dashboard.
 import Foundation
 import PackageDescription
 
@@ -23,7 +23,7 @@ let vectorISA: [SwiftSetting] = {
 
 let package = Package(
     name: "UGenCluster",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "ugen", targets: ["ugen"]),
         .executable(name: "ugen-coord", targets: ["ugen-coord"]),
@@ -56,31 +56,43 @@ let package = Package(
                                 // Optimised in debug builds too: the vector loops (FastExp) run ~50× slower
                                 // unoptimised, and the test suite trains real models through them.
                                 .unsafeFlags(["-O"], .when(configuration: .debug))] + vectorISA),
-        // Model config, named parameters, the stage (a cut of the chain), loss, init.
-        .target(name: "UGenModel", dependencies: ["UGenKernels"]),
-        // HDF5 files: typed reading/writing, dataset/tokenizer/checkpoint schemas, checksums.
-        .target(name: "UGenStore", dependencies: ["CHDF5", "CZlib", "UGenModel"]),
+        // The model's configuration and its cut into stages: plain values, no kernels (a leaf).
+        .target(name: "UGenSchema", dependencies: []),
+        // Named parameters, the stage (a cut of the chain), loss, init.
+        .target(name: "UGenModel", dependencies: ["UGenKernels", "UGenSchema"]),
+        // HDF5 files: typed reading/writing, dataset/tokenizer/checkpoint schemas, checksums. A leaf over HDF5:
+        // no kernels, so the tokenizers above it link no BLAS.
+        .target(name: "UGenStore", dependencies: ["CHDF5", "CZlib", "UGenSchema", .product(name: "Yams", package: "Yams")]),
         // Tokenizers (byte-level BPE, k-means VQ), PNG, dataset reader, packer, task mixing.
-        .target(name: "UGenData", dependencies: ["UGenStore", "CPNG"]),
-        // Run config, schedules (LR, progressive vocabulary), the single-process trainer, benchmarks.
+        // The kernels for SplitMix64 and the VQ codebook's k-means distances (BLAS.gemm); the store for files.
+        .target(name: "UGenData", dependencies: ["UGenStore", "UGenKernels", "CPNG"]),
+        // Run config, schedules (LR, progressive vocabulary), the single-process trainer.
         .target(name: "UGenTraining", dependencies: [
             "UGenModel", "UGenData", "UGenStore",
             .product(name: "Yams", package: "Yams"),
         ]),
+        // The run files' records (metrics.jsonl, events.jsonl): written by the cluster, read by the dashboard.
+        .target(name: "UGenRecords", dependencies: []),
         // Wire protocol, coordinator, worker, pipeline schedules, data-parallel reduce.
         .target(name: "UGenCluster", dependencies: [
-            "CZeroMQ", "UGenTraining", "UGenStore",
+            "CZeroMQ", "UGenTraining", "UGenStore", "UGenRecords",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Benchmarks: training throughput, generation, the packer, pipeline layouts and checkpoints. The
+        // executables call them; no library module holds benchmark code.
+        .target(name: "UGenBench", dependencies: [
+            "UGenCluster", "UGenTraining", "UGenData", "UGenStore", "UGenModel", "UGenKernels", "UGenRecords",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Log followers, terminal and web views (reads files only).
-        .target(name: "UGenDashboard", dependencies: []),
+        .target(name: "UGenDashboard", dependencies: ["UGenRecords", .product(name: "Yams", package: "Yams")]),
 
         .executableTarget(name: "ugen", dependencies: [
-            "UGenTraining", "UGenData", "UGenStore",
+            "UGenTraining", "UGenData", "UGenStore", "UGenBench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "ugen-coord", dependencies: [
-            "UGenCluster", "UGenDashboard",
+            "UGenCluster", "UGenDashboard", "UGenBench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "ugen-worker", dependencies: [
@@ -89,9 +101,9 @@ let package = Package(
         ]),
 
         .testTarget(name: "UGenKernelsTests", dependencies: ["UGenKernels"]),
-        .testTarget(name: "UGenModelTests", dependencies: ["UGenModel", "UGenStore", "UGenTraining"]),
-        .testTarget(name: "UGenDataTests", dependencies: ["UGenData", "UGenStore"]),
-        .testTarget(name: "UGenClusterTests", dependencies: ["UGenCluster", "UGenTraining", "UGenData", "UGenStore", "UGenModel", "UGenKernels"]),
-        .testTarget(name: "UGenDashboardTests", dependencies: ["UGenDashboard"]),
+        .testTarget(name: "UGenModelTests", dependencies: ["UGenModel", "UGenStore", "UGenTraining", "UGenBench"]),
+        .testTarget(name: "UGenDataTests", dependencies: ["UGenData", "UGenStore", "UGenBench"]),
+        .testTarget(name: "UGenClusterTests", dependencies: ["UGenCluster", "UGenTraining", "UGenData", "UGenStore", "UGenModel", "UGenKernels", "UGenBench"]),
+        .testTarget(name: "UGenDashboardTests", dependencies: ["UGenDashboard", "UGenRecords"]),
     ]
 )

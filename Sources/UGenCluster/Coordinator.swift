@@ -4,11 +4,9 @@ import Logging
 import UGenData
 import UGenKernels
 import UGenModel
+import UGenRecords
 import UGenStore
 import UGenTraining
-
-/// Set by SIGINT/SIGTERM: save a checkpoint at the next step boundary, stop the workers, exit.
-nonisolated(unsafe) public var coordinatorStopRequested: Int32 = 0
 
 /// The coordinator: owns the configuration, the data stream, the vocabulary schedule and the run
 /// directory; admits workers, gives each a pipeline stage, drives every step, combines the stages'
@@ -144,12 +142,12 @@ public final class Coordinator {
     static func checkSameData(_ ckpt: Checkpoint, path: String, data: RunData, config: RunConfig) throws {
         let p = ckpt.progress, train = config.dataDir + "/train.h5"
         if !p.tokenizerHash.isEmpty && p.tokenizerHash != data.tokenizerHash {
-            throw ConfigError("\(path): checkpoint was trained with tokenizer \(p.tokenizerHash), but \(train) (data.dir = \(config.dataDir)) "
-                + "was made with tokenizer \(data.tokenizerHash): the token ids mean different things; pass --allow-data-change to resume anyway")
+            throw RunError.otherTokenizer(path: path, saved: p.tokenizerHash, train: train, dataDir: config.dataDir,
+                                          current: data.tokenizerHash)
         }
         if !p.datasetHash.isEmpty && p.datasetHash != data.datasetHash {
-            throw ConfigError("\(path): checkpoint was trained on dataset \(p.datasetHash), but \(train) (data.dir = \(config.dataDir)) "
-                + "is dataset \(data.datasetHash) (same tokenizer, other examples); pass --allow-data-change to resume anyway")
+            throw RunError.otherDataset(path: path, saved: p.datasetHash, train: train, dataDir: config.dataDir,
+                                        current: data.datasetHash)
         }
     }
 
@@ -162,9 +160,9 @@ public final class Coordinator {
         let mustMatch = RunConfig.keys.filter { $0.name.hasPrefix("model.") || $0.name.hasPrefix("vocab_schedule.") }.map(\.name)
             + ["data.seq_len", "data.batch_rows", "data.seed", "train.seed"]
         for name in mustMatch where saved.value(of: name) != config.value(of: name) {
-            throw ConfigError("\(path): checkpoint was trained with \(name) = \(saved.value(of: name)), this run has \(config.value(of: name))")
+            throw RunError.otherSetting(path: path, key: name, saved: saved.value(of: name), current: config.value(of: name))
         }
-        if let d = ckpt.model.firstDifference(from: model) { throw ConfigError("\(path): checkpoint has \(d)") }
+        if let d = ckpt.model.firstDifference(from: model) { throw RunError.otherModel(path: path, difference: d) }
         return saved
     }
 
@@ -228,7 +226,7 @@ public final class Coordinator {
                 shutDown(slots.compactMap { $0 }, reason: "run stopped: \(e)")
                 local?.waitAll(seconds: 5)
                 let latest = (try? CheckpointFile.resolve("latest", runDirectory: options.runDirectory)) ?? "nothing (no checkpoint yet)"
-                throw ConfigError("\(e); \(options.runDirectory)/checkpoints/latest stays at \(latest)")
+                throw RunError.stoppedNonFinite(reason: "\(e)", runDirectory: options.runDirectory, latest: latest)
             } catch is StopBeforeStart {
                 log.info("stopped before training could start")
                 shutDown(Array(members.keys), reason: "coordinator stopped")
@@ -279,7 +277,7 @@ public final class Coordinator {
                     continue
                 }
             }
-            if coordinatorStopRequested != 0 { throw StopBeforeStart() }
+            if StopRequest.isSet { throw StopBeforeStart() }
             let joined = try pump(timeoutMs: 100).joined
             waiting = joined
             local?.restartDead()
@@ -300,7 +298,7 @@ public final class Coordinator {
             var arrays: [Data] = []
             if let ckpt = restorePoint, let tensorIndex {
                 for (name, _) in model.parameterShapes(for: spec) {
-                    guard let i = tensorIndex[name] else { throw ConfigError("checkpoint has no tensor \(name)") }
+                    guard let i = tensorIndex[name] else { throw RunError.missingTensor(name) }
                     arrays += [bytes(ckpt.params[i].values), bytes(ckpt.adamM[i].values), bytes(ckpt.adamV[i].values)]
                 }
             }
@@ -334,7 +332,7 @@ public final class Coordinator {
         let parameterCounts = specs.map { model.parameterShapes(for: $0).count }
         var nonFinite = NonFiniteGuard(config)
         while step < config.steps {
-            if coordinatorStopRequested != 0 || (options.stopAfter.map { step >= $0 } ?? false) {
+            if StopRequest.isSet || (options.stopAfter.map { step >= $0 } ?? false) {
                 try checkpoint()
                 return .stopped(step: step)
             }
@@ -353,11 +351,11 @@ public final class Coordinator {
             var lossSum = 0.0
             var tasks = TaskLosses()
             var squares: [Double] = [], stageOfSquares: [Int] = []
-            var timings: [LogValue] = []
+            var timings: [StageTiming] = []
             for (slot, id) in slots.enumerated() {
                 let msg = done[id!]!.message, stage = slot % stages, r = slot / stages
                 do {
-                    guard let body = done[id!]!.stepDone else { throw ProtocolError("no stepDone body") }
+                    guard let body = done[id!]!.stepDone else { throw ProtocolError.malformedBody(.stepDone) }
                     if stage == stages - 1 {
                         for v in try msg.array(0, Double.self, count: m) { lossSum += v }
                         let t = try msg.array(1, Double.self, count: 6)
@@ -369,10 +367,8 @@ public final class Coordinator {
                         stageOfSquares += Array(repeating: stage, count: count)
                     }
                     let who = members[id!]!
-                    timings.append(.object([("stage", .int(stage)), ("replica", .int(r)), ("worker", .string(who.name)),
-                                            ("host", .string(who.host)), ("forward_ms", .double(body.forwardMs)),
-                                            ("backward_ms", .double(body.backwardMs)), ("wait_ms", .double(body.waitMs)),
-                                            ("comm_ms", .double(body.commMs))]))
+                    timings.append(StageTiming(stage: stage, replica: r, worker: who.name, host: who.host, forwardMs: body.forwardMs,
+                                               backwardMs: body.backwardMs, waitMs: body.waitMs, commMs: body.commMs))
                 } catch {
                     // A worker that answers with nonsense is treated like one that failed: the step is dropped.
                     throw WorkerLost(workerId: id!, reason: "malformed stepDone: \(error)")
@@ -410,16 +406,11 @@ public final class Coordinator {
             }
             tokensSeen += Int(maskSum)
             let seconds = Date().timeIntervalSince(t0)
-            var fields: [(String, LogValue)] = [("step", .int(step)), ("loss", .double(loss)), ("precision", .string(config.precision.rawValue))]
-            for (i, key) in ["loss_text", "loss_img2txt", "loss_txt2img"].enumerated() {
-                if let v = tasks.mean(i) { fields.append((key, .double(v))) }
-            }
-            fields += [("lr", .double(lr)), ("grad_norm", .double(norm)), ("tokens", .int(Int(maskSum))),
-                       ("tokens_per_s", .double(Double(config.batchRows * config.seqLen) / seconds)),
-                       ("active_visual_ids", .int(vocab.activeVisual)), ("visual_codebook", .int(codebook)),
-                       ("step_ms", .double(seconds * 1000)), ("time", .double(Date().timeIntervalSince1970)),
-                       ("stages", .array(timings))]
-            runLog.metric(fields)
+            runLog.metric(MetricsRecord(
+                step: step, loss: loss, precision: config.precision.rawValue, lossText: tasks.mean(0), lossImg2Txt: tasks.mean(1),
+                lossTxt2Img: tasks.mean(2), lr: lr, gradNorm: norm, tokens: Int(maskSum),
+                tokensPerS: Double(config.batchRows * config.seqLen) / seconds, activeVisualIds: vocab.activeVisual,
+                visualCodebook: codebook, stepMs: seconds * 1000, time: Date().timeIntervalSince1970, stages: timings))
             onStep?(step)
             phaseEvents(after: step - 1)
             if step % max(1, config.logEvery) == 0 || step == config.steps {
@@ -636,7 +627,7 @@ public final class Coordinator {
                                       ("waits", .array(waits)), ("blamed", .string(members[culprit]?.name ?? "?"))])
                 throw WorkerLost(workerId: culprit, reason: "no \(kind) within \(Int(deadline)) s: \(why)")
             }
-            if coordinatorStopRequested != 0 && kind == .ready { throw StopBeforeStart() }
+            if StopRequest.isSet && kind == .ready { throw StopBeforeStart() }
         }
         return got
     }
@@ -650,7 +641,7 @@ public final class Coordinator {
     /// A step is past its deadline: asks every worker of the layout what it waits for (micro-batch, peer,
     /// since when), logs who waits on whom, and follows the waits from the first late worker to the one
     /// that waits on nobody: that one is blamed (a cycle, or no answers, blames the first late worker).
-    private func diagnoseHang(missing: [Int]) -> (culprit: Int, why: String, waits: [LogValue]) {
+    private func diagnoseHang(missing: [Int]) -> (culprit: Int, why: String, waits: [JSONValue]) {
         let layout = slots.compactMap { $0 }
         probeAnswers = [:]
         for id in layout {
@@ -666,10 +657,10 @@ public final class Coordinator {
         }
         func name(_ id: Int) -> String { members[id]?.name ?? "worker \(id)" }
         var waitsOn: [Int: Int] = [:]
-        var waits: [LogValue] = []
+        var waits: [JSONValue] = []
         for id in layout {
             guard let (stage, replica) = place(id) else { continue }
-            var fields: [(String, LogValue)] = [("worker", .string(name(id))), ("stage", .int(stage)), ("replica", .int(replica))]
+            var fields: [(String, JSONValue)] = [("worker", .string(name(id))), ("stage", .int(stage)), ("replica", .int(replica))]
             switch probeAnswers[id] {
             case .none:
                 log.warning("hang: \(name(id)) (stage \(stage + 1), replica \(replica)) did not answer the probe")
@@ -824,7 +815,7 @@ public final class Coordinator {
         if let a = sender?.address, !peer.contains(a) { from += " at \(PeerText.escape(a, limit: 64))" }
         if let k = sender?.key, !reason.contains(k) { from += " (key \(PeerText.escape(k, limit: 48)))" }
         log.warning("refused \(what) from \(from): \(reason)")
-        var fields: [(String, LogValue)] = [("peer", .string(peer)), ("reason", .string(event))]
+        var fields: [(String, JSONValue)] = [("peer", .string(peer)), ("reason", .string(event))]
         if let a = sender?.address { fields.append(("address", .string(PeerText.escape(a, limit: 64)))) }
         if let k = sender?.key { fields.append(("key", .string(PeerText.escape(k, limit: 48)))) }
         runLog.event("refused", fields)
@@ -903,27 +894,10 @@ public final class Coordinator {
         identities[identity] = id
         let m = members[id]!
         log.info("worker \(m.name) joined from \(m.host) (\(hello.cores) cores)")
-        var fields: [(String, LogValue)] = [("worker", .string(m.name)), ("host", .string(m.host)), ("cores", .int(hello.cores)),
+        var fields: [(String, JSONValue)] = [("worker", .string(m.name)), ("host", .string(m.host)), ("cores", .int(hello.cores)),
                                             ("data", .string(PeerText.escape(hello.dataEndpoint)))]
         if let k = hello.publicKey { fields.append(("key", .string(k))) }
         runLog.event("join", fields)
         return id
-    }
-}
-
-extension VocabLayout {
-    /// The layout as the attribute table checkpoints store.
-    public var attributes: [String: Int] {
-        var a = ["text_vocab": textVocab, "n_specials": specialCount, "codebook": codebookSize, "vocab_size": vocabSize]
-        for (i, name) in Self.specialNames.enumerated() { a[String(name.dropFirst().dropLast()) + "_id"] = textVocab + i }
-        return a
-    }
-}
-
-extension RunConfig {
-    /// A key's value as text (for comparisons and messages).
-    public func value(of name: String) -> String {
-        guard let k = Self.keys.first(where: { $0.name == name }) else { return "?" }
-        return k.text(self)
     }
 }

@@ -8,15 +8,15 @@ public struct CurveKeyPair: Sendable, Equatable {
 
     public static func generate() throws -> CurveKeyPair {
         var pub = [CChar](repeating: 0, count: 41), sec = [CChar](repeating: 0, count: 41)
-        guard zmq_curve_keypair(&pub, &sec) == 0 else { throw ZMQError("zmq_curve_keypair (is libzmq built with CURVE?)") }
+        guard zmq_curve_keypair(&pub, &sec) == 0 else { throw ZMQError.noCurve(errno: zmq_errno()) }
         return CurveKeyPair(publicKey: String(cString: pub), secretKey: String(cString: sec))
     }
 
     /// The pair of a secret key (the public half is derived from it).
     public init(secretKey: String) throws {
-        guard secretKey.utf8.count == 40 else { throw ProtocolError("a CURVE secret key is 40 Z85 characters, got \(secretKey.utf8.count)") }
+        guard secretKey.utf8.count == 40 else { throw SecurityError.secretKeyLength(secretKey.utf8.count) }
         var pub = [CChar](repeating: 0, count: 41)
-        guard zmq_curve_public(&pub, secretKey) == 0 else { throw ProtocolError("not a Z85 CURVE secret key") }
+        guard zmq_curve_public(&pub, secretKey) == 0 else { throw SecurityError.notZ85SecretKey }
         self.secretKey = secretKey
         publicKey = String(cString: pub)
     }
@@ -25,10 +25,10 @@ public struct CurveKeyPair: Sendable, Equatable {
 
     /// Reads a key file: its first line that is 40 characters of Z85 (comments with `#` allowed).
     public static func readKey(_ path: String) throws -> String {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ProtocolError("\(path): cannot read key file") }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw SecurityError.unreadableKeyFile(path) }
         guard let key = text.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) })
             .first(where: { !$0.hasPrefix("#") && $0.utf8.count == 40 }) else {
-            throw ProtocolError("\(path): no 40-character Z85 key in the file")
+            throw SecurityError.noKeyInFile(path)
         }
         return key
     }
@@ -37,7 +37,7 @@ public struct CurveKeyPair: Sendable, Equatable {
     public func write(directory: String, name: String) throws -> (secret: String, public: String) {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let sec = directory + "/" + name + ".key", pub = directory + "/" + name + ".pub"
-        guard !FileManager.default.fileExists(atPath: sec) else { throw ProtocolError("\(sec) exists; not overwriting a key") }
+        guard !FileManager.default.fileExists(atPath: sec) else { throw SecurityError.keyExists(sec) }
         try "# UGen CURVE secret key of \(name): keep it private\n\(secretKey)\n".write(toFile: sec, atomically: true, encoding: .utf8)
         chmod(sec, 0o600)
         try "# UGen CURVE public key of \(name)\n\(publicKey)\n".write(toFile: pub, atomically: true, encoding: .utf8)
@@ -47,7 +47,7 @@ public struct CurveKeyPair: Sendable, Equatable {
     /// Public keys from a file (one per line) or a directory of `*.pub` files.
     public static func readPublicKeys(_ path: String) throws -> Set<String> {
         var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw ProtocolError("\(path): no such key file or directory") }
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw SecurityError.noSuchKeyFile(path) }
         let files = isDir.boolValue
             ? try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".pub") }.sorted().map { path + "/" + $0 }
             : [path]
@@ -57,7 +57,7 @@ public struct CurveKeyPair: Sendable, Equatable {
             for line in text.split(separator: "\n") {
                 let k = line.trimmingCharacters(in: .whitespaces)
                 if k.hasPrefix("#") || k.isEmpty { continue }
-                guard k.utf8.count == 40 else { throw ProtocolError("\(f): '\(k.prefix(12))…' is not a 40-character Z85 public key") }
+                guard k.utf8.count == 40 else { throw SecurityError.badPublicKey(file: f, start: String(k.prefix(12))) }
                 keys.insert(k)
             }
         }
@@ -159,9 +159,9 @@ public enum SecurityPolicy {
     public static func coordinator(keyFile: String?, authorized: String?, insecure: Bool, bind: String,
                                    localWorkers: Int, workersNeeded: Int) throws -> (Security, Set<String>) {
         if insecure {
-            guard keyFile == nil else { throw ProtocolError("--insecure and --key exclude each other") }
+            guard keyFile == nil else { throw SecurityError.insecureWithKey }
             guard isLoopback(bind) else {
-                throw ProtocolError("--insecure binds only to loopback (127.0.0.1); \(bind) would carry plain text over a network: use --key and --authorized-keys")
+                throw SecurityError.insecureOffLoopback(bind)
             }
             return (.plaintext, [])
         }
@@ -169,13 +169,57 @@ public enum SecurityPolicy {
             let keys = try CurveKeyPair(secretKey: try CurveKeyPair.readKey(keyFile))
             let admitted = try authorized.map(CurveKeyPair.readPublicKeys) ?? []
             if admitted.isEmpty && localWorkers < workersNeeded {
-                throw ProtocolError("--key needs --authorized-keys (the workers' .pub files) unless every worker is local")
+                throw SecurityError.keyNeedsAuthorizedKeys
             }
             return (.curve(keys), admitted)
         }
         guard localWorkers >= workersNeeded else {
-            throw ProtocolError("workers on other machines need CURVE keys: make them with `ugen-coord keygen`, pass --key and --authorized-keys (or --insecure on loopback)")
+            throw SecurityError.remoteWorkersNeedKeys
         }
         return (.curve(try CurveKeyPair.generate()), [])
+    }
+}
+
+/// A key, key file or security option that cannot be used: one case per mistake, printed as one line.
+public enum SecurityError: Error, CustomStringConvertible, Equatable {
+    case secretKeyLength(Int)
+    case notZ85SecretKey
+    case unreadableKeyFile(String)
+    case noKeyInFile(String)
+    /// `ugen-coord keygen` would overwrite this secret key file.
+    case keyExists(String)
+    case noSuchKeyFile(String)
+    /// A line of a public-key file that is no key (its first 12 characters).
+    case badPublicKey(file: String, start: String)
+    case insecureWithKey
+    case insecureOffLoopback(String)
+    case keyNeedsAuthorizedKeys
+    case remoteWorkersNeedKeys
+    /// A worker with CURVE keys but not the coordinator's public key (or the reverse).
+    case curveNeedsCoordinatorKey
+    case keyNeedsCoordinatorKey
+    case coordinatorKeyNeedsKey
+
+    public var description: String {
+        switch self {
+        case .secretKeyLength(let n): "a CURVE secret key is 40 Z85 characters, got \(n)"
+        case .notZ85SecretKey: "not a Z85 CURVE secret key"
+        case .unreadableKeyFile(let path): "\(path): cannot read key file"
+        case .noKeyInFile(let path): "\(path): no 40-character Z85 key in the file"
+        case .keyExists(let path): "\(path) exists; not overwriting a key"
+        case .noSuchKeyFile(let path): "\(path): no such key file or directory"
+        case .badPublicKey(let file, let start): "\(file): '\(start)…' is not a 40-character Z85 public key"
+        case .insecureWithKey: "--insecure and --key exclude each other"
+        case .insecureOffLoopback(let bind):
+            "--insecure binds only to loopback (127.0.0.1); \(bind) would carry plain text over a network: "
+                + "use --key and --authorized-keys"
+        case .keyNeedsAuthorizedKeys: "--key needs --authorized-keys (the workers' .pub files) unless every worker is local"
+        case .remoteWorkersNeedKeys:
+            "workers on other machines need CURVE keys: make them with `ugen-coord keygen`, pass --key and --authorized-keys "
+                + "(or --insecure on loopback)"
+        case .curveNeedsCoordinatorKey: "CURVE needs the coordinator's public key (--coord-key)"
+        case .keyNeedsCoordinatorKey: "--key needs --coord-key (the coordinator's public key)"
+        case .coordinatorKeyNeedsKey: "--coord-key needs --key (this worker's secret key; make one with `ugen-coord keygen`)"
+        }
     }
 }

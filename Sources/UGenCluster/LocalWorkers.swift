@@ -26,7 +26,7 @@ public final class LocalWorkers {
         self.logDirectory = logDirectory
         let exe = executable ?? Self.besideSelf("ugen-worker")
         guard FileManager.default.isExecutableFile(atPath: exe) else {
-            throw ProtocolError("\(exe): worker executable not found (build it with `swift build`, or pass its path)")
+            throw SetupError.workerExecutableNotFound(path: exe)
         }
         self.executable = exe
         self.maxRestarts = maxRestarts

@@ -24,9 +24,54 @@ public enum Wire {
     }
 }
 
-public struct ProtocolError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ d: String) { description = d }
+/// A message a peer should not have sent, or one that cannot be read: one case per way it is wrong,
+/// printed as one line.
+public enum ProtocolError: Error, CustomStringConvertible, Equatable {
+    case emptyMessage
+    case badMagic
+    /// A header shorter than magic, version and kind (7 bytes).
+    case truncatedHeader(bytes: Int)
+    case unsupportedVersion(UInt16)
+    case unknownKind(UInt8)
+    case malformedBody(Wire.Kind)
+    /// Array part `part` (1-based) of the message is missing, or has `bytes` where `expected` were due.
+    case missingPart(Wire.Kind, part: Int)
+    case partSize(Wire.Kind, part: Int, bytes: Int, expected: Int)
+    case malformedDataHeader
+    /// A step's token or target id (`what`) outside the model's vocabulary.
+    case idOutsideVocabulary(what: String)
+    /// The assignment names a neighbour (`role`) without its CURVE key.
+    case missingPeerKey(role: String, endpoint: String)
+
+    public var description: String {
+        switch self {
+        case .emptyMessage: "empty message"
+        case .badMagic: "not a UGen message (bad magic)"
+        case .truncatedHeader(let n): "truncated header (\(n) bytes; magic, version and kind take 7)"
+        case .unsupportedVersion(let v): "protocol version \(v) is not supported (this build speaks \(Wire.version))"
+        case .unknownKind(let k): "unknown message kind \(k)"
+        case .malformedBody(let kind): "malformed \(kind) body"
+        case .missingPart(let kind, let part): "\(kind): missing array part \(part)"
+        case .partSize(let kind, let part, let bytes, let expected): "\(kind): array part \(part) has \(bytes) bytes, expected \(expected)"
+        case .malformedDataHeader: "malformed data header"
+        case .idOutsideVocabulary(let what): "step: \(what) id outside the vocabulary"
+        case .missingPeerKey(let role, let endpoint): "assignment lacks the CURVE key of the \(role) (\(endpoint))"
+        }
+    }
+}
+
+/// A local setup failure of the cluster: a run file that cannot be opened, a worker program not found.
+public enum SetupError: Error, CustomStringConvertible, Equatable {
+    case cannotOpenForWriting(path: String)
+    case workerExecutableNotFound(path: String)
+
+    public var description: String {
+        switch self {
+        case .cannotOpenForWriting(let path): "\(path): cannot open for writing"
+        case .workerExecutableNotFound(let path):
+            "\(path): worker executable not found (build it with `swift build`, or pass its path)"
+        }
+    }
 }
 
 /// A decoded control message: its kind, body, and raw array parts.
@@ -52,15 +97,15 @@ public struct WireMessage {
 
     /// Parses frames; every failure is a one-line reason.
     public init(frames: [Data]) throws {
-        guard let head = frames.first else { throw ProtocolError("empty message") }
-        guard Array(head.prefix(4)) == Array(Wire.magic.prefix(head.count)) else { throw ProtocolError("not a UGen message (bad magic)") }
-        guard head.count >= 7 else { throw ProtocolError("truncated header (\(head.count) bytes; magic, version and kind take 7)") }
+        guard let head = frames.first else { throw ProtocolError.emptyMessage }
+        guard Array(head.prefix(4)) == Array(Wire.magic.prefix(head.count)) else { throw ProtocolError.badMagic }
+        guard head.count >= 7 else { throw ProtocolError.truncatedHeader(bytes: head.count) }
         let version = UInt16(head[head.startIndex + 4]) | UInt16(head[head.startIndex + 5]) << 8
         guard version == Wire.version else {
-            throw ProtocolError("protocol version \(version) is not supported (this build speaks \(Wire.version))")
+            throw ProtocolError.unsupportedVersion(version)
         }
         guard let kind = Wire.Kind(rawValue: head[head.startIndex + 6]) else {
-            throw ProtocolError("unknown message kind \(head[head.startIndex + 6])")
+            throw ProtocolError.unknownKind(head[head.startIndex + 6])
         }
         self.kind = kind
         body = head.dropFirst(7)
@@ -70,7 +115,7 @@ public struct WireMessage {
     /// The body as `B`, or a one-line reason.
     public func decode<B: Decodable>(_ type: B.Type) throws -> B {
         do { return try JSONDecoder().decode(B.self, from: body) } catch {
-            throw ProtocolError("malformed \(kind) body")
+            throw ProtocolError.malformedBody(kind)
         }
     }
 
@@ -104,10 +149,10 @@ public struct WireMessage {
 
     /// Array part `i` as `count` elements of `T`, checking the byte count first.
     public func array<T>(_ i: Int, _ type: T.Type, count: Int) throws -> [T] {
-        guard i < arrays.count else { throw ProtocolError("\(kind): missing array part \(i + 1)") }
+        guard i < arrays.count else { throw ProtocolError.missingPart(kind, part: i + 1) }
         let d = arrays[i]
         guard d.count == count * MemoryLayout<T>.stride else {
-            throw ProtocolError("\(kind): array part \(i + 1) has \(d.count) bytes, expected \(count * MemoryLayout<T>.stride)")
+            throw ProtocolError.partSize(kind, part: i + 1, bytes: d.count, expected: count * MemoryLayout<T>.stride)
         }
         return d.withUnsafeBytes { raw in Array(raw.bindMemory(to: T.self)) }
     }
@@ -294,7 +339,7 @@ public struct DataHeader: Equatable {
     }
 
     public init(_ raw: UnsafeRawBufferPointer) throws {
-        guard raw.count == Self.size, let k = Kind(rawValue: raw[0]) else { throw ProtocolError("malformed data header") }
+        guard raw.count == Self.size, let k = Kind(rawValue: raw[0]) else { throw ProtocolError.malformedDataHeader }
         kind = k
         generation = Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 1, as: Int32.self))
         step = Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 5, as: Int32.self))

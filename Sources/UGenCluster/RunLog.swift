@@ -1,36 +1,5 @@
 import Foundation
-
-/// A value in a log line. Numbers print in Swift's shortest round-trip form, so a loss read back from
-/// `metrics.jsonl` is the exact double (and float32) that was computed.
-public enum LogValue {
-    case int(Int), double(Double), string(String), bool(Bool), array([LogValue]), object([(String, LogValue)])
-
-    var json: String {
-        switch self {
-        case .int(let i): return String(i)
-        case .double(let d): return d.isFinite ? "\(d)" : "null"
-        case .bool(let b): return b ? "true" : "false"
-        case .string(let s): return Self.quote(s)
-        case .array(let a): return "[" + a.map(\.json).joined(separator: ",") + "]"
-        case .object(let o): return "{" + o.map { Self.quote($0.0) + ":" + $0.1.json }.joined(separator: ",") + "}"
-        }
-    }
-
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default: out += u.value < 0x20 ? String(format: "\\u%04x", u.value) : String(u)
-            }
-        }
-        return out + "\""
-    }
-}
+import UGenRecords
 
 /// RUN/metrics.jsonl (one object per step) and RUN/events.jsonl (one object per event), appended and
 /// flushed line by line so a follower never sees more than one half-written line.
@@ -45,7 +14,7 @@ public final class RunLog {
         func open(_ name: String) throws -> FileHandle {
             let path = directory + "/" + name
             if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
-            guard let h = FileHandle(forWritingAtPath: path) else { throw ProtocolError("\(path): cannot open for writing") }
+            guard let h = FileHandle(forWritingAtPath: path) else { throw SetupError.cannotOpenForWriting(path: path) }
             h.seekToEndOfFile()
             return h
         }
@@ -53,14 +22,14 @@ public final class RunLog {
         events = try open("events.jsonl")
     }
 
-    public func metric(_ fields: [(String, LogValue)]) {
-        metrics.write((LogValue.object(fields).json + "\n").data(using: .utf8)!)
-    }
+    public func metric(_ record: MetricsRecord) { write(record, to: metrics) }
 
-    /// Writes an event: `time`, `kind`, then the details.
-    public func event(_ kind: String, _ details: [(String, LogValue)] = []) {
-        let line = LogValue.object([("time", .double(Date().timeIntervalSince1970)), ("kind", .string(kind))] + details).json
-        events.write((line + "\n").data(using: .utf8)!)
+    /// Writes an event happening now: `time`, `kind`, then the details.
+    public func event(_ kind: String, _ details: [(String, JSONValue)] = []) { write(RunEvent(kind, details), to: events) }
+
+    private func write<T: Encodable>(_ record: T, to file: FileHandle) {
+        // The records hold numbers, strings and arrays of them only: encoding them cannot fail.
+        file.write(((try! JSONLine.encode(record)) + "\n").data(using: .utf8)!)
     }
 
     /// Drops metrics of steps after `step` (a resume or a recovery goes back to a checkpoint, and the
@@ -71,14 +40,16 @@ public final class RunLog {
         var kept = ""
         var dropped = 0
         for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
-            let s = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
-            if let n = s?["step"] as? Int, n > step { dropped += 1; continue }
+            if case .success(let r) = JSONLine.decode(MetricsRecord.self, from: Data(line.utf8)), r.step > step {
+                dropped += 1
+                continue
+            }
             kept += line + "\n"
         }
         guard dropped > 0 else { return }
         try metrics.close()
         try kept.write(toFile: path, atomically: true, encoding: .utf8)
-        guard let h = FileHandle(forWritingAtPath: path) else { throw ProtocolError("\(path): cannot open for writing") }
+        guard let h = FileHandle(forWritingAtPath: path) else { throw SetupError.cannotOpenForWriting(path: path) }
         h.seekToEndOfFile()
         metrics = h
     }

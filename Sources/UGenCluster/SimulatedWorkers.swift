@@ -24,6 +24,9 @@ public final class SimulatedWorkers {
         }
     }
 
+    /// The coordinator turned a simulated worker away (a reject or reset): the measurement is void.
+    struct Refused: Error, CustomStringConvertible { var description: String }
+
     /// What one fake worker was assigned.
     private struct Place { var workerId: Int; var spec: StageSpec; var model: ModelConfig }
 
@@ -108,7 +111,7 @@ public final class SimulatedWorkers {
             try control[i].send(WireMessage(.shutdown, Shutdown(reason: "goodbye")).frames)
             finished[i] = true
         case .reject, .reset:
-            throw ProtocolError("simulated worker \(i): the coordinator sent \(msg.kind): \(String(decoding: msg.body, as: UTF8.self))")
+            throw Refused(description: "simulated worker \(i): the coordinator sent \(msg.kind): \(String(decoding: msg.body, as: UTF8.self))")
         default: break
         }
     }

@@ -68,13 +68,13 @@ public final class Worker {
         control = try ZMQSocket(.dealer)
         data = try ZMQSocket(.pull)
         if let keys = options.security.keys {
-            guard let server = options.coordinatorKey else { throw ProtocolError("CURVE needs the coordinator's public key (--coord-key)") }
+            guard let server = options.coordinatorKey else { throw SecurityError.curveNeedsCoordinatorKey }
             try control.makeCurveClient(keys, server: server)
             try data.makeCurveServer(keys)
             ZAPHandler.shared.replaceAllowed([])  // nobody may send data before the assignment names the peers
         }
-        heartbeat = try HeartbeatLink(coordinator: options.coordinator, timeout: options.coordinatorTimeout,
-                                      curve: options.security.keys.map { ($0, options.coordinatorKey ?? "") })
+        heartbeat = HeartbeatLink(coordinator: options.coordinator, timeout: options.coordinatorTimeout,
+                                  curve: options.security.keys.map { ($0, options.coordinatorKey ?? "") }, log: log)
     }
 
     /// Call once, after the last worker is gone and just before the process exits: sends what is still
@@ -187,6 +187,7 @@ public final class Worker {
         schedule = PipelineSchedule(rawValue: config.schedule) ?? .oneFOneB
         heartbeat.workerId = a.workerId
         heartbeat.place = (a.stage, a.replica)
+        heartbeat.interval = config.heartbeatSeconds
         let rows = config.batchRows / (config.replicas * config.microBatches)
         stage = try Stage(config: a.model, spec: a.spec, rows: rows, seqLen: config.seqLen, precision: config.precision)
         optimizer = AdamWState(parameters: stage.parameters)
@@ -214,7 +215,7 @@ public final class Worker {
         func push(_ endpoint: String, _ peerKey: String?, _ role: String) throws -> ZMQSocket {
             let s = try ZMQSocket(.push)
             if let keys {
-                guard let peerKey, !peerKey.isEmpty else { throw ProtocolError("assignment lacks the CURVE key of the \(role) (\(endpoint))") }
+                guard let peerKey, !peerKey.isEmpty else { throw ProtocolError.missingPeerKey(role: role, endpoint: endpoint) }
                 try s.makeCurveClient(keys, server: peerKey)
             }
             try s.connect(endpoint)
@@ -255,14 +256,14 @@ public final class Worker {
         if stage.spec.hasEmbedding {
             tokens = try msg.array(part, Int32.self, count: m * n); part += 1
             if order.masked { tokenMap = try msg.array(part, Int32.self, count: V); part += 1 }
-            guard tokens.allSatisfy({ $0 >= 0 && Int($0) < V }) else { throw ProtocolError("step: token id outside the vocabulary") }
+            guard tokens.allSatisfy({ $0 >= 0 && Int($0) < V }) else { throw ProtocolError.idOutsideVocabulary(what: "token") }
         }
         if stage.spec.hasHead {
             targets = try msg.array(part, Int32.self, count: m * n); part += 1
             mask = try msg.array(part, Float.self, count: m * n); part += 1
             tasks = try msg.array(part, UInt8.self, count: m * n); part += 1
             if order.masked { inactive = try msg.array(part, UInt8.self, count: V); part += 1 }
-            guard targets.allSatisfy({ $0 >= 0 && Int($0) < V }) else { throw ProtocolError("step: target id outside the vocabulary") }
+            guard targets.allSatisfy({ $0 >= 0 && Int($0) < V }) else { throw ProtocolError.idOutsideVocabulary(what: "target") }
         }
         stage.zeroGrads()
         var lossSums = [Double](repeating: 0, count: stage.spec.hasHead ? m : 0)
@@ -475,95 +476,3 @@ func withOptionalPointer<T, R>(_ a: [T]?, _ body: (UnsafePointer<T>?) throws -> 
     if let a { return try a.withUnsafeBufferPointer { try body($0.baseAddress!) } }
     return try body(nil)
 }
-
-/// Heartbeats on a socket of their own, from a thread of their own: a worker deep in a long step still
-/// says it is alive, and notices when the coordinator stops answering.
-final class HeartbeatLink: @unchecked Sendable {
-    private let endpoint: String
-    private let timeout: Double
-    private let lock = NSLock()
-    private var _workerId = -1, _lost = false, running = false
-    private var thread: Thread?
-
-    private let curve: (CurveKeyPair, String)?
-    init(coordinator: String, timeout: Double, curve: (CurveKeyPair, String)?) throws {
-        endpoint = coordinator; self.timeout = timeout; self.curve = curve
-    }
-
-    var workerId: Int { get { lock.withLock { _workerId } } set { lock.withLock { _workerId = newValue } } }
-    var lost: Bool { lock.withLock { _lost } }
-    /// The instance id in the coordinator's latest heartbeat reply.
-    var coordinator: String? { lock.withLock { _coordinator } }
-    private var _coordinator: String?
-
-    // What the worker is doing, set from its main thread without allocating, reported in heartbeats.
-    private var idleText = "idle", position: (step: Int, forward: Bool, microBatch: Int)? = nil
-    private var waitingSince: DispatchTime? = nil, waitingForReduce = false
-    /// This worker's stage and replica (for the wait reports).
-    var place: (stage: Int, replica: Int) { get { lock.withLock { _place } } set { lock.withLock { _place = newValue } } }
-    private var _place = (stage: -1, replica: -1)
-    func setStatus(_ s: String) { lock.withLock { idleText = s; position = nil; waitingSince = nil } }
-    func setPosition(step: Int, forward: Bool, microBatch: Int) { lock.withLock { position = (step, forward, microBatch) } }
-    func setWaiting(_ w: Bool, reduce: Bool = false) { lock.withLock { waitingSince = w ? DispatchTime.now() : nil; waitingForReduce = reduce } }
-
-    /// What the worker waits for now (nil: it is not waiting), for the coordinator's hang probe.
-    var waitReport: WaitReport? {
-        lock.withLock {
-            guard let p = position, let w = waitingSince else { return nil }
-            let secs = Double(DispatchTime.now().uptimeNanoseconds - w.uptimeNanoseconds) / 1e9
-            if waitingForReduce {
-                return WaitReport(step: p.step, what: .reduce, microBatch: -1, fromStage: _place.stage,
-                                  fromReplica: _place.replica == 0 ? nil : 0, seconds: secs)
-            }
-            return WaitReport(step: p.step, what: p.forward ? .activation : .gradient, microBatch: p.microBatch,
-                              fromStage: _place.stage + (p.forward ? -1 : 1), fromReplica: _place.replica, seconds: secs)
-        }
-    }
-
-    var status: String {
-        lock.withLock {
-            guard let p = position else { return idleText }
-            var s = "step \(p.step): \(p.forward ? "forward" : "backward") of micro-batch \(p.microBatch)"
-            if let w = waitingSince {
-                let secs = Double(DispatchTime.now().uptimeNanoseconds - w.uptimeNanoseconds) / 1e9
-                s += ", waiting for the \(p.forward ? "previous stage's activation" : "next stage's gradient") for \(String(format: "%.1f", secs)) s"
-            }
-            return s
-        }
-    }
-
-    func start(workerId: Int) {
-        self.workerId = workerId
-        running = true
-        let t = Thread { [weak self] in self?.loop() }
-        thread = t
-        t.start()
-    }
-
-    func stop() { lock.withLock { running = false } }
-
-    private func loop() {
-        guard let socket = try? ZMQSocket(.dealer) else { return }
-        if let (keys, server) = curve { guard (try? socket.makeCurveClient(keys, server: server)) != nil else { return } }
-        guard (try? socket.connect(endpoint)) != nil else { return }
-        var lastHeard = Date()
-        while lock.withLock({ running }) {
-            _ = try? socket.send(WireMessage(.heartbeat, Heartbeat(workerId: workerId, status: status)).frames)
-            let deadline = Date().addingTimeInterval(0.5)
-            while Date() < deadline {
-                if socket.poll(timeoutMs: 100), let frames = try? socket.receive() {
-                    lastHeard = Date()
-                    if let reply = try? WireMessage(frames: frames), let hb = try? reply.decode(Heartbeat.self) {
-                        if let c = hb.coordinator { lock.withLock { _coordinator = c } }
-                        if hb.probe == true {  // a step is past its deadline: say what we wait for, now
-                            _ = try? socket.send(WireMessage(.heartbeat, Heartbeat(workerId: workerId, status: status, answer: true,
-                                                                                   wait: waitReport)).frames)
-                        }
-                    }
-                }
-            }
-            if Date().timeIntervalSince(lastHeard) > timeout { lock.withLock { _lost = true } }
-        }
-    }
-}
-

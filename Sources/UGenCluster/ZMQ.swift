@@ -1,10 +1,33 @@
 import CZeroMQ
 import Foundation
 
-/// A ZeroMQ failure, one line (what was attempted and zmq_strerror).
-public struct ZMQError: Error, CustomStringConvertible {
-    public let description: String
-    init(_ what: String) { description = "\(what): \(String(cString: zmq_strerror(zmq_errno())))" }
+/// A ZeroMQ call that failed, with libzmq's errno at the time; printed as one line: what was attempted
+/// and zmq_strerror.
+public enum ZMQError: Error, CustomStringConvertible, Equatable {
+    /// zmq_curve_keypair: libzmq was built without CURVE.
+    case noCurve(errno: Int32)
+    case socket(errno: Int32)
+    case setOption(Int32, errno: Int32)
+    case bind(String, errno: Int32)
+    case connect(String, errno: Int32)
+    case send(errno: Int32)
+    /// `call`: zmq_recv or zmq_msg_recv.
+    case receive(call: String, errno: Int32)
+    case monitor(errno: Int32)
+
+    public var description: String {
+        let (what, errno): (String, Int32) = switch self {
+        case .noCurve(let e): ("zmq_curve_keypair (is libzmq built with CURVE?)", e)
+        case .socket(let e): ("zmq_socket", e)
+        case .setOption(let option, let e): ("zmq_setsockopt \(option)", e)
+        case .bind(let endpoint, let e): ("cannot bind \(endpoint)", e)
+        case .connect(let endpoint, let e): ("cannot connect to \(endpoint)", e)
+        case .send(let e): ("zmq_send", e)
+        case .receive(let call, let e): (call, e)
+        case .monitor(let e): ("zmq_socket_monitor", e)
+        }
+        return "\(what): \(String(cString: zmq_strerror(errno)))"
+    }
 }
 
 /// The process's ZeroMQ context (one per process, as libzmq recommends).
@@ -35,7 +58,7 @@ public final class ZMQSocket {
     let handle: UnsafeMutableRawPointer
 
     public init(_ kind: Kind) throws {
-        guard let h = zmq_socket(ZMQContext.shared.handle, kind.raw) else { throw ZMQError("zmq_socket") }
+        guard let h = zmq_socket(ZMQContext.shared.handle, kind.raw) else { throw ZMQError.socket(errno: zmq_errno()) }
         handle = h
         try set(ZMQ_LINGER, 0)  // closing never blocks on undelivered messages
         // A DEALER with no completed connection (coordinator down, CURVE handshake refused) would block a
@@ -47,24 +70,24 @@ public final class ZMQSocket {
 
     public func set(_ option: Int32, _ value: Int32) throws {
         var v = value
-        guard zmq_setsockopt(handle, option, &v, MemoryLayout<Int32>.size) == 0 else { throw ZMQError("zmq_setsockopt \(option)") }
+        guard zmq_setsockopt(handle, option, &v, MemoryLayout<Int32>.size) == 0 else { throw ZMQError.setOption(option, errno: zmq_errno()) }
     }
 
     public func set(_ option: Int32, int64 value: Int64) throws {
         var v = value
-        guard zmq_setsockopt(handle, option, &v, MemoryLayout<Int64>.size) == 0 else { throw ZMQError("zmq_setsockopt \(option)") }
+        guard zmq_setsockopt(handle, option, &v, MemoryLayout<Int64>.size) == 0 else { throw ZMQError.setOption(option, errno: zmq_errno()) }
     }
 
     public func set(_ option: Int32, bytes: [UInt8]) throws {
         guard bytes.withUnsafeBytes({ zmq_setsockopt(handle, option, $0.baseAddress, $0.count) }) == 0 else {
-            throw ZMQError("zmq_setsockopt \(option)")
+            throw ZMQError.setOption(option, errno: zmq_errno())
         }
     }
 
     /// Binds and returns the endpoint actually bound (a `:0` or `*` port resolved).
     @discardableResult
     public func bind(_ endpoint: String) throws -> String {
-        guard zmq_bind(handle, endpoint) == 0 else { throw ZMQError("cannot bind \(endpoint)") }
+        guard zmq_bind(handle, endpoint) == 0 else { throw ZMQError.bind(endpoint, errno: zmq_errno()) }
         var buf = [CChar](repeating: 0, count: 256)
         var len = buf.count
         zmq_getsockopt(handle, ZMQ_LAST_ENDPOINT, &buf, &len)
@@ -72,7 +95,7 @@ public final class ZMQSocket {
     }
 
     public func connect(_ endpoint: String) throws {
-        guard zmq_connect(handle, endpoint) == 0 else { throw ZMQError("cannot connect to \(endpoint)") }
+        guard zmq_connect(handle, endpoint) == 0 else { throw ZMQError.connect(endpoint, errno: zmq_errno()) }
     }
 
     /// Sends a multipart message; each part is copied into ZeroMQ once.
@@ -104,7 +127,7 @@ public final class ZMQSocket {
     public func sendPart(_ p: UnsafeRawBufferPointer, more: Bool) throws {
         while zmq_send(handle, p.baseAddress, p.count, more ? ZMQ_SNDMORE : 0) < 0 {
             if zmq_errno() == EINTR { continue }
-            throw ZMQError("zmq_send")
+            throw ZMQError.send(errno: zmq_errno())
         }
     }
 
@@ -151,7 +174,7 @@ public final class ZMQSocket {
             while zmq_msg_recv(msg, handle, 0) < 0 {
                 if zmq_errno() == EINTR { continue }
                 zmq_msg_close(msg); msg.deallocate()
-                throw ZMQError("zmq_msg_recv")
+                throw ZMQError.receive(call: "zmq_msg_recv", errno: zmq_errno())
             }
             if let sender, sender.pointee.key == nil && sender.pointee.address == nil { sender.pointee = Self.sender(of: msg) }
             let size = zmq_msg_size(msg)
@@ -173,7 +196,7 @@ public final class ZMQSocket {
             let n = zmq_recv(handle, buffer, capacity, 0)
             if n >= 0 { return Int(n) }
             if zmq_errno() == EINTR { continue }
-            throw ZMQError("zmq_recv")
+            throw ZMQError.receive(call: "zmq_recv", errno: zmq_errno())
         }
     }
 
@@ -185,7 +208,7 @@ public final class ZMQSocket {
         defer { zmq_msg_close(&msg) }
         while zmq_msg_recv(&msg, handle, 0) < 0 {
             if zmq_errno() == EINTR { continue }
-            throw ZMQError("zmq_msg_recv")
+            throw ZMQError.receive(call: "zmq_msg_recv", errno: zmq_errno())
         }
         let size = zmq_msg_size(&msg)
         if size > 0 { buffer.copyMemory(from: zmq_msg_data(&msg), byteCount: min(size, capacity)) }
@@ -214,7 +237,7 @@ public final class ZMQSocket {
     /// event id (UInt16 LE) and value (UInt32 LE), then the endpoint.
     public func monitor(events: Int32) throws -> ZMQSocket {
         let endpoint = "inproc://ugen-monitor-\(UInt64.random(in: 1...UInt64.max))"
-        guard zmq_socket_monitor(handle, endpoint, events) == 0 else { throw ZMQError("zmq_socket_monitor") }
+        guard zmq_socket_monitor(handle, endpoint, events) == 0 else { throw ZMQError.monitor(errno: zmq_errno()) }
         let pair = try ZMQSocket(.pair)
         try pair.connect(endpoint)
         return pair

@@ -1,4 +1,5 @@
 import Foundation
+import UGenRecords
 
 /// A run directory being followed: two `LogFollower`s (metrics.jsonl, events.jsonl), config.yaml when it
 /// changes, and the `DashboardState` built from them.
@@ -52,12 +53,12 @@ public final class Dashboard: @unchecked Sendable {
             current.status.metricsExists = metrics.isOpen
             if m.reset { current.resetMetrics(); update.reset = true }
             for line in m.sampled {
-                if case .success(let o) = parseJSONObject(line), case .success(let r) = MetricsRecord.parse(o) {
+                if case .success(let r) = JSONLine.decode(MetricsRecord.self, from: line.bytes, offset: Int(line.offset)) {
                     current.applySample(r)
                 }
             }
             for line in m.lines {
-                switch parseJSONObject(line).flatMap(MetricsRecord.parse) {
+                switch JSONLine.decode(MetricsRecord.self, from: line.bytes, offset: Int(line.offset)) {
                 case .success(let r): current.apply(r); update.records.append(r)
                 case .failure(let e): malformed("metrics.jsonl", e, &update)
                 }
@@ -67,7 +68,7 @@ public final class Dashboard: @unchecked Sendable {
             current.status.eventsExists = events.isOpen
             if e.reset { current.resetEvents(); update.reset = true }
             for line in e.lines {
-                switch parseJSONObject(line).flatMap(RunEvent.parse) {
+                switch JSONLine.decode(RunEvent.self, from: line.bytes, offset: Int(line.offset)) {
                 case .success(let ev): current.apply(ev); update.events.append(ev)
                 case .failure(let err): malformed("events.jsonl", err, &update)
                 }
@@ -94,6 +95,6 @@ public final class Dashboard: @unchecked Sendable {
         guard stamp != configStamp else { return }
         configStamp = stamp
         guard let data = FileManager.default.contents(atPath: path), data.count < 1 << 20 else { return }
-        current.applyConfig(scanConfig(String(decoding: data, as: UTF8.self)))
+        current.applyConfig(readConfigEntries(String(decoding: data, as: UTF8.self)))
     }
 }

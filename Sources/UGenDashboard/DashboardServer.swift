@@ -1,4 +1,5 @@
 import Foundation
+import UGenRecords
 
 /// The dashboard on the web: `GET /` the page (with the current state inlined, so it draws at once),
 /// `GET /api/state` the state as JSON (for polling and scripts), `GET /events` a Server-Sent Events stream.
@@ -38,8 +39,9 @@ public final class DashboardServer: @unchecked Sendable {
     /// Hands what a `Dashboard.poll()` found to the open event streams.
     public func publish(_ update: Dashboard.Update) {
         guard !update.isEmpty else { return }
-        let json = update.reset ? stateMessage() : Self.encode(UpdateMessage(records: update.records, events: update.events,
-                                                                             status: dashboard.state.status))
+        let message = UpdateMessage(records: update.records.map(PageRecord.init), events: update.events.map(PageEvent.init),
+                                    status: dashboard.state.status)
+        let json = update.reset ? stateMessage() : Self.encode(message)
         cond.withLock {
             lastSeq += 1
             messages.append((lastSeq, json))
@@ -92,7 +94,7 @@ public final class DashboardServer: @unchecked Sendable {
 
     private struct UpdateMessage: Encodable {
         let type = "update"
-        let records: [MetricsRecord], events: [RunEvent], status: DashboardState.Status
+        let records: [PageRecord], events: [PageEvent], status: DashboardState.Status
     }
 
     /// JSON with NaN/±Infinity as strings (a diverged loss must not break the page), and "</" escaped so the

@@ -1,4 +1,5 @@
 import Foundation
+import UGenRecords
 
 /// Everything the views show, built only from parsed records: no files, no clock, no terminal. Feed it
 /// records in file order and it answers what to draw; the terminal and the web page render the same state.
@@ -14,8 +15,8 @@ public struct DashboardState: Sendable {
     public init(runDirectory: String) { status = Status(runDirectory: runDirectory) }
 
     public struct Curves: Encodable, Sendable, Equatable {
-        /// By key of `lossKeys`.
-        public var losses: [String: Series] = Dictionary(uniqueKeysWithValues: lossKeys.map { ($0.key, Series()) })
+        /// By key of `MetricsRecord.lossKeys`.
+        public var losses: [String: Series] = Dictionary(uniqueKeysWithValues: MetricsRecord.lossKeys.map { ($0.key, Series()) })
         public var lr = Series(), gradNorm = Series(), tokensPerS = Series()
 
         enum CodingKeys: String, CodingKey { case losses, lr, gradNorm = "grad_norm", tokensPerS = "tokens_per_s" }
@@ -26,13 +27,13 @@ public struct DashboardState: Sendable {
         /// Which of the run's files exist yet.
         public var runDirectoryExists = false, metricsExists = false, eventsExists = false
         /// The newest metrics record, and how many were read since the file was (re)opened.
-        public var latest: MetricsRecord?
+        public var latest: PageRecord?
         public var recordsRead = 0
         /// Visual codebook size K (from metrics' `visual_codebook`, else config.yaml) and planned steps.
         public var codebook: Int?
         public var totalSteps: Int?
         public var workers: [WorkerInfo] = []
-        public var events: [RunEvent] = []
+        public var events: [PageEvent] = []
         /// A few lines of config.yaml worth seeing at a glance.
         public var config: [ConfigEntry] = []
         public var malformed: [MalformedReport] = []
@@ -70,7 +71,7 @@ public struct DashboardState: Sendable {
     /// A step from metrics.jsonl.
     public mutating func apply(_ r: MetricsRecord) {
         addPoints(r)
-        status.latest = r
+        status.latest = PageRecord(r)
         status.recordsRead += 1
         if let k = r.visualCodebook { status.codebook = k }
         for s in r.stages {
@@ -92,7 +93,7 @@ public struct DashboardState: Sendable {
 
     /// An event from events.jsonl.
     public mutating func apply(_ e: RunEvent) {
-        status.events.append(e)
+        status.events.append(PageEvent(e))
         if status.events.count > Self.eventsKept { status.events.removeFirst(status.events.count - Self.eventsKept) }
         guard let id = e.detail("worker") else { return }
         // The host is a fact about the worker, whenever it was said; the rest is only as new as the event.
@@ -164,24 +165,4 @@ public struct DashboardState: Sendable {
         if let t = time { status.workers[k].lastSeen = t }
         status.workers.sort { ($0.stage ?? .max, $0.replica ?? .max, $0.id) < ($1.stage ?? .max, $1.replica ?? .max, $1.id) }
     }
-}
-
-/// Reads `group.key: value` pairs from a config.yaml by a line scan: enough for the flat two-level layout
-/// of run configs (Documentation/formats.md), without a YAML dependency in a module that only reads files.
-public func scanConfig(_ text: String) -> [DashboardState.ConfigEntry] {
-    var group = "", entries: [DashboardState.ConfigEntry] = []
-    for raw in text.split(separator: "\n", omittingEmptySubsequences: true) {
-        let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0]
-        guard let colon = line.firstIndex(of: ":") else { continue }
-        let key = line[..<colon].trimmingCharacters(in: .whitespaces)
-        let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-            .trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
-        guard !key.isEmpty else { continue }
-        if line.first != " " && line.first != "\t" {
-            if value.isEmpty { group = key } else { group = ""; entries.append(.init(key: key, value: value)) }
-        } else if !value.isEmpty {
-            entries.append(.init(key: group.isEmpty ? key : "\(group).\(key)", value: value))
-        }
-    }
-    return entries
 }

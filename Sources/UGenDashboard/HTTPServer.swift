@@ -67,15 +67,15 @@ public final class HTTPServer: @unchecked Sendable {
         hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
         var list: UnsafeMutablePointer<addrinfo>? = nil
         let rc = getaddrinfo(host, String(port), &hints, &list)
-        guard rc == 0, let first = list else { throw ServerError("cannot resolve \(host): \(String(cString: gai_strerror(rc)))") }
+        guard rc == 0, let first = list else { throw ServerError.cannotResolve(host: host, reason: String(cString: gai_strerror(rc))) }
         defer { freeaddrinfo(list) }
         let fd = socket(first.pointee.ai_family, first.pointee.ai_socktype, first.pointee.ai_protocol)
-        guard fd >= 0 else { throw ServerError("socket: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw ServerError.socket(reason: String(cString: strerror(errno))) }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         guard bind(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0, listen(fd, 64) == 0 else {
             let why = String(cString: strerror(errno)); close(fd)
-            throw ServerError("cannot listen on \(host):\(port): \(why)")
+            throw ServerError.cannotListen(host: host, port: Int(port), reason: why)
         }
         var addr = sockaddr_storage(), len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(fd, $0, &len) } }
@@ -192,9 +192,20 @@ public final class HTTPServer: @unchecked Sendable {
     }
 }
 
-public struct ServerError: Error, CustomStringConvertible {
-    public let description: String
-    init(_ d: String) { description = d }
+/// Why the dashboard's server could not start listening.
+public enum ServerError: Error, CustomStringConvertible, Equatable {
+    /// getaddrinfo failed: its gai_strerror text.
+    case cannotResolve(host: String, reason: String)
+    case socket(reason: String)
+    case cannotListen(host: String, port: Int, reason: String)
+
+    public var description: String {
+        switch self {
+        case .cannotResolve(let host, let reason): "cannot resolve \(host): \(reason)"
+        case .socket(let reason): "socket: \(reason)"
+        case .cannotListen(let host, let port, let reason): "cannot listen on \(host):\(port): \(reason)"
+        }
+    }
 }
 
 #if os(Linux)

@@ -1,4 +1,5 @@
 import Foundation
+import UGenRecords
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -24,7 +25,7 @@ public enum TerminalView {
         } else if !st.metricsExists {
             out.append("waiting for \(st.runDirectory)/metrics.jsonl")
         } else if let r = st.latest {
-            out.append(numbersLine(r))
+            out.append(numbersLine(r.record))
             out.append(vocabLine(active: r.activeVisualIds, codebook: st.codebook, width: w, ascii: ascii))
             out.append("")
             out += charts(state.curves, width: w, ascii: ascii)
@@ -47,7 +48,7 @@ public enum TerminalView {
         if !st.events.isEmpty {
             out.append("")
             out.append("events (last \(min(eventsShown, st.events.count)) of \(st.events.count))")
-            for e in st.events.suffix(eventsShown) { out.append("  " + eventText(e)) }
+            for e in st.events.suffix(eventsShown) { out.append("  " + eventText(e.event)) }
         }
         if !st.config.isEmpty {
             out.append("")
@@ -62,7 +63,9 @@ public enum TerminalView {
     /// One line per step for output that is not a terminal (a log, a pipe): greppable, no escapes.
     public static func plainLine(_ r: MetricsRecord, codebook: Int?) -> String {
         var parts = ["step \(r.step)"]
-        for (key, title) in lossKeys { if let v = r.losses[key] { parts.append("\(key == "loss" ? "loss" : title) \(fixed(v, 4))") } }
+        for (key, title) in MetricsRecord.lossKeys {
+            if let v = r.losses[key] { parts.append("\(key == "loss" ? "loss" : title) \(fixed(v, 4))") }
+        }
         if let v = r.lr { parts.append("lr \(sci(v))") }
         if let v = r.gradNorm { parts.append("grad_norm \(fixed(v, 3))") }
         if let v = r.tokensPerS { parts.append("tokens/s \(Int(v.isFinite ? v : 0))") }
@@ -72,7 +75,7 @@ public enum TerminalView {
 
     /// One line per event, in both the frame and plain output.
     public static func eventText(_ e: RunEvent) -> String {
-        let details = e.details.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        let details = e.details.map { "\($0.key)=\($0.value.text)" }.joined(separator: " ")
         return "\(e.time.map(clock) ?? "--:--:--")  \(pad(e.kind, 11))\(details)"
     }
 
@@ -84,7 +87,7 @@ public enum TerminalView {
         if let v = r.lr { p.append("lr \(sci(v))") }
         if let v = r.gradNorm { p.append("grad norm \(fixed(v, 3))") }
         if let v = r.tokensPerS { p.append("tokens/s \(grouped(v))") }
-        if let v = r.tokens { p.append("tokens \(grouped(v))") }
+        if let v = r.tokens { p.append("tokens \(grouped(Double(v)))") }
         return p.isEmpty ? "(no numbers in the latest step)" : p.joined(separator: "   ")
     }
 
@@ -126,7 +129,7 @@ public enum TerminalView {
                 out.append(label + (i == 0 || i == rows - 1 || rows == 1 ? tick : edge) + line)
             }
         }
-        for (key, title) in lossKeys {
+        for (key, title) in MetricsRecord.lossKeys {
             chart(c.losses[key] ?? Series(), title: key == "loss" ? "loss" : title, rows: key == "loss" ? 4 : 3) { fixed($0, 3) }
         }
         chart(c.lr, title: "lr", rows: 1, format: sci)

@@ -31,7 +31,7 @@ public final class BPETokenizer {
         var bytesOfId = (0 ..< 256).map { [UInt8($0)] }
         for (i, m) in merges.enumerated() {
             guard (0 ..< Int32(256 + i)).contains(m.left), (0 ..< Int32(256 + i)).contains(m.right) else {
-                throw DataError("BPE merge \(i) (\(m.left), \(m.right)) uses an id not defined before it")
+                throw DataError.mergeUsesUndefinedId(merge: i, left: m.left, right: m.right)
             }
             ranks[Self.key(m.left, m.right)] = Int32(i)
             bytesOfId.append(bytesOfId[Int(m.left)] + bytesOfId[Int(m.right)])
@@ -113,19 +113,4 @@ public final class BPETokenizer {
 
     /// The bytes one text id stands for.
     public func bytes(of id: Int32) -> [UInt8] { bytesOfId[Int(id)] }
-
-    // MARK: Benchmark
-
-    /// Encoding throughput in MB/s (10⁶ bytes) over `text`, starting each pass with an empty cache so the
-    /// number is what tokenizing a fresh corpus costs. Runs passes for at least `seconds`.
-    public func measureEncodeThroughput(_ text: [UInt8], seconds: Double = 1.0) -> Double {
-        var bytes = 0
-        let start = Date()
-        repeat {
-            cache.removeAll()
-            _ = encode(text)
-            bytes += text.count
-        } while Date().timeIntervalSince(start) < seconds
-        return Double(bytes) / Date().timeIntervalSince(start) / 1e6
-    }
 }

@@ -18,21 +18,22 @@ public final class DatasetReader {
         self.path = path
         file = try DatasetFileReader(path: path)
         layout = try VocabLayout(from: file.file)
-        guard file.file.hasAttribute("tokenizer_hash") else { throw DataError("\(path): missing attribute tokenizer_hash") }
+        guard file.file.hasAttribute("tokenizer_hash") else {
+            throw DataError.missingAttribute(path: path, name: "tokenizer_hash", ofLayout: false)
+        }
         tokenizerHash = try file.file.stringAttribute("tokenizer_hash")
         if let expected, expected != layout {
-            throw DataError("\(path): vocabulary layout T=\(layout.textVocab) S=\(layout.specialCount) K=\(layout.codebookSize) "
-                + "does not match the expected T=\(expected.textVocab) S=\(expected.specialCount) K=\(expected.codebookSize)")
+            throw DataError.layoutMismatch(path: path, found: layout, expected: expected)
         }
         let offsets = file.offsets, n = file.tasks.count
         guard offsets.count == n + 1, offsets.first == 0, offsets.last == Int64(file.tokenCount) else {
-            throw DataError("\(path): /offsets must have \(n + 1) entries from 0 to \(file.tokenCount) (the length of /tokens)")
+            throw DataError.offsetsShape(path: path, entries: n + 1, tokens: Int(file.tokenCount))
         }
         for i in 0 ..< n where offsets[i + 1] <= offsets[i] {
-            throw DataError("\(path): /offsets is not increasing at example \(i)")
+            throw DataError.offsetsNotIncreasing(path: path, example: i)
         }
         if let bad = file.tasks.firstIndex(where: { ExampleTask(rawValue: $0) == nil }) {
-            throw DataError("\(path): /task[\(bad)] is \(file.tasks[bad]), expected 0, 1 or 2")
+            throw DataError.badTask(path: path, index: bad, value: file.tasks[bad])
         }
     }
 
@@ -72,7 +73,7 @@ public final class DatasetReader {
     /// Examples `range`, read with one slice of /tokens and one of /loss_mask.
     public func examples(_ range: Range<Int>) throws -> [Example] {
         guard range.lowerBound >= 0, range.upperBound <= count else {
-            throw DataError("\(path): examples \(range) outside 0..<\(count)")
+            throw DataError.examplesOutside(path: path, range: range, count: count)
         }
         if range.isEmpty { return [] }
         let start = Int(file.offsets[range.lowerBound]), total = Int(file.offsets[range.upperBound]) - start

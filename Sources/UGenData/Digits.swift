@@ -18,16 +18,16 @@ public enum Digits {
             let fields = line.split(separator: UInt8(ascii: ",")).map { Double(String(decoding: $0, as: UTF8.self)
                 .trimmingCharacters(in: .whitespacesAndNewlines)) }
             guard fields.count == 65, fields.allSatisfy({ $0 != nil }) else {
-                throw DataError("\(path):\(i + 1): expected 65 numbers (64 pixels and a label)")
+                throw DataError.digitsLineLength(path: path, line: i + 1)
             }
             let values = fields.map { $0! }
             guard values[..<64].allSatisfy({ (0 ... 16).contains($0) }), (0 ... 9).contains(values[64]) else {
-                throw DataError("\(path):\(i + 1): pixels must be 0…16 and the label 0…9")
+                throw DataError.digitsRange(path: path, line: i + 1)
             }
             let pixels = values[..<64].map { UInt8(($0 * 255 / 16).rounded()) }
             samples.append(Sample(image: PNGImage(width: 8, height: 8, channels: 1, pixels: pixels), label: Int(values[64])))
         }
-        guard !samples.isEmpty else { throw DataError("\(path): no digits (empty file)") }
+        guard !samples.isEmpty else { throw DataError.empty(path: path, what: .digits) }
         return samples
     }
 
@@ -58,7 +58,7 @@ public enum Digits {
         let samples = try read(csv: csv)
         let images = URL(fileURLWithPath: out).appendingPathComponent("images")
         do { try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true) } catch {
-            throw DataError("\(images.path): cannot create directory")
+            throw DataError.cannotCreateDirectory(images.path)
         }
         var rng = SplitMix64(seed: seed)
         var lines = ""
@@ -72,7 +72,7 @@ public enum Digits {
         }
         let pairs = URL(fileURLWithPath: out).appendingPathComponent("pairs.jsonl").path
         do { try lines.write(toFile: pairs, atomically: true, encoding: .utf8) } catch {
-            throw DataError("\(pairs): cannot write")
+            throw DataError.cannotWrite(pairs)
         }
         return pairs
     }
@@ -86,10 +86,10 @@ public enum Digits {
         let out = Pipe()
         gzip.standardOutput = out
         gzip.standardError = FileHandle.nullDevice
-        do { try gzip.run() } catch { throw DataError("\(path): cannot run gzip to decompress it") }
+        do { try gzip.run() } catch { throw DataError.gzipNotRunnable(path) }
         let data = out.fileHandleForReading.readDataToEndOfFile()
         gzip.waitUntilExit()
-        guard gzip.terminationStatus == 0 else { throw DataError("\(path): not a valid gzip file") }
+        guard gzip.terminationStatus == 0 else { throw DataError.notGzip(path) }
         return [UInt8](data)
     }
 }

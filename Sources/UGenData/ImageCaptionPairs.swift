@@ -24,29 +24,29 @@ public enum ImageCaptionPairs {
         for (line, object) in try JSONLines.objects(try readFile(path), path: path) {
             let source = "\(path):\(line)"
             guard let caption = object["caption"] as? String, !caption.isEmpty else {
-                throw DataError("\(source): missing \"caption\" string")
+                throw DataError.missingCaption(source: source)
             }
             if let ids = object["image_ids"] {
                 guard let k = externalCodebook else {
-                    throw DataError("\(source): \"image_ids\" needs --external-codebook K (the codebook size of the tokenizer that made them)")
+                    throw DataError.imageIdsNeedCodebook(source: source)
                 }
                 guard let codes = ids as? [Int], !codes.isEmpty, codes.allSatisfy({ (0 ..< k).contains($0) }) else {
-                    throw DataError("\(source): \"image_ids\" must be a non-empty list of integers in 0..<\(k)")
+                    throw DataError.badImageIds(source: source, codebook: k)
                 }
                 pairs.append(ImageCaptionPair(image: .codes(codes), caption: caption, source: source))
             } else if let file = object["image"] as? String {
                 guard externalCodebook == nil else {
-                    throw DataError("\(source): \"image\" given but --external-codebook expects \"image_ids\" on every line")
+                    throw DataError.imageWithExternalCodebook(source: source)
                 }
                 let imagePath = file.hasPrefix("/") ? file : folder.appendingPathComponent(file).path
                 let image: PNGImage
-                do { image = try PNGImage.read(imagePath) } catch { throw DataError("\(source): \(error)") }
+                do { image = try PNGImage.read(imagePath) } catch let e as DataError { throw DataError.pairImage(source: source, e) }
                 pairs.append(ImageCaptionPair(image: .png(image), caption: caption, source: source))
             } else {
-                throw DataError("\(source): needs \"image\" (a PNG path) or \"image_ids\"")
+                throw DataError.needsImage(source: source)
             }
         }
-        guard !pairs.isEmpty else { throw DataError("\(path): no pairs (empty corpus)") }
+        guard !pairs.isEmpty else { throw DataError.empty(path: path, what: .pairs) }
         return pairs
     }
 }

@@ -19,14 +19,14 @@ public struct PNGImage: Equatable, Sendable {
     /// Reads a PNG file; colour images come back RGB, grey ones grey (alpha is composited onto black).
     public static func read(_ path: String) throws -> PNGImage {
         guard FileManager.default.isReadableFile(atPath: path) else {
-            throw DataError("\(path): \(FileManager.default.fileExists(atPath: path) ? "not readable" : "no such file")")
+            throw FileManager.default.fileExists(atPath: path) ? DataError.notReadable(path) : DataError.noSuchFile(path)
         }
         var image = png_image()
         image.version = UInt32(PNG_IMAGE_VERSION)
         guard png_image_begin_read_from_file(&image, path) != 0 else {
             let message = libpngMessage(&image)
             png_image_free(&image)
-            throw DataError("\(path): not a PNG image (libpng: \(message))")
+            throw DataError.notPNG(path: path, libpng: message)
         }
         let channels = image.format & PNG_FORMAT_FLAG_COLOR != 0 ? 3 : 1
         image.format = channels == 3 ? UInt32(PNG_FORMAT_RGB) : UInt32(PNG_FORMAT_GRAY)
@@ -36,7 +36,7 @@ public struct PNGImage: Equatable, Sendable {
         guard ok != 0 else {
             let message = libpngMessage(&image)
             png_image_free(&image)
-            throw DataError("\(path): cannot decode PNG (libpng: \(message))")
+            throw DataError.cannotDecodePNG(path: path, libpng: message)
         }
         return PNGImage(width: w, height: h, channels: channels, pixels: pixels)
     }
@@ -49,7 +49,7 @@ public struct PNGImage: Equatable, Sendable {
         image.height = UInt32(height)
         image.format = channels == 3 ? UInt32(PNG_FORMAT_RGB) : UInt32(PNG_FORMAT_GRAY)
         let ok = pixels.withUnsafeBytes { png_image_write_to_file(&image, path, 0, $0.baseAddress, 0, nil) }
-        guard ok != 0 else { throw DataError("\(path): cannot write PNG (libpng: \(Self.libpngMessage(&image)))") }
+        guard ok != 0 else { throw DataError.cannotWritePNG(path: path, libpng: Self.libpngMessage(&image)) }
     }
 
     /// The same image with `channels` channels: grey → RGB repeats the value, RGB → grey takes the
@@ -94,5 +94,25 @@ public struct PNGImage: Equatable, Sendable {
         withUnsafeBytes(of: &image.message) { raw in
             String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
         }
+    }
+}
+
+extension PNGImage {
+    /// Images of one size side by side, left to right, each enlarged `scale` times (nearest neighbour).
+    public static func sideBySide(_ images: [PNGImage], scale: Int = 1) -> PNGImage {
+        precondition(!images.isEmpty && scale >= 1, "no images to place")
+        let w = images[0].width, h = images[0].height, c = images[0].channels
+        precondition(images.allSatisfy { $0.width == w && $0.height == h && $0.channels == c }, "images differ in size")
+        let W = w * scale * images.count, H = h * scale
+        var pixels = [UInt8](repeating: 0, count: W * H * c)
+        for (k, img) in images.enumerated() {
+            for y in 0..<H {
+                for x in 0..<(w * scale) {
+                    let src = ((y / scale) * w + x / scale) * c, dst = (y * W + k * w * scale + x) * c
+                    for ch in 0..<c { pixels[dst + ch] = img.pixels[src + ch] }
+                }
+            }
+        }
+        return PNGImage(width: W, height: H, channels: c, pixels: pixels)
     }
 }

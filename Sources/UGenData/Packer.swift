@@ -74,17 +74,17 @@ public final class Packer {
     private var rowTokens: [Int32], rowMask: [UInt8], rowTasks: [UInt8]
 
     public init(readers: [DatasetReader], rows: Int, seqLen: Int, weights: TaskWeights = TaskWeights(), seed: UInt64) throws {
-        guard let first = readers.first else { throw DataError("packer: no datasets given") }
+        guard let first = readers.first else { throw DataError.noDatasets }
         for r in readers.dropFirst() where r.layout != first.layout {
-            throw DataError("\(r.path): vocabulary layout differs from \(first.path)'s (\(r.layout) vs \(first.layout))")
+            throw DataError.layoutsDiffer(path: r.path, first: first.path, found: r.layout, expected: first.layout)
         }
-        guard rows > 0, seqLen > 0 else { throw DataError("packer: rows and seqLen must be positive") }
+        guard rows > 0, seqLen > 0 else { throw DataError.rowsOrSeqLenNotPositive }
         var pools: [[Ref]] = [[], [], []]
         for (ri, reader) in readers.enumerated() {
             for i in 0 ..< reader.count { pools[Int(reader.task(of: i).rawValue)].append(Ref(reader: Int32(ri), index: Int32(i))) }
         }
         guard ExampleTask.allCases.contains(where: { !pools[Int($0.rawValue)].isEmpty && weights[$0] > 0 }) else {
-            throw DataError("packer: no examples of any task with a positive weight in \(readers.map(\.path).joined(separator: ", "))")
+            throw DataError.noWeightedExamples(paths: readers.map(\.path))
         }
         self.readers = readers; self.layout = first.layout; self.rows = rows; self.seqLen = seqLen
         self.weights = weights; self.pools = pools; state = PackerState(seed: seed)
@@ -97,7 +97,7 @@ public final class Packer {
     public func restore(_ saved: PackerState) throws {
         guard saved.epochs.count == 3, saved.cursors.count == 3, saved.batches >= 0,
               (0 ..< 3).allSatisfy({ saved.epochs[$0] >= 0 && (0 ... pools[$0].count).contains(saved.cursors[$0]) })
-        else { throw DataError("packer: saved state \(saved) does not fit these datasets") }
+        else { throw DataError.stateDoesNotFit("\(saved)") }
         state = saved
     }
 
@@ -109,7 +109,7 @@ public final class Packer {
         }
         let totalWeight = active.reduce(0, +)
         guard totalWeight > 0 else {
-            throw DataError(textOnly ? "packer: no text examples for a text-only step" : "packer: no examples to draw")
+            throw textOnly ? DataError.noTextExamples : DataError.noExamples
         }
         var rng = SplitMix64(seed: state.seed ^ (UInt64(state.batches) &* 0xA24B_AED4_963E_E407))
         let n = rows * seqLen
@@ -177,16 +177,5 @@ public final class Packer {
             state.cursors[task] = 0
             state.epochs[task] += 1
         }
-    }
-
-    /// Milliseconds per batch of `rows`×`seqLen` from `readers` (all tasks, weight 1), after a warm-up:
-    /// the data cost of a training step.
-    public static func benchmark(readers: [DatasetReader], rows: Int = 8, seqLen: Int = 256, batches: Int = 200,
-                                 seed: UInt64 = 1) throws -> Double {
-        let packer = try Packer(readers: readers, rows: rows, seqLen: seqLen, seed: seed)
-        for _ in 0 ..< 10 { _ = try packer.nextBatch() }
-        let start = Date()
-        for _ in 0 ..< batches { _ = try packer.nextBatch() }
-        return Date().timeIntervalSince(start) * 1000 / Double(batches)
     }
 }

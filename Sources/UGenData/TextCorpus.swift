@@ -9,7 +9,7 @@ public enum TextCorpus {
     public static func documents(inFile path: String) throws -> [[UInt8]] {
         let bytes = try readFile(path)
         let documents = path.hasSuffix(".jsonl") ? try jsonlDocuments(bytes, path: path) : blocks(bytes)
-        guard !documents.isEmpty else { throw DataError("\(path): no documents (empty corpus)") }
+        guard !documents.isEmpty else { throw DataError.empty(path: path, what: .documents) }
         return documents
     }
 
@@ -34,7 +34,7 @@ public enum TextCorpus {
     static func jsonlDocuments(_ bytes: [UInt8], path: String) throws -> [[UInt8]] {
         try JSONLines.objects(bytes, path: path).compactMap { line, object in
             guard let text = object["text"] as? String else {
-                throw DataError("\(path):\(line): missing \"text\" string")
+                throw DataError.missingText(path: path, line: line)
             }
             return text.isEmpty ? nil : Array(text.utf8)
         }
@@ -44,9 +44,9 @@ public enum TextCorpus {
 /// Reads a whole file with a one-line error naming it.
 func readFile(_ path: String) throws -> [UInt8] {
     var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw DataError("\(path): no such file") }
-    guard !isDirectory.boolValue else { throw DataError("\(path): is a directory, expected a file") }
-    guard let data = FileManager.default.contents(atPath: path) else { throw DataError("\(path): not readable") }
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw DataError.noSuchFile(path) }
+    guard !isDirectory.boolValue else { throw DataError.isDirectory(path) }
+    guard let data = FileManager.default.contents(atPath: path) else { throw DataError.notReadable(path) }
     return [UInt8](data)
 }
 
@@ -59,7 +59,7 @@ enum JSONLines {
         for (i, line) in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
             if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
             guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else {
-                throw DataError("\(path):\(i + 1): not a JSON object")
+                throw DataError.notAJSONObject(path: path, line: i + 1)
             }
             out.append((i + 1, object))
         }

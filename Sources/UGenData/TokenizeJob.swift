@@ -60,10 +60,10 @@ public struct TokenizeSummary: Sendable, CustomStringConvertible {
 public enum TokenizeJob {
     public static func run(_ o: TokenizeOptions, log: @escaping (String) -> Void = { _ in }) throws -> TokenizeSummary {
         let started = Date()
-        guard o.textVocab >= 256 else { throw DataError("--text-vocab must be at least 256 (the byte tokens)") }
-        guard o.codebookSize > 0, o.patch > 0 else { throw DataError("--codebook and --patch must be positive") }
-        guard (0 ..< 1).contains(o.valFraction) else { throw DataError("--val-fraction must be in [0, 1)") }
-        guard !o.textFiles.isEmpty || !o.pairFiles.isEmpty else { throw DataError("nothing to tokenize: give --text and/or --pairs") }
+        guard o.textVocab >= 256 else { throw DataError.textVocabTooSmall }
+        guard o.codebookSize > 0, o.patch > 0 else { throw DataError.codebookOrPatchNotPositive }
+        guard (0 ..< 1).contains(o.valFraction) else { throw DataError.valFractionOutOfRange }
+        guard !o.textFiles.isEmpty || !o.pairFiles.isEmpty else { throw DataError.nothingToTokenize }
 
         let documents = try o.textFiles.flatMap { try TextCorpus.documents(inFile: $0) }
         if !documents.isEmpty {
@@ -140,7 +140,7 @@ public enum TokenizeJob {
 
         do {
             try FileManager.default.createDirectory(atPath: o.outDir, withIntermediateDirectories: true)
-        } catch { throw DataError("\(o.outDir): cannot create directory") }
+        } catch { throw DataError.cannotCreateDirectory(o.outDir) }
         let out = URL(fileURLWithPath: o.outDir)
         var summary = TokenizeSummary(layout: layout, tokenizerHash: hash, examples: [:], tokens: [:],
                                       visualTokensPerImage: geometry.tokensPerImage, seconds: 0)
@@ -202,7 +202,7 @@ public enum TokenizeJob {
         var tokens: Int?
         if let c = canvas {
             guard c.width > 0, c.height > 0, c.width % patch == 0, c.height % patch == 0 else {
-                throw DataError("--image-size \(c.width)x\(c.height) is not a positive multiple of --patch \(patch)")
+                throw DataError.canvasNotPatchMultiple(width: c.width, height: c.height, patch: patch)
             }
         }
         for pair in pairs {
@@ -210,7 +210,8 @@ public enum TokenizeJob {
             case .png(let image):
                 if let c = canvas {
                     guard image.width <= c.width, image.height <= c.height else {
-                        throw DataError("\(pair.source): image is \(image.width)×\(image.height), larger than --image-size \(c.width)x\(c.height)")
+                        throw DataError.imageLargerThanCanvas(source: pair.source, width: image.width, height: image.height,
+                                                        canvasWidth: c.width, canvasHeight: c.height)
                     }
                     if png == nil { png = (c.width, c.height, image.channels); tokens = (c.width / patch) * (c.height / patch) }
                     png!.channels = max(png!.channels, image.channels)
@@ -218,19 +219,20 @@ public enum TokenizeJob {
                 }
                 if png == nil {
                     guard image.width % patch == 0, image.height % patch == 0 else {
-                        throw DataError("\(pair.source): image is \(image.width)×\(image.height), not a multiple of --patch \(patch)")
+                        throw DataError.imageNotPatchMultiple(source: pair.source, width: image.width, height: image.height, patch: patch)
                     }
                     png = (image.width, image.height, image.channels)
                     tokens = (image.width / patch) * (image.height / patch)
                 }
                 guard image.width == png!.width, image.height == png!.height else {
-                    throw DataError("\(pair.source): image is \(image.width)×\(image.height), the first image is \(png!.width)×\(png!.height) (--image-size WxH centres smaller images on a canvas)")
+                    throw DataError.imageUnlikeFirst(source: pair.source, width: image.width, height: image.height,
+                                                   firstWidth: png!.width, firstHeight: png!.height)
                 }
                 png!.channels = max(png!.channels, image.channels)
             case .codes(let codes):
                 if tokens == nil { tokens = codes.count }
                 guard codes.count == tokens else {
-                    throw DataError("\(pair.source): \(codes.count) image ids, the first line has \(tokens!)")
+                    throw DataError.imageIdCount(source: pair.source, count: codes.count, first: tokens!)
                 }
             }
         }

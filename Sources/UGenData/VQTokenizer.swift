@@ -16,10 +16,10 @@ public struct VQTokenizer: Sendable {
 
     public init(codebook: [Float], codebookSize: Int, patch: Int, channels: Int, imageWidth: Int, imageHeight: Int) throws {
         guard patch > 0, imageWidth % patch == 0, imageHeight % patch == 0, imageWidth > 0, imageHeight > 0 else {
-            throw DataError("image size \(imageWidth)×\(imageHeight) is not a multiple of the patch size \(patch)")
+            throw DataError.vqImageSize(width: imageWidth, height: imageHeight, patch: patch)
         }
         guard codebook.count == codebookSize * patch * patch * channels, codebookSize > 0 else {
-            throw DataError("codebook holds \(codebook.count) values, expected \(codebookSize) codes of \(patch)×\(patch)×\(channels)")
+            throw DataError.codebookValues(count: codebook.count, codes: codebookSize, patch: patch, channels: channels)
         }
         self.codebook = codebook; self.codebookSize = codebookSize; self.patch = patch; self.channels = channels
         self.imageWidth = imageWidth; self.imageHeight = imageHeight
@@ -37,8 +37,8 @@ public struct VQTokenizer: Sendable {
     /// at most `maxPatches / groups` patches, so 3,289 emoji are not drowned by 60,000 Fashion-MNIST items.
     public static func train(images: [PNGImage], groups: [Int]? = nil, codebookSize: Int, patch: Int, iterations: Int = 20,
                              seed: UInt64, maxPatches: Int = 200_000, progress: ((Int, Int) -> Void)? = nil) throws -> VQTokenizer {
-        guard let first = images.first else { throw DataError("no images to learn a codebook from") }
-        guard codebookSize > 0 else { throw DataError("codebook size must be positive") }
+        guard let first = images.first else { throw DataError.noImages }
+        guard codebookSize > 0 else { throw DataError.codebookSizeNotPositive }
         let shape = try VQTokenizer(codebook: [Float](repeating: 0, count: codebookSize * patch * patch * first.channels),
                                     codebookSize: codebookSize, patch: patch, channels: first.channels,
                                     imageWidth: first.width, imageHeight: first.height)

@@ -55,9 +55,6 @@ public struct VocabLayout: Codable, Equatable, Hashable, Sendable, CustomStringC
         return Int(id) - textVocab - specialCount
     }
 
-    /// The name of a special id (`<eos>`), or nil.
-    public func specialName(_ id: Int32) -> String? { isSpecial(id) ? Self.specialNames[Int(id) - textVocab] : nil }
-
     public var description: String {
         "V=\(vocabSize): text 0..<\(textVocab), specials \(textVocab)..<\(textVocab + specialCount) "
             + Self.specialNames.joined(separator: " ") + ", visual \(visualRange.lowerBound)..<\(vocabSize) (K=\(codebookSize))"
@@ -68,14 +65,21 @@ public struct VocabLayout: Codable, Equatable, Hashable, Sendable, CustomStringC
     /// Attribute names for the special ids: `pad_id`, `bos_id`, … `unk_img_id`.
     static let specialAttributes = specialNames.map { String($0.dropFirst().dropLast()) + "_id" }
 
-    /// Writes the layout as attributes of `object`: `text_vocab`, `n_specials`, `codebook`, `vocab_size`,
-    /// one `<name>_id` per special, and `specials` (the names, space separated).
+    /// The layout's integer attributes, in the order datasets write them: `text_vocab`, `n_specials`,
+    /// `codebook`, `vocab_size`, then one `<name>_id` per special. Datasets store them on their root,
+    /// checkpoints as the `vocab_layout` table (Documentation/formats.md).
+    public var integerAttributes: [(name: String, value: Int)] {
+        [("text_vocab", textVocab), ("n_specials", specialCount), ("codebook", codebookSize), ("vocab_size", vocabSize)]
+            + Self.specialAttributes.enumerated().map { ($1, textVocab + $0) }
+    }
+
+    /// `integerAttributes` as the table a checkpoint stores.
+    public var attributes: [String: Int] { Dictionary(uniqueKeysWithValues: integerAttributes.map { ($0.name, $0.value) }) }
+
+    /// Writes the layout as attributes of `object`: `integerAttributes` and `specials` (the names, space
+    /// separated).
     public func write(to file: H5File, at object: String = "/") throws {
-        try file.setAttribute("text_vocab", textVocab, at: object)
-        try file.setAttribute("n_specials", specialCount, at: object)
-        try file.setAttribute("codebook", codebookSize, at: object)
-        try file.setAttribute("vocab_size", vocabSize, at: object)
-        for (i, name) in Self.specialAttributes.enumerated() { try file.setAttribute(name, textVocab + i, at: object) }
+        for (name, value) in integerAttributes { try file.setAttribute(name, value, at: object) }
         try file.setAttribute("specials", Self.specialNames.joined(separator: " "), at: object)
     }
 
@@ -84,19 +88,19 @@ public struct VocabLayout: Codable, Equatable, Hashable, Sendable, CustomStringC
     public init(from file: H5File, at object: String = "/") throws {
         func int(_ name: String) throws -> Int {
             guard file.hasAttribute(name, at: object) else {
-                throw DataError("\(file.path): missing attribute \(name) (vocabulary layout)")
+                throw DataError.missingAttribute(path: file.path, name: name, ofLayout: true)
             }
             return try file.intAttribute(name, at: object)
         }
         let t = try int("text_vocab"), s = try int("n_specials"), k = try int("codebook"), v = try int("vocab_size")
-        guard t >= 256, k >= 0 else { throw DataError("\(file.path): attribute text_vocab=\(t) or codebook=\(k) is invalid") }
+        guard t >= 256, k >= 0 else { throw DataError.invalidLayout(path: file.path, textVocab: t, codebook: k) }
         guard s == Self.specialNames.count else {
-            throw DataError("\(file.path): attribute n_specials is \(s), this build has \(Self.specialNames.count) specials")
+            throw DataError.specialCount(path: file.path, found: s, expected: Self.specialNames.count)
         }
-        guard v == t + s + k else { throw DataError("\(file.path): attribute vocab_size is \(v), expected T+S+K = \(t + s + k)") }
+        guard v == t + s + k else { throw DataError.vocabSizeAttribute(path: file.path, found: v, expected: t + s + k) }
         for (i, name) in Self.specialAttributes.enumerated() {
             let id = try int(name)
-            guard id == t + i else { throw DataError("\(file.path): attribute \(name) is \(id), expected \(t + i)") }
+            guard id == t + i else { throw DataError.specialId(path: file.path, name: name, found: id, expected: t + i) }
         }
         self.init(textVocab: t, codebookSize: k)
     }

@@ -27,6 +27,8 @@ public enum BLAS {
 
     /// Products below this many flops run as one call (splitting costs a thread hand-off, ~10 µs).
     static let splitFlops = 1 << 22
+    /// OpenBLAS's small-matrix kernels take products of at most 100³ multiply-adds (m·n·k).
+    static let smallProduct = 100 * 100 * 100
 
     /// C[M,N] = alpha · op(A)[M,K] · op(B)[K,N] + beta · C, row-major with explicit leading dimensions
     /// (so a head's slice of a fused q/k/v row can be used in place).
@@ -53,16 +55,26 @@ public enum BLAS {
     /// from those rows of op(A) and columns of op(B). With more than one thread, a product of at least
     /// `splitFlops` is cut along the longer side of C into one block per thread, aligned to 16 (the
     /// kernels' register tile); otherwise it is one block.
+    ///
+    /// No block goes below `smallProduct` multiply-adds: OpenBLAS runs products up to that size on its
+    /// small-matrix kernels, which sum in another order than its main kernels, so such a block would not
+    /// be the same bits as the uncut product. Fewer blocks are cut (fewer threads used) instead.
     @inline(__always)
     static func blocks(m: Int, n: Int, k: Int, _ block: (_ rows: Range<Int>, _ cols: Range<Int>) -> Void) {
-        let w = Parallel.width
-        guard w > 1, !Parallel.inRegion, 2 * m * n * k >= splitFlops else { block(0..<m, 0..<n); return }
+        guard Parallel.width > 1, !Parallel.inRegion, 2 * m * n * k >= splitFlops else { block(0..<m, 0..<n); return }
         let alongRows = m >= n
-        let len = alongRows ? m : n
+        let len = alongRows ? m : n, other = (alongRows ? n : m) * k
+        func cut(_ t: Int, _ w: Int) -> Range<Int> {
+            (len * t / w) & ~15 ..< (t == w - 1 ? len : (len * (t + 1) / w) & ~15)
+        }
+        // The smallest block is the first (the others end on the same rounding and the last takes the rest).
+        var w = Parallel.width
+        while w > 1 && cut(0, w).count * other <= smallProduct { w -= 1 }
+        guard w > 1 else { block(0..<m, 0..<n); return }
         Parallel.region(w) { t in
-            let lo = (len * t / w) & ~15, hi = t == w - 1 ? len : (len * (t + 1) / w) & ~15
-            guard hi > lo else { return }
-            if alongRows { block(lo..<hi, 0..<n) } else { block(0..<m, lo..<hi) }
+            let part = cut(t, w)
+            guard !part.isEmpty else { return }
+            if alongRows { block(part, 0..<n) } else { block(0..<m, part) }
         }
     }
 

@@ -123,9 +123,9 @@ public final class Stage {
     public init(config c: ModelConfig, spec: StageSpec, rows: Int, seqLen: Int, precision: Precision = .fp32) throws {
         try c.validate()
         guard spec.firstBlock >= 0, spec.endBlock <= 2 * c.nLayers, spec.firstBlock <= spec.endBlock else {
-            throw ModelError("stage blocks \(spec.firstBlock)..<\(spec.endBlock) outside a model of \(c.nLayers) layers")
+            throw ModelError.blocksOutside(first: spec.firstBlock, end: spec.endBlock, layers: c.nLayers)
         }
-        guard seqLen <= c.maxSeqLen else { throw ModelError("sequence length \(seqLen) exceeds model.max_seq_len \(c.maxSeqLen)") }
+        guard seqLen <= c.maxSeqLen else { throw ModelError.sequenceTooLong(length: seqLen, maxSeqLen: c.maxSeqLen) }
         config = c; self.spec = spec; self.rows = rows; self.seqLen = seqLen; self.precision = precision
         let d = c.dModel, V = c.vocabSize
         embed = spec.hasEmbedding ? Parameter(name: "model.embed_tokens.weight", value: Tensor([V, d]), grad: Tensor([V, d])) : nil

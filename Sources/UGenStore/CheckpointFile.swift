@@ -1,6 +1,6 @@
 import CZlib
 import Foundation
-import UGenModel
+import UGenSchema
 
 /// A named float32 tensor as it travels to and from a checkpoint.
 public struct NamedTensor: Sendable, Equatable {
@@ -98,7 +98,7 @@ public enum CheckpointFile {
     public static func write(_ ckpt: Checkpoint, to path: String) throws {
         for (group, tensors) in [("/params", ckpt.params), ("/optimizer/m", ckpt.adamM), ("/optimizer/v", ckpt.adamV)] {
             for t in tensors where CheckpointVerifier.firstNonFinite(t.values) != nil {
-                throw StoreError("\(path): not written: \(group)/\(t.name) holds a non-finite value (a checkpoint never stores NaN or Inf)")
+                throw StoreError(path, .nonFinite(group: group, tensor: t.name))
             }
         }
         let tmp = path + ".tmp-\(getpid())"
@@ -119,7 +119,7 @@ public enum CheckpointFile {
                 try f.flush()
             }
             try syncFile(tmp)
-            guard rename(tmp, path) == 0 else { throw StoreError("\(path): cannot rename \(tmp) into place") }
+            guard rename(tmp, path) == 0 else { throw StoreError(path, .cannotRename(from: tmp)) }
             syncDirectory((path as NSString).deletingLastPathComponent)
         } catch {
             try? FileManager.default.removeItem(atPath: tmp)
@@ -164,9 +164,9 @@ public enum CheckpointFile {
 
     private static func syncFile(_ path: String) throws {
         let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw StoreError("\(path): cannot open to sync") }
+        guard fd >= 0 else { throw StoreError(path, .cannotOpenToSync) }
         defer { close(fd) }
-        guard fsync(fd) == 0 else { throw StoreError("\(path): fsync failed") }
+        guard fsync(fd) == 0 else { throw StoreError(path, .fsyncFailed) }
     }
 
     private static func syncDirectory(_ dir: String) {
@@ -198,7 +198,7 @@ public enum CheckpointFile {
         let latestTmp = dir + "/latest.tmp-\(getpid())"
         try (name + "\n").write(toFile: latestTmp, atomically: false, encoding: .utf8)
         try syncFile(latestTmp)
-        guard rename(latestTmp, dir + "/latest") == 0 else { throw StoreError("\(dir)/latest: cannot update") }
+        guard rename(latestTmp, dir + "/latest") == 0 else { throw StoreError(dir + "/latest", .cannotUpdate) }
         syncDirectory(dir)
         if keep > 0 {
             let all = list(runDirectory: runDirectory)
@@ -253,20 +253,20 @@ public enum CheckpointFile {
     /// Reads a `latest` pointer file: the checkpoint it names, which must exist. Errors name the pointer
     /// and the newest good checkpoint beside it.
     public static func followPointer(_ pointer: String) throws -> String {
-        guard FileManager.default.fileExists(atPath: pointer) else { throw StoreError("\(pointer): no checkpoint to resume from (no such file)") }
+        guard FileManager.default.fileExists(atPath: pointer) else { throw StoreError(pointer, .noCheckpointToResume) }
         guard let data = FileManager.default.contents(atPath: pointer), let text = String(data: data, encoding: .utf8) else {
-            throw StoreError("\(pointer): unreadable (not UTF-8 text naming a checkpoint)" + goodAlternative(beside: pointer))
+            throw StoreError(pointer, .pointerNotText, alternative: goodAlternative(beside: pointer))
         }
         let name = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !name.isEmpty else { throw StoreError("\(pointer): empty, names no checkpoint" + goodAlternative(beside: pointer)) }
+        guard !name.isEmpty else { throw StoreError(pointer, .pointerEmpty, alternative: goodAlternative(beside: pointer)) }
         let base = (name as NSString).lastPathComponent
         guard isCheckpointName(base), !name.contains("\n") else {
             let shown = name.count > 40 ? String(name.prefix(40)) + "…" : name
-            throw StoreError("\(pointer): unreadable: \(shown.debugDescription) is not a checkpoint name (step-XXXXXXXX.h5)" + goodAlternative(beside: pointer))
+            throw StoreError(pointer, .pointerNotAName(shown), alternative: goodAlternative(beside: pointer))
         }
         let path = name.hasPrefix("/") ? name : (pointer as NSString).deletingLastPathComponent + "/" + name
         guard FileManager.default.fileExists(atPath: path) else {
-            throw StoreError("\(pointer): names \(name), which does not exist" + goodAlternative(beside: pointer))
+            throw StoreError(pointer, .pointerTargetMissing(name), alternative: goodAlternative(beside: pointer))
         }
         return path
     }
@@ -283,10 +283,10 @@ public enum CheckpointFile {
     public static func locate(_ spec: String) throws -> (path: String, pointer: String?) {
         var isDir: ObjCBool = false
         let fm = FileManager.default
-        guard fm.fileExists(atPath: spec, isDirectory: &isDir) else { throw StoreError("\(spec): no such checkpoint") }
+        guard fm.fileExists(atPath: spec, isDirectory: &isDir) else { throw StoreError(spec, .noSuchCheckpoint) }
         if isDir.boolValue {
             guard let pointer = [spec + "/checkpoints/latest", spec + "/latest"].first(where: { fm.fileExists(atPath: $0) }) else {
-                throw StoreError("\(spec): a folder without checkpoints/latest")
+                throw StoreError(spec, .folderWithoutLatest)
             }
             return (try followPointer(pointer), pointer)
         }
@@ -299,12 +299,14 @@ public enum CheckpointFile {
     public static func load(_ spec: String, runDirectory: String? = nil) throws -> (path: String, checkpoint: Checkpoint) {
         let (path, pointer) = try locate(spec == "latest" && runDirectory != nil ? runDirectory! + "/checkpoints/latest" : spec)
         let report = CheckpointVerifier.verify(path)
-        if let e = report.error { throw refusal(e.description, pointer: pointer, path: path) }
+        if let e = report.error { throw refusal(e, pointer: pointer, path: path) }
         return (path, report.checkpoint!)
     }
 
     /// A refusal of `path`; through a pointer, naming the newest good checkpoint beside it.
-    public static func refusal(_ message: String, pointer: String?, path: String) -> StoreError {
-        StoreError(pointer == nil ? message : message + goodAlternative(beside: path, except: path))
+    public static func refusal(_ error: StoreError, pointer: String?, path: String) -> StoreError {
+        var e = error
+        if pointer != nil { e.alternative += goodAlternative(beside: path, except: path) }
+        return e
     }
 }

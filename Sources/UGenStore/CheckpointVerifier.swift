@@ -1,5 +1,6 @@
 import Foundation
-import UGenModel
+import UGenSchema
+import Yams
 
 /// What verifying one checkpoint file found: the tensors as they are stored, every problem (one line each,
 /// naming the file, the object and what is wrong), and the checkpoint itself when there was none.
@@ -24,7 +25,7 @@ public struct CheckpointReport {
     public internal(set) var checkpoint: Checkpoint?
     public var isValid: Bool { findings.isEmpty }
     /// The first finding as an error (what load, resume, export and generate refuse with).
-    public var error: StoreError? { findings.first.map(StoreError.init) }
+    public var error: StoreError? { findings.first.map { StoreError(nil, .finding($0)) } }
 }
 
 /// The one checkpoint verifier: `CheckpointFile.read` (and so resume, recovery, `ugen export`, `ugen
@@ -74,7 +75,10 @@ public enum CheckpointVerifier {
         let everything: [String]
         do { everything = try f.visitAll() } catch { r.findings.append("\(error)"); return r }
         for object in everything {
-            guard let names = try? f.attributeNames(at: object) else { finding(object, "its attributes cannot be listed (a damaged object header)"); continue }
+            guard let names = try? f.attributeNames(at: object) else {
+                finding(object, "its attributes cannot be listed (a damaged object header)")
+                continue
+            }
             for a in names where (try? f.attributeBytes(a, at: object)) == nil || !f.attributeTypeIsPlain(a, at: object) {
                 finding(object, "attribute \(a) cannot be read as stored (a damaged object header)")
             }
@@ -96,7 +100,9 @@ public enum CheckpointVerifier {
             do { ints[k] = try f.intAttribute(k, at: "/config") } catch { finding("/config", "attribute \(k) is missing or not a number") }
         }
         for k in modelDoubleKeys {
-            do { doubles[k] = try f.doubleAttribute(k, at: "/config") } catch { finding("/config", "attribute \(k) is missing or not a number") }
+            do { doubles[k] = try f.doubleAttribute(k, at: "/config") } catch {
+                finding("/config", "attribute \(k) is missing or not a number")
+            }
         }
         guard r.findings.isEmpty || ints.count == modelKeys.count && doubles.count == modelDoubleKeys.count else { return r }
         let model = ModelConfig(vocabSize: ints["vocab_size"]!, dModel: ints["d_model"]!, nLayers: ints["n_layers"]!,
@@ -107,12 +113,15 @@ public enum CheckpointVerifier {
         // holds 3 tensors per name, so more names than the file has objects cannot be right.
         let names = 9 * Double(model.nLayers) + 3  // Double: no overflow on a damaged value
         guard names <= Double(everything.count) else {
-            finding("/config", "n_layers \(model.nLayers) implies \(names < 9e18 ? Int(names).formatted() : "\(names)") tensors per group; the file holds \(everything.count) objects in all")
+            let implied = names < 9e18 ? Int(names).formatted() : "\(names)"
+            finding("/config",
+                    "n_layers \(model.nLayers) implies \(implied) tensors per group; the file holds \(everything.count) objects in all")
             return r
         }
         r.model = model
         var layout: [String: Int] = [:]
-        for k in (try? f.attributeNames(at: "/config")) ?? [] where !modelKeys.contains(k) && !modelDoubleKeys.contains(k) && k != "checksum" {
+        let known = Set(modelKeys + modelDoubleKeys + ["checksum"])
+        for k in (try? f.attributeNames(at: "/config")) ?? [] where !known.contains(k) {
             do { layout[k] = try f.intAttribute(k, at: "/config") } catch { finding("/config", "attribute \(k) is not an integer") }
         }
         r.vocabLayout = layout
@@ -120,7 +129,8 @@ public enum CheckpointVerifier {
             finding("/config", "vocab_size is \(model.vocabSize) but the vocabulary layout says \(lv)")
         }
         if let t = layout["text_vocab"], let s = layout["n_specials"], let k = layout["codebook"], t &+ s &+ k != model.vocabSize {
-            finding("/config", "text_vocab + n_specials + codebook = \(t) + \(s) + \(k) = \(t &+ s &+ k), not vocab_size \(model.vocabSize)")
+            finding("/config",
+                    "text_vocab + n_specials + codebook = \(t) + \(s) + \(k) = \(t &+ s &+ k), not vocab_size \(model.vocabSize)")
         }
 
         // The tensors, as stored, against the config.
@@ -158,7 +168,9 @@ public enum CheckpointVerifier {
         var optimizerStep = 0
         if root.contains("optimizer") {
             checkAttributeChecksum(f, "/optimizer", finding)
-            do { optimizerStep = try f.intAttribute("step", at: "/optimizer") } catch { finding("/optimizer", "attribute step is missing or not an integer") }
+            do { optimizerStep = try f.intAttribute("step", at: "/optimizer") } catch {
+                finding("/optimizer", "attribute step is missing or not an integer")
+            }
         }
 
         // /train: progress and the vocabulary schedule.
@@ -288,7 +300,9 @@ public enum CheckpointVerifier {
         }
         do {
             let actual = try attributeChecksum(f, group)
-            if stored != actual { finding(group, "checksum of the attributes mismatches (stored \(stored), computed \(actual)): an attribute is corrupted") }
+            if stored != actual {
+                finding(group, "checksum of the attributes mismatches (stored \(stored), computed \(actual)): an attribute is corrupted")
+            }
         } catch { finding(group, "cannot read the attributes (corrupted?)") }
     }
 
@@ -313,21 +327,20 @@ public enum CheckpointVerifier {
 
     /// `/config` against the `model:` section of the run config stored in `/train` (when there is one).
     static func configProblem(_ yaml: String, _ m: ModelConfig) -> String? {
-        var section = "", values: [String: String] = [:]
-        for line in yaml.split(separator: "\n") {
-            if !line.hasPrefix(" ") { section = line.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: ":", with: ""); continue }
-            guard section == "model", let colon = line.firstIndex(of: ":") else { continue }
-            values[line[..<colon].trimmingCharacters(in: .whitespaces)] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-        }
+        let model = ((try? Yams.load(yaml: yaml)) as? [String: Any])?["model"] as? [String: Any] ?? [:]
+        let values = model.mapValues { "\($0)" }
         guard !values.isEmpty else { return nil }
-        let ours: [(String, Double)] = [("vocab_size", Double(m.vocabSize)), ("d_model", Double(m.dModel)), ("n_layers", Double(m.nLayers)),
-                                        ("n_heads", Double(m.nHeads)), ("n_kv_heads", Double(m.nKVHeads)), ("ffn_hidden", Double(m.ffnHidden)),
-                                        ("max_seq_len", Double(m.maxSeqLen)), ("rope_theta", m.ropeTheta), ("rms_eps", m.rmsEps)]
+        let ours: [(String, Double)] = [
+            ("vocab_size", Double(m.vocabSize)), ("d_model", Double(m.dModel)), ("n_layers", Double(m.nLayers)),
+            ("n_heads", Double(m.nHeads)), ("n_kv_heads", Double(m.nKVHeads)), ("ffn_hidden", Double(m.ffnHidden)),
+            ("max_seq_len", Double(m.maxSeqLen)), ("rope_theta", m.ropeTheta), ("rms_eps", m.rmsEps),
+        ]
         for (k, v) in ours {
             guard let text = values[k], let stored = Double(text) else { continue }
             if k == "vocab_size" && stored == 0 { continue }  // 0: taken from the dataset
             if stored != v {
-                return "\(k) is \(k.contains("_eps") || k.contains("theta") ? "\(v)" : "\(Int(v))") but the run config stored in /train says model.\(k): \(text)"
+                let ours = k.contains("_eps") || k.contains("theta") ? "\(v)" : "\(Int(v))"
+                return "\(k) is \(ours) but the run config stored in /train says model.\(k): \(text)"
             }
         }
         return nil

@@ -62,7 +62,7 @@ public final class DatasetFileWriter {
     /// Writes /offsets, /task, the format attributes and whatever `attributes` adds to the root, flushes,
     /// closes and renames the file to its final name.
     public func finish(attributes: (H5File) throws -> Void) throws {
-        guard let file else { throw StoreError("\(path): writer already finished") }
+        guard let file else { throw StoreError(path, .writerFinished) }
         try drain()
         tokens = nil
         mask = nil
@@ -77,7 +77,7 @@ public final class DatasetFileWriter {
         self.file = nil  // closes the file before the rename
         try? FileManager.default.removeItem(atPath: path)
         do { try FileManager.default.moveItem(atPath: partialPath, toPath: path) } catch {
-            throw StoreError("\(path): cannot rename \(partialPath) into place")
+            throw StoreError(path, .cannotRename(from: partialPath))
         }
     }
 
@@ -108,7 +108,7 @@ final class AppendableDataset {
         H5Pset_chunk(dcpl, 1, &chunkDims)
         H5Pset_deflate(dcpl, 4)
         id = H5Dcreate2(file.id, name, stored, space, ugen_h5p_default(), dcpl, ugen_h5p_default())
-        guard id >= 0 else { throw StoreError("\(file.path): cannot create dataset \(name)") }
+        guard id >= 0 else { throw StoreError(file.path, .cannotCreateDataset(name)) }
     }
 
     deinit { H5Dclose(id) }
@@ -116,7 +116,7 @@ final class AppendableDataset {
     func append<T: H5Element>(_ values: [T]) throws {
         if values.isEmpty { return }
         var newSize = hsize_t(count + values.count)
-        guard H5Dset_extent(id, &newSize) >= 0 else { throw StoreError("\(file.path): cannot extend \(name)") }
+        guard H5Dset_extent(id, &newSize) >= 0 else { throw StoreError(file.path, .cannotExtend(name)) }
         let fileSpace = H5Dget_space(id)
         defer { H5Sclose(fileSpace) }
         var start = hsize_t(count), n = hsize_t(values.count)
@@ -126,7 +126,7 @@ final class AppendableDataset {
         let status = values.withUnsafeBufferPointer {
             H5Dwrite(id, T.h5Type, memSpace, fileSpace, ugen_h5p_default(), $0.baseAddress!)
         }
-        guard status >= 0 else { throw StoreError("\(file.path): cannot write \(name) (disk full?)") }
+        guard status >= 0 else { throw StoreError(file.path, .cannotWrite(name, diskFull: true)) }
         count += values.count
     }
 }
@@ -160,25 +160,25 @@ public final class DatasetFileReader {
         file = try H5File.open(path)
         let format = (try? file.stringAttribute("format")) ?? "(none)"
         guard format == DatasetSchema.format else {
-            throw StoreError("\(path): attribute format is '\(format)', expected '\(DatasetSchema.format)'")
+            throw StoreError(path, .wrongFormat(found: format, expected: DatasetSchema.format))
         }
         let version = (try? file.intAttribute("version")) ?? -1
         guard version == DatasetSchema.version else {
-            throw StoreError("\(path): attribute version is \(version), this build reads version \(DatasetSchema.version)")
+            throw StoreError(path, .wrongVersion(found: version, expected: DatasetSchema.version))
         }
         for name in ["/tokens", "/loss_mask", "/offsets", "/task"] where !file.isDataset(name) {
-            throw StoreError("\(path): missing dataset \(name) (not a ugen dataset?)")
+            throw StoreError(path, .missingDataset(name, notOurs: true))
         }
         offsets = try file.read("/offsets", as: Int64.self)
         tasks = try file.read("/task", as: UInt8.self)
         tokenCount = try file.shape(of: "/tokens").first ?? 0
         let maskCount = try file.shape(of: "/loss_mask").first ?? 0
         guard maskCount == tokenCount else {
-            throw StoreError("\(path): /loss_mask has \(maskCount) elements, /tokens \(tokenCount)")
+            throw StoreError(path, .maskLength(mask: maskCount, tokens: tokenCount))
         }
         tokens = H5Dopen2(file.id, "/tokens", ugen_h5p_default())
         mask = H5Dopen2(file.id, "/loss_mask", ugen_h5p_default())
-        guard tokens >= 0, mask >= 0 else { throw StoreError("\(path): cannot open /tokens and /loss_mask") }
+        guard tokens >= 0, mask >= 0 else { throw StoreError(path, .cannotOpenTokensAndMask) }
     }
 
     deinit {
@@ -190,7 +190,7 @@ public final class DatasetFileReader {
     public func read(start: Int, count: Int, tokens tokenOut: UnsafeMutablePointer<Int32>,
                      mask maskOut: UnsafeMutablePointer<UInt8>) throws {
         guard start >= 0, count >= 0, start + count <= tokenCount else {
-            throw StoreError("\(file.path): slice \(start)..<\(start + count) outside /tokens of length \(tokenCount)")
+            throw StoreError(file.path, .sliceOutside("/tokens", start..<start + count, length: tokenCount))
         }
         var position = start
         while position < start + count {
@@ -226,7 +226,7 @@ public final class DatasetFileReader {
         let memSpace = H5Screate_simple(1, &n, nil)
         defer { H5Sclose(memSpace) }
         guard H5Dread(d, memType, memSpace, fileSpace, ugen_h5p_default(), out) >= 0 else {
-            throw StoreError("\(file.path): cannot read \(name)[\(start)..<\(start + count)] (corrupted data?)")
+            throw StoreError(file.path, .cannotReadSlice(name, start..<start + count))
         }
     }
 }

@@ -1,5 +1,5 @@
 import Foundation
-import UGenModel
+import UGenSchema
 
 /// Writes a checkpoint's parameters as `model.safetensors` plus a HuggingFace `config.json`
 /// (`LlamaForCausalLM`), so the model loads in `transformers` unchanged.
@@ -124,7 +124,7 @@ public enum Inspector {
     }
 
     static func findings(_ r: CheckpointReport, pointer: String?) -> [String] {
-        guard let first = r.findings.first else { return [] }
+        guard let first = r.error else { return [] }
         return [CheckpointFile.refusal(first, pointer: pointer, path: r.path).description] + r.findings.dropFirst()
     }
 
@@ -141,11 +141,16 @@ public enum Inspector {
         out += "ffn \(m.ffnHidden), rope θ \(m.ropeTheta), eps \(m.rmsEps), max_seq_len \(m.maxSeqLen)\n"
         let count = m.parameterShapes.reduce(0.0) { $0 + $1.shape.reduce(1.0) { $0 * Double($1) } }  // no overflow on a damaged /config
         out += "parameters: \(count < 9e18 ? Int(count).formatted() : "\(count)")\n"
-        if !r.vocabLayout.isEmpty { out += "vocabulary: \(r.vocabLayout.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))\n" }
+        if !r.vocabLayout.isEmpty {
+            out += "vocabulary: \(r.vocabLayout.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))\n"
+        }
         if let p = r.progress {
             out += "training: step \(p.step), tokens seen \(p.tokensSeen), optimizer step \(r.optimizerStep)\n"
-            out += "vocabulary schedule: \(p.vocabKind), \(p.vocabActive) of \(r.vocabLayout["codebook"] ?? p.vocabOrder.count) visual ids active"
-            if !p.vocabOrder.isEmpty { out += "; activation order begins \(p.vocabOrder.prefix(8).map(String.init).joined(separator: ", "))…" }
+            let codebook = r.vocabLayout["codebook"] ?? p.vocabOrder.count
+            out += "vocabulary schedule: \(p.vocabKind), \(p.vocabActive) of \(codebook) visual ids active"
+            if !p.vocabOrder.isEmpty {
+                out += "; activation order begins \(p.vocabOrder.prefix(8).map(String.init).joined(separator: ", "))…"
+            }
             out += "\n"
             out += "data: seed \(p.dataSeed), state \(p.dataState)\n"
             out += "data identity: tokenizer \(p.tokenizerHash.isEmpty ? "(not recorded)" : p.tokenizerHash), "
@@ -158,22 +163,31 @@ public enum Inspector {
             out += t.dtype.padding(toLength: 8, withPad: " ", startingAt: 0) + " \(t.status)\n"
         }
         let bad = r.tensors.filter { $0.status != "ok" }.count
-        out += r.isValid ? "all \(r.tensors.count) tensors (parameters and both moments) as the config implies, checksums match, values finite; /train verified\n"
-                         : "\(r.findings.count) finding\(r.findings.count == 1 ? "" : "s") (\(bad) tensor\(bad == 1 ? "" : "s")): the checkpoint is refused\n"
+        out += r.isValid
+            ? "all \(r.tensors.count) tensors (parameters and both moments) as the config implies, checksums match, values finite; "
+                + "/train verified\n"
+            : "\(r.findings.count) finding\(r.findings.count == 1 ? "" : "s") (\(bad) tensor\(bad == 1 ? "" : "s")): "
+                + "the checkpoint is refused\n"
         return out
     }
 
     static func treeSummary(_ f: H5File) throws -> String {
         var out = ""
         for a in try f.attributeNames(at: "/") where a != "format" && a != "version" {
-            let v = (try? f.stringAttribute(a)) ?? (try? f.attribute(a, as: Double.self).map { $0 == $0.rounded() ? String(Int($0)) : String($0) }.joined(separator: ","))
+            let numbers = try? f.attribute(a, as: Double.self).map { $0 == $0.rounded() ? String(Int($0)) : String($0) }
+            let v = (try? f.stringAttribute(a)) ?? numbers?.joined(separator: ",")
             out += "  @\(a) = \(v ?? "?")\n"
         }
         func walk(_ g: String, _ depth: Int) throws {
             for name in try f.members(of: g) {
                 let p = (g == "/" ? "" : g) + "/" + name
                 let indent = String(repeating: "  ", count: depth)
-                if f.isDataset(p) { out += "\(indent)\(p)  \(try f.shape(of: p))\n" } else { out += "\(indent)\(p)/\n"; try walk(p, depth + 1) }
+                if f.isDataset(p) {
+                    out += "\(indent)\(p)  \(try f.shape(of: p))\n"
+                } else {
+                    out += "\(indent)\(p)/\n"
+                    try walk(p, depth + 1)
+                }
             }
         }
         try walk("/", 1)

@@ -1,12 +1,6 @@
 import CHDF5
 import Foundation
 
-/// A failure reading or writing an HDF5 file. `description` is one line naming the file and the object.
-public struct StoreError: Error, CustomStringConvertible, Equatable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-}
-
 /// An element type HDF5 can read into and write from directly (HDF5 converts between widths on read).
 public protocol H5Element {
     static var h5Type: hid_t { get }
@@ -40,10 +34,10 @@ public final class H5File {
     /// Opens an existing file. Fails with a one-line error if it is missing or not HDF5.
     public static func open(_ path: String, writable: Bool = false) throws -> H5File {
         ugen_h5_silence_errors()
-        guard FileManager.default.fileExists(atPath: path) else { throw StoreError("\(path): no such file") }
-        guard H5Fis_hdf5(path) > 0 else { throw StoreError("\(path): not an HDF5 file (truncated or corrupted?)") }
+        guard FileManager.default.fileExists(atPath: path) else { throw StoreError(path, .noSuchFile) }
+        guard H5Fis_hdf5(path) > 0 else { throw StoreError(path, .notHDF5) }
         let id = H5Fopen(path, writable ? ugen_h5f_acc_rdwr() : ugen_h5f_acc_rdonly(), ugen_h5p_default())
-        guard id >= 0 else { throw StoreError("\(path): cannot open HDF5 file (truncated or corrupted?)") }
+        guard id >= 0 else { throw StoreError(path, .cannotOpenFile) }
         return H5File(path: path, id: id)
     }
 
@@ -51,13 +45,13 @@ public final class H5File {
     public static func create(_ path: String) throws -> H5File {
         ugen_h5_silence_errors()
         let id = H5Fcreate(path, ugen_h5f_acc_trunc(), ugen_h5p_default(), ugen_h5p_default())
-        guard id >= 0 else { throw StoreError("\(path): cannot create HDF5 file") }
+        guard id >= 0 else { throw StoreError(path, .cannotCreateFile) }
         return H5File(path: path, id: id)
     }
 
     /// Flushes everything written so far to disk (before the rename that makes a file visible).
     public func flush() throws {
-        guard H5Fflush(id, H5F_SCOPE_GLOBAL) >= 0 else { throw StoreError("\(path): flush failed") }
+        guard H5Fflush(id, H5F_SCOPE_GLOBAL) >= 0 else { throw StoreError(path, .flushFailed) }
     }
 
     // MARK: Groups and names
@@ -80,7 +74,7 @@ public final class H5File {
             prefix += "/" + part
             if H5Lexists(id, prefix, ugen_h5p_default()) <= 0 {
                 let g = H5Gcreate2(id, prefix, ugen_h5p_default(), ugen_h5p_default(), ugen_h5p_default())
-                guard g >= 0 else { throw StoreError("\(path): cannot create group \(prefix)") }
+                guard g >= 0 else { throw StoreError(path, .cannotCreateGroup(prefix)) }
                 H5Gclose(g)
             }
         }
@@ -90,15 +84,15 @@ public final class H5File {
     /// Unlinks an object (the space is not reclaimed; tests use it to damage files, tools to rewrite one).
     public func remove(_ objectPath: String) throws {
         guard exists(objectPath), H5Ldelete(id, objectPath, ugen_h5p_default()) >= 0 else {
-            throw StoreError("\(path): cannot remove \(objectPath)")
+            throw StoreError(path, .cannotRemove(objectPath))
         }
     }
 
     /// Names of the direct members of a group, in name order.
     public func members(of groupPath: String) throws -> [String] {
-        guard groupPath == "/" || exists(groupPath) else { throw StoreError("\(path): missing group \(groupPath)") }
+        guard groupPath == "/" || exists(groupPath) else { throw StoreError(path, .missingGroup(groupPath)) }
         let g = H5Gopen2(id, groupPath, ugen_h5p_default())
-        guard g >= 0 else { throw StoreError("\(path): \(groupPath) is not a group") }
+        guard g >= 0 else { throw StoreError(path, .notAGroup(groupPath)) }
         defer { H5Gclose(g) }
         final class Box { var names: [String] = [] }
         let box = Box()
@@ -109,7 +103,7 @@ public final class H5File {
                 return 0
             }, ptr)
         }
-        guard status >= 0 else { throw StoreError("\(path): cannot list \(groupPath)") }
+        guard status >= 0 else { throw StoreError(path, .cannotList(groupPath)) }
         return box.names
     }
 
@@ -125,7 +119,7 @@ public final class H5File {
                 return 0
             }, ptr, fields)
         }
-        guard status >= 0 else { throw StoreError("\(path): HDF5 cannot visit every object (a damaged object header or link)") }
+        guard status >= 0 else { throw StoreError(path, .cannotVisit) }
         return names.map { $0 == "." ? "/" : "/" + $0 }
     }
 
@@ -140,9 +134,9 @@ public final class H5File {
     // MARK: Datasets
 
     private func openDataset(_ name: String) throws -> hid_t {
-        guard exists(name) else { throw StoreError("\(path): missing dataset \(name)") }
+        guard exists(name) else { throw StoreError(path, .missingDataset(name, notOurs: false)) }
         let d = H5Dopen2(id, name, ugen_h5p_default())
-        guard d >= 0 else { throw StoreError("\(path): \(name) is not a dataset") }
+        guard d >= 0 else { throw StoreError(path, .notADataset(name)) }
         return d
     }
 
@@ -173,7 +167,7 @@ public final class H5File {
         let d = try openDataset(name)
         defer { H5Dclose(d) }
         let off = H5Dget_offset(d)
-        guard off != haddr_t.max else { throw StoreError("\(path): \(name) has no contiguous storage") }
+        guard off != haddr_t.max else { throw StoreError(path, .noContiguousStorage(name)) }
         return Int(off)
     }
 
@@ -188,11 +182,11 @@ public final class H5File {
     /// Reads a whole dataset into caller-owned memory of exactly `count` elements.
     public func read<T: H5Element>(_ name: String, into buffer: UnsafeMutablePointer<T>, count: Int) throws {
         let n = try shape(of: name).reduce(1, *)
-        guard n == count else { throw StoreError("\(path): \(name) has \(n) elements, expected \(count)") }
+        guard n == count else { throw StoreError(path, .elementCount(name, found: n, expected: count)) }
         let d = try openDataset(name)
         defer { H5Dclose(d) }
         guard H5Dread(d, T.h5Type, ugen_h5s_all(), ugen_h5s_all(), ugen_h5p_default(), buffer) >= 0 else {
-            throw StoreError("\(path): cannot read \(name) (corrupted data?)")
+            throw StoreError(path, .cannotRead(name))
         }
     }
 
@@ -203,10 +197,10 @@ public final class H5File {
         let fileSpace = H5Dget_space(d)
         defer { H5Sclose(fileSpace) }
         var dims: hsize_t = 0
-        guard H5Sget_simple_extent_ndims(fileSpace) == 1 else { throw StoreError("\(path): \(name) is not 1-D") }
+        guard H5Sget_simple_extent_ndims(fileSpace) == 1 else { throw StoreError(path, .notOneD(name)) }
         H5Sget_simple_extent_dims(fileSpace, &dims, nil)
         guard offset >= 0, count >= 0, offset + count <= Int(dims) else {
-            throw StoreError("\(path): slice \(offset)..<\(offset + count) outside \(name) of length \(dims)")
+            throw StoreError(path, .sliceOutside(name, offset..<offset + count, length: Int(dims)))
         }
         if count == 0 { return }
         var start = hsize_t(offset), cnt = hsize_t(count)
@@ -214,7 +208,7 @@ public final class H5File {
         let memSpace = H5Screate_simple(1, &cnt, nil)
         defer { H5Sclose(memSpace) }
         guard H5Dread(d, T.h5Type, memSpace, fileSpace, ugen_h5p_default(), buffer) >= 0 else {
-            throw StoreError("\(path): cannot read \(name)[\(offset)..<\(offset + count)] (corrupted data?)")
+            throw StoreError(path, .cannotReadSlice(name, offset..<offset + count))
         }
     }
 
@@ -245,11 +239,11 @@ public final class H5File {
             H5Pset_deflate(dcpl, 4)
         }
         let d = H5Dcreate2(id, name, storedAs ?? T.h5Type, space, ugen_h5p_default(), dcpl, ugen_h5p_default())
-        guard d >= 0 else { throw StoreError("\(path): cannot create dataset \(name)") }
+        guard d >= 0 else { throw StoreError(path, .cannotCreateDataset(name)) }
         defer { H5Dclose(d) }
         if total > 0 {
             guard H5Dwrite(d, T.h5Type, ugen_h5s_all(), ugen_h5s_all(), ugen_h5p_default(), data) >= 0 else {
-                throw StoreError("\(path): cannot write \(name)")
+                throw StoreError(path, .cannotWrite(name, diskFull: false))
             }
         }
     }
@@ -265,9 +259,9 @@ public final class H5File {
     // MARK: Attributes (on the root, a group or a dataset)
 
     private func openObject(_ objectPath: String) throws -> hid_t {
-        guard objectPath == "/" || exists(objectPath) else { throw StoreError("\(path): missing \(objectPath)") }
+        guard objectPath == "/" || exists(objectPath) else { throw StoreError(path, .missingObject(objectPath)) }
         let o = H5Oopen(id, objectPath, ugen_h5p_default())
-        guard o >= 0 else { throw StoreError("\(path): cannot open \(objectPath)") }
+        guard o >= 0 else { throw StoreError(path, .cannotOpenObject(objectPath)) }
         return o
     }
 
@@ -298,7 +292,7 @@ public final class H5File {
     private func withAttribute<R>(_ name: String, at objectPath: String, _ body: (hid_t) throws -> R) throws -> R {
         let o = try openObject(objectPath)
         defer { H5Oclose(o) }
-        guard H5Aexists(o, name) > 0 else { throw StoreError("\(path): missing attribute \(name) on \(objectPath)") }
+        guard H5Aexists(o, name) > 0 else { throw StoreError(path, .missingAttribute(name, on: objectPath)) }
         let a = H5Aopen(o, name, ugen_h5p_default())
         defer { H5Aclose(a) }
         return try body(a)
@@ -314,10 +308,10 @@ public final class H5File {
             defer { H5Tclose(t) }
             let cls = H5Tget_class(t)
             guard cls == H5T_INTEGER || cls == H5T_FLOAT else {
-                throw StoreError("\(path): attribute \(name) on \(objectPath) is not numeric")
+                throw StoreError(path, .attributeNotNumeric(name, on: objectPath))
             }
             var out = [T](repeating: T(), count: n)
-            guard H5Aread(a, T.h5Type, &out) >= 0 else { throw StoreError("\(path): cannot read attribute \(name) on \(objectPath)") }
+            guard H5Aread(a, T.h5Type, &out) >= 0 else { throw StoreError(path, .cannotReadAttribute(name, on: objectPath)) }
             return out
         }
     }
@@ -330,13 +324,13 @@ public final class H5File {
             defer { H5Tclose(t) }
             if H5Tget_class(t) == H5T_STRING { return Array(try stringAttribute(name, at: objectPath).utf8) }
             let native = H5Tget_native_type(t, H5T_DIR_DEFAULT)
-            guard native >= 0 else { throw StoreError("\(path): cannot read attribute \(name) on \(objectPath)") }
+            guard native >= 0 else { throw StoreError(path, .cannotReadAttribute(name, on: objectPath)) }
             defer { H5Tclose(native) }
             let s = H5Aget_space(a)
             defer { H5Sclose(s) }
             let n = max(1, Int(H5Sget_simple_extent_npoints(s))) * H5Tget_size(native)
             var out = [UInt8](repeating: 0, count: n)
-            guard H5Aread(a, native, &out) >= 0 else { throw StoreError("\(path): cannot read attribute \(name) on \(objectPath)") }
+            guard H5Aread(a, native, &out) >= 0 else { throw StoreError(path, .cannotReadAttribute(name, on: objectPath)) }
             return out
         }
     }
@@ -371,20 +365,20 @@ public final class H5File {
         try withAttribute(name, at: objectPath) { a in
             let t = H5Aget_type(a)
             defer { H5Tclose(t) }
-            guard H5Tget_class(t) == H5T_STRING else { throw StoreError("\(path): attribute \(name) on \(objectPath) is not a string") }
+            guard H5Tget_class(t) == H5T_STRING else { throw StoreError(path, .attributeNotString(name, on: objectPath)) }
             if H5Tis_variable_str(t) > 0 {
                 let mem = H5Tcopy(ugen_h5t_c_s1())
                 defer { H5Tclose(mem) }
                 H5Tset_size(mem, Int(bitPattern: UInt(bitPattern: -1)))  // H5T_VARIABLE
                 H5Tset_cset(mem, H5T_CSET_UTF8)
                 var ptr: UnsafeMutablePointer<CChar>? = nil
-                guard H5Aread(a, mem, &ptr) >= 0, let p = ptr else { throw StoreError("\(path): cannot read attribute \(name)") }
+                guard H5Aread(a, mem, &ptr) >= 0, let p = ptr else { throw StoreError(path, .cannotReadAttribute(name, on: nil)) }
                 defer { free(p) }
                 return String(cString: p)
             }
             let size = H5Tget_size(t)
             var buf = [CChar](repeating: 0, count: size + 1)
-            guard H5Aread(a, t, &buf) >= 0 else { throw StoreError("\(path): cannot read attribute \(name)") }
+            guard H5Aread(a, t, &buf) >= 0 else { throw StoreError(path, .cannotReadAttribute(name, on: nil)) }
             return String(cString: buf)
         }
     }
@@ -402,10 +396,10 @@ public final class H5File {
         let s = (values.count == 1 && !asArray) ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dims, nil)
         defer { H5Sclose(s) }
         let a = H5Acreate2(o, name, T.h5Type, s, ugen_h5p_default(), ugen_h5p_default())
-        guard a >= 0 else { throw StoreError("\(path): cannot create attribute \(name) on \(objectPath)") }
+        guard a >= 0 else { throw StoreError(path, .cannotCreateAttribute(name, on: objectPath)) }
         defer { H5Aclose(a) }
         guard values.withUnsafeBufferPointer({ H5Awrite(a, T.h5Type, $0.baseAddress!) }) >= 0 else {
-            throw StoreError("\(path): cannot write attribute \(name) on \(objectPath)")
+            throw StoreError(path, .cannotWriteAttribute(name, on: objectPath))
         }
     }
 
@@ -429,13 +423,13 @@ public final class H5File {
         let s = H5Screate(H5S_SCALAR)
         defer { H5Sclose(s) }
         let a = H5Acreate2(o, name, t, s, ugen_h5p_default(), ugen_h5p_default())
-        guard a >= 0 else { throw StoreError("\(path): cannot create attribute \(name) on \(objectPath)") }
+        guard a >= 0 else { throw StoreError(path, .cannotCreateAttribute(name, on: objectPath)) }
         defer { H5Aclose(a) }
         let status = value.withCString { cstr -> herr_t in
             var p: UnsafePointer<CChar>? = cstr
             return H5Awrite(a, t, &p)
         }
-        guard status >= 0 else { throw StoreError("\(path): cannot write attribute \(name) on \(objectPath)") }
+        guard status >= 0 else { throw StoreError(path, .cannotWriteAttribute(name, on: objectPath)) }
     }
 }
 

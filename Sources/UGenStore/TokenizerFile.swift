@@ -67,7 +67,7 @@ public struct TokenizerFile: Equatable, Sendable {
         }
         try? FileManager.default.removeItem(atPath: path)
         do { try FileManager.default.moveItem(atPath: partial, toPath: path) } catch {
-            throw StoreError("\(path): cannot rename \(partial) into place")
+            throw StoreError(path, .cannotRename(from: partial))
         }
     }
 
@@ -76,27 +76,27 @@ public struct TokenizerFile: Equatable, Sendable {
         let f = try H5File.open(path)
         let format = (try? f.stringAttribute("format")) ?? "(none)"
         guard format == Self.format else {
-            throw StoreError("\(path): attribute format is '\(format)', expected '\(Self.format)'")
+            throw StoreError(path, .wrongFormat(found: format, expected: Self.format))
         }
         let version = try f.intAttribute("version")
         guard version == Self.version else {
-            throw StoreError("\(path): attribute version is \(version), this build reads version \(Self.version)")
+            throw StoreError(path, .wrongVersion(found: version, expected: Self.version))
         }
         let shape = try f.shape(of: "/text/merges")
-        guard shape.count == 2, shape[1] == 2 else { throw StoreError("\(path): /text/merges must be [M, 2]") }
+        guard shape.count == 2, shape[1] == 2 else { throw StoreError(path, .mergesShape) }
         let kind = try f.stringAttribute("kind", at: "/image")
         let k = try f.intAttribute("codebook_size", at: "/image")
         let patch = try f.intAttribute("patch", at: "/image"), channels = try f.intAttribute("channels", at: "/image")
         let codebook: [Float] = kind == "kmeans" ? try f.read("/image/codebook") : []
         guard codebook.count == (kind == "kmeans" ? k * patch * patch * channels : 0) else {
-            throw StoreError("\(path): /image/codebook does not hold \(k) codes of \(patch)×\(patch)×\(channels)")
+            throw StoreError(path, .codebookShape(codes: k, patch: patch, channels: channels))
         }
         let t = TokenizerFile(merges: try f.read("/text/merges"), codebook: codebook, codebookSize: k, patch: patch,
                               channels: channels, imageWidth: try f.intAttribute("image_width", at: "/image"),
                               imageHeight: try f.intAttribute("image_height", at: "/image"), kind: kind)
         let stored = try f.stringAttribute("content_hash")
         guard stored == t.contentHash else {
-            throw StoreError("\(path): attribute content_hash is \(stored) but the content hashes to \(t.contentHash) (corrupted?)")
+            throw StoreError(path, .contentHash(stored: stored, actual: t.contentHash))
         }
         return t
     }

@@ -195,7 +195,8 @@ public final class Evaluator {
 
     func checkHash(_ r: DatasetReader) throws {
         guard r.tokenizerHash == model.tokenizers.hash else {
-            throw ModelError("\(r.path): made with tokenizer \(r.tokenizerHash), but \(model.tokenizerPath) is \(model.tokenizers.hash)")
+            throw GenerationError.datasetTokenizer(dataset: r.path, hash: r.tokenizerHash, tokenizer: model.tokenizerPath,
+                                                   current: model.tokenizers.hash)
         }
     }
 
@@ -482,7 +483,8 @@ public final class Evaluator {
         for p in pairs {
             guard case .png(let png) = p.image, let label = CaptionClass.parse(p.caption) else { continue }
             guard png.width == vq.imageWidth, png.height == vq.imageHeight else {
-                throw ModelError("\(p.source): image is \(png.width)×\(png.height), the tokenizer's are \(vq.imageWidth)×\(vq.imageHeight)")
+                throw GenerationError.imageSize(source: p.source, width: png.width, height: png.height,
+                                                tokenizerWidth: vq.imageWidth, tokenizerHeight: vq.imageHeight)
             }
             let image = png.converted(toChannels: vq.channels)
             let codes = vq.encode(image)
@@ -491,7 +493,7 @@ public final class Evaluator {
             mse += image.meanSquaredError(to: vq.decode(codes))
         }
         guard !raw.isEmpty else {
-            throw ModelError("\(path): none of its images is in the held-out split; is it the pairs file the dataset was tokenized from?")
+            throw GenerationError.noHeldOutImages(pairs: path)
         }
         j.raw_heldout_images = raw.count
         j.raw_heldout_accuracy = classifier.accuracy(Self.pixels(raw), labels: labels)

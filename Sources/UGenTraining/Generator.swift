@@ -17,13 +17,13 @@ public final class Generator {
 
     public init(stage: Stage, layout: VocabLayout, activeVisual: [Int32]? = nil) throws {
         guard stage.config.vocabSize == layout.vocabSize else {
-            throw ModelError("the model's vocabulary (\(stage.config.vocabSize)) does not match the tokenizer's layout (\(layout.vocabSize))")
+            throw GenerationError.layoutMismatch(model: stage.config.vocabSize, layout: layout.vocabSize)
         }
         self.layout = layout
         decoder = CachedDecoder(stage: stage)
         textAllowed = [layout.textRange, Int(layout.eos)..<Int(layout.eos) + 1]
         if let activeVisual {
-            guard activeVisual.allSatisfy(layout.isVisual) else { throw ModelError("active visual ids must lie in \(layout.visualRange)") }
+            guard activeVisual.allSatisfy(layout.isVisual) else { throw GenerationError.activeIdsOutside("\(layout.visualRange)") }
             visualAllowed = activeVisual.sorted().map { Int($0)..<Int($0) + 1 }
             inactiveVisual = Set(layout.visualRange.map { Int32($0) }).subtracting(activeVisual)
         } else {
@@ -34,7 +34,7 @@ public final class Generator {
 
     private func feed(_ tokens: [Int32]) throws {
         guard tokens.count <= decoder.model.maxSeqLen else {
-            throw ModelError("prompt of \(tokens.count) tokens exceeds model.max_seq_len \(decoder.model.maxSeqLen)")
+            throw GenerationError.promptTooLong(tokens: tokens.count, maxSeqLen: decoder.model.maxSeqLen)
         }
         decoder.reset()
         for t in tokens { decoder.append(inactiveVisual.contains(t) ? layout.unkImage : t) }
@@ -60,17 +60,17 @@ public final class Generator {
 
     /// Captions an image given as visual ids: `<bos> <boi> v… <eoi>` → caption text.
     public func caption(visualIds: [Int32], maxNew: Int, sampler: inout Sampler) throws -> [Int32] {
-        guard visualIds.allSatisfy(layout.isVisual) else { throw ModelError("caption: the image must be visual ids only") }
+        guard visualIds.allSatisfy(layout.isVisual) else { throw GenerationError.captionNotVisual }
         try feed([layout.bos, layout.boi] + visualIds + [layout.eoi])
         return sampleText(maxNew: maxNew, sampler: &sampler)
     }
 
     /// Draws an image for a caption: `<bos> caption <boi>` → exactly `count` visual ids.
     public func image(caption: [Int32], count: Int, sampler: inout Sampler) throws -> [Int32] {
-        guard !visualAllowed.isEmpty else { throw ModelError("no visual id is active yet (the checkpoint is still in the text-only phase)") }
+        guard !visualAllowed.isEmpty else { throw GenerationError.noVisualActive }
         try feed([layout.bos] + caption + [layout.boi])
         guard decoder.length + count <= decoder.model.maxSeqLen else {
-            throw ModelError("caption of \(caption.count) tokens + \(count) image tokens exceeds model.max_seq_len \(decoder.model.maxSeqLen)")
+            throw GenerationError.captionTooLong(tokens: caption.count, imageTokens: count, maxSeqLen: decoder.model.maxSeqLen)
         }
         var out: [Int32] = []
         for i in 0..<count {

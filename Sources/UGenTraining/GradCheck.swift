@@ -58,7 +58,7 @@ public struct GradCheck {
                             nHeads: try int("n_heads"), nKVHeads: try int("n_kv_heads"), ffnHidden: try int("ffn_hidden"),
                             ropeTheta: try dbl("rope_theta", 10000), rmsEps: try dbl("rms_eps", 1e-5),
                             maxSeqLen: try int("max_seq_len"))
-        do { try c.validate() } catch { throw StoreError("\(f.path): /config: \(error)") }
+        do { try c.validate() } catch { throw StoreError(f.path, .badConfig("\(error)")) }
         return c
     }
 
@@ -68,7 +68,7 @@ public struct GradCheck {
             let name = "\(group)/\(p.name)"
             let shape = try f.shape(of: name)
             guard shape == p.value.shape else {
-                throw StoreError("\(f.path): \(name) has shape \(shape), expected \(p.value.shape)")
+                throw StoreError(f.path, .shape(name, found: shape, expected: p.value.shape))
             }
             try f.read(name, into: p.value.data, count: p.value.count)
         }
@@ -92,14 +92,14 @@ public struct GradCheck {
         let f = try H5File.open(path)
         let c = try readConfig(f)
         let shape = try f.shape(of: "/batch/inputs")
-        guard shape.count == 2 else { throw StoreError("\(path): /batch/inputs must be [B, T], is \(shape)") }
+        guard shape.count == 2 else { throw StoreError(path, .batchShape(shape)) }
         let (B, T) = (shape[0], shape[1])
         let inputs: [Int32] = try f.read("/batch/inputs")
         let targets: [Int32] = try f.read("/batch/targets")
         let mask: [Float] = try f.read("/batch/loss_mask")
-        guard targets.count == B * T, mask.count == B * T else { throw StoreError("\(path): /batch tensors disagree in shape") }
+        guard targets.count == B * T, mask.count == B * T else { throw StoreError(path, .batchMismatch) }
         for (name, ids) in [("inputs", inputs), ("targets", targets)] where ids.contains(where: { $0 < 0 || Int($0) >= c.vocabSize }) {
-            throw StoreError("\(path): /batch/\(name) holds ids outside the vocabulary of \(c.vocabSize)")
+            throw StoreError(path, .idsOutside(name, vocabulary: c.vocabSize))
         }
         let stage = try Stage(config: c, spec: .whole(c), rows: B, seqLen: T, precision: precision)
         let tol = tolerances(precision, config: c, seqLen: T, rows: B)
@@ -140,15 +140,15 @@ public struct GradCheck {
                             tolerance: tol.loss))
             if f.exists("\(group)/logits") {
                 let refLogits: [Double] = try f.read("\(group)/logits")
-                guard refLogits.count == logits.count else { throw StoreError("\(path): \(group)/logits has the wrong size") }
+                guard refLogits.count == logits.count else { throw StoreError(path, .wrongSize("\(group)/logits")) }
                 rows.append(Row(caseName: caseName, quantity: "logits", relativeError: relativeError(logits.data, refLogits),
                                 tolerance: tol.logits))
             }
             for p in stage.parameters {
                 let name = "\(group)/grads/\(p.name)"
-                guard f.exists(name) else { throw StoreError("\(path): missing dataset \(name)") }
+                guard f.exists(name) else { throw StoreError(path, .missingDataset(name, notOurs: false)) }
                 let ref: [Double] = try f.read(name)
-                guard ref.count == p.grad.count else { throw StoreError("\(path): \(name) has the wrong size") }
+                guard ref.count == p.grad.count else { throw StoreError(path, .wrongSize(name)) }
                 rows.append(Row(caseName: caseName, quantity: p.name, relativeError: relativeError(p.grad.data, ref),
                                 tolerance: tol.grad))
             }

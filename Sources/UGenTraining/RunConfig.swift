@@ -55,7 +55,7 @@ public struct RunConfig: Equatable, Sendable {
     public var schedule = "zb"
     public var microBatches = 2
     public var threadsPerWorker = 1
-    public var heartbeatSeconds = 1.0
+    public var heartbeatSeconds = 0.5
     public var lostAfterSeconds = 5.0
     public var elastic = false
     public var maxRestarts = 3
@@ -74,14 +74,16 @@ public struct RunConfig: Equatable, Sendable {
 
     private static func int(_ name: String, _ kp: WritableKeyPath<RunConfig, Int> & Sendable, _ help: String) -> Key {
         Key(name: name, help: help, get: { $0[keyPath: kp] }, set: { c, v in
-            guard let i = v as? Int ?? (v as? String).flatMap({ Int($0) }) else { throw ConfigError("\(name): expected an integer, got \(v)") }
+            guard let i = v as? Int ?? (v as? String).flatMap({ Int($0) }) else {
+                throw ConfigError.badValue(key: name, expected: "an integer", got: "\(v)")
+            }
             c[keyPath: kp] = i
         })
     }
     private static func dbl(_ name: String, _ kp: WritableKeyPath<RunConfig, Double> & Sendable, _ help: String) -> Key {
         Key(name: name, help: help, get: { $0[keyPath: kp] }, set: { c, v in
             guard let d = (v as? Double) ?? (v as? Int).map(Double.init) ?? (v as? String).flatMap({ Double($0) }) else {
-                throw ConfigError("\(name): expected a number, got \(v)")
+                throw ConfigError.badValue(key: name, expected: "a number", got: "\(v)")
             }
             c[keyPath: kp] = d
         })
@@ -90,14 +92,14 @@ public struct RunConfig: Equatable, Sendable {
                             oneOf: [String]? = nil) -> Key {
         Key(name: name, help: help, get: { $0[keyPath: kp] }, set: { c, v in
             let s = "\(v)"
-            if let oneOf, !oneOf.contains(s) { throw ConfigError("\(name): expected one of \(oneOf.joined(separator: ", ")), got \(s)") }
+            if let oneOf, !oneOf.contains(s) { throw ConfigError.badValue(key: name, expected: "one of \(oneOf.joined(separator: ", "))", got: s) }
             c[keyPath: kp] = s
         })
     }
     private static func precision(_ name: String, _ help: String) -> Key {
         Key(name: name, help: help, get: { $0.precision.rawValue }, set: { c, v in
             guard let p = Precision(rawValue: "\(v)") else {
-                throw ConfigError("\(name): expected one of \(Precision.allCases.map(\.rawValue).joined(separator: ", ")), got \(v)")
+                throw ConfigError.badValue(key: name, expected: "one of \(Precision.allCases.map(\.rawValue).joined(separator: ", "))", got: "\(v)")
             }
             c.precision = p
         })
@@ -105,7 +107,7 @@ public struct RunConfig: Equatable, Sendable {
     private static func bool(_ name: String, _ kp: WritableKeyPath<RunConfig, Bool> & Sendable, _ help: String) -> Key {
         Key(name: name, help: help, get: { $0[keyPath: kp] }, set: { c, v in
             guard let b = v as? Bool ?? (v as? String).flatMap({ ["true": true, "false": false][$0.lowercased()] }) else {
-                throw ConfigError("\(name): expected true or false, got \(v)")
+                throw ConfigError.badValue(key: name, expected: "true or false", got: "\(v)")
             }
             c[keyPath: kp] = b
         })
@@ -138,7 +140,8 @@ public struct RunConfig: Equatable, Sendable {
         dbl("train.beta2", \.beta2, "AdamW β2"),
         dbl("train.eps", \.adamEps, "AdamW ε"),
         dbl("train.grad_clip", \.gradClip, "global gradient norm clip (0: off)"),
-        precision("train.precision", "matrix products in fp32, or bf16 operands with fp32 sums (weights, optimizer, norms, loss stay fp32)"),
+        precision("train.precision",
+                  "matrix products in fp32, or bf16 operands with fp32 sums (weights, optimizer, norms, loss stay fp32)"),
         int("train.seed", \.seed, "weight initialisation seed"),
         int("train.checkpoint_every", \.checkpointEvery, "save every N steps (0: only at the end)"),
         int("train.keep_checkpoints", \.keepCheckpoints, "how many checkpoints to keep"),
@@ -157,7 +160,7 @@ public struct RunConfig: Equatable, Sendable {
         str("cluster.schedule", \.schedule, "1f1b, gpipe or zb (zero bubble)", oneOf: ["1f1b", "gpipe", "zb"]),
         int("cluster.micro_batches", \.microBatches, "micro-batches per replica per step"),
         int("cluster.threads_per_worker", \.threadsPerWorker, "BLAS threads per worker"),
-        dbl("cluster.heartbeat_s", \.heartbeatSeconds, "heartbeat interval"),
+        dbl("cluster.heartbeat_s", \.heartbeatSeconds, "seconds between an assigned worker's heartbeats"),
         dbl("cluster.lost_after_s", \.lostAfterSeconds, "silence after which a worker is lost"),
         bool("cluster.elastic", \.elastic, "re-partition onto fewer workers when one is lost"),
         int("cluster.max_restarts", \.maxRestarts, "restarts of locally started workers"),
@@ -171,13 +174,13 @@ public struct RunConfig: Equatable, Sendable {
         var c = RunConfig()
         let loaded: Any?
         do { loaded = try Yams.load(yaml: yaml) } catch {
-            throw ConfigError("\(source): not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
+            throw ConfigError.notYAML(source: source, reason: String(String(describing: error).split(separator: "\n").first ?? ""))
         }
         if let loaded {
-            guard let top = loaded as? [String: Any] else { throw ConfigError("\(source): expected a mapping of groups") }
+            guard let top = loaded as? [String: Any] else { throw ConfigError.notAMapping(source: source) }
             for (group, value) in top.sorted(by: { $0.key < $1.key }) {
                 guard let inner = value as? [String: Any] else {
-                    throw ConfigError("\(source): \(group): expected a group of keys (model, data, train, vocab_schedule, cluster)")
+                    throw ConfigError.notAGroup(source: source, group: group)
                 }
                 for (k, v) in inner.sorted(by: { $0.key < $1.key }) {
                     try c.set("\(group).\(k)", v, source: source)
@@ -185,7 +188,7 @@ public struct RunConfig: Equatable, Sendable {
             }
         }
         for o in overrides {
-            guard let eq = o.firstIndex(of: "=") else { throw ConfigError("--set \(o): expected group.key=value") }
+            guard let eq = o.firstIndex(of: "=") else { throw ConfigError.badOverride(o) }
             let key = String(o[..<eq]), raw = String(o[o.index(after: eq)...])
             let value: Any = (try? Yams.load(yaml: raw)).flatMap { $0 } ?? raw
             try c.set(key, value, source: "--set")
@@ -195,54 +198,60 @@ public struct RunConfig: Equatable, Sendable {
     }
 
     public static func load(path: String, overrides: [String] = []) throws -> RunConfig {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ConfigError("\(path): cannot read config file") }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ConfigError.unreadable(path: path) }
         return try parse(yaml: text, source: path, overrides: overrides)
     }
 
     /// Sets one dotted key; unknown keys are an error naming the key.
     public mutating func set(_ name: String, _ value: Any, source: String = "config") throws {
-        guard let key = Self.keyIndex[name] else { throw ConfigError("\(source): unknown config key '\(name)'") }
-        do { try key.set(&self, value) } catch let e as ConfigError { throw ConfigError("\(source): \(e.description)") }
+        guard let key = Self.keyIndex[name] else { throw ConfigError.unknownKey(source: source, key: name) }
+        do { try key.set(&self, value) } catch let e as ConfigError { throw ConfigError.inSource(source, e) }
     }
 
     /// Cross-key rules (what a single key cannot check).
     public func validate() throws {
-        func need(_ ok: Bool, _ m: String) throws { if !ok { throw ConfigError(m) } }
+        func need(_ ok: Bool, _ m: String) throws { if !ok { throw ConfigError.broken(rule: m) } }
         try need(seqLen >= 2 && seqLen <= maxSeqLen, "data.seq_len (\(seqLen)) must be in 2...model.max_seq_len (\(maxSeqLen))")
         try need(batchRows >= 1, "data.batch_rows must be at least 1")
         try need(stages >= 1 && stages <= nLayers, "cluster.stages (\(stages)) must be in 1...model.n_layers (\(nLayers))")
         try need(replicas >= 1, "cluster.replicas must be at least 1")
         try need(microBatches >= 1, "cluster.micro_batches must be at least 1")
         try need(batchRows % (replicas * microBatches) == 0,
-                 "data.batch_rows (\(batchRows)) must divide evenly into cluster.replicas × cluster.micro_batches (\(replicas) × \(microBatches))")
+                 "data.batch_rows (\(batchRows)) must divide evenly into cluster.replicas × cluster.micro_batches "
+                    + "(\(replicas) × \(microBatches))")
         try need(steps >= 1, "train.steps must be at least 1")
         try need(warmupSteps >= 0 && lr > 0 && minLR >= 0, "train.lr, train.min_lr, train.warmup_steps must be non-negative")
         try need(vocabEvery >= 1 && vocabAdd >= 1 && vocabStart >= 0 && textOnlySteps >= 0,
                  "vocab_schedule.every and add must be ≥ 1, start and text_only_steps ≥ 0")
         try need(maxNonfiniteSkips >= 1, "train.max_nonfinite_skips must be at least 1")
+        try need(heartbeatSeconds > 0 && heartbeatSeconds < lostAfterSeconds,
+                 "cluster.heartbeat_s (\(heartbeatSeconds)) must be above 0 and below cluster.lost_after_s (\(lostAfterSeconds))")
         try need(threadsPerWorker >= 1, "cluster.threads_per_worker must be at least 1")
         try need(weightText >= 0 && weightImg2Txt >= 0 && weightTxt2Img >= 0 && weightText + weightImg2Txt + weightTxt2Img > 0,
                  "data.weight_* must be non-negative and not all zero")
     }
 
-    /// The resolved configuration as YAML (written to RUN/config.yaml and into checkpoints); parsing it
-    /// gives back an equal config.
+    /// The resolved configuration as YAML (written to RUN/config.yaml, into checkpoints and to the workers):
+    /// groups and keys in the order of `keys`, strings double-quoted and escaped by Yams, so parsing it
+    /// gives back an equal config whatever a string holds.
     public var yaml: String {
-        var out = ""
-        var group = ""
+        var groups: [(name: String, pairs: [(Node, Node)])] = []
         for k in Self.keys {
             let parts = k.name.split(separator: ".", maxSplits: 1).map(String.init)
-            if parts[0] != group { group = parts[0]; out += "\(group):\n" }
+            if groups.last?.name != parts[0] { groups.append((parts[0], [])) }
             let v = k.get(self)
-            let text: String
-            switch v {
-            case let s as String: text = "\"\(s)\""
-            case let d as Double: text = "\(d)"
-            default: text = "\(v)"
-            }
-            out += "  \(parts[1]): \(text)\n"
+            let value = (v as? String).map { Node($0, Tag(.str), .doubleQuoted) } ?? Node("\(v)")
+            groups[groups.count - 1].pairs.append((Node(parts[1]), value))
         }
-        return out
+        let root = Node.mapping(Node.Mapping(groups.map { (Node($0.name), Node.mapping(Node.Mapping($0.pairs))) }))
+        // Serializing a mapping of plain scalars and strings cannot fail.
+        return try! Yams.serialize(node: root)
+    }
+
+    /// A key's value as text (for comparisons and messages).
+    public func value(of name: String) -> String {
+        guard let k = Self.keys.first(where: { $0.name == name }) else { return "?" }
+        return k.text(self)
     }
 
     // MARK: Derived pieces
@@ -255,11 +264,6 @@ public struct RunConfig: Equatable, Sendable {
     public var adam: AdamWHyper { AdamWHyper(beta1: beta1, beta2: beta2, eps: adamEps, weightDecay: weightDecay) }
 
     public var lrSchedule: LRSchedule { LRSchedule(peak: lr, floor: minLR, warmup: warmupSteps, total: steps) }
-}
-
-public struct ConfigError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ d: String) { description = d }
 }
 
 /// Linear warm-up to `peak`, then cosine decay to `floor` at `total` steps (0-based step index).

@@ -18,12 +18,12 @@ public struct RunData {
     public static func open(_ config: RunConfig) throws -> RunData {
         let path = config.dataDir + "/train.h5"
         guard FileManager.default.fileExists(atPath: path) else {
-            throw ConfigError("\(path): no dataset (data.dir = \(config.dataDir)); make one with `ugen tokenize` or `make data`")
+            throw RunError.noDataset(path: path, dataDir: config.dataDir)
         }
         let reader = try DatasetReader(path: path)
         let layout = reader.layout
         if config.vocabSize != 0 && config.vocabSize != layout.vocabSize {
-            throw ConfigError("model.vocab_size (\(config.vocabSize)) does not match the vocabulary of \(path) (\(layout.vocabSize))")
+            throw RunError.vocabularyMismatch(configured: config.vocabSize, path: path, dataset: layout.vocabSize)
         }
         let packer = try Packer(readers: [reader], rows: config.batchRows, seqLen: config.seqLen,
                                 weights: TaskWeights(text: config.weightText, imageToText: config.weightImg2Txt,
@@ -50,7 +50,7 @@ public final class PackerSource: BatchSource {
 
     public func batch(step: Int, textOnly: Bool) throws -> TrainingBatch {
         guard step == packer.state.batches else {
-            throw ConfigError("data stream is at batch \(packer.state.batches), step \(step) was asked for")
+            throw RunError.dataStreamAt(batch: packer.state.batches, asked: step)
         }
         let b = try packer.nextBatch(textOnly: textOnly)
         return TrainingBatch(rows: b.rows, seqLen: b.seqLen, inputs: b.inputs, targets: b.targets, mask: b.mask, tasks: b.tasks)
@@ -62,7 +62,7 @@ public final class PackerSource: BatchSource {
 
     public func restore(state: String) throws {
         do { try packer.restore(try JSONDecoder().decode(PackerState.self, from: Data(state.utf8))) } catch {
-            throw ConfigError("cannot restore the data stream from state \(state): \(error)")
+            throw RunError.unrestorableDataState(state: state, reason: "\(error)")
         }
     }
 }

@@ -41,22 +41,21 @@ public final class TrainedModel {
         } else if let runConfig {
             tokenizerPath = runConfig.dataDir + "/tokenizer.h5"
         } else {
-            throw ModelError("\(path): the checkpoint's config names no data.dir; give --tokenizer DIR/tokenizer.h5")
+            throw GenerationError.noDataDir(checkpoint: path)
         }
         guard FileManager.default.fileExists(atPath: tokenizerPath) else {
-            throw ModelError("\(tokenizerPath): no tokenizer there\(tokenizer == nil ? " (data.dir of the checkpoint's config); give --tokenizer" : "")")
+            throw GenerationError.noTokenizer(path: tokenizerPath, fromConfig: tokenizer == nil)
         }
         tokenizers = try Tokenizers(path: tokenizerPath)
         let l = tokenizers.layout
         let t = ck.vocabLayout["text_vocab"] ?? l.textVocab, k = ck.vocabLayout["codebook"] ?? l.codebookSize
         guard ck.model.vocabSize == l.vocabSize, t == l.textVocab, k == l.codebookSize else {
-            throw ModelError("\(tokenizerPath): vocabulary T=\(l.textVocab) K=\(l.codebookSize) (V=\(l.vocabSize)) does not match "
-                + "checkpoint \(path) (T=\(t) K=\(k) V=\(ck.model.vocabSize))")
+            throw GenerationError.vocabularyMismatch(tokenizer: tokenizerPath, t: l.textVocab, k: l.codebookSize, v: l.vocabSize,
+                                                    checkpoint: path, ckT: t, ckK: k, ckV: ck.model.vocabSize)
         }
         let recorded = ck.progress.tokenizerHash
         guard recorded.isEmpty || recorded == tokenizers.hash else {  // same layout, other merges or codebook: other ids
-            throw ModelError("\(tokenizerPath): tokenizer \(tokenizers.hash) is not the one checkpoint \(path) was trained with "
-                + "(\(recorded)): the ids would mean other things; give --tokenizer the run's data.dir/tokenizer.h5")
+            throw GenerationError.otherTokenizer(path: tokenizerPath, hash: tokenizers.hash, checkpoint: path, recorded: recorded)
         }
         activeVisual = try Self.activeIds(ck.progress, layout: l, path: path)
     }
@@ -76,7 +75,7 @@ public final class TrainedModel {
         } else if p.vocabOrder.count == k, Set(p.vocabOrder) == Set(0..<Int32(k)) {
             order = p.vocabOrder.map { $0 + first }
         } else {
-            throw ModelError("\(path): /train/vocab_order is not an ordering of the \(k) visual ids")
+            throw GenerationError.badVocabOrder(checkpoint: path, visualIds: k)
         }
         return Array(order.prefix(max(0, p.vocabActive))).sorted()
     }
@@ -112,7 +111,7 @@ public final class TrainedModel {
     /// The image tokenizer, or an error naming the tokenizer file when it has none.
     public func imageTokenizer() throws -> VQTokenizer {
         guard let vq = tokenizers.image else {
-            throw ModelError("\(tokenizerPath): has no learned image codebook (text only or external ids), so images cannot be encoded or decoded")
+            throw GenerationError.noImageCodebook(tokenizer: tokenizerPath)
         }
         return vq
     }

@@ -190,7 +190,7 @@ extension Trainer {
 
     /// Continues from a checkpoint: parameters, moments and the step count.
     public func restore(_ ckpt: Checkpoint) throws {
-        if let d = ckpt.model.firstDifference(from: model) { throw ConfigError("checkpoint model has \(d)") }
+        if let d = ckpt.model.firstDifference(from: model) { throw RunError.otherModel(path: nil, difference: d) }
         try stage.importTensors(params: ckpt.params, m: ckpt.adamM, v: ckpt.adamV, into: optimizer, optimizerStep: ckpt.optimizerStep)
         step = ckpt.progress.step
     }

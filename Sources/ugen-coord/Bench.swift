@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import UGenBench
 import UGenKernels
 import UGenCluster
 import UGenTraining
@@ -105,11 +106,12 @@ struct Bench: ParsableCommand {
         if json {
             struct All: Encodable {
                 var pipeline: PipelineBenchmark.PipelineReport?; var checkpoint: PipelineBenchmark.CheckpointReport?
-                var control_plane: [ControlPlaneBenchmark.Row]?
+                var controlPlane: [ControlPlaneBenchmark.Row]?
             }
             let enc = JSONEncoder()
             enc.outputFormatting = [.sortedKeys]
-            print(String(data: try enc.encode(All(pipeline: pipeline, checkpoint: checkpoint, control_plane: controlPlaneRows)), encoding: .utf8)!)
+            enc.keyEncodingStrategy = .convertToSnakeCase
+            print(String(data: try enc.encode(All(pipeline: pipeline, checkpoint: checkpoint, controlPlane: controlPlaneRows)), encoding: .utf8)!)
         }
     }
 
@@ -121,48 +123,48 @@ struct Bench: ParsableCommand {
     static func render(_ r: PipelineBenchmark.PipelineReport) -> String {
         var out: [String] = []
         let s = r.sgemm
-        out.append("sgemm (1024², this process): 1 thread \(f(s.one_thread_gflops)) GFLOP/s"
-                   + (s.one_thread_after_gflops.map { " (after the runs: \(f($0)))" } ?? "")
-                   + "; \(s.concurrent_threads) single-threaded at once: \(f(s.concurrent_total_gflops)) GFLOP/s in all")
+        out.append("sgemm (1024², this process): 1 thread \(f(s.oneThreadGflops)) GFLOP/s"
+                   + (s.oneThreadAfterGflops.map { " (after the runs: \(f($0)))" } ?? "")
+                   + "; \(s.concurrentThreads) single-threaded at once: \(f(s.concurrentTotalGflops)) GFLOP/s in all")
         guard let first = r.runs.first else { return out.joined(separator: "\n") }
         out.append("")
-        out.append("Pipeline, config S dims over the dataset's vocabulary (V = \(first.vocab_size)): \(first.batch_rows) rows × \(first.seq_len) tokens per step, "
-                   + "\(first.micro_batches) micro-batches, \(first.timed_steps) timed steps")
+        out.append("Pipeline, config S dims over the dataset's vocabulary (V = \(first.vocabSize)): \(first.batchRows) rows × \(first.seqLen) tokens per step, "
+                   + "\(first.microBatches) micro-batches, \(first.timedSteps) timed steps")
         out.append("round layout                    median step ms (min–max)    tokens/s  GFLOP/s  sgemm GFLOP/s  ratio  bubble theory  wait  idle  comm")
         for run in r.runs {
-            out.append(lpad("\(run.round)", 5) + " " + pad(run.name, 30) + lpad(f(run.step_ms, 0), 9) + " (" + f(run.step_ms_min, 0) + "–" + f(run.step_ms_max, 0) + ")"
-                       + lpad(f(run.tokens_per_s, 0), 10) + lpad(f(run.model_gflops), 9) + lpad(f(run.sgemm_gflops), 15)
-                       + lpad(f(run.ratio_to_sgemm, 2), 7) + lpad(pct(run.bubble_theory), 15) + lpad(pct(run.bubble_measured), 6)
-                       + lpad(pct(run.idle_measured), 6) + lpad(pct(run.comm_share), 6))
+            out.append(lpad("\(run.round)", 5) + " " + pad(run.name, 30) + lpad(f(run.stepMs, 0), 9) + " (" + f(run.stepMsMin, 0) + "–" + f(run.stepMsMax, 0) + ")"
+                       + lpad(f(run.tokensPerS, 0), 10) + lpad(f(run.modelGflops), 9) + lpad(f(run.sgemmGflops), 15)
+                       + lpad(f(run.ratioToSgemm, 2), 7) + lpad(pct(run.bubbleTheory), 15) + lpad(pct(run.bubbleMeasured), 6)
+                       + lpad(pct(run.idleMeasured), 6) + lpad(pct(run.commShare), 6))
         }
         let lastRound = r.runs.map(\.round).max() ?? 1
         out.append("")
         out.append(pad("per stage, ms per step (round \(lastRound))", 44) + "forward  backward     wait    comm  wait/step  idle/step")
         for run in r.runs where run.round == lastRound {
-            for st in run.stage_times {
+            for st in run.stageTimes {
                 out.append(pad("p=\(run.stages) \(run.schedule) stage \(st.stage) [\(st.layers)]", 42)
-                           + lpad(f(st.forward_ms), 9) + lpad(f(st.backward_ms), 10) + lpad(f(st.wait_ms), 9) + lpad(f(st.comm_ms, 2), 8)
-                           + lpad(pct(st.wait_share), 12) + lpad(pct(st.idle_share), 11))
+                           + lpad(f(st.forwardMs), 9) + lpad(f(st.backwardMs), 10) + lpad(f(st.waitMs), 9) + lpad(f(st.commMs, 2), 8)
+                           + lpad(pct(st.waitShare), 12) + lpad(pct(st.idleShare), 11))
             }
         }
         if let twoStage = r.runs.first(where: { $0.stages > 1 }) {
-            out.append("activations between stages: \(twoStage.activation_bytes / 1024) KiB per micro-batch each way; "
-                       + "send + receive time \(f(twoStage.comm_ms_per_step, 2)) ms per step (\(pct(twoStage.comm_share)) of the step)")
+            out.append("activations between stages: \(twoStage.activationBytes / 1024) KiB per micro-batch each way; "
+                       + "send + receive time \(f(twoStage.commMsPerStep, 2)) ms per step (\(pct(twoStage.commShare)) of the step)")
         }
         out.append("")
         for sp in r.speedups {
-            out.append("round \(sp.round): \(sp.name) \(f(sp.speedup, 2))× = \(f(sp.ceiling_balanced, 2)) 1F1B ceiling p·m/(m+p−1)"
-                       + " × \(f(sp.stage_balance, 2)) stage balance (mean/max busy) × \(f(sp.work_ratio, 2)) work ratio (1 stage's busy / Σ stages' busy)"
-                       + " × \(f(sp.step_vs_model, 2)) step vs pipeline model / \(f(sp.baseline_busy_share, 2)) 1-stage busy share")
+            out.append("round \(sp.round): \(sp.name) \(f(sp.speedup, 2))× = \(f(sp.ceilingBalanced, 2)) 1F1B ceiling p·m/(m+p−1)"
+                       + " × \(f(sp.stageBalance, 2)) stage balance (mean/max busy) × \(f(sp.workRatio, 2)) work ratio (1 stage's busy / Σ stages' busy)"
+                       + " × \(f(sp.stepVsModel, 2)) step vs pipeline model / \(f(sp.baselineBusyShare, 2)) 1-stage busy share")
         }
         out.append("")
         for su in r.summary {
-            out.append("speed-up \(su.name) over 1 stage: median \(f(su.median, 2))× over \(su.per_round.count) rounds "
-                       + "(\(su.per_round.map { f($0, 2) }.joined(separator: ", "))); target ≥ \(f(su.target, 1))×: \(su.meets_target ? "met" : "NOT met")"
-                       + " (\(su.rounds_meeting_target) of \(su.per_round.count) rounds)")
+            out.append("speed-up \(su.name) over 1 stage: median \(f(su.median, 2))× over \(su.perRound.count) rounds "
+                       + "(\(su.perRound.map { f($0, 2) }.joined(separator: ", "))); target ≥ \(f(su.target, 1))×: \(su.meetsTarget ? "met" : "NOT met")"
+                       + " (\(su.roundsMeetingTarget) of \(su.perRound.count) rounds)")
         }
         if let sp = r.speedups.first {
-            out.append("1F1B ceiling with equal stages p·m/(m+p−1) = \(f(sp.ceiling_balanced, 2))×; zero bubble fills part of that bubble with weight passes, so it may pass it")
+            out.append("1F1B ceiling with equal stages p·m/(m+p−1) = \(f(sp.ceilingBalanced, 2))×; zero bubble fills part of that bubble with weight passes, so it may pass it")
         }
         out.append("wait = mean over stages of time blocked on a neighbour / step time (the measured bubble); idle = 1 − (forward + backward) / step "
                    + "(also the optimizer update and the coordinator's round trip); comm = sends + receives of activations and gradients / step")
@@ -172,20 +174,20 @@ struct Bench: ParsableCommand {
     static func render(_ c: PipelineBenchmark.CheckpointReport) -> String {
         func list(_ xs: [Double], _ d: Int = 0) -> String { xs.map { f($0, d) }.joined(separator: ", ") }
         var out = [""]
-        out.append("Checkpoints, config \(c.model): \(c.parameters) parameters; file \(f(Double(c.file_bytes) / 1e6)) MB "
-                   + "(tensors incl. AdamW m and v: \(f(Double(c.tensor_bytes) / 1e6)) MB)")
-        out.append("CheckpointFile.write (temp name, fsync, rename): \(list(c.write_mb_per_s)) MB/s (median \(f(median(c.write_mb_per_s), 0)); \(list(c.write_ms)) ms)")
-        out.append("CheckpointFile.read from disk (page cache dropped): \(list(c.read_cold_mb_per_s)) MB/s (median \(f(median(c.read_cold_mb_per_s), 0)); \(list(c.read_cold_ms)) ms)")
-        out.append("CheckpointFile.read from the page cache:   \(list(c.read_warm_mb_per_s)) MB/s (median \(f(median(c.read_warm_mb_per_s), 0)); \(list(c.read_warm_ms)) ms)")
-        out.append("training run (\(c.run_layout)): step \(f(c.run_step_ms, 0)) ms; each checkpoint stopped training for \(list(c.run_checkpoint_ms)) ms "
+        out.append("Checkpoints, config \(c.model): \(c.parameters) parameters; file \(f(Double(c.fileBytes) / 1e6)) MB "
+                   + "(tensors incl. AdamW m and v: \(f(Double(c.tensorBytes) / 1e6)) MB)")
+        out.append("CheckpointFile.write (temp name, fsync, rename): \(list(c.writeMbPerS)) MB/s (median \(f(median(c.writeMbPerS), 0)); \(list(c.writeMs)) ms)")
+        out.append("CheckpointFile.read from disk (page cache dropped): \(list(c.readColdMbPerS)) MB/s (median \(f(median(c.readColdMbPerS), 0)); \(list(c.readColdMs)) ms)")
+        out.append("CheckpointFile.read from the page cache:   \(list(c.readWarmMbPerS)) MB/s (median \(f(median(c.readWarmMbPerS), 0)); \(list(c.readWarmMs)) ms)")
+        out.append("training run (\(c.runLayout)): step \(f(c.runStepMs, 0)) ms; each checkpoint stopped training for \(list(c.runCheckpointMs)) ms "
                    + "(gather from the workers + write + rotate)")
-        let mean = c.run_checkpoint_ms.reduce(0, +) / Double(max(c.run_checkpoint_ms.count, 1))
-        let write = median(c.write_ms)
+        let mean = c.runCheckpointMs.reduce(0, +) / Double(max(c.runCheckpointMs.count, 1))
+        let write = median(c.writeMs)
         out.append("  of which writing the file ≈ \(f(write, 0)) ms (median CheckpointFile.write above); the rest, ≈ \(f(mean - write, 0)) ms, "
-                   + "is the gather: save requests, \(f(Double(c.tensor_bytes) / 1e6, 0)) MB of tensors from the workers, checksums, rotation")
-        out.append("time lost per checkpoint: \(f(mean, 0)) ms = \(f(mean / c.run_step_ms, 2)) steps; at checkpoint_every \(c.checkpoint_every): "
-                   + "\(pct(c.lost_share)) of training time; at checkpoint_every 100: \(pct(mean / (100 * c.run_step_ms + mean)))")
-        out.append("sgemm 1 thread in this process: \(f(c.sgemm_one_thread_gflops)) GFLOP/s")
+                   + "is the gather: save requests, \(f(Double(c.tensorBytes) / 1e6, 0)) MB of tensors from the workers, checksums, rotation")
+        out.append("time lost per checkpoint: \(f(mean, 0)) ms = \(f(mean / c.runStepMs, 2)) steps; at checkpoint_every \(c.checkpointEvery): "
+                   + "\(pct(c.lostShare)) of training time; at checkpoint_every 100: \(pct(mean / (100 * c.runStepMs + mean)))")
+        out.append("sgemm 1 thread in this process: \(f(c.sgemmOneThreadGflops)) GFLOP/s")
         return out.joined(separator: "\n")
     }
 }

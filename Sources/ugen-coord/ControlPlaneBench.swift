@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import UGenBench
 import UGenCluster
 
 /// The control-plane part of `ugen-coord bench`: one coordinator, N simulated workers, steps/s and CPU per step.

@@ -31,7 +31,9 @@ struct Start: ParsableCommand {
     @Option(help: "The ugen-worker executable for --local-workers (default: next to ugen-coord).") var workerExecutable: String?
     @Option(help: "The coordinator's CURVE secret key file (from `ugen-coord keygen`).") var key: String?
     @Option(help: "Worker public keys to admit: a .pub file or a directory of them.") var authorizedKeys: String?
-    @Flag(help: "Plain text instead of CURVE (only on loopback). Without keys, a run whose workers are all local uses CURVE keys made for the run.") var insecure = false
+    @Flag(help: ArgumentHelp("Plain text instead of CURVE (only on loopback). Without keys, a run whose workers are all local "
+                             + "uses CURVE keys made for the run."))
+    var insecure = false
 
     func run() throws {
         let cfg: RunConfig
@@ -56,7 +58,7 @@ struct Start: ParsableCommand {
             Coordinator.recordFailedStart(runDirectory: runDir, error)
             fail("\(error)")
         }
-        for s in [SIGINT, SIGTERM] { signal(s) { _ in coordinatorStopRequested = 1 } }
+        for s in [SIGINT, SIGTERM] { signal(s) { _ in StopRequest.set() } }
         let outcome: Coordinator.Outcome
         do {
             let c = try Coordinator(options)
@@ -72,7 +74,8 @@ struct Start: ParsableCommand {
 struct Keygen: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Make a CURVE key pair: NAME.key (secret, mode 0600) and NAME.pub (public).",
-        discussion: "Give the coordinator its .key with --key and the workers' .pub files with --authorized-keys; give each worker its own .key with --key and the coordinator's .pub with --coord-key.")
+        discussion: "Give the coordinator its .key with --key and the workers' .pub files with --authorized-keys; "
+            + "give each worker its own .key with --key and the coordinator's .pub with --coord-key.")
 
     @Option(help: "Folder to write the keys into.") var out: String = "keys"
     @Argument(help: "Names of the key pairs, e.g. coordinator worker-1 worker-2.") var names: [String] = ["coordinator"]

@@ -12,16 +12,21 @@ struct WorkerCommand: ParsableCommand {
 struct Join: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Join a coordinator and train until it says the run is over.",
-        discussion: "Workers need no copy of the dataset: the coordinator sends each step's token ids and targets. A worker that loses the coordinator keeps trying to rejoin (see --give-up-after).")
+        discussion: "Workers need no copy of the dataset: the coordinator sends each step's token ids and targets. "
+            + "A worker that loses the coordinator keeps trying to rejoin (see --give-up-after).")
 
     @Option(help: "The coordinator's control endpoint, e.g. tcp://10.0.0.1:5555.") var coord: String
-    @Option(help: "BLAS threads for this worker (default: the run's cluster.threads_per_worker is advisory; this wins).") var threads: Int = 1
+    @Option(help: "BLAS threads for this worker (default: the run's cluster.threads_per_worker is advisory; this wins).")
+    var threads: Int = 1
     @Option(help: "A name for logs and the dashboard (default: HOST-PID).") var name: String?
     @Option(help: "The cluster secret (or UGEN_SECRET in the environment).") var secret: String?
-    @Option(help: "The address neighbours use to reach this worker (default: this host's name, or 127.0.0.1 for a loopback coordinator).") var advertise: String?
-    @Option(help: "Seconds without the coordinator before this worker considers it gone and tries to rejoin.") var coordinatorTimeout: Double = 10
+    @Option(help: "The address neighbours use to reach this worker (default: this host's name, or 127.0.0.1 for a loopback coordinator).")
+    var advertise: String?
+    @Option(help: "Seconds without the coordinator before this worker considers it gone and tries to rejoin.")
+    var coordinatorTimeout: Double = 10
     @Option(help: "This worker's CURVE secret key file (or UGEN_CURVE_SECRET_KEY).") var key: String?
-    @Option(help: "The coordinator's CURVE public key: a .pub file or the 40-character key (or UGEN_COORD_PUBLIC_KEY).") var coordKey: String?
+    @Option(help: "The coordinator's CURVE public key: a .pub file or the 40-character key (or UGEN_COORD_PUBLIC_KEY).")
+    var coordKey: String?
     @Option(help: "Stop trying to rejoin a lost coordinator after this many seconds (0: never give up).") var giveUpAfter: Double = 120
 
     func run() throws {
@@ -46,13 +51,16 @@ struct Join: ParsableCommand {
         let env = ProcessInfo.processInfo.environment
         do {
             let secretKey = try key.map(CurveKeyPair.readKey) ?? env["UGEN_CURVE_SECRET_KEY"]
-            let coordinatorKey = try coordKey.map { $0.utf8.count == 40 && !FileManager.default.fileExists(atPath: $0) ? $0 : try CurveKeyPair.readKey($0) }
+            // --coord-key is the 40-character key itself, or a file holding it.
+            let coordinatorKey = try coordKey.map {
+                $0.utf8.count == 40 && !FileManager.default.fileExists(atPath: $0) ? $0 : try CurveKeyPair.readKey($0)
+            }
                 ?? env["UGEN_COORD_PUBLIC_KEY"]
             switch (secretKey, coordinatorKey) {
             case let (s?, c?): options.security = .curve(try CurveKeyPair(secretKey: s)); options.coordinatorKey = c
             case (nil, nil): break
-            case (_?, nil): throw ProtocolError("--key needs --coord-key (the coordinator's public key)")
-            case (nil, _?): throw ProtocolError("--coord-key needs --key (this worker's secret key; make one with `ugen-coord keygen`)")
+            case (_?, nil): throw SecurityError.keyNeedsCoordinatorKey
+            case (nil, _?): throw SecurityError.coordinatorKeyNeedsKey
             }
         } catch {
             FileHandle.standardError.write("error: \(error)\n".data(using: .utf8)!)
@@ -81,7 +89,8 @@ struct Join: ParsableCommand {
                 let since = lostSince ?? Date()
                 lostSince = since
                 if giveUpAfter > 0 && Date().timeIntervalSince(since) > giveUpAfter {
-                    FileHandle.standardError.write("error: coordinator \(coord) gone for \(Int(giveUpAfter)) s; giving up\n".data(using: .utf8)!)
+                    let message = "error: coordinator \(coord) gone for \(Int(giveUpAfter)) s; giving up\n"
+                    FileHandle.standardError.write(message.data(using: .utf8)!)
                     throw ExitCode(3)
                 }
                 print("coordinator lost; trying to rejoin \(coord)")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import UGenBench
 import UGenKernels
 import UGenTraining
 
@@ -37,19 +38,20 @@ struct BenchCommand: ParsableCommand {
                     }
                 }
             }
-            print("config precision threads  tokens/s   step ms  model GFLOP/s  ceiling GFLOP/s  ratio  ceiling peak  ratio to peak  peak RSS MB")
+            print("config precision threads  tokens/s   step ms  model GFLOP/s  ceiling GFLOP/s  ratio  ceiling peak  "
+                  + "ratio to peak  peak RSS MB")
         }
         for s in setups {
             for p in precs {
                 for t in threads {
                     let r = try TrainingBenchmark.run(s, threads: t, precision: p, steps: steps)
                     if json {
-                        let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
+                        let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]; enc.keyEncodingStrategy = .convertToSnakeCase
                         print(String(data: try enc.encode(r), encoding: .utf8)!)
                     } else {
                         print(String(format: "%-6@ %-9@ %7d %9.0f %9.1f %14.1f %16.1f %6.2f %13.1f %14.2f %12.0f", r.config, r.precision,
-                                     r.threads, r.tokens_per_s, r.step_ms, r.model_gflops, r.ceiling_gflops, r.ratio,
-                                     r.ceiling_peak_gflops, r.ratio_to_peak, r.peak_rss_mb))
+                                     r.threads, r.tokensPerS, r.stepMs, r.modelGflops, r.ceilingGflops, r.ratio,
+                                     r.ceilingPeakGflops, r.ratioToPeak, r.peakRssMb))
                     }
                 }
             }

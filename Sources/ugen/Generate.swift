@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import UGenData
+import UGenBench
 import UGenKernels
 import UGenTraining
 
@@ -67,7 +68,8 @@ struct GenerateCommand: ParsableCommand {
                 let vq = try model.imageTokenizer()
                 let png = try PNGImage.read(image)
                 guard png.width == vq.imageWidth, png.height == vq.imageHeight else {
-                    fail("\(image): image is \(png.width)×\(png.height), the tokenizer (\(model.tokenizerPath)) takes \(vq.imageWidth)×\(vq.imageHeight)")
+                    fail("\(image): image is \(png.width)×\(png.height), "
+                         + "the tokenizer (\(model.tokenizerPath)) takes \(vq.imageWidth)×\(vq.imageHeight)")
                 }
                 let ids = vq.encode(png).map(model.layout.visualId(code:))
                 print(bpe.decodeText(try model.generator().caption(visualIds: ids, maxNew: maxTokens, sampler: &sampler)))
@@ -81,18 +83,20 @@ struct GenerateCommand: ParsableCommand {
                 }
                 let sheet = PNGImage.sideBySide(images, scale: scale)
                 try sheet.write(out)
-                print("wrote \(out): \(grid) image\(grid == 1 ? "" : "s") of \(vq.imageWidth)×\(vq.imageHeight) (\(vq.tokensPerImage) visual tokens each), "
+                print("wrote \(out): \(grid) image\(grid == 1 ? "" : "s") of \(vq.imageWidth)×\(vq.imageHeight) "
+                      + "(\(vq.tokensPerImage) visual tokens each), "
                     + "\(sheet.width)×\(sheet.height) px")
             } else {
                 let promptIds = [model.layout.bos] + bpe.encode("The ")
                 let n = min(benchTokens, model.model.maxSeqLen - promptIds.count)
                 let r = try GenerationBenchmark.run(model, prompt: promptIds, newTokens: n)
-                print("decoding        tokens/s   (\(r.new_tokens) greedy tokens after a \(r.prompt_tokens)-token prompt, \(threads) BLAS thread\(threads == 1 ? "" : "s"))")
-                print(String(format: "with cache    %10.1f", r.cached_tokens_per_s))
-                print(String(format: "without cache %10.1f", r.uncached_tokens_per_s))
+                print("decoding        tokens/s   (\(r.newTokens) greedy tokens after a \(r.promptTokens)-token prompt, "
+                      + "\(threads) BLAS thread\(threads == 1 ? "" : "s"))")
+                print(String(format: "with cache    %10.1f", r.cachedTokensPerS))
+                print(String(format: "without cache %10.1f", r.uncachedTokensPerS))
                 print(String(format: "speed-up      %10.1f×", r.speedup))
-                print("same tokens   \(r.same_tokens ? "yes" : "NO") (max logit difference \(String(format: "%.2e", r.max_logit_difference)))")
-                if !r.same_tokens { throw ExitCode(1) }
+                print("same tokens   \(r.sameTokens ? "yes" : "NO") (max logit difference \(String(format: "%.2e", r.maxLogitDifference)))")
+                if !r.sameTokens { throw ExitCode(1) }
             }
         } catch let e as ExitCode { throw e } catch { fail("\(error)") }
     }

@@ -102,23 +102,26 @@ struct ImageReportCommand: ParsableCommand {
     func run() throws {
         do {
             let tokenizers = try Tokenizers(path: tokenizer)
-            guard let vq = tokenizers.image else { throw DataError("\(tokenizer): holds no learned image codebook") }
+            guard let vq = tokenizers.image else { throw DataError.noImageCodebook(tokenizer: tokenizer) }
             print("tokenizer \(tokenizer): K = \(vq.codebookSize), \(vq.patch)×\(vq.patch) patches × \(vq.channels) channels "
                   + "(\(vq.dim) values), \(vq.imageWidth)×\(vq.imageHeight) images, \(vq.tokensPerImage) tokens per image")
             print("set                              images   PSNR dB  mean-img dB      MSE  perplexity  used  dead  images/s")
-            var all: [PNGImage] = [], allSizes: [(width: Int, height: Int)] = [], originals: [PNGImage] = [], reconstructions: [PNGImage] = []
+            var all: [PNGImage] = [], allSizes: [(width: Int, height: Int)] = []
+            var originals: [PNGImage] = [], reconstructions: [PNGImage] = []
             func line(_ name: String, _ r: ImageTokenizerReport) {
-                print(name.padding(toLength: 32, withPad: " ", startingAt: 0) + String(format: " %6d  %8.2f  %11.2f  %7.1f  %10.1f  %4d  %4d  %8.0f", r.images, r.psnr,
-                             r.meanImagePSNR, r.mse, r.perplexity, r.usedCodes, r.deadCodes, r.imagesPerSecond))
+                let numbers = String(format: " %6d  %8.2f  %11.2f  %7.1f  %10.1f  %4d  %4d  %8.0f", r.images, r.psnr,
+                                     r.meanImagePSNR, r.mse, r.perplexity, r.usedCodes, r.deadCodes, r.imagesPerSecond)
+                print(name.padding(toLength: 32, withPad: " ", startingAt: 0) + numbers)
             }
             for file in pairs {
                 var sizes: [(width: Int, height: Int)] = []
                 let images = try ImageCaptionPairs.read(file).map { pair -> PNGImage in
-                    guard case .png(let image) = pair.image else { throw DataError("\(pair.source): not a PNG pair") }
+                    guard case .png(let image) = pair.image else { throw DataError.notPNGPair(source: pair.source) }
                     let (w, h) = imageSize.map { ($0.width, $0.height) } ?? (image.width, image.height)
                     guard image.width <= w, image.height <= h, w == vq.imageWidth, h == vq.imageHeight else {
-                        throw DataError("\(pair.source): image is \(image.width)×\(image.height), the tokenizer takes \(vq.imageWidth)×\(vq.imageHeight)"
-                                        + (imageSize == nil ? " (--image-size WxH centres smaller ones)" : ""))
+                        throw DataError.imageUnlikeTokenizer(source: pair.source, width: image.width, height: image.height,
+                                                          tokenizerWidth: vq.imageWidth, tokenizerHeight: vq.imageHeight,
+                                                          canvasGiven: imageSize != nil)
                     }
                     sizes.append((image.width, image.height))
                     return image.converted(toChannels: vq.channels).centred(inWidth: w, height: h)

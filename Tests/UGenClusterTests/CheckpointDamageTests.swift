@@ -52,7 +52,7 @@ final class CheckpointDamageTests: XCTestCase {
     static func flipInPattern(_ path: String, _ pattern: [UInt8], at index: Int, mask: UInt8 = 0x01) throws {
         let data = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
         guard let start = (0...(data.count - pattern.count)).first(where: { Array(data[$0..<$0 + pattern.count]) == pattern }) else {
-            throw StoreError("pattern not found in \(path)")
+            throw PatternNotFound(path: path, pattern: pattern)
         }
         try flip(path, at: start + index, mask: mask)
     }
@@ -222,4 +222,10 @@ final class CheckpointDamageTests: XCTestCase {
             XCTAssertEqual(errors.map { $0["message"] as? String }, [resumeMessage], "\(d.name): the failed start leaves an error event")
         }
     }
+}
+
+/// The bytes a damage test meant to flip are not in the file (the test's own assumption failed).
+struct PatternNotFound: Error {
+    var path: String
+    var pattern: [UInt8]
 }

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import UGenBench
 import UGenCluster
 
 /// The control-plane benchmark's simulated workers speak the protocol well enough for a real CURVE

@@ -48,12 +48,6 @@ final class HardeningTests: XCTestCase {
 
     func kinds(_ dir: String, _ kind: String) throws -> [[String: Any]] { try events(dir).filter { $0["kind"] as? String == kind } }
 
-    func waitUntil(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline { if try condition() { return true }; usleep(20_000) }
-        return try condition()
-    }
-
     // MARK: 1. The takeover loop
 
     /// An admitted key says hello without its CURVE key, then with it, answers `ready` and falls silent,
@@ -205,9 +199,9 @@ final class HardeningTests: XCTestCase {
 
     /// Ends a coordinator still waiting for workers (as SIGINT would).
     func stop(_ running: RunningCoordinator) {
-        coordinatorStopRequested = 1
+        StopRequest.set()
         _ = running.wait(seconds: 10)
-        coordinatorStopRequested = 0
+        StopRequest.clear()
     }
 
     /// One live identity per CURVE key: a second hello under an admitted key already held by a live worker is
@@ -268,9 +262,9 @@ final class HardeningTests: XCTestCase {
         XCTAssertTrue(try waitUntil(30) { try kinds(tmp + "/run", "assign").contains { $0["worker"] as? String == "replacement" } })
         let resumed = try exactLosses(tmp + "/run").count
         XCTAssertTrue(waitUntil(30) { ((try? exactLosses(tmp + "/run").count) ?? 0) >= resumed + 3 }, "training goes on")
-        coordinatorStopRequested = 1
+        StopRequest.set()
         if case .stopped = running.wait(seconds: 30) {} else { XCTFail("the run stops when asked") }
-        coordinatorStopRequested = 0
+        StopRequest.clear()
         replacement.waitUntilExit()
         let assigned = Set(try kinds(tmp + "/run", "assign").compactMap { $0["worker"] as? String })
         XCTAssertEqual(assigned, ["real-0", "real-1", "replacement"])
@@ -297,12 +291,8 @@ final class HardeningTests: XCTestCase {
         XCTAssertEqual(pids.count, 2, log)
         kill(coord.processIdentifier, SIGKILL)
         coord.waitUntilExit()
-        func alive(_ pid: Int32) -> Bool {
-            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
-            return !(stat.split(separator: ")").last?.trimmingCharacters(in: .whitespaces).hasPrefix("Z") ?? true)  // a zombie is gone
-        }
-        XCTAssertTrue(waitUntil(3) { !pids.contains(where: alive) }, "local workers outlived their coordinator: \(pids.filter(alive))")
-        for pid in pids where alive(pid) { kill(pid, SIGKILL) }
+        XCTAssertTrue(waitUntil(3) { !pids.contains(where: isAlive) }, "local workers outlived their coordinator: \(pids.filter(isAlive))")
+        for pid in pids where isAlive(pid) { kill(pid, SIGKILL) }
     }
 
     // MARK: 8. Refusals are told, rate-limited

@@ -73,12 +73,15 @@ final class ResumeTests: XCTestCase {
         XCTAssertEqual(try finalParams(tmp + "/b"), try finalParams(tmp + "/a"))
     }
 
-    /// SIGKILL while checkpoints are being written: `latest` always names a complete, loadable file.
+    /// SIGKILL while checkpoints are being written, three times: `latest` always names a complete file
+    /// that reads back (checksums checked) at a step the run had reached, each resumed run goes on past
+    /// the checkpoint it resumed from, and the killed coordinator's local workers notice and exit.
     func testSigkillDuringCheckpointingLeavesLatestLoadable() throws {
         let tmp = try temporaryDirectory(self)
         let config = try tinyConfig(["train.steps=400", "train.checkpoint_every=1", "train.keep_checkpoints=2",
                                      "model.d_model=96", "model.ffn_hidden=256"])
         try config.yaml.write(toFile: tmp + "/c.yaml", atomically: true, encoding: .utf8)
+        var resumedFrom = 0
         for round in 0..<3 {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: coordExecutable)
@@ -89,12 +92,28 @@ final class ResumeTests: XCTestCase {
             let before = (try? exactLosses(tmp + "/b").count) ?? 0
             let deadline = Date().addingTimeInterval(60)
             while ((try? exactLosses(tmp + "/b").count) ?? 0) < before + 3 + round && Date() < deadline { usleep(2_000) }
+            let workers = processes(withEnvironment: "UGEN_COORD_PID=\(p.processIdentifier)")
+            XCTAssertEqual(workers.count, 1, "round \(round): the coordinator's one local worker is running")
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
+            let reached = try exactLosses(tmp + "/b").count
             let latest = try CheckpointFile.resolve("latest", runDirectory: tmp + "/b")
-            XCTAssertNoThrow(try CheckpointFile.read(latest), "round \(round): \(latest)")
+            let step = try CheckpointFile.read(latest).progress.step
+            XCTAssertGreaterThan(step, resumedFrom, "round \(round): \(latest) is past the checkpoint the run resumed from")
+            XCTAssertLessThanOrEqual(step, reached, "round \(round): \(latest) is at a step the run reached (\(reached))")
+            resumedFrom = step
+            // Local workers see their coordinator gone (its pid, their heartbeats) and exit by themselves.
+            XCTAssertTrue(waitUntil(5) { !workers.contains(where: isAlive) },
+                          "round \(round): local worker \(workers) still running 5 s after its coordinator died")
         }
-        // Local workers notice their coordinator is gone and exit by themselves (checked by the next run's
-        // fresh workers joining cleanly above).
+    }
+
+    /// Ids of live processes whose environment holds `entry` ("NAME=value"), read from /proc.
+    func processes(withEnvironment entry: String) -> [pid_t] {
+        let ids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { pid_t($0) } ?? []
+        return ids.filter { id in
+            guard let env = FileManager.default.contents(atPath: "/proc/\(id)/environ") else { return false }
+            return env.split(separator: 0).contains { $0.elementsEqual(entry.utf8) }
+        }
     }
 }

@@ -175,3 +175,16 @@ final class RunningCoordinator: @unchecked Sendable {
         return lock.withLock { result.value }
     }
 }
+
+/// The process exists and is no zombie (an orphan's exit may wait for a reaper that never comes).
+func isAlive(_ pid: pid_t) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
+    return !(stat.split(separator: ")").last?.trimmingCharacters(in: .whitespaces).hasPrefix("Z") ?? true)
+}
+
+/// Polls `condition` every 20 ms for up to `seconds`; whether it came true.
+func waitUntil(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline { if try condition() { return true }; usleep(20_000) }
+    return try condition()
+}

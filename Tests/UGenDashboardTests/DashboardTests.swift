@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import UGenDashboard
+import UGenRecords
 
 final class DashboardTests: XCTestCase {
     func testFramesFollowAGrowingLog() {
@@ -83,7 +84,7 @@ final class DashboardTests: XCTestCase {
 
     func testWorkerStateFollowsTheNewestEvent() {
         var st = DashboardState(runDirectory: "r")
-        if case .success(let r) = MetricsRecord.parse(try! JSONSerialization.jsonObject(with: Data(metricsLine(step: 1).utf8)) as! [String: Any]) {
+        if case .success(let r) = JSONLine.decode(MetricsRecord.self, from: Data(metricsLine(step: 1).utf8)) {
             st.apply(r)
         }
         st.apply(RunEvent(time: 1_700_000_000, kind: "lost", details: [.init(key: "worker", value: "1")]))   // older than the step
@@ -107,8 +108,8 @@ final class DashboardTests: XCTestCase {
         XCTAssertTrue(ascii.allSatisfy { $0.allSatisfy(\.isASCII) })
         XCTAssertNotEqual(ascii[2].last, " ", "and ends bottom right")
 
-        let r = MetricsRecord(step: 7, losses: ["loss": 1.5, "loss_txt2img": 2], lr: 1e-3, gradNorm: 0.5, tokens: 10,
-                              tokensPerS: 100, activeVisualIds: 16, visualCodebook: 64, time: nil, stages: [])
+        let r = MetricsRecord(step: 7, loss: 1.5, lossTxt2Img: 2, lr: 1e-3, gradNorm: 0.5, tokens: 10,
+                              tokensPerS: 100, activeVisualIds: 16, visualCodebook: 64)
         XCTAssertEqual(TerminalView.plainLine(r, codebook: 64),
                        "step 7  loss 1.5000  text→image 2.0000  lr 1.00e-03  grad_norm 0.500  tokens/s 100  vocab 16/64")
     }

@@ -66,3 +66,20 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(try UGenStore.TokenizerFile.read(dir.appendingPathComponent("out/tokenizer.h5").path).kind, "external")
     }
 }
+
+/// The same mistakes as cases a caller can match.
+final class DataErrorCaseTests: XCTestCase {
+    func testCorpusMistakesAreCases() throws {
+        let dir = try temporaryDirectory(self)
+        let jsonl = dir.appendingPathComponent("c.jsonl").path
+        try "{\"text\": \"fine\"}\n{\"title\": \"no text\"}\n".write(toFile: jsonl, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try TextCorpus.documents(inFile: jsonl)) {
+            XCTAssertEqual($0 as? DataError, .missingText(path: jsonl, line: 2))
+        }
+        let missing = dir.appendingPathComponent("none.txt").path
+        XCTAssertThrowsError(try TextCorpus.documents(inFile: missing)) { XCTAssertEqual($0 as? DataError, .noSuchFile(missing)) }
+        XCTAssertThrowsError(try TokenizeJob.run(TokenizeOptions(textFiles: [], pairFiles: [], outDir: dir.path + "/o"))) {
+            XCTAssertEqual($0 as? DataError, .nothingToTokenize)
+        }
+    }
+}

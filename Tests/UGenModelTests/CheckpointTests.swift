@@ -1,7 +1,7 @@
 import XCTest
 import UGenKernels
 import UGenModel
-import UGenStore
+@testable import UGenStore
 @testable import UGenTraining
 
 final class CheckpointTests: XCTestCase {
@@ -143,5 +143,19 @@ final class ExportTests: XCTestCase {
         XCTAssertEqual(p.terminationStatus, 0, "python check failed (needs `make deps` for h5py/safetensors): \(out)")
         XCTAssertTrue(out.contains("63 checksums verified, 21 tensors equal"), out)
         XCTAssertTrue(out.contains("3 attribute checksums verified"), "/config, /optimizer, /train checked from Python: \(out)")
+    }
+}
+
+/// The verifier compares /config with the `model:` group of the run config stored in /train.
+final class StoredConfigTests: XCTestCase {
+    func testAModelKeyThatDiffersFromTheStoredRunConfigIsNamed() throws {
+        let m = ModelConfig(vocabSize: 300, dModel: 64, nLayers: 2, nHeads: 4, ffnHidden: 96, maxSeqLen: 32)
+        var c = try RunConfig.parse(yaml: "model: {d_model: 64, n_layers: 2, n_heads: 4, ffn_hidden: 96, max_seq_len: 32}\ndata: {seq_len: 32}")
+        c.vocabSize = 300
+        XCTAssertNil(CheckpointVerifier.configProblem(c.yaml, m), c.yaml)
+        c.dModel = 48
+        XCTAssertEqual(CheckpointVerifier.configProblem(c.yaml, m),
+                       "d_model is 64 but the run config stored in /train says model.d_model: 48")
+        XCTAssertNil(CheckpointVerifier.configProblem("not: [yaml", m), "unreadable YAML names no key")
     }
 }

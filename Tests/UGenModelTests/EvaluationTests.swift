@@ -1,5 +1,6 @@
 import XCTest
 import UGenData
+import UGenBench
 import UGenKernels
 import UGenModel
 import UGenStore
@@ -243,12 +244,14 @@ final class EvaluationTests: XCTestCase {
         let n = m.model.maxSeqLen - prompt.count
         XCTAssertGreaterThan(n, 30)
         let r = try GenerationBenchmark.run(m, prompt: prompt, newTokens: n)
-        XCTAssertTrue(r.same_tokens, "\(r.cached_tokens) vs \(r.uncached_tokens)")
-        XCTAssertEqual(r.cached_tokens.count, n)
-        XCTAssertGreaterThan(Set(r.cached_tokens).count, 3, "a non-degenerate continuation")
-        XCTAssertThrowsError(try GenerationBenchmark.run(m, prompt: prompt, newTokens: n + 1), "longer than max_seq_len")
-        XCTAssertLessThan(r.max_logit_difference, 1e-3)
-        XCTAssertGreaterThan(r.cached_tokens_per_s, r.uncached_tokens_per_s)
+        XCTAssertTrue(r.sameTokens, "\(r.cachedTokens) vs \(r.uncachedTokens)")
+        XCTAssertEqual(r.cachedTokens.count, n)
+        XCTAssertGreaterThan(Set(r.cachedTokens).count, 3, "a non-degenerate continuation")
+        XCTAssertThrowsError(try GenerationBenchmark.run(m, prompt: prompt, newTokens: n + 1), "longer than max_seq_len") {
+            XCTAssertEqual($0 as? BenchError, .promptTooLong(prompt: prompt.count, newTokens: n + 1, maxSeqLen: m.model.maxSeqLen))
+        }
+        XCTAssertLessThan(r.maxLogitDifference, 1e-3)
+        XCTAssertGreaterThan(r.cachedTokensPerS, r.uncachedTokensPerS)
     }
 
     // MARK: Evaluation

@@ -102,3 +102,40 @@ final class VocabScheduleTests: XCTestCase {
         XCTAssertFalse(v.isTextOnly(step: 0)); XCTAssertEqual(v.activeCount(step: 0), 16)
     }
 }
+
+/// RUN/config.yaml and the workers' copy: any string survives the trip (quotes, backslashes, newlines).
+final class ConfigYAMLTests: XCTestCase {
+    func testAnyStringRoundTripsThroughTheYAML() throws {
+        var c = try RunConfig.parse(yaml: "")
+        c.dataDir = "a \"quoted\" dir\\with\nnewline: and # hash"
+        let back = try RunConfig.parse(yaml: c.yaml)
+        XCTAssertEqual(back.dataDir, c.dataDir)
+        XCTAssertEqual(back.yaml, c.yaml)
+        XCTAssertTrue(c.yaml.hasPrefix("model:\n  "), c.yaml)
+    }
+
+    func testConfigMistakesAreCases() {
+        XCTAssertThrowsError(try RunConfig.parse(yaml: "train: {steps: x}", source: "c.yaml")) {
+            XCTAssertEqual($0 as? ConfigError, .inSource("c.yaml", .badValue(key: "train.steps", expected: "an integer", got: "x")))
+            XCTAssertEqual("\($0)", "c.yaml: train.steps: expected an integer, got x")
+        }
+        XCTAssertThrowsError(try RunConfig.parse(yaml: "", overrides: ["train.steps"])) {
+            XCTAssertEqual($0 as? ConfigError, .badOverride("train.steps"))
+        }
+    }
+}
+
+/// A model and a stage cut that do not fit are cases, with the text users see.
+final class ModelErrorTests: XCTestCase {
+    func testStageCutsThatDoNotFitAreCases() {
+        let c = ModelConfig(vocabSize: 61, dModel: 32, nLayers: 3, nHeads: 4, nKVHeads: 2, ffnHidden: 48, maxSeqLen: 24)
+        XCTAssertThrowsError(try StageSpec.partition(c, stages: 4, seqLen: 24)) {
+            XCTAssertEqual($0 as? ModelError, .moreStagesThanLayers(stages: 4, layers: 3))
+            XCTAssertEqual("\($0)", "cluster.stages (4) exceeds model.n_layers (3): every stage needs a layer")
+        }
+        let whole = try! StageSpec.partition(c, stages: 1, seqLen: 24)[0]
+        XCTAssertThrowsError(try Stage(config: c, spec: whole, rows: 1, seqLen: 25)) {
+            XCTAssertEqual($0 as? ModelError, .sequenceTooLong(length: 25, maxSeqLen: 24))
+        }
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import UGenCluster
 import UGenTraining
 
 /// How many workers one coordinator can drive (`ugen-coord bench --control-plane 16,32,…`).
@@ -55,7 +56,7 @@ public enum ControlPlaneBenchmark {
 
     /// One coordinator run with `workers` simulated workers, in `directory`.
     public static func measure(workers: Int, _ o: Options, directory: String) throws -> Row {
-        guard workers % o.stages == 0 else { throw ConfigError("control-plane bench: \(workers) workers do not divide into \(o.stages) stages") }
+        guard workers % o.stages == 0 else { throw BenchError.controlPlane("\(workers) workers do not divide into \(o.stages) stages") }
         let config = try config(o, workers: workers)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let coordKeys = try CurveKeyPair.generate()
@@ -69,21 +70,21 @@ public enum ControlPlaneBenchmark {
         options.security = .curve(coordKeys)
         options.authorizedKeys = Set(keys.map(\.publicKey))
         guard let exe = o.helper.first, FileManager.default.isExecutableFile(atPath: exe) else {
-            throw ConfigError("control-plane bench: no helper executable \(o.helper.first ?? "(none)")")
+            throw BenchError.controlPlane("no helper executable \(o.helper.first ?? "(none)")")
         }
         let coordinator = try Coordinator(options)
         let helper = Process()
         // The coordinator would wait for its workers for ever: when the helper cannot start, or exits
         // before the run is over, the coordinator is asked to stop (and the run counts as failed).
-        coordinatorStopRequested = 0
+        StopRequest.clear()
         let over = LockedBox(false)
-        helper.terminationHandler = { _ in if !over.with({ $0 }) { coordinatorStopRequested = 1 } }
+        helper.terminationHandler = { _ in if !over.with({ $0 }) { StopRequest.set() } }
         defer { if helper.isRunning { helper.terminate() } }
         coordinator.onBound = { endpoint in
             helper.executableURL = URL(fileURLWithPath: exe)
             helper.arguments = Array(o.helper.dropFirst()) + ["--coord", endpoint, "--coord-key", coordKeys.publicKey,
                                                               "--keys", keyFile, "--count", String(workers)]
-            if (try? helper.run()) == nil { coordinatorStopRequested = 1 }
+            if (try? helper.run()) == nil { StopRequest.set() }
         }
         var samples = StepSamples(capacity: config.steps + 1)
         coordinator.onStep = { step in
@@ -93,9 +94,9 @@ public enum ControlPlaneBenchmark {
         let outcome = try coordinator.run()
         over.with { $0 = true }
         helper.waitUntilExit()
-        coordinatorStopRequested = 0
-        guard outcome == .finished(step: config.steps) else { throw ConfigError("control-plane bench with \(workers) workers ended early: \(outcome)") }
-        guard helper.terminationStatus == 0 else { throw ConfigError("the simulated workers' process exited with \(helper.terminationStatus)") }
+        StopRequest.clear()
+        guard outcome == .finished(step: config.steps) else { throw BenchError.endedEarly("control-plane run with \(workers) workers: \(outcome)") }
+        guard helper.terminationStatus == 0 else { throw BenchError.controlPlane("the simulated workers' process exited with \(helper.terminationStatus)") }
         return samples.row(workers: workers, stages: o.stages, from: o.warmupSteps, to: config.steps)
     }
 

@@ -3,6 +3,7 @@ import UGenData
 import UGenKernels
 import UGenModel
 import UGenStore
+import UGenTraining
 
 /// Generation speed with and without the key/value cache, on a real checkpoint: greedy decoding of
 /// `newTokens` tokens after a prompt, both ways, timing only the decoding (not building stages).
@@ -12,16 +13,16 @@ import UGenStore
 /// Both must produce the same tokens.
 public enum GenerationBenchmark {
     public struct Result: Codable, Sendable {
-        public var prompt_tokens: Int
-        public var new_tokens: Int
-        public var cached_tokens_per_s: Double
-        public var uncached_tokens_per_s: Double
+        public var promptTokens: Int
+        public var newTokens: Int
+        public var cachedTokensPerS: Double
+        public var uncachedTokensPerS: Double
         public var speedup: Double
-        public var same_tokens: Bool
+        public var sameTokens: Bool
         /// Largest difference between the cached and uncached next-token logits.
-        public var max_logit_difference: Double
-        public var cached_tokens: [Int32]
-        public var uncached_tokens: [Int32]
+        public var maxLogitDifference: Double
+        public var cachedTokens: [Int32]
+        public var uncachedTokens: [Int32]
     }
 
     static let bucket = 16
@@ -29,7 +30,7 @@ public enum GenerationBenchmark {
     public static func run(_ model: TrainedModel, prompt: [Int32], newTokens: Int) throws -> Result {
         let maxLen = model.model.maxSeqLen
         guard !prompt.isEmpty, prompt.count + newTokens <= maxLen else {
-            throw ModelError("benchmark: prompt of \(prompt.count) tokens + \(newTokens) new tokens must fit model.max_seq_len \(maxLen)")
+            throw BenchError.promptTooLong(prompt: prompt.count, newTokens: newTokens, maxSeqLen: maxLen)
         }
         func argmax(_ p: UnsafePointer<Float>, _ n: Int) -> Int32 {
             var best = 0
@@ -67,28 +68,8 @@ public enum GenerationBenchmark {
             uncached.append(next)
         }
         let c = Double(newTokens) / max(cachedSeconds, 1e-9), u = Double(newTokens) / max(seconds, 1e-9)
-        return Result(prompt_tokens: prompt.count, new_tokens: newTokens, cached_tokens_per_s: c, uncached_tokens_per_s: u,
-                      speedup: c / u, same_tokens: cached == uncached, max_logit_difference: Double(maxDiff),
-                      cached_tokens: Array(cached.dropFirst(prompt.count)), uncached_tokens: Array(uncached.dropFirst(prompt.count)))
-    }
-}
-
-extension PNGImage {
-    /// Images of one size side by side, left to right, each enlarged `scale` times (nearest neighbour).
-    public static func sideBySide(_ images: [PNGImage], scale: Int = 1) -> PNGImage {
-        precondition(!images.isEmpty && scale >= 1, "no images to place")
-        let w = images[0].width, h = images[0].height, c = images[0].channels
-        precondition(images.allSatisfy { $0.width == w && $0.height == h && $0.channels == c }, "images differ in size")
-        let W = w * scale * images.count, H = h * scale
-        var pixels = [UInt8](repeating: 0, count: W * H * c)
-        for (k, img) in images.enumerated() {
-            for y in 0..<H {
-                for x in 0..<(w * scale) {
-                    let src = ((y / scale) * w + x / scale) * c, dst = (y * W + k * w * scale + x) * c
-                    for ch in 0..<c { pixels[dst + ch] = img.pixels[src + ch] }
-                }
-            }
-        }
-        return PNGImage(width: W, height: H, channels: c, pixels: pixels)
+        return Result(promptTokens: prompt.count, newTokens: newTokens, cachedTokensPerS: c, uncachedTokensPerS: u,
+                      speedup: c / u, sameTokens: cached == uncached, maxLogitDifference: Double(maxDiff),
+                      cachedTokens: Array(cached.dropFirst(prompt.count)), uncachedTokens: Array(uncached.dropFirst(prompt.count)))
     }
 }

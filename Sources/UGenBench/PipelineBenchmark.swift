@@ -1,7 +1,9 @@
 import Foundation
 import Logging
+import UGenCluster
 import UGenKernels
 import UGenModel
+import UGenRecords
 import UGenStore
 import UGenTraining
 
@@ -51,26 +53,26 @@ public enum PipelineBenchmark {
     /// `cblas_sgemm` on 1024² products: one thread alone, and one thread in each of `workers` threads at once
     /// (the ceiling of that many single-threaded workers sharing the machine).
     public struct Sgemm: Codable, Sendable {
-        public var one_thread_gflops: Double
-        public var concurrent_threads: Int
-        public var concurrent_total_gflops: Double
-        public var one_thread_after_gflops: Double?
+        public var oneThreadGflops: Double
+        public var concurrentThreads: Int
+        public var concurrentTotalGflops: Double
+        public var oneThreadAfterGflops: Double?
     }
 
     public struct StageTimes: Codable, Sendable {
         public var stage: Int
         public var layers: String
-        public var forward_ms: Double
-        public var backward_ms: Double
-        public var wait_ms: Double
-        public var comm_ms: Double
+        public var forwardMs: Double
+        public var backwardMs: Double
+        public var waitMs: Double
+        public var commMs: Double
         /// forward + backward (computing, and sending what was computed).
-        public var busy_ms: Double
+        public var busyMs: Double
         /// wait / step time.
-        public var wait_share: Double
+        public var waitShare: Double
         /// 1 − busy / step time: waiting, plus the optimizer and the coordinator's round trip.
-        public var idle_share: Double
-        public var comm_share: Double
+        public var idleShare: Double
+        public var commShare: Double
     }
 
     public struct PipelineRun: Codable, Sendable {
@@ -78,34 +80,34 @@ public enum PipelineBenchmark {
         public var round: Int
         public var stages: Int
         public var schedule: String
-        public var threads_per_worker: Int
-        public var micro_batches: Int
-        public var batch_rows: Int
-        public var seq_len: Int
-        public var vocab_size: Int
-        public var timed_steps: Int
+        public var threadsPerWorker: Int
+        public var microBatches: Int
+        public var batchRows: Int
+        public var seqLen: Int
+        public var vocabSize: Int
+        public var timedSteps: Int
         /// The median of the timed steps.
-        public var step_ms: Double
-        public var step_ms_min: Double
-        public var step_ms_max: Double
-        public var tokens_per_s: Double
-        public var model_gflops: Double
+        public var stepMs: Double
+        public var stepMsMin: Double
+        public var stepMsMax: Double
+        public var tokensPerS: Double
+        public var modelGflops: Double
         /// The measured sgemm rate of the threads this layout uses (1 thread, or `stages` concurrent ones).
-        public var sgemm_gflops: Double
-        public var ratio_to_sgemm: Double
+        public var sgemmGflops: Double
+        public var ratioToSgemm: Double
         /// (p−1)/(m+p−1).
-        public var bubble_theory: Double
+        public var bubbleTheory: Double
         /// Mean over stages of wait_ms / step_ms.
-        public var bubble_measured: Double
+        public var bubbleMeasured: Double
         /// Mean over stages of 1 − busy / step.
-        public var idle_measured: Double
+        public var idleMeasured: Double
         /// Sum over stages of comm_ms, over step_ms (the share of a step's wall time spent in data sends/receives).
-        public var comm_share: Double
-        public var comm_ms_per_step: Double
+        public var commShare: Double
+        public var commMsPerStep: Double
         /// Bytes of one activation (or its gradient) between two stages.
-        public var activation_bytes: Int
-        public var stage_times: [StageTimes]
-        public var run_directory: String?
+        public var activationBytes: Int
+        public var stageTimes: [StageTimes]
+        public var runDirectory: String?
     }
 
     public struct Speedup: Codable, Sendable {
@@ -114,30 +116,30 @@ public enum PipelineBenchmark {
         public var speedup: Double
         public var target: Double
         /// p·m/(m+p−1): a perfect pipeline with perfectly balanced stages and no overhead.
-        public var ceiling_balanced: Double
+        public var ceilingBalanced: Double
         /// The same with the measured stage imbalance: Σbusy / max busy · m/(m+p−1), with busy from the run.
-        public var ceiling_at_measured_balance: Double
-        public var meets_target: Bool
+        public var ceilingAtMeasuredBalance: Double
+        public var meetsTarget: Bool
         /// The speed-up, factored exactly: ceiling_balanced × stage_balance × work_ratio × step_vs_model / baseline_busy_share.
         /// mean busy / max busy over the stages (1: equal stages).
-        public var stage_balance: Double
+        public var stageBalance: Double
         /// The one stage's compute time / the stages' compute time summed (1: cutting the model costs nothing).
-        public var work_ratio: Double
+        public var workRatio: Double
         /// (max busy · (m+p−1)/m) / step time: how close the step comes to the pipeline model.
-        public var step_vs_model: Double
+        public var stepVsModel: Double
         /// busy / step time of the one-stage run.
-        public var baseline_busy_share: Double
+        public var baselineBusyShare: Double
     }
 
     /// One layout's speed-up over all rounds.
     public struct SpeedupSummary: Codable, Sendable {
         public var name: String
-        public var per_round: [Double]
+        public var perRound: [Double]
         public var median: Double
         public var target: Double
         /// The median meets the target.
-        public var meets_target: Bool
-        public var rounds_meeting_target: Int
+        public var meetsTarget: Bool
+        public var roundsMeetingTarget: Int
     }
 
     public struct PipelineReport: Codable, Sendable {
@@ -150,23 +152,23 @@ public enum PipelineBenchmark {
     public struct CheckpointReport: Codable, Sendable {
         public var model: String
         public var parameters: Int
-        public var file_bytes: Int
-        public var tensor_bytes: Int
-        public var write_mb_per_s: [Double]
-        public var read_cold_mb_per_s: [Double]
-        public var read_warm_mb_per_s: [Double]
-        public var write_ms: [Double]
-        public var read_cold_ms: [Double]
-        public var read_warm_ms: [Double]
+        public var fileBytes: Int
+        public var tensorBytes: Int
+        public var writeMbPerS: [Double]
+        public var readColdMbPerS: [Double]
+        public var readWarmMbPerS: [Double]
+        public var writeMs: [Double]
+        public var readColdMs: [Double]
+        public var readWarmMs: [Double]
         /// From the run: the `checkpoint` events' `ms` (gather from the workers + write + rotate), steps in between.
-        public var run_layout: String
-        public var run_checkpoint_ms: [Double]
-        public var run_step_ms: Double
-        public var checkpoint_every: Int
+        public var runLayout: String
+        public var runCheckpointMs: [Double]
+        public var runStepMs: Double
+        public var checkpointEvery: Int
         /// checkpoint ms / (checkpoint_every · step ms + checkpoint ms).
-        public var lost_share: Double
-        public var sgemm_one_thread_gflops: Double
-        public var run_directory: String?
+        public var lostShare: Double
+        public var sgemmOneThreadGflops: Double
+        public var runDirectory: String?
     }
 
     // MARK: Pieces
@@ -188,8 +190,8 @@ public enum PipelineBenchmark {
             let g = BLAS.measureSgemmGFLOPs(n: 1024, seconds: seconds)
             box.with { $0[i] = g }
         }
-        return Sgemm(one_thread_gflops: one, concurrent_threads: concurrent, concurrent_total_gflops: box.with { $0.reduce(0, +) },
-                     one_thread_after_gflops: nil)
+        return Sgemm(oneThreadGflops: one, concurrentThreads: concurrent, concurrentTotalGflops: box.with { $0.reduce(0, +) },
+                     oneThreadAfterGflops: nil)
     }
 
     public static func setup(_ name: String) -> TrainingBenchmark.Setup {
@@ -228,17 +230,21 @@ public enum PipelineBenchmark {
         o.localWorkerLogs = runDirectory
         let coordinator = try Coordinator(o)
         let outcome = try coordinator.run()
-        guard outcome == .finished(step: config.steps) else { throw ConfigError("bench run ended early: \(outcome)") }
+        guard outcome == .finished(step: config.steps) else { throw BenchError.endedEarly("\(outcome)") }
         return coordinator.model
     }
 
-    /// One line of a JSON-lines file per element.
-    static func jsonLines(_ path: String) throws -> [[String: Any]] {
+    /// Every line of a run file (metrics.jsonl, events.jsonl) as its record; a line that is not one is an
+    /// error naming the file and the line.
+    static func records<T: Decodable>(_ type: T.Type, _ path: String) throws -> [T] {
         let text = try String(contentsOfFile: path, encoding: .utf8)
-        return text.split(separator: "\n").compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
+        return try text.split(separator: "\n").enumerated().map { i, line in
+            switch JSONLine.decode(T.self, from: Data(line.utf8)) {
+            case .success(let r): return r
+            case .failure(let e): throw BenchError.unreadableRecord(path: path, line: i + 1, e)
+            }
+        }
     }
-
-    static func number(_ v: Any?) -> Double { (v as? Double) ?? (v as? Int).map(Double.init) ?? (v as? NSNumber)?.doubleValue ?? .nan }
 
     // MARK: Pipeline
 
@@ -252,25 +258,27 @@ public enum PipelineBenchmark {
         for round in 1...max(1, opt.rounds) {
             var roundRuns: [PipelineRun] = []
             for (name, p, schedule) in layouts {
-                progress("round \(round)/\(opt.rounds): config S \(opt.precision.rawValue), \(name), \(opt.microBatches) micro-batches, \(opt.warmupSteps) + \(opt.timedSteps) steps …")
+                progress("round \(round)/\(opt.rounds): config S \(opt.precision.rawValue), \(name), \(opt.microBatches) micro-batches, "
+                         + "\(opt.warmupSteps) + \(opt.timedSteps) steps …")
                 let cfg = try config(s, dataDir: opt.dataDir, batchRows: opt.batchRows, stages: p, schedule: schedule,
                                      microBatches: opt.microBatches, steps: opt.warmupSteps + opt.timedSteps, precision: opt.precision)
                 let dir = root + "/pipeline-\(p)-\(schedule)-round\(round)"
                 let model = try train(cfg, runDirectory: dir, workerExecutable: opt.workerExecutable)
-                roundRuns.append(try summarize(name: name, round: round, config: cfg, model: model, runDirectory: dir, warmup: opt.warmupSteps,
-                                               sgemm: p == 1 ? sgemm.one_thread_gflops : sgemm.concurrent_total_gflops * Double(p) / Double(sgemm.concurrent_threads),
-                                               keep: opt.keep))
+                // The sgemm rate a stage can reach: one thread alone, or its share of p threads at once.
+                let rate = p == 1 ? sgemm.oneThreadGflops : sgemm.concurrentTotalGflops * Double(p) / Double(sgemm.concurrentThreads)
+                roundRuns.append(try summarize(name: name, round: round, config: cfg, model: model, runDirectory: dir,
+                                               warmup: opt.warmupSteps, sgemm: rate, keep: opt.keep))
             }
             speedups += speedupsOverOneStage(roundRuns, round: round)
             runs += roundRuns
         }
         BLAS.setThreads(1)
-        sgemm.one_thread_after_gflops = BLAS.measureSgemmGFLOPs(n: 1024, seconds: 1.5)
+        sgemm.oneThreadAfterGflops = BLAS.measureSgemmGFLOPs(n: 1024, seconds: 1.5)
         let summary = layouts.dropFirst().map { layout -> SpeedupSummary in
             let values = speedups.filter { $0.name == layout.0 }.map(\.speedup)
             let m = median(values)
-            return SpeedupSummary(name: layout.0, per_round: values, median: m, target: 1.8, meets_target: m >= 1.8,
-                                  rounds_meeting_target: values.filter { $0 >= 1.8 }.count)
+            return SpeedupSummary(name: layout.0, perRound: values, median: m, target: 1.8, meetsTarget: m >= 1.8,
+                                  roundsMeetingTarget: values.filter { $0 >= 1.8 }.count)
         }
         return PipelineReport(sgemm: sgemm, runs: runs, speedups: speedups, summary: summary)
     }
@@ -279,53 +287,53 @@ public enum PipelineBenchmark {
     static func speedupsOverOneStage(_ runs: [PipelineRun], round: Int) -> [Speedup] {
         let base = runs[0]
         return runs.dropFirst().map { r -> Speedup in
-            let p = Double(r.stages), m = Double(r.micro_batches)
-            let busy = r.stage_times.map(\.busy_ms)
+            let p = Double(r.stages), m = Double(r.microBatches)
+            let busy = r.stageTimes.map(\.busyMs)
             let atBalance = busy.reduce(0, +) / (busy.max() ?? 1) * m / (m + p - 1)
-            let sp = r.tokens_per_s / base.tokens_per_s
-            let busy1 = base.stage_times.map(\.busy_ms).reduce(0, +)
-            return Speedup(name: r.name, round: round, speedup: sp, target: 1.8, ceiling_balanced: p * m / (m + p - 1),
-                           ceiling_at_measured_balance: atBalance, meets_target: sp >= 1.8,
-                           stage_balance: busy.reduce(0, +) / p / (busy.max() ?? 1), work_ratio: busy1 / busy.reduce(0, +),
-                           step_vs_model: (busy.max() ?? 0) * (m + p - 1) / m / r.step_ms, baseline_busy_share: busy1 / base.step_ms)
+            let sp = r.tokensPerS / base.tokensPerS
+            let busy1 = base.stageTimes.map(\.busyMs).reduce(0, +)
+            return Speedup(name: r.name, round: round, speedup: sp, target: 1.8, ceilingBalanced: p * m / (m + p - 1),
+                           ceilingAtMeasuredBalance: atBalance, meetsTarget: sp >= 1.8,
+                           stageBalance: busy.reduce(0, +) / p / (busy.max() ?? 1), workRatio: busy1 / busy.reduce(0, +),
+                           stepVsModel: (busy.max() ?? 0) * (m + p - 1) / m / r.stepMs, baselineBusyShare: busy1 / base.stepMs)
         }
     }
 
     static func summarize(name: String, round: Int, config c: RunConfig, model: ModelConfig, runDirectory: String, warmup: Int,
                           sgemm: Double, keep: Bool) throws -> PipelineRun {
-        let metrics = try jsonLines(runDirectory + "/metrics.jsonl").filter { (($0["step"] as? Int) ?? 0) > warmup }
-        guard !metrics.isEmpty else { throw ConfigError("\(runDirectory)/metrics.jsonl: no timed steps") }
-        let stepMs = metrics.map { number($0["step_ms"]) }
+        let metrics = try records(MetricsRecord.self, runDirectory + "/metrics.jsonl").filter { $0.step > warmup }
+        guard !metrics.isEmpty else { throw BenchError.noTimedSteps(path: runDirectory + "/metrics.jsonl") }
+        let stepMs = metrics.map { $0.stepMs ?? .nan }
         let stepMedian = median(stepMs)
         let specs = try StageSpec.partition(model, stages: c.stages, seqLen: c.seqLen)
         var sums = [[Double]](repeating: [0, 0, 0, 0], count: c.stages)  // forward, backward, wait, comm
         for m in metrics {
-            for st in (m["stages"] as? [[String: Any]]) ?? [] where (st["replica"] as? Int ?? 0) == 0 {
-                let i = st["stage"] as? Int ?? 0
-                for (j, key) in ["forward_ms", "backward_ms", "wait_ms", "comm_ms"].enumerated() { sums[i][j] += number(st[key]) }
+            for st in m.stages where st.replica == 0 {
+                for (j, v) in [st.forwardMs, st.backwardMs, st.waitMs, st.commMs].enumerated() { sums[st.stage][j] += v ?? .nan }
             }
         }
         let n = Double(metrics.count)
         let times = (0..<c.stages).map { i -> StageTimes in
             let f = sums[i][0] / n, b = sums[i][1] / n, w = sums[i][2] / n, cm = sums[i][3] / n
             let layers = specs[i].description
-            return StageTimes(stage: i, layers: layers, forward_ms: f, backward_ms: b, wait_ms: w, comm_ms: cm, busy_ms: f + b,
-                              wait_share: w / stepMedian, idle_share: 1 - (f + b) / stepMedian, comm_share: cm / stepMedian)
+            return StageTimes(stage: i, layers: layers, forwardMs: f, backwardMs: b, waitMs: w, commMs: cm, busyMs: f + b,
+                              waitShare: w / stepMedian, idleShare: 1 - (f + b) / stepMedian, commShare: cm / stepMedian)
         }
         let tokens = Double(c.batchRows * c.seqLen)
         let tps = tokens / (stepMedian / 1000)
         let gflops = tps * model.trainingFLOPsPerToken(seqLen: c.seqLen) / 1e9
         let p = Double(c.stages), m = Double(c.microBatches)
-        let commTotal = times.map(\.comm_ms).reduce(0, +)
+        let commTotal = times.map(\.commMs).reduce(0, +)
         return PipelineRun(
-            name: name, round: round, stages: c.stages, schedule: c.schedule, threads_per_worker: c.threadsPerWorker, micro_batches: c.microBatches,
-            batch_rows: c.batchRows, seq_len: c.seqLen, vocab_size: model.vocabSize, timed_steps: metrics.count,
-            step_ms: stepMedian, step_ms_min: stepMs.min()!, step_ms_max: stepMs.max()!, tokens_per_s: tps, model_gflops: gflops,
-            sgemm_gflops: sgemm, ratio_to_sgemm: gflops / sgemm, bubble_theory: (p - 1) / (m + p - 1),
-            bubble_measured: times.map(\.wait_share).reduce(0, +) / p, idle_measured: times.map(\.idle_share).reduce(0, +) / p,
-            comm_share: commTotal / stepMedian, comm_ms_per_step: commTotal,
-            activation_bytes: c.batchRows / c.microBatches * c.seqLen * model.dModel * 4,
-            stage_times: times, run_directory: keep ? runDirectory : nil)
+            name: name, round: round, stages: c.stages, schedule: c.schedule, threadsPerWorker: c.threadsPerWorker,
+            microBatches: c.microBatches,
+            batchRows: c.batchRows, seqLen: c.seqLen, vocabSize: model.vocabSize, timedSteps: metrics.count,
+            stepMs: stepMedian, stepMsMin: stepMs.min()!, stepMsMax: stepMs.max()!, tokensPerS: tps, modelGflops: gflops,
+            sgemmGflops: sgemm, ratioToSgemm: gflops / sgemm, bubbleTheory: (p - 1) / (m + p - 1),
+            bubbleMeasured: times.map(\.waitShare).reduce(0, +) / p, idleMeasured: times.map(\.idleShare).reduce(0, +) / p,
+            commShare: commTotal / stepMedian, commMsPerStep: commTotal,
+            activationBytes: c.batchRows / c.microBatches * c.seqLen * model.dModel * 4,
+            stageTimes: times, runDirectory: keep ? runDirectory : nil)
     }
 
     // MARK: Checkpoints
@@ -339,14 +347,16 @@ public enum PipelineBenchmark {
                              microBatches: opt.checkpointMicroBatches, steps: opt.checkpointSteps,
                              checkpointEvery: opt.checkpointEvery, keep: 2)
         let dir = root + "/checkpoint-M"
-        progress("training config M: \(stages) stages × 1 thread, \(opt.checkpointSteps) steps, a checkpoint every \(opt.checkpointEvery) …")
+        progress("training config M: \(stages) stages × 1 thread, \(opt.checkpointSteps) steps, "
+                 + "a checkpoint every \(opt.checkpointEvery) …")
         let model = try train(cfg, runDirectory: dir, workerExecutable: opt.workerExecutable)
-        let ckptMs = try jsonLines(dir + "/events.jsonl").filter { $0["kind"] as? String == "checkpoint" }.map { number($0["ms"]) }
-        let steps = try jsonLines(dir + "/metrics.jsonl").filter { (($0["step"] as? Int) ?? 0) > 1 }.map { number($0["step_ms"]) }
+        let ckptMs = try records(RunEvent.self, dir + "/events.jsonl").filter { $0.kind == "checkpoint" }.map { $0.number("ms") ?? .nan }
+        let steps = try records(MetricsRecord.self, dir + "/metrics.jsonl").filter { $0.step > 1 }.map { $0.stepMs ?? .nan }
         let stepMs = steps.reduce(0, +) / Double(max(steps.count, 1))
 
         let latest = try CheckpointFile.resolve("latest", runDirectory: dir)
-        progress("checkpoint file throughput: \(opt.fileRepeats) writes, \(opt.fileRepeats) cold and \(opt.fileRepeats) warm reads of \(latest) …")
+        progress("checkpoint file throughput: \(opt.fileRepeats) writes, \(opt.fileRepeats) cold and \(opt.fileRepeats) warm "
+                 + "reads of \(latest) …")
         let ckpt = try CheckpointFile.read(latest)
         let fileBytes = try fileSize(latest)
         let tensorBytes = (ckpt.params + ckpt.adamM + ckpt.adamV).reduce(0) { $0 + $1.values.count * 4 }
@@ -369,13 +379,13 @@ public enum PipelineBenchmark {
         let lost = (ckptMs.reduce(0, +) / Double(max(ckptMs.count, 1)))
         return CheckpointReport(
             model: "M dims (d \(model.dModel), \(model.nLayers) layers, ffn \(model.ffnHidden)), vocab \(model.vocabSize) from the dataset",
-            parameters: ckpt.params.reduce(0) { $0 + $1.values.count }, file_bytes: fileBytes, tensor_bytes: tensorBytes,
-            write_mb_per_s: rate(writeMs), read_cold_mb_per_s: rate(coldMs), read_warm_mb_per_s: rate(warmMs),
-            write_ms: writeMs, read_cold_ms: coldMs, read_warm_ms: warmMs,
-            run_layout: "\(stages) stages × 1 thread, \(cfg.batchRows) rows × \(cfg.seqLen) tokens, \(cfg.microBatches) micro-batches",
-            run_checkpoint_ms: ckptMs, run_step_ms: stepMs, checkpoint_every: opt.checkpointEvery,
-            lost_share: lost / (Double(opt.checkpointEvery) * stepMs + lost), sgemm_one_thread_gflops: sgemm,
-            run_directory: opt.keep ? dir : nil)
+            parameters: ckpt.params.reduce(0) { $0 + $1.values.count }, fileBytes: fileBytes, tensorBytes: tensorBytes,
+            writeMbPerS: rate(writeMs), readColdMbPerS: rate(coldMs), readWarmMbPerS: rate(warmMs),
+            writeMs: writeMs, readColdMs: coldMs, readWarmMs: warmMs,
+            runLayout: "\(stages) stages × 1 thread, \(cfg.batchRows) rows × \(cfg.seqLen) tokens, \(cfg.microBatches) micro-batches",
+            runCheckpointMs: ckptMs, runStepMs: stepMs, checkpointEvery: opt.checkpointEvery,
+            lostShare: lost / (Double(opt.checkpointEvery) * stepMs + lost), sgemmOneThreadGflops: sgemm,
+            runDirectory: opt.keep ? dir : nil)
     }
 
     static func time(_ body: () throws -> Void) throws -> Double {
@@ -404,4 +414,27 @@ final class LockedBox<T>: @unchecked Sendable {
     private let lock = NSLock()
     init(_ v: T) { value = v }
     func with<R>(_ body: (inout T) -> R) -> R { lock.withLock { body(&value) } }
+}
+
+/// A benchmark run that gave nothing to measure.
+public enum BenchError: Error, CustomStringConvertible, Equatable {
+    /// The training run ended before its last step (the outcome as text).
+    case endedEarly(String)
+    case unreadableRecord(path: String, line: Int, RecordError)
+    case noTimedSteps(path: String)
+    /// The generation benchmark's prompt and new tokens do not fit the model's context.
+    case promptTooLong(prompt: Int, newTokens: Int, maxSeqLen: Int)
+    /// The control-plane benchmark could not run (its layout, its helper process).
+    case controlPlane(String)
+
+    public var description: String {
+        switch self {
+        case .endedEarly(let outcome): "bench run ended early: \(outcome)"
+        case .unreadableRecord(let path, let line, let e): "\(path): line \(line): \(e)"
+        case .noTimedSteps(let path): "\(path): no timed steps"
+        case .promptTooLong(let prompt, let new, let max):
+            "benchmark: prompt of \(prompt) tokens + \(new) new tokens must fit model.max_seq_len \(max)"
+        case .controlPlane(let what): "control-plane bench: \(what)"
+        }
+    }
 }

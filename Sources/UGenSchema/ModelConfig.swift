@@ -25,7 +25,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
 
     /// Checks the shape rules; the error names the offending key.
     public func validate() throws {
-        func need(_ ok: Bool, _ msg: String) throws { if !ok { throw ModelError(msg) } }
+        func need(_ ok: Bool, _ msg: String) throws { if !ok { throw ModelError.broken(rule: msg) } }
         try need(vocabSize > 0, "model.vocab_size must be positive")
         try need(dModel > 0 && nLayers > 0 && ffnHidden > 0 && maxSeqLen > 0, "model sizes must be positive")
         try need(nHeads > 0 && dModel % nHeads == 0, "model.n_heads (\(nHeads)) must divide model.d_model (\(dModel))")
@@ -82,10 +82,26 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var parameterCount: Int { parameterShapes.reduce(0) { $0 + $1.shape.reduce(1, *) } }
 }
 
-/// A model configuration or usage error, one line.
-public struct ModelError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ d: String) { description = d }
+/// A model configuration that breaks a shape rule, or a stage cut that does not fit the model: one
+/// case per mistake, printed as one line naming the key.
+public enum ModelError: Error, CustomStringConvertible, Equatable {
+    /// A shape rule of `ModelConfig.validate`; the text names the keys and values.
+    case broken(rule: String)
+    case noStages
+    case moreStagesThanLayers(stages: Int, layers: Int)
+    case blocksOutside(first: Int, end: Int, layers: Int)
+    case sequenceTooLong(length: Int, maxSeqLen: Int)
+
+    public var description: String {
+        switch self {
+        case .broken(let rule): rule
+        case .noStages: "cluster.stages must be at least 1"
+        case .moreStagesThanLayers(let stages, let layers):
+            "cluster.stages (\(stages)) exceeds model.n_layers (\(layers)): every stage needs a layer"
+        case .blocksOutside(let first, let end, let layers): "stage blocks \(first)..<\(end) outside a model of \(layers) layers"
+        case .sequenceTooLong(let length, let max): "sequence length \(length) exceeds model.max_seq_len \(max)"
+        }
+    }
 }
 
 /// Which cut of the chain a stage holds: `[embedding] + blocks[a..<b] + [final norm + head]`.
@@ -138,9 +154,9 @@ public struct StageSpec: Codable, Equatable, Sendable, CustomStringConvertible {
     /// products and the 2·T·d of its score and value products, an MLP half its three products, the head its
     /// V·d product plus a little for the softmax over V, the embedding a small copy.
     public static func partition(_ c: ModelConfig, stages count: Int, seqLen: Int) throws -> [StageSpec] {
-        guard count >= 1 else { throw ModelError("cluster.stages must be at least 1") }
+        guard count >= 1 else { throw ModelError.noStages }
         guard count <= c.nLayers else {
-            throw ModelError("cluster.stages (\(count)) exceeds model.n_layers (\(c.nLayers)): every stage needs a layer")
+            throw ModelError.moreStagesThanLayers(stages: count, layers: c.nLayers)
         }
         let attentionCost = Double(c.dModel * c.qkvWidth + c.nHeads * c.headDim * c.dModel) + 2 * Double(seqLen * c.dModel)
         let mlpCost = Double(3 * c.dModel * c.ffnHidden)

@@ -25,19 +25,19 @@ public enum TrainingBenchmark {
         public let config: String
         public let precision: String
         public let threads: Int
-        public let tokens_per_s: Double
-        public let step_ms: Double
-        public let model_gflops: Double
+        public let tokensPerS: Double
+        public let stepMs: Double
+        public let modelGflops: Double
         /// Median of the product-rate samples (1024², the run's precision) taken one before each timed step.
-        public let ceiling_gflops: Double
+        public let ceilingGflops: Double
         /// Median over the timed steps of (the step's model GFLOP/s ÷ the sample just before it): the
         /// efficiency under the same conditions, so a shared machine's slow spells cancel out.
         public let ratio: Double
         /// The best product-rate sample of the whole measurement (1024² and 2048², before, between, after).
-        public let ceiling_peak_gflops: Double
+        public let ceilingPeakGflops: Double
         /// Model GFLOP/s of the median step ÷ the peak: the stricter reading.
-        public let ratio_to_peak: Double
-        public let peak_rss_mb: Double
+        public let ratioToPeak: Double
+        public let peakRssMb: Double
     }
 
     /// One sample of the product rate on n×n×n at `threads`: sgemm (OpenBLAS threading) or bf16 (oneDNN,
@@ -122,10 +122,10 @@ public enum TrainingBenchmark {
         peak = max(peak, samples.max() ?? 0, productPeak(precision, threads: threads))
         let seconds = median(times)
         let gflops = flopsPerStep / seconds / 1e9
-        return Result(config: s.name, precision: precision.rawValue, threads: threads, tokens_per_s: Double(n) / seconds,
-                      step_ms: seconds * 1000, model_gflops: gflops,
-                      ceiling_gflops: median(samples), ratio: median(ratios), ceiling_peak_gflops: peak, ratio_to_peak: gflops / peak,
-                      peak_rss_mb: peakRSSMegabytes())
+        return Result(config: s.name, precision: precision.rawValue, threads: threads, tokensPerS: Double(n) / seconds,
+                      stepMs: seconds * 1000, modelGflops: gflops,
+                      ceilingGflops: median(samples), ratio: median(ratios), ceilingPeakGflops: peak, ratioToPeak: gflops / peak,
+                      peakRssMb: peakRSSMegabytes())
     }
 
     /// The process's peak resident memory so far.
