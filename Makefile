@@ -8,7 +8,7 @@ BIN        := .build/debug
 RELEASE    := .build/release
 DEMO_RUN   ?= runs/demo
 
-.PHONY: lint deps build release data test-data data-images data-demo check-data-images bench-data demo test bench bench-pytorch bench-bf16-loss clean cluster-checks fixtures
+.PHONY: lint deps build release data test-data data-images data-demo check-data-images bench-data demo test bench bench-pytorch bench-bf16-loss bench-data-parallel clean cluster-checks fixtures
 
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -114,6 +114,11 @@ bench-pytorch: release
 # bf16 against fp32 over a 300-step run on the bundled data (plot: Documentation/bf16-vs-fp32.png).
 bench-bf16-loss: data
 	COORD=$(RELEASE)/ugen-coord bash cluster/bench/bf16-vs-fp32.sh 300
+
+# Data parallelism on tc-shaped links between network-namespace hosts (root): bytes per replica, reduce
+# time against the bandwidth model, share hidden behind compute (Documentation/benchmarks.md).
+bench-data-parallel: release data
+	UGEN_BIN=$(RELEASE) bash cluster/bench/data-parallel.sh
 
 clean:
 	rm -rf .build data runs

@@ -103,7 +103,7 @@ let package = Package(
         .testTarget(name: "UGenKernelsTests", dependencies: ["UGenKernels"]),
         .testTarget(name: "UGenModelTests", dependencies: ["UGenModel", "UGenStore", "UGenTraining", "UGenBench"]),
         .testTarget(name: "UGenDataTests", dependencies: ["UGenData", "UGenStore", "UGenBench"]),
-        .testTarget(name: "UGenClusterTests", dependencies: ["UGenCluster", "UGenTraining", "UGenData", "UGenStore", "UGenModel", "UGenKernels"]),
+        .testTarget(name: "UGenClusterTests", dependencies: ["UGenCluster", "UGenTraining", "UGenData", "UGenStore", "UGenModel", "UGenKernels", "UGenBench"]),
         .testTarget(name: "UGenDashboardTests", dependencies: ["UGenDashboard", "UGenRecords"]),
     ]
 )

@@ -409,7 +409,7 @@ public enum PipelineBenchmark {
 }
 
 /// A value shared between threads behind a lock.
-private final class LockedBox<T>: @unchecked Sendable {
+final class LockedBox<T>: @unchecked Sendable {
     private var value: T
     private let lock = NSLock()
     init(_ v: T) { value = v }
@@ -424,6 +424,8 @@ public enum BenchError: Error, CustomStringConvertible, Equatable {
     case noTimedSteps(path: String)
     /// The generation benchmark's prompt and new tokens do not fit the model's context.
     case promptTooLong(prompt: Int, newTokens: Int, maxSeqLen: Int)
+    /// The control-plane benchmark could not run (its layout, its helper process).
+    case controlPlane(String)
 
     public var description: String {
         switch self {
@@ -432,6 +434,7 @@ public enum BenchError: Error, CustomStringConvertible, Equatable {
         case .noTimedSteps(let path): "\(path): no timed steps"
         case .promptTooLong(let prompt, let new, let max):
             "benchmark: prompt of \(prompt) tokens + \(new) new tokens must fit model.max_seq_len \(max)"
+        case .controlPlane(let what): "control-plane bench: \(what)"
         }
     }
 }

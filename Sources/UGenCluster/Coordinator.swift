@@ -56,6 +56,9 @@ public final class Coordinator {
     public private(set) var endpoint = ""
     /// Called once the control socket is bound (tests learn the port from it).
     public var onBound: ((String) -> Void)?
+    /// Called on the coordinator's thread at the end of every applied step, with the steps done
+    /// (the control-plane benchmark times the steps with it).
+    public var onStep: ((Int) -> Void)?
     var log = Logger(label: "ugen-coord")
 
     let data: RunData
@@ -325,6 +328,8 @@ public final class Coordinator {
         let m = config.microBatches, R = config.replicas
         let rowsPer = config.batchRows / (R * m), n = rowsPer * config.seqLen, perReplica = m * n
         let codebook = data.schedule.codebook
+        // Squared norms each stage's worker sends (fixed until the next assignment, which a new train() follows).
+        let parameterCounts = specs.map { model.parameterShapes(for: $0).count }
         var nonFinite = NonFiniteGuard(config)
         while step < config.steps {
             if StopRequest.isSet || (options.stopAfter.map { step >= $0 } ?? false) {
@@ -336,19 +341,9 @@ public final class Coordinator {
             let batch = try data.source.batch(step: step, textOnly: data.schedule.isTextOnly(step: step))
             let maskSum = effectiveMaskSum(targets: batch.targets, mask: batch.mask, inactive: vocab.inactive)
             let order = StepOrder(step: step, microBatches: m, gradScale: Float(1 / max(maskSum, 1)), masked: vocab.inactive != nil)
+            let orders = StepMessages(order: order, vocab: vocab, batch: batch, perReplica: perReplica)
             for (slot, id) in slots.enumerated() {
-                let stage = slot % stages, r = slot / stages
-                let rows = (r * perReplica)..<((r + 1) * perReplica)
-                var arrays: [Data] = []
-                if stage == 0 {
-                    arrays.append(bytes(Array(batch.inputs[rows])))
-                    if let map = vocab.tokenMap { arrays.append(bytes(map)) }
-                }
-                if stage == stages - 1 {
-                    arrays += [bytes(Array(batch.targets[rows])), bytes(Array(batch.mask[rows])), bytes(Array(batch.tasks[rows]))]
-                    if let inactive = vocab.inactive { arrays.append(bytes(inactive)) }
-                }
-                try send(id!, WireMessage(.step, order, arrays: arrays))
+                try send(id!, frames: orders.frames(stage: slot % stages, of: stages, replica: slot / stages), kind: .step)
             }
             let done = try collect(.stepDone, from: slots.map { $0! }, deadline: stepDeadline, stepOf: step)
 
@@ -358,10 +353,10 @@ public final class Coordinator {
             var squares: [Double] = [], stageOfSquares: [Int] = []
             var timings: [StageTiming] = []
             for (slot, id) in slots.enumerated() {
-                let msg = done[id!]!, stage = slot % stages, r = slot / stages
+                let msg = done[id!]!.message, stage = slot % stages, r = slot / stages
                 do {
-                    let body = try msg.decode(StepDone.self)
-                    let count = model.parameterShapes(for: specs[stage]).count
+                    guard let body = done[id!]!.stepDone else { throw ProtocolError.malformedBody(.stepDone) }
+                    let count = parameterCounts[stage]
                     let out = try StepOutputs(msg, microBatches: m, head: stage == stages - 1, parameters: count)
                     for v in out.lossSums { lossSum += v }
                     if !out.taskSums.isEmpty { for i in 0..<3 { tasks.sum[i] += out.taskSums[i]; tasks.weight[i] += out.taskSums[3 + i] } }
@@ -406,7 +401,9 @@ public final class Coordinator {
             _ = try nonFinite.check(step: step, loss: loss, norm: norm, stage: "")  // finite: ends a run of skips
             broadcast(.apply, Apply(step: step, lr: lr, clipScale: AdamW.clipScale(globalNorm: norm, maxNorm: config.gradClip)))
             step += 1
-            for id in slots { if let m = members[id!] { quarantine.forgive(m.principal) } }  // a step done forgives strikes
+            if !quarantine.book.isEmpty {  // a step done forgives strikes
+                for id in slots { if let m = members[id!] { quarantine.forgive(m.principal) } }
+            }
             tokensSeen += Int(maskSum)
             let seconds = Date().timeIntervalSince(t0)
             runLog.metric(MetricsRecord(
@@ -414,6 +411,7 @@ public final class Coordinator {
                 lossTxt2Img: tasks.mean(2), lr: lr, gradNorm: norm, tokens: Int(maskSum),
                 tokensPerS: Double(config.batchRows * config.seqLen) / seconds, activeVisualIds: vocab.activeVisual,
                 visualCodebook: codebook, stepMs: seconds * 1000, time: Date().timeIntervalSince1970, stages: timings))
+            onStep?(step)
             phaseEvents(after: step - 1)
             if step % max(1, config.logEvery) == 0 || step == config.steps {
                 log.info("step \(step)/\(config.steps)  loss \(String(format: "%.4f", loss))  lr \(String(format: "%.2e", lr))  grad norm \(String(format: "%.3f", norm))  \(Int(Double(config.batchRows * config.seqLen) / seconds)) tok/s  visual ids \(vocab.activeVisual)/\(codebook)")
@@ -455,7 +453,7 @@ public final class Coordinator {
         var params: [NamedTensor] = [], mm: [NamedTensor] = [], vv: [NamedTensor] = []
         var optimizerStep = 0
         for (stage, id) in ids.enumerated() {
-            let msg = replies[id]!
+            let msg = replies[id]!.message
             do {
                 optimizerStep = try msg.decode(SaveReply.self).optimizerStep
                 for (i, (name, shape)) in model.parameterShapes(for: specs[stage]).enumerated() {
@@ -534,16 +532,19 @@ public final class Coordinator {
     struct WorkerLost: Error { var workerId: Int; var reason: String }
     struct StopBeforeStart: Error {}
 
-    private func send(_ id: Int, _ msg: WireMessage) throws {
+    private func send(_ id: Int, _ msg: WireMessage) throws { try send(id, frames: msg.frames, kind: msg.kind) }
+
+    /// Sends a message's frames (built once for many workers) to worker `id`.
+    private func send(_ id: Int, frames: [Data], kind: Wire.Kind) throws {
         guard let m = members[id] else { throw WorkerLost(workerId: id, reason: "gone") }
-        do { try socket.send([m.identity] + msg.frames) } catch {
-            throw WorkerLost(workerId: id, reason: "cannot send \(msg.kind): \(error)")
+        do { try socket.send([m.identity] + frames) } catch {
+            throw WorkerLost(workerId: id, reason: "cannot send \(kind): \(error)")
         }
     }
 
     private func broadcast<B: Encodable>(_ kind: Wire.Kind, _ body: B, to ids: [Int]? = nil) {
-        let msg = WireMessage(kind, body)
-        for id in ids ?? slots.compactMap({ $0 }) { try? send(id, msg) }
+        let frames = WireMessage(kind, body).frames
+        for id in ids ?? slots.compactMap({ $0 }) { try? send(id, frames: frames, kind: kind) }
     }
 
     /// Tells `ids` the run is over and waits (at most 2 s) until each has answered with its own
@@ -556,7 +557,7 @@ public final class Coordinator {
         let start = Date()
         while !waiting.isEmpty && Date().timeIntervalSince(start) < 2 {
             guard let got = try? pump(timeoutMs: 50) else { break }
-            for (id, msg) in got.messages where msg.kind == .shutdown { waiting.remove(id) }
+            for m in got.messages where m.message.kind == .shutdown { waiting.remove(m.worker) }
         }
         if !waiting.isEmpty {
             log.info("no goodbye within 2 s from worker(s) \(waiting.sorted().map(String.init).joined(separator: ", "))")
@@ -565,18 +566,25 @@ public final class Coordinator {
 
     /// Waits for one `kind` message from each of `ids`; throws `WorkerLost` when one of them fails,
     /// disconnects or falls silent.
-    private func collect(_ kind: Wire.Kind, from ids: [Int], deadline: Double, stepOf: Int? = nil) throws -> [Int: WireMessage] {
-        var got: [Int: WireMessage] = [:]
+    ///
+    /// Each message costs O(1); the scan of every awaited worker for silence (and the local workers'
+    /// restart check) runs at most every 100 ms, not after every batch of messages, which made a step
+    /// O(workers²) with hundreds of workers answering one by one.
+    private func collect(_ kind: Wire.Kind, from ids: [Int], deadline: Double, stepOf: Int? = nil) throws -> [Int: Inbound] {
+        var got: [Int: Inbound] = [:]
+        let wanted = Set(ids)
         let start = Date()
+        var lastScan = start
         while got.count < ids.count {
-            for (id, msg) in try pump(timeoutMs: 100).messages {
-                guard ids.contains(id) else { continue }
+            for inbound in try pump(timeoutMs: 100).messages {
+                let id = inbound.worker, msg = inbound.message
+                guard wanted.contains(id) else { continue }
                 if msg.kind == kind {
-                    if let expected = stepOf, let body = try? msg.decode(StepDone.self), body.step != expected {
+                    if let expected = stepOf, let body = inbound.stepDone, body.step != expected {
                         log.warning("dropping a stale \(kind) for step \(body.step) from worker \(id)")
                         continue
                     }
-                    got[id] = msg
+                    got[id] = inbound
                     continue
                 }
                 if msg.kind == .failure {
@@ -599,11 +607,16 @@ public final class Coordinator {
                 log.warning("unexpected \(msg.kind) from worker \(id) while waiting for \(kind)")
             }
             let now = Date()
-            for id in ids where got[id] == nil {
-                guard let m = members[id] else { throw WorkerLost(workerId: id, reason: "gone") }
-                if now.timeIntervalSince(m.lastSeen) > config.lostAfterSeconds {
-                    throw WorkerLost(workerId: id, reason: "no heartbeat for \(config.lostAfterSeconds) s")
+            guard got.count < ids.count else { break }
+            if now.timeIntervalSince(lastScan) >= 0.1 {
+                lastScan = now
+                for id in ids where got[id] == nil {
+                    guard let m = members[id] else { throw WorkerLost(workerId: id, reason: "gone") }
+                    if now.timeIntervalSince(m.lastSeen) > config.lostAfterSeconds {
+                        throw WorkerLost(workerId: id, reason: "no heartbeat for \(config.lostAfterSeconds) s")
+                    }
                 }
+                local?.restartDead()
             }
             if now.timeIntervalSince(start) > deadline {
                 let missing = ids.filter { got[$0] == nil }
@@ -615,7 +628,6 @@ public final class Coordinator {
                 throw WorkerLost(workerId: culprit, reason: "no \(kind) within \(Int(deadline)) s: \(why)")
             }
             if StopRequest.isSet && kind == .ready { throw StopBeforeStart() }
-            local?.restartDead()
         }
         return got
     }
@@ -681,6 +693,7 @@ public final class Coordinator {
         let through = seen.count > 2 ? " through \(seen.count - 2) other worker(s)" : ""
         return (at, "\(name(at)) waits on nobody, and \(name(first)) waits on it\(through)", waits)
     }
+    private var nextExpiryScan = Date.distantPast
     /// This process's instance id, in assignments and heartbeat replies: a worker that was assigned by a
     /// coordinator that has since been killed and restarted notices the new id and joins again, even when
     /// it was idle between steps and has nothing else to say.
@@ -689,8 +702,8 @@ public final class Coordinator {
     /// Receives what is waiting (up to `timeoutMs` for the first message): answers heartbeats, admits
     /// or refuses hellos, refuses malformed input with a logged reason, and returns the rest. Checks in
     /// the order protocol.md gives ("What the coordinator refuses").
-    private func pump(timeoutMs: Int) throws -> (messages: [(Int, WireMessage)], joined: [Int]) {
-        var out: [(Int, WireMessage)] = [], joined: [Int] = []
+    private func pump(timeoutMs: Int) throws -> (messages: [Inbound], joined: [Int]) {
+        var out: [Inbound] = [], joined: [Int] = []
         for d in ZAPHandler.shared.takeDenied() {
             tell(peer: "address \(d.address)", reason: "CURVE key \(PeerText.escape(d.key, limit: 48)) is not admitted", event: "key not admitted",
                  sender: ZMQSocket.Sender(key: d.key, address: d.address), what: "a connection")
@@ -721,15 +734,21 @@ public final class Coordinator {
                 continue
             }
             let msg: WireMessage
+            var stepDone: StepDone?, heartbeat: Heartbeat?
             do {
                 msg = try WireMessage(frames: Array(frames.dropFirst()))
-                try msg.checkBody()
+                // The kinds every worker sends every step or half second are decoded once, here, and handed
+                // on (decoding the same JSON four times was most of the coordinator's step at 256 workers).
+                switch msg.kind {
+                case .stepDone: stepDone = try msg.decode(StepDone.self)
+                case .heartbeat: heartbeat = try msg.decode(Heartbeat.self)
+                default: try msg.checkBody()
+                }
             } catch {
                 refuse(identity, "\(error)", sender: sender)
                 continue
             }
-            if msg.kind == .heartbeat {
-                let hb = try msg.decode(Heartbeat.self)
+            if let hb = heartbeat {
                 if let m = members[hb.workerId] {
                     // The heartbeat socket is not the control socket: its key tells whose it is (CURVE).
                     guard options.security == .plaintext || m.hello.publicKey == sender.key else {
@@ -755,15 +774,18 @@ public final class Coordinator {
                 refuse(identity, "\(msg.kind) from a peer that has not joined", sender: sender, rejoin: true)
                 continue
             }
-            if let claimed = msg.claimedWorkerId, claimed != id {
+            if let claimed = stepDone?.workerId ?? msg.claimedWorkerId, claimed != id {
                 refuse(identity, "\(msg.kind) names worker \(claimed) but comes from worker \(id) (spoofed id)", sender: sender, answer: false)
                 continue
             }
             members[id]!.lastSeen = Date()
-            out.append((id, msg))
+            out.append(Inbound(worker: id, message: msg, stepDone: stepDone))
         }
         return (out, joined)
     }
+
+    /// A message from a joined worker, its body checked; a stepDone's body already decoded.
+    struct Inbound { var worker: Int; var message: WireMessage; var stepDone: StepDone? }
 
     private func hex(_ identity: Data) -> String { identity.map { String(format: "%02x", $0) }.joined() }
 
@@ -806,9 +828,12 @@ public final class Coordinator {
 
     /// Drops spares (members without an assignment being watched) silent for `cluster.lost_after_s`: the
     /// coordinator never assigns a worker it has not heard from lately, and forgets the dead ones.
+    /// At most every 100 ms (it scans every member; pump runs once per batch of messages).
     private func expireSpares() {
-        let watched = assigned ? Set(slots.compactMap { $0 }) : []
         let now = Date()
+        guard now >= nextExpiryScan else { return }
+        nextExpiryScan = now.addingTimeInterval(0.1)
+        let watched = assigned ? Set(slots.compactMap { $0 }) : []
         for (id, m) in members where !watched.contains(id) && now.timeIntervalSince(m.lastSeen) > config.lostAfterSeconds {
             let reason = "no heartbeat for \(config.lostAfterSeconds) s"
             log.warning("worker \(m.name) on \(m.host) expired: \(reason)")

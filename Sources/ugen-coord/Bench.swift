@@ -19,9 +19,12 @@ struct Bench: ParsableCommand {
             Run it on a quiet machine: workers on a 2-core machine have no core to spare.
             """)
 
-    enum Part: String, ExpressibleByArgument, CaseIterable { case pipeline, checkpoint }
+    enum Part: String, ExpressibleByArgument, CaseIterable { case pipeline, checkpoint, controlPlane = "control-plane" }
 
-    @Option(help: "What to measure: pipeline, checkpoint (repeatable; default both).") var part: [Part] = Part.allCases
+    @Option(help: "What to measure: pipeline, checkpoint, control-plane (repeatable; default all; --control-plane alone: only that).") var part: [Part] = []
+    @Option(help: "Worker counts of the control-plane part (simulated workers, comma-separated).") var controlPlane: String?
+    @Option(help: "Pipeline stages of the control-plane runs (the workers divide into stages × replicas).") var controlPlaneStages = 2
+    @Option(help: "Timed steps per control-plane run (after --warmup steps, at least 1).") var controlPlaneSteps = 100
     @Option(help: "Dataset folder (train.h5; make data).") var dataDir = "data/tokenized"
     @Option(help: "train.precision of the pipeline runs (fp32 or bf16).") var precision: Precision = .fp32
     @Option(help: "Micro-batches per step in the pipeline runs.") var microBatches = 8
@@ -40,10 +43,18 @@ struct Bench: ParsableCommand {
         guard microBatches >= 1, batchRows % microBatches == 0 else {
             throw ValidationError("--batch-rows (\(batchRows)) must divide by --micro-batches (\(microBatches))")
         }
+        guard workerCounts.allSatisfy({ $0 >= controlPlaneStages && $0 % controlPlaneStages == 0 }), controlPlaneSteps >= 1 else {
+            throw ValidationError("--control-plane counts must be multiples of --control-plane-stages (\(controlPlaneStages)); --control-plane-steps ≥ 1")
+        }
         guard steps >= 1, rounds >= 1, warmup >= 0, checkpointEvery >= 1, checkpointSteps > checkpointEvery, repeats >= 1 else {
             throw ValidationError("--steps, --rounds, --repeats and --checkpoint-every must be ≥ 1, --checkpoint-steps > --checkpoint-every")
         }
     }
+
+    /// The control-plane worker counts (16 to 256 by default).
+    var workerCounts: [Int] { (controlPlane ?? "16,32,64,128,256").split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+    /// What runs: `--part`s, else only the control plane when `--control-plane` is given, else everything.
+    var parts: [Part] { !part.isEmpty ? part : controlPlane != nil ? [.controlPlane] : Part.allCases }
 
     func run() throws {
         guard FileManager.default.fileExists(atPath: dataDir + "/train.h5") else {
@@ -71,22 +82,36 @@ struct Bench: ParsableCommand {
 
         var pipeline: PipelineBenchmark.PipelineReport?
         var checkpoint: PipelineBenchmark.CheckpointReport?
+        var controlPlaneRows: [ControlPlaneBenchmark.Row]?
         do {
-            if part.contains(.pipeline) {
+            if parts.contains(.pipeline) {
                 pipeline = try PipelineBenchmark.pipeline(opt, root: root, progress: say)
                 if !json { print(Self.render(pipeline!)) }
             }
-            if part.contains(.checkpoint) {
+            if parts.contains(.checkpoint) {
                 checkpoint = try PipelineBenchmark.checkpoint(opt, root: root, progress: say)
                 if !json { print(Self.render(checkpoint!)) }
             }
+            if parts.contains(.controlPlane) {
+                var o = ControlPlaneBenchmark.Options()
+                o.dataDir = dataDir
+                o.stages = controlPlaneStages
+                o.warmupSteps = max(1, warmup)
+                o.timedSteps = controlPlaneSteps
+                o.helper = [URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path, "simulate-workers"]
+                controlPlaneRows = try ControlPlaneBench.run(counts: workerCounts, options: o, root: root, say: say)
+                if !json { print(ControlPlaneBench.render(controlPlaneRows!, o)) }
+            }
         } catch { fail("\(error)") }
         if json {
-            struct All: Encodable { var pipeline: PipelineBenchmark.PipelineReport?; var checkpoint: PipelineBenchmark.CheckpointReport? }
+            struct All: Encodable {
+                var pipeline: PipelineBenchmark.PipelineReport?; var checkpoint: PipelineBenchmark.CheckpointReport?
+                var controlPlane: [ControlPlaneBenchmark.Row]?
+            }
             let enc = JSONEncoder()
             enc.outputFormatting = [.sortedKeys]
             enc.keyEncodingStrategy = .convertToSnakeCase
-            print(String(data: try enc.encode(All(pipeline: pipeline, checkpoint: checkpoint)), encoding: .utf8)!)
+            print(String(data: try enc.encode(All(pipeline: pipeline, checkpoint: checkpoint, controlPlane: controlPlaneRows)), encoding: .utf8)!)
         }
     }
 

@@ -8,7 +8,7 @@ import UGenTraining
 struct Coord: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ugen-coord", abstract: "The UGen cluster coordinator.",
-        subcommands: [Start.self, Keygen.self, DashboardCommand.self, Bench.self])
+        subcommands: [Start.self, Keygen.self, DashboardCommand.self, Bench.self, SimulateWorkers.self])
 }
 
 struct Start: ParsableCommand {
