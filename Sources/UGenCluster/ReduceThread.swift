@@ -5,9 +5,10 @@ import Foundation
 /// overlaps the weight products of the first ones (zero bubble runs weight passes late: more of them
 /// are left to hide behind).
 ///
-/// The training thread hands over the data socket when bucket 0 (the norm gains, final after the step's
-/// last input-gradient pass) is final: from then on it receives nothing more this step, and this thread
-/// receives the partners' segments. `finish` waits for the end while watching the coordinator; `abandon`
+/// The training thread hands over the data socket when the first bucket is final. That happens only in
+/// the step's last backward pass (the trees complete on the last micro-batch), after its last receive:
+/// from then on the training thread receives nothing more this step, and this thread receives the
+/// partners' segments. `finish` waits for the end while watching the coordinator; `abandon`
 /// stops a reduce the step gave up on. The replica sockets are used by this thread only.
 final class ReduceThread: @unchecked Sendable {
     private enum State { case idle, running, done, stopped }
@@ -17,7 +18,9 @@ final class ReduceThread: @unchecked Sendable {
     private let reducer: ReplicaReduce
     private let onWait: (Int) -> Void
     private let cond = NSCondition()
-    private var state = State.idle, finalBuckets = 0, abort = false, failure: Error?
+    private var state = State.idle, abort = false, failure: Error?
+    /// final[b]: bucket b holds the step's sum (buckets may become final out of order; they are reduced in order).
+    private var final: [Bool]
     // The step's, set by `prepare` before the thread runs.
     private var data: ZMQSocket?, sockets: [ZMQSocket?] = [], generation = 0, step = 0
     private var header = [UInt8](repeating: 0, count: 64)
@@ -27,6 +30,7 @@ final class ReduceThread: @unchecked Sendable {
     /// `onWait(partner)`: the thread now waits for that replica's segment (for the heartbeat's hang report).
     init(_ reducer: ReplicaReduce, onWait: @escaping (Int) -> Void) {
         self.reducer = reducer; self.onWait = onWait
+        final = Array(repeating: false, count: reducer.bucketCount)
         let t = Thread { [self] in loop() }
         t.name = "all-reduce"
         t.start()
@@ -36,14 +40,14 @@ final class ReduceThread: @unchecked Sendable {
     func prepare(step: Int, generation: Int, data: ZMQSocket, sockets: [ZMQSocket?]) {
         cond.withLock {
             self.step = step; self.generation = generation; self.data = data; self.sockets = sockets
-            finalBuckets = 0; abort = false; failure = nil; state = .idle; reduceNanos = 0
+            for b in final.indices { final[b] = false }; abort = false; failure = nil; state = .idle; reduceNanos = 0
         }
     }
 
-    /// Training thread: bucket `b` holds the step's sum. Bucket 0 hands the data socket over.
+    /// Training thread: bucket `b` holds the step's sum. The first one hands the data socket over.
     func bucketFinal(_ b: Int) {
         cond.withLock {
-            finalBuckets = max(finalBuckets, b + 1)
+            final[b] = true
             if state == .idle { state = .running }
             cond.broadcast()
         }
@@ -94,7 +98,7 @@ final class ReduceThread: @unchecked Sendable {
             do {
                 for b in 0..<reducer.bucketCount {
                     let stop: Bool = cond.withLock {
-                        while finalBuckets <= b && !abort { cond.wait() }
+                        while !final[b] && !abort { cond.wait() }
                         return abort
                     }
                     if stop { throw Abandoned() }

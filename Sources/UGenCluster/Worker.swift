@@ -272,6 +272,9 @@ public final class Worker {
         for op in schedule.ops(stage: assign.stage, stages: assign.stages, microBatches: order.microBatches) {
             switch op {
             case .forward(let k): try forward(k, order, inputs, stage.activations(k % slots), &tally)
+            case .backward(let k) where toPrevious == nil:
+                // Nothing to send upstream: both halves interleaved, so reduce buckets go out during the pass.
+                try backwardInput(k, order, stage.activations(k % slots), &tally, withWeights: true)
             case .backward(let k), .backwardInput(let k):
                 try backwardInput(k, order, stage.activations(k % slots), &tally)
                 if case .backward = op { backwardWeights(stage.activations(k % slots), &tally) }
@@ -337,8 +340,10 @@ public final class Worker {
         }
     }
 
-    /// Micro-batch `k`'s input-gradient half, its result sent to the previous stage.
-    private func backwardInput(_ k: Int, _ order: StepOrder, _ a: StageActivations, _ tally: inout StepTally) throws {
+    /// Micro-batch `k`'s input-gradient half, its result sent to the previous stage; `withWeights`: the
+    /// whole backward pass, interleaved (`Stage.backward`).
+    private func backwardInput(_ k: Int, _ order: StepOrder, _ a: StageActivations, _ tally: inout StepTally,
+                               withWeights: Bool = false) throws {
         heartbeat.setPosition(step: order.step, forward: false, microBatch: k)
         var gradOut: Tensor? = nil
         if !stage.spec.hasHead {
@@ -346,7 +351,8 @@ public final class Worker {
             gradOut = gradientIn[k]
         }
         let t1 = clock()
-        if let gIn = stage.backwardInput(a, gradOutput: gradOut), let prev = toPrevious {
+        let gIn = withWeights ? stage.backward(a, gradOutput: gradOut) : stage.backwardInput(a, gradOutput: gradOut)
+        if let gIn, let prev = toPrevious {
             let header = DataHeader(kind: .gradient, generation: Int32(assign.generation), step: Int32(order.step), microBatch: Int32(k))
             try sendRows(prev, header, gIn, rows: 0..<stage.rows)
         }

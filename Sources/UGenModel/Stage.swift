@@ -119,12 +119,16 @@ public final class Stage {
 
     // Scratch shared by all micro-batches (each backward half runs one micro-batch at a time).
     private let dNorm, dAttn, dAct, dProbs, effectiveMask: Tensor
-    /// The gradients in the order they become final in a step, each group with its summation tree:
-    /// bucket 0 the norm gains (written by `backwardInput`), then in `backwardWeights`' order the head,
-    /// each block from the last to the first, the embedding. A data-parallel reduce can send each bucket
-    /// as soon as it is final (`onBucketFinal`), while the weight pass goes on with the rest.
+    /// The gradients in buckets, each with its summation tree, in the order the weight products finish
+    /// them: the head, each block from the last to the first, the embedding, and last the norm gains
+    /// (written by the input-gradient half, complete only when it has passed every block). A data-parallel
+    /// reduce sends the buckets in this order, each as soon as it is final (`onBucketFinal`), while the
+    /// backward pass goes on with the rest.
     public let gradientBuckets: [[Tensor]]
     private let trees: [GradientTree]
+    /// Bucket indices: the head's (if any), the last block's (blocks follow from the last to the first),
+    /// the embedding's (if any) and the norm gains'.
+    private let headBucket: Int, lastBlockBucket: Int, embedBucket: Int, normBucket: Int
     /// Called (on the training thread) with a bucket's index as soon as the step's last micro-batch
     /// has been summed into it.
     public var onBucketFinal: ((Int) -> Void)?
@@ -152,7 +156,9 @@ public final class Stage {
         dProbs = Tensor([rows * seqLen * seqLen]); effectiveMask = Tensor([n])
         let normGrads = blocks.map(\.normGrad) + [finalNorm?.grad].compactMap { $0 }
         let blockWeights = blocks.reversed().map { $0.gradStorage.filter { g in !normGrads.contains { $0 === g } } }
-        gradientBuckets = [normGrads] + [head?.grad].compactMap { $0 }.map { [$0] } + blockWeights + [embed?.grad].compactMap { $0 }.map { [$0] }
+        gradientBuckets = [head?.grad].compactMap { $0 }.map { [$0] } + blockWeights + [embed?.grad].compactMap { $0 }.map { [$0] } + [normGrads]
+        headBucket = 0; lastBlockBucket = head == nil ? 0 : 1
+        embedBucket = lastBlockBucket + blocks.count; normBucket = gradientBuckets.count - 1
         trees = gradientBuckets.map(GradientTree.init)
         productWeights = blocks.flatMap { b -> [Tensor] in
             switch b { case .attention(let w): [w.qkv, w.o.value]; case .mlp(let w): [w.gateUp, w.down.value] }
@@ -330,13 +336,24 @@ public final class Stage {
 
     // MARK: Backward
 
-    /// Both halves of the backward pass for one micro-batch; returns d(loss)/d(input), or nil on the
-    /// first stage.
+    /// Both halves of the backward pass for one micro-batch, interleaved block by block: each block's
+    /// weight products run right after its input gradient, so its gradient bucket is final (on the
+    /// step's last micro-batch) while the blocks below are still to do, and a data-parallel reduce
+    /// overlaps the rest of the backward pass. The same products on the same operands as
+    /// `backwardInput` then `backwardWeights`, so the same bits. Returns d(loss)/d(input), or nil on
+    /// the first stage. (A pipeline stage with a previous stage runs the halves apart instead, to send
+    /// its input gradient upstream before the weight products.)
     @discardableResult
     public func backward(_ a: StageActivations, gradOutput: Tensor? = nil) -> Tensor? {
-        let gradInput = backwardInput(a, gradOutput: gradOutput)
-        backwardWeights(a)
-        return gradInput
+        backwardTop(a, gradOutput: gradOutput)
+        headWeights(a)
+        for i in stride(from: blocks.count - 1, through: 0, by: -1) {
+            blockInput(i, a)
+            blockWeights(i, a)
+        }
+        embeddingWeights(a)
+        summed(bucket: normBucket)
+        return embed == nil ? a.gradResidual[0] : nil
     }
 
     /// The first half: carries the gradient from the stage's output (the last stage: from the gradient
@@ -344,6 +361,15 @@ public final class Stage {
     /// Returns d(loss)/d(input) (valid until this slot's next backward), or nil on the first stage.
     @discardableResult
     public func backwardInput(_ a: StageActivations, gradOutput: Tensor? = nil) -> Tensor? {
+        backwardTop(a, gradOutput: gradOutput)
+        for i in stride(from: blocks.count - 1, through: 0, by: -1) { blockInput(i, a) }
+        summed(bucket: normBucket)
+        return embed == nil ? a.gradResidual[0] : nil
+    }
+
+    /// The gradient at the top of the blocks: through the head and the final norm (last stage), or the
+    /// next stage's `gradOutput`.
+    private func backwardTop(_ a: StageActivations, gradOutput: Tensor?) {
         let c = config, d = c.dModel
         let top = a.gradResidual[blocks.count]
         if let finalNorm, let head {
@@ -357,48 +383,55 @@ public final class Stage {
             guard let gradOutput else { preconditionFailure("backward on a middle stage needs gradOutput") }
             top.copy(from: gradOutput)
         }
-        for i in stride(from: blocks.count - 1, through: 0, by: -1) {
-            let dOut = a.gradResidual[i + 1], dIn = a.gradResidual[i]
-            dIn.copy(from: dOut)  // the residual path; each branch adds its part below
-            switch (blocks[i], a.blocks[i]) {
-            case (.attention(let w), .attention(let s)): attentionBackwardInput(w, s, x: a.residual[i].data, dOut: dOut.data, dIn: dIn.data)
-            case (.mlp(let w), .mlp(let s)): mlpBackwardInput(w, s, x: a.residual[i].data, dOut: dOut.data, dIn: dIn.data)
-            default: preconditionFailure("activation slot does not match the stage's blocks")
-            }
+    }
+
+    /// Block `i`'s input gradient: d(residual i) from d(residual i+1), and its norm gain's gradient.
+    private func blockInput(_ i: Int, _ a: StageActivations) {
+        let dOut = a.gradResidual[i + 1], dIn = a.gradResidual[i]
+        dIn.copy(from: dOut)  // the residual path; each branch adds its part below
+        switch (blocks[i], a.blocks[i]) {
+        case (.attention(let w), .attention(let s)): attentionBackwardInput(w, s, x: a.residual[i].data, dOut: dOut.data, dIn: dIn.data)
+        case (.mlp(let w), .mlp(let s)): mlpBackwardInput(w, s, x: a.residual[i].data, dOut: dOut.data, dIn: dIn.data)
+        default: preconditionFailure("activation slot does not match the stage's blocks")
         }
-        summed(bucket: 0)
-        return embed == nil ? a.gradResidual[0] : nil
     }
 
     /// The second half: every weight product dW += dYᵀ · X of one micro-batch, from what
     /// `backwardInput` saved, and the embedding's scatter-add.
     public func backwardWeights(_ a: StageActivations) {
+        headWeights(a)
+        for i in stride(from: blocks.count - 1, through: 0, by: -1) { blockWeights(i, a) }
+        embeddingWeights(a)
+    }
+
+    private func headWeights(_ a: StageActivations) {
+        guard let head else { return }
+        Linear.weightGradient(dw: head.grad.data, dout: a.logits!.data, x: a.finalNorm!.data, n: n, inF: config.dModel,
+                              outF: config.vocabSize, precision: precision)
+        summed(bucket: headBucket)
+    }
+
+    /// Block `i`'s weight products, from what its input-gradient half saved.
+    private func blockWeights(_ i: Int, _ a: StageActivations) {
         let c = config, d = c.dModel, f = c.ffnHidden, C = c.qkvWidth, A = c.nHeads * c.headDim
-        if let head {
-            Linear.weightGradient(dw: head.grad.data, dout: a.logits!.data, x: a.finalNorm!.data, n: n, inF: d, outF: c.vocabSize,
+        let dOut = a.gradResidual[i + 1].data
+        switch (blocks[i], a.blocks[i]) {
+        case (.attention(let w), .attention(let s)):
+            Linear.weightGradient(dw: w.o.grad.data, dout: dOut, x: s.attn.data, n: n, inF: A, outF: d, precision: precision)
+            Linear.weightGradient(dw: w.qkvGrad.data, dout: s.dQKV.data, x: s.norm.data, n: n, inF: d, outF: C, precision: precision)
+        case (.mlp(let w), .mlp(let s)):
+            Linear.weightGradient(dw: w.down.grad.data, dout: dOut, x: s.act.data, n: n, inF: f, outF: d, precision: precision)
+            Linear.weightGradient(dw: w.gateUpGrad.data, dout: s.dGateUp.data, x: s.norm.data, n: n, inF: d, outF: 2 * f,
                                   precision: precision)
-            summed(bucket: 1)
+        default: preconditionFailure("activation slot does not match the stage's blocks")
         }
-        let firstBlockBucket = head == nil ? 1 : 2
-        for i in stride(from: blocks.count - 1, through: 0, by: -1) {
-            let dOut = a.gradResidual[i + 1].data
-            switch (blocks[i], a.blocks[i]) {
-            case (.attention(let w), .attention(let s)):
-                Linear.weightGradient(dw: w.o.grad.data, dout: dOut, x: s.attn.data, n: n, inF: A, outF: d, precision: precision)
-                Linear.weightGradient(dw: w.qkvGrad.data, dout: s.dQKV.data, x: s.norm.data, n: n, inF: d, outF: C,
-                                      precision: precision)
-            case (.mlp(let w), .mlp(let s)):
-                Linear.weightGradient(dw: w.down.grad.data, dout: dOut, x: s.act.data, n: n, inF: f, outF: d, precision: precision)
-                Linear.weightGradient(dw: w.gateUpGrad.data, dout: s.dGateUp.data, x: s.norm.data, n: n, inF: d, outF: 2 * f,
-                                      precision: precision)
-            default: preconditionFailure("activation slot does not match the stage's blocks")
-            }
-            summed(bucket: firstBlockBucket + blocks.count - 1 - i)
-        }
-        if let embed {
-            Embedding.backward(dw: embed.grad.data, dout: a.gradResidual[0].data, tokens: a.tokens, n: n, d: d)
-            summed(bucket: trees.count - 1)
-        }
+        summed(bucket: lastBlockBucket + blocks.count - 1 - i)
+    }
+
+    private func embeddingWeights(_ a: StageActivations) {
+        guard let embed else { return }
+        Embedding.backward(dw: embed.grad.data, dout: a.gradResidual[0].data, tokens: a.tokens, n: n, d: config.dModel)
+        summed(bucket: embedBucket)
     }
 
     /// A micro-batch's contribution to a bucket is written: folds it into the bucket's tree.

@@ -1,7 +1,7 @@
 """The exported model reproduces `ugen eval`'s teacher-forced losses when the consumer applies the
 vocabulary schedule that config.json carries (ugen_vocab_schedule), with nothing but numpy,
 safetensors and h5py: a float64 Llama forward (as transformers' LlamaForCausalLM computes it) over the
-same examples `ugen eval` scored (the first N of each task of VAL, one per row, at most
+same examples `ugen eval` scored (N of each task of VAL spread evenly, one per row, at most
 max_position_embeddings + 1 tokens). Without the schedule the losses differ, which is why the export
 must carry it.
 
@@ -91,7 +91,9 @@ def main(export_dir, val_path, eval_path):
         part = report.get(key)
         if not part or part.get("loss") is None:
             continue
-        chosen = [x for x in data if x[2] == code][: part["examples"]]
+        # ugen eval's --max-* take n examples spread evenly over the task's examples: example i·count/n.
+        of_task, n = [x for x in data if x[2] == code], part["examples"]
+        chosen = [of_task[i * len(of_task) // n] for i in range(n)] if n < len(of_task) else of_task
         sums = {True: [0.0, 0.0], False: [0.0, 0.0]}
         for t, m, _ in chosen:
             for schedule in (True, False):
