@@ -118,7 +118,7 @@ bench-bf16-loss: data
 # Data parallelism on tc-shaped links between network-namespace hosts (root): bytes per replica, reduce
 # time against the bandwidth model, share hidden behind compute (Documentation/benchmarks.md).
 bench-data-parallel: release data
-	UGEN_BIN=$(RELEASE) bash cluster/bench/data-parallel.sh
+	UGEN_BIN=$(CURDIR)/$(RELEASE) bash cluster/bench/data-parallel.sh
 
 clean:
 	rm -rf .build data runs

@@ -9,7 +9,7 @@
 #   …                 │
 #
 # Every run trains CONFIG (configs/tiny.yaml) as one stage × R replicas with R × ROWS rows per step (each
-# replica's work stays the same: weak scaling; ROWS a multiple of cluster.micro_batches), CURVE as in production. What it reports per R, over the steps after
+# replica's work stays the same: weak scaling; ROWS a multiple of MICRO, the micro-batches per replica), CURVE as in production. What it reports per R, over the steps after
 # WARMUP (the final checkpoint is outside that window):
 #   - bytes per replica per step: the reduce's own counters in metrics.jsonl when the workers log them
 #     (fields with "reduce" and "sent"/"received"/"bytes" in their name), else the host's interface counters
@@ -39,6 +39,9 @@ DELAY_MS=${DELAY_MS:-0}
 REPLICAS=${REPLICAS:-"1 2 4"}
 STEPS=${STEPS:-30}
 ROWS=${ROWS:-8}
+# Micro-batches per replica: only the step's last micro-batch's backward can hide the reduce (no gradient
+# is final before it), so 1 (the default) gives the reduce the whole backward pass to hide behind.
+MICRO=${MICRO:-1}
 BURST=${BURST:-32kb}
 CONFIG=${CONFIG:-$repo/configs/tiny.yaml}
 WARMUP=${WARMUP:-5}
@@ -50,6 +53,7 @@ if [ -z "${UGEN_BIN:-}" ]; then
   UGEN_BIN=$repo/.build/debug
   [ -x "$repo/.build/release/ugen-worker" ] && [ -x "$repo/.build/release/ugen-coord" ] && UGEN_BIN=$repo/.build/release
 fi
+UGEN_BIN=$(cd "$UGEN_BIN" 2>/dev/null && pwd) || die "UGEN_BIN: no such folder"  # the hosts run in other directories
 [ -x "$UGEN_BIN/ugen-coord" ] && [ -x "$UGEN_BIN/ugen-worker" ] || die "no ugen-coord/ugen-worker in $UGEN_BIN (swift build -c release)"
 [ -f "$DATA/train.h5" ] || die "$DATA/train.h5 missing (make data, or DATA=folder)"
 max_r=0; for r in $REPLICAS; do [ "$r" -gt "$max_r" ] && max_r=$r; done
@@ -147,7 +151,7 @@ for r in $REPLICAS; do
   on coord "$dir/coord" "$UGEN_BIN/ugen-coord" start --config "$CONFIG" --run "$dir/coord/run" \
     --bind "tcp://${addr[coord]}:$port" --key coordinator.key --authorized-keys authorized \
     --set data.dir="$DATA" --set train.steps="$STEPS" --set train.checkpoint_every=0 --set cluster.stages=1 \
-    --set cluster.replicas="$r" --set data.batch_rows=$((ROWS * r)) --set cluster.lost_after_s=30
+    --set cluster.replicas="$r" --set cluster.micro_batches="$MICRO" --set data.batch_rows=$((ROWS * r)) --set cluster.lost_after_s=30
   coord_pid=${pids[0]}
   for ((i = 0; i < r; i++)); do
     on "w$i" "$dir/w$i" "$UGEN_BIN/ugen-worker" join --coord "tcp://${addr[coord]}:$port" --key "w$i.key" \
