@@ -383,21 +383,12 @@ public struct ReduceHeader: Equatable {
 
     /// The header's 21 bytes, written on the stack.
     public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try withUnsafeTemporaryAllocation(byteCount: DataHeader.size, alignment: 1) { raw in
-            raw[0] = Self.kind
-            raw.storeBytes(of: generation.littleEndian, toByteOffset: 1, as: Int32.self)
-            raw.storeBytes(of: step.littleEndian, toByteOffset: 5, as: Int32.self)
-            raw.storeBytes(of: round.littleEndian, toByteOffset: 9, as: Int32.self)
-            raw.storeBytes(of: fromReplica.littleEndian, toByteOffset: 13, as: Int32.self)
-            raw.storeBytes(of: offset.littleEndian, toByteOffset: 17, as: Int32.self)
-            return try body(UnsafeRawBufferPointer(raw))
-        }
+        try DataHeader.withFields(kind: Self.kind, (generation, step, round, fromReplica, offset), body)
     }
 
     public init(_ raw: UnsafeRawBufferPointer) throws {
         guard raw.count == DataHeader.size, raw[0] == Self.kind else { throw ProtocolError.malformedReduceHeader }
-        func field(_ i: Int) -> Int32 { Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 1 + 4 * i, as: Int32.self)) }
-        generation = field(0); step = field(1); round = field(2); fromReplica = field(3); offset = field(4)
+        (generation, step, round, fromReplica, offset) = DataHeader.fields(raw)
     }
 }
 
@@ -418,15 +409,25 @@ public struct DataHeader: Equatable {
 
     /// The header's 21 bytes, written on the stack (a send in the training step allocates nothing).
     public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try withUnsafeTemporaryAllocation(byteCount: Self.size, alignment: 1) { raw in
-            raw[0] = kind.rawValue
-            raw.storeBytes(of: generation.littleEndian, toByteOffset: 1, as: Int32.self)
-            raw.storeBytes(of: step.littleEndian, toByteOffset: 5, as: Int32.self)
-            raw.storeBytes(of: microBatch.littleEndian, toByteOffset: 9, as: Int32.self)
-            raw.storeBytes(of: firstRow.littleEndian, toByteOffset: 13, as: Int32.self)
-            raw.storeBytes(of: rowCount.littleEndian, toByteOffset: 17, as: Int32.self)
+        try Self.withFields(kind: kind.rawValue, (generation, step, microBatch, firstRow, rowCount), body)
+    }
+
+    /// The layout both data-socket headers share (this one and `ReduceHeader`): a kind byte, then five
+    /// Int32 LE fields, 21 bytes in all, written on the stack.
+    static func withFields<R>(kind: UInt8, _ f: (Int32, Int32, Int32, Int32, Int32),
+                              _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try withUnsafeTemporaryAllocation(byteCount: size, alignment: 1) { raw in
+            raw[0] = kind
+            func store(_ i: Int, _ v: Int32) { raw.storeBytes(of: v.littleEndian, toByteOffset: 1 + 4 * i, as: Int32.self) }
+            store(0, f.0); store(1, f.1); store(2, f.2); store(3, f.3); store(4, f.4)
             return try body(UnsafeRawBufferPointer(raw))
         }
+    }
+
+    /// The five Int32 fields after the kind byte of a 21-byte header (its size checked by the caller).
+    static func fields(_ raw: UnsafeRawBufferPointer) -> (Int32, Int32, Int32, Int32, Int32) {
+        func field(_ i: Int) -> Int32 { Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 1 + 4 * i, as: Int32.self)) }
+        return (field(0), field(1), field(2), field(3), field(4))
     }
 
     public var bytes: [UInt8] { withBytes { Array($0) } }
@@ -440,10 +441,6 @@ public struct DataHeader: Equatable {
     public init(_ raw: UnsafeRawBufferPointer) throws {
         guard raw.count == Self.size, let k = Kind(rawValue: raw[0]) else { throw ProtocolError.malformedDataHeader }
         kind = k
-        generation = Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 1, as: Int32.self))
-        step = Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 5, as: Int32.self))
-        microBatch = Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 9, as: Int32.self))
-        firstRow = Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 13, as: Int32.self))
-        rowCount = Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 17, as: Int32.self))
+        (generation, step, microBatch, firstRow, rowCount) = Self.fields(raw)
     }
 }

@@ -62,6 +62,7 @@ tag=ugendp$$
 sw=$tag-sw
 hosts=(coord); for ((i = 0; i < max_r; i++)); do hosts+=("w$i"); done
 declare -A addr=([coord]=10.78.0.1)
+. cluster/netns/switch.sh  # (the working directory is the repository)
 for ((i = 0; i < max_r; i++)); do addr[w$i]=10.78.0.$((10 + i)); done
 port=5556
 work=$(mktemp -d /tmp/ugen-data-parallel.XXXXXX)
@@ -106,20 +107,9 @@ shape() {  # shape NAMESPACE DEVICE: tbf at BW_MBIT (behind a netem delay when D
   ip netns exec "$ns" tc qdisc add dev "$dev" $parent handle 10: tbf rate "${BW_MBIT}mbit" burst "$BURST" latency 200ms \
     || die "tc tbf failed on $dev in $ns (sch_tbf missing?)"
 }
-ip netns add "$sw"
-ip -n "$sw" link set lo up
-ip -n "$sw" link add br0 type bridge
-ip -n "$sw" link set br0 up
-for h in "${hosts[@]}"; do
-  ns=$tag-$h
-  ip netns add "$ns"
-  ip link add eth0 netns "$ns" type veth peer name "port-$h" netns "$sw"
-  ip -n "$sw" link set "port-$h" master br0 up
-  ip -n "$ns" addr add "${addr[$h]}/24" dev eth0
-  ip -n "$ns" link set eth0 up
-  ip -n "$ns" link set lo up
-  if [ "$h" != coord ]; then shape "$ns" eth0; shape "$sw" "port-$h"; fi  # host → switch, switch → host
-done
+# host → switch and switch → host, for the workers' links.
+shape_host() { [ "$2" = coord ] || { shape "$1" eth0; shape "$sw" "port-$2"; }; }
+netns_build shape_host
 say "${#hosts[@]} hosts; worker links shaped to $BW_MBIT Mbit/s each way$([ "$DELAY_MS" = 0 ] || echo ", netem delay $DELAY_MS ms")"
 
 # --- keys --------------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ tag=ugen$$
 sw=$tag-sw
 hosts=(coord w1 w2)
 declare -A addr=([coord]=10.77.0.1 [w1]=10.77.0.2 [w2]=10.77.0.3)
+. cluster/netns/switch.sh  # (the working directory is the repository)
 port=5555
 work=$(mktemp -d /tmp/ugen-netns-check.XXXXXX)
 pids=()
@@ -77,20 +78,7 @@ trap 'exit 130' INT TERM
 
 # --- the network -------------------------------------------------------------------------------------
 t=$(now)
-ip netns add "$sw"
-ip -n "$sw" link set lo up
-ip -n "$sw" link add br0 type bridge
-ip -n "$sw" link set br0 up
-for h in "${hosts[@]}"; do
-  ns=$tag-$h
-  ip netns add "$ns"
-  # eth0 inside the host, port-$h on the switch: created in place, never in the machine's namespace.
-  ip link add eth0 netns "$ns" type veth peer name "port-$h" netns "$sw"
-  ip -n "$sw" link set "port-$h" master br0 up
-  ip -n "$ns" addr add "${addr[$h]}/24" dev eth0
-  ip -n "$ns" link set eth0 up
-  ip -n "$ns" link set lo up
-done
+netns_build
 say "namespaces up: $(ip netns list | grep -c "^$tag-") ($(since "$t") s)"
 
 # --- keys: made once, then each host gets only what it needs ----------------------------------------
