@@ -68,7 +68,9 @@ demo: data-demo
 # list once they are formatted (`swift format format -i FILE`); the rest of the tree follows as it is touched.
 LINTED := Sources/UGenRecords Sources/UGenCluster/StopRequest.swift \
           Sources/UGenBench/PackerBenchmark.swift Tests/UGenDashboardTests/RecordsTests.swift \
-          Tests/UGenKernelsTests/ThreadCountTests.swift Tests/UGenClusterTests/ErrorCaseTests.swift
+          Tests/UGenKernelsTests/ThreadCountTests.swift Tests/UGenClusterTests/ErrorCaseTests.swift \
+          Sources/UGenModel/GradientTree.swift Sources/UGenCluster/ReplicaReduce.swift Sources/UGenCluster/ReduceThread.swift \
+          Sources/UGenCluster/StepMessages.swift Sources/UGenCluster/Coordinator+Recovery.swift Sources/UGenCluster/HeartbeatLink.swift
 lint:
 	$(SWIFT) format lint --strict --recursive $(LINTED)
 

@@ -34,13 +34,15 @@ extension Coordinator {
             } catch { throw WorkerLost(workerId: id, reason: "malformed saveReply: \(error)") }
         }
         let sched = data.schedule
-        let progress = TrainingProgress(step: step, tokensSeen: tokensSeen, dataSeed: config.dataSeed, dataState: data.source.state,
-                                        vocabKind: sched.kind.rawValue, vocabActive: sched.activeCount(step: step),
-                                        vocabOrder: sched.order.map { Int32(sched.firstVisualId + $0) },
-                                        rngStates: ["init_seed": UInt64(config.seed), "vocab_seed": UInt64(config.vocabSeed)],
-                                        configYAML: config.yaml, tokenizerHash: data.tokenizerHash, datasetHash: data.datasetHash)
-        let ckpt = Checkpoint(model: model, vocabLayout: data.layout.attributes, params: params, adamM: mm, adamV: vv,
-                              optimizerStep: optimizerStep, progress: progress)
+        let progress = TrainingProgress(
+            step: step, tokensSeen: tokensSeen, dataSeed: config.dataSeed, dataState: data.source.state,
+            vocabKind: sched.kind.rawValue, vocabActive: sched.activeCount(step: step),
+            vocabOrder: sched.order.map { Int32(sched.firstVisualId + $0) },
+            rngStates: ["init_seed": UInt64(config.seed), "vocab_seed": UInt64(config.vocabSeed)],
+            configYAML: config.yaml, tokenizerHash: data.tokenizerHash, datasetHash: data.datasetHash)
+        let ckpt = Checkpoint(
+            model: model, vocabLayout: data.layout.attributes, params: params, adamM: mm, adamV: vv,
+            optimizerStep: optimizerStep, progress: progress)
         let path = try CheckpointFile.save(ckpt, runDirectory: options.runDirectory, keep: config.keepCheckpoints)
         lastCheckpointPath = path
         let ms = Date().timeIntervalSince(t0) * 1000
@@ -57,8 +59,12 @@ extension Coordinator {
         assigned = false
         if let m = members[lost.workerId] {
             log.error("worker \(m.name) lost: \(lost.reason)")
-            runLog.event("lost", [("worker", .string(m.name)), ("host", .string(m.host)), ("reason", .string(lost.reason)),
-                                  ("step", .int(step))])
+            runLog.event(
+                "lost",
+                [
+                    ("worker", .string(m.name)), ("host", .string(m.host)), ("reason", .string(lost.reason)),
+                    ("step", .int(step)),
+                ])
             // The fault is this worker's: a strike against its key; from the second one it is quarantined.
             strike(m.principal, name: m.name, reason: lost.reason)
             // If it is still alive (a hung step, a stalled link) it is told so, and joins again afresh.
@@ -80,8 +86,12 @@ extension Coordinator {
     /// the precision changes, an event says so (the losses from here on are not the other precision's).
     func notePrecisionChange() {
         guard let saved = checkpointPrecision, saved != config.precision else { return }
-        runLog.event("precision", [("from", .string(saved.rawValue)), ("to", .string(config.precision.rawValue)),
-                                   ("step", .int(step)), ("checkpoint", .string(lastCheckpointPath ?? ""))])
+        runLog.event(
+            "precision",
+            [
+                ("from", .string(saved.rawValue)), ("to", .string(config.precision.rawValue)),
+                ("step", .int(step)), ("checkpoint", .string(lastCheckpointPath ?? "")),
+            ])
         log.info("checkpoint trained in \(saved.rawValue) resumes in \(config.precision.rawValue) (master weights are fp32 either way)")
     }
 

@@ -19,9 +19,15 @@ final class HeartbeatLink: @unchecked Sendable {
     }
 
     /// Seconds between heartbeats: `cluster.heartbeat_s` of the run once assigned, its default before.
-    var interval: Double { get { lock.withLock { _interval } } set { lock.withLock { _interval = newValue } } }
+    var interval: Double {
+        get { lock.withLock { _interval } }
+        set { lock.withLock { _interval = newValue } }
+    }
 
-    var workerId: Int { get { lock.withLock { _workerId } } set { lock.withLock { _workerId = newValue } } }
+    var workerId: Int {
+        get { lock.withLock { _workerId } }
+        set { lock.withLock { _workerId = newValue } }
+    }
     var lost: Bool { lock.withLock { _lost } }
     /// The instance id in the coordinator's latest heartbeat reply.
     var coordinator: String? { lock.withLock { _coordinator } }
@@ -31,13 +37,22 @@ final class HeartbeatLink: @unchecked Sendable {
     private var idleText = "idle", position: (step: Int, forward: Bool, microBatch: Int)? = nil
     private var waitingSince: DispatchTime? = nil, reducePartner: Int? = nil
     /// This worker's stage and replica (for the wait reports).
-    var place: (stage: Int, replica: Int) { get { lock.withLock { _place } } set { lock.withLock { _place = newValue } } }
+    var place: (stage: Int, replica: Int) {
+        get { lock.withLock { _place } }
+        set { lock.withLock { _place = newValue } }
+    }
     private var _place = (stage: -1, replica: -1)
-    func setStatus(_ s: String) { lock.withLock { idleText = s; position = nil; waitingSince = nil } }
+    func setStatus(_ s: String) {
+        lock.withLock {
+            idleText = s; position = nil; waitingSince = nil
+        }
+    }
     func setPosition(step: Int, forward: Bool, microBatch: Int) { lock.withLock { position = (step, forward, microBatch) } }
     /// `reduceFrom`: the replica whose all-reduce segment it waits for.
     func setWaiting(_ w: Bool, reduceFrom: Int? = nil) {
-        lock.withLock { waitingSince = w ? DispatchTime.now() : nil; reducePartner = reduceFrom }
+        lock.withLock {
+            waitingSince = w ? DispatchTime.now() : nil; reducePartner = reduceFrom
+        }
     }
 
     /// What the worker waits for now (nil: it is not waiting), for the coordinator's hang probe.
@@ -48,8 +63,9 @@ final class HeartbeatLink: @unchecked Sendable {
             if let partner = reducePartner {
                 return WaitReport(step: p.step, what: .reduce, microBatch: -1, fromStage: _place.stage, fromReplica: partner, seconds: secs)
             }
-            return WaitReport(step: p.step, what: p.forward ? .activation : .gradient, microBatch: p.microBatch,
-                              fromStage: _place.stage + (p.forward ? -1 : 1), fromReplica: _place.replica, seconds: secs)
+            return WaitReport(
+                step: p.step, what: p.forward ? .activation : .gradient, microBatch: p.microBatch,
+                fromStage: _place.stage + (p.forward ? -1 : 1), fromReplica: _place.replica, seconds: secs)
         }
     }
 
@@ -62,14 +78,17 @@ final class HeartbeatLink: @unchecked Sendable {
                 s += ", waiting for replica \(partner)'s all-reduce segment for \(String(format: "%.1f", secs)) s"
             } else if let w = waitingSince {
                 let secs = Double(DispatchTime.now().uptimeNanoseconds - w.uptimeNanoseconds) / 1e9
-                s += ", waiting for the \(p.forward ? "previous stage's activation" : "next stage's gradient") for \(String(format: "%.1f", secs)) s"
+                s +=
+                    ", waiting for the \(p.forward ? "previous stage's activation" : "next stage's gradient") for \(String(format: "%.1f", secs)) s"
             }
             return s
         }
     }
 
     func start(workerId: Int) {
-        lock.withLock { _workerId = workerId; running = true }
+        lock.withLock {
+            _workerId = workerId; running = true
+        }
         let t = Thread { [weak self] in self?.loop() }
         thread = t
         t.start()
@@ -103,8 +122,13 @@ final class HeartbeatLink: @unchecked Sendable {
                     if let reply = try? WireMessage(frames: frames), let hb = try? reply.decode(Heartbeat.self) {
                         if let c = hb.coordinator { lock.withLock { _coordinator = c } }
                         if hb.probe == true {  // a step is past its deadline: say what we wait for, now
-                            _ = try? socket.send(WireMessage(.heartbeat, Heartbeat(workerId: workerId, status: status, answer: true,
-                                                                                   wait: waitReport)).frames)
+                            _ = try? socket.send(
+                                WireMessage(
+                                    .heartbeat,
+                                    Heartbeat(
+                                        workerId: workerId, status: status, answer: true,
+                                        wait: waitReport)
+                                ).frames)
                         }
                     }
                 }
@@ -113,4 +137,3 @@ final class HeartbeatLink: @unchecked Sendable {
         }
     }
 }
-

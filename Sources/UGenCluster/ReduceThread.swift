@@ -64,7 +64,9 @@ final class ReduceThread: @unchecked Sendable {
             if !running { break }
             do { try check() } catch { abandon(); throw error }
         }
-        let error: Error? = cond.withLock { state = .idle; return failure }
+        let error: Error? = cond.withLock {
+            state = .idle; return failure
+        }
         if let error { throw error }
     }
 
@@ -83,7 +85,9 @@ final class ReduceThread: @unchecked Sendable {
     /// process's ZeroMQ context can close at exit.
     func stop() {
         abandon()
-        cond.withLock { state = .stopped; data = nil; sockets = []; cond.broadcast() }
+        cond.withLock {
+            state = .stopped; data = nil; sockets = []; cond.broadcast()
+        }
     }
 
     private func loop() {
@@ -102,12 +106,15 @@ final class ReduceThread: @unchecked Sendable {
                         return abort
                     }
                     if stop { throw Abandoned() }
-                    try reducer.reduce(bucket: b, generation: Int32(generation), step: Int32(step), sockets: sockets,
-                                       receive: { try self.receiveOne() }, waiting: onWait)
+                    try reducer.reduce(
+                        bucket: b, generation: Int32(generation), step: Int32(step), sockets: sockets,
+                        receive: { try self.receiveOne() }, waiting: onWait)
                 }
             } catch is Abandoned {} catch { result = error }
             reduceNanos = DispatchTime.now().uptimeNanoseconds - t0
-            cond.withLock { failure = result; state = .done; cond.broadcast() }
+            cond.withLock {
+                failure = result; state = .done; cond.broadcast()
+            }
         }
     }
 
@@ -122,8 +129,11 @@ final class ReduceThread: @unchecked Sendable {
         guard size == DataHeader.size, header[0] == ReduceHeader.kind, data.hasMore else {
             try data.discardRest()
             let key = data.lastSender
-            throw PeerFault(key: key, reason: "a data message that is no all-reduce segment (\(size)-byte header, kind \(header[0])) during step \(step)'s all-reduce"
-                                + (key.map { " from CURVE key \(PeerText.escape($0, limit: 48))" } ?? ""))
+            throw PeerFault(
+                key: key,
+                reason:
+                    "a data message that is no all-reduce segment (\(size)-byte header, kind \(header[0])) during step \(step)'s all-reduce"
+                    + (key.map { " from CURVE key \(PeerText.escape($0, limit: 48))" } ?? ""))
         }
         let h = try header.withUnsafeBytes { try ReduceHeader(UnsafeRawBufferPointer(rebasing: $0[0..<DataHeader.size])) }
         try reducer.receive(h, from: data, generation: generation, step: step)

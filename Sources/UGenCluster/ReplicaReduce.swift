@@ -42,7 +42,9 @@ final class ReplicaReduce: @unchecked Sendable {
         }
         guard (0..<replicas).contains(replica) else { throw ProtocolError.allReduce(reason: "replica \(replica) outside 0..<\(replicas)") }
         let count = buckets.joined().reduce(0) { $0 + $1.count }
-        guard count <= Int(Int32.max) else { throw ProtocolError.allReduce(reason: "\(count) gradient elements do not fit a reduce header's offset") }
+        guard count <= Int(Int32.max) else {
+            throw ProtocolError.allReduce(reason: "\(count) gradient elements do not fit a reduce header's offset")
+        }
         self.replica = replica; self.replicas = replicas; self.peerKeys = peerKeys; self.buckets = buckets
         var regions: [Range<Int>] = [], at = 0
         for b in buckets { let n = b.reduce(0) { $0 + $1.count }; regions.append(at..<(at + n)); at += n }
@@ -104,7 +106,9 @@ final class ReplicaReduce: @unchecked Sendable {
             try refuse("reduce message claiming replica \(from) with another CURVE key")
         }
         guard Int(h.offset) == s.segment.lowerBound, !arrived[round], socket.hasMore else {
-            try refuse("reduce message of round \(round) at offset \(h.offset)\(arrived[round] ? ", a duplicate" : ""), expected offset \(s.segment.lowerBound)")
+            try refuse(
+                "reduce message of round \(round) at offset \(h.offset)\(arrived[round] ? ", a duplicate" : ""), expected offset \(s.segment.lowerBound)"
+            )
         }
         let expected = s.segment.count * 4
         let got = try socket.receive(into: s.into, capacity: expected)
@@ -116,15 +120,20 @@ final class ReplicaReduce: @unchecked Sendable {
 
     /// All-reduces bucket `b` (final in the stage's gradients): copies it into `flat`, runs the rounds
     /// (sending through `sockets`, indexed by replica; `receive` takes one message in), copies the sum back.
-    func reduce(bucket b: Int, generation: Int32, step: Int32, sockets: [ZMQSocket?], receive: () throws -> Void,
-                waiting: (Int) -> Void) throws {
+    func reduce(
+        bucket b: Int, generation: Int32, step: Int32, sockets: [ZMQSocket?], receive: () throws -> Void,
+        waiting: (Int) -> Void
+    ) throws {
         var o = regions[b].lowerBound
         for g in buckets[b] { (flat.data + o).update(from: g.data, count: g.count); o += g.count }
         let p = partners.count, base = b * 2 * p
         func send(_ round: Int, _ to: Int, _ segment: Range<Int>) throws {
-            guard let socket = sockets.indices.contains(to) ? sockets[to] : nil else { throw ProtocolError.allReduce(reason: "no socket to replica \(to)") }
-            let h = ReduceHeader(generation: generation, step: step, round: Int32(round), fromReplica: Int32(replica),
-                                 offset: Int32(segment.lowerBound))
+            guard let socket = sockets.indices.contains(to) ? sockets[to] : nil else {
+                throw ProtocolError.allReduce(reason: "no socket to replica \(to)")
+            }
+            let h = ReduceHeader(
+                generation: generation, step: step, round: Int32(round), fromReplica: Int32(replica),
+                offset: Int32(segment.lowerBound))
             try h.withBytes { try socket.sendPart($0, more: true) }
             try socket.sendPart(UnsafeRawBufferPointer(start: flat.data + segment.lowerBound, count: segment.count * 4), more: false)
             bytesSent += DataHeader.size + segment.count * 4
