@@ -1,4 +1,5 @@
 import Foundation
+import UGenData
 import UGenTraining
 
 /// One step's `step` orders, built once per step instead of once per worker: the order's head (its JSON)
@@ -10,11 +11,11 @@ struct StepMessages {
     let head: Data
     let tokenMap: Data?
     let inactive: Data?
-    let batch: TrainingBatch
+    let batch: Batch
     /// Token positions per replica (its rows × seq_len).
     let perReplica: Int
 
-    init(order: StepOrder, vocab: StepVocab, batch: TrainingBatch, perReplica: Int) {
+    init(order: StepOrder, vocab: StepVocab, batch: Batch, perReplica: Int) {
         head = WireMessage(.step, order).frames[0]
         tokenMap = vocab.tokenMap.map(bytes)
         inactive = vocab.inactive.map(bytes)

@@ -47,6 +47,10 @@ public struct Batch: Equatable, Sendable {
     public var targets: [Int32]
     public var mask: [Float]
     public var tasks: [UInt8]
+
+    public init(rows: Int, seqLen: Int, inputs: [Int32], targets: [Int32], mask: [Float], tasks: [UInt8]) {
+        self.rows = rows; self.seqLen = seqLen; self.inputs = inputs; self.targets = targets; self.mask = mask; self.tasks = tasks
+    }
 }
 
 /// Builds training rows from whole examples. A row holds seqLen+1 tokens (inputs are tokens 0..<seqLen,

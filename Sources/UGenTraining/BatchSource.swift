@@ -1,11 +1,12 @@
 import Foundation
+import UGenData
 import UGenKernels
 
 /// Where global batches come from. The coordinator (or the single-process run) asks for the batch of a
 /// step; a source is deterministic in (its seed, step), so a resumed run sees the same batches.
 public protocol BatchSource: AnyObject {
     /// The global batch for optimizer step `step` (0-based). `textOnly`: draw text examples only.
-    func batch(step: Int, textOnly: Bool) throws -> TrainingBatch
+    func batch(step: Int, textOnly: Bool) throws -> Batch
     /// Where the stream stands (JSON text), recorded in checkpoints.
     var state: String { get }
     /// Continues from a recorded `state`.
@@ -27,7 +28,7 @@ public final class ByteWindowSource: BatchSource {
     public var state: String { "{}" }
     public func restore(state: String) throws {}
 
-    public func batch(step: Int, textOnly: Bool) throws -> TrainingBatch {
+    public func batch(step: Int, textOnly: Bool) throws -> Batch {
         var rng = SplitMix64(seed: seed &+ UInt64(step) &* 0x9E37_79B9)
         let n = rows * seqLen
         var inputs = [Int32](repeating: 0, count: n), targets = inputs
@@ -38,7 +39,7 @@ public final class ByteWindowSource: BatchSource {
                 targets[r * seqLen + t] = Int32(bytes[start + t + 1])
             }
         }
-        return TrainingBatch(rows: rows, seqLen: seqLen, inputs: inputs, targets: targets,
+        return Batch(rows: rows, seqLen: seqLen, inputs: inputs, targets: targets,
                              mask: [Float](repeating: 1, count: n), tasks: [UInt8](repeating: 0, count: n))
     }
 }

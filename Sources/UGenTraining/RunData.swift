@@ -66,12 +66,11 @@ public final class PackerSource: BatchSource {
     public let packer: Packer
     public init(_ packer: Packer) { self.packer = packer }
 
-    public func batch(step: Int, textOnly: Bool) throws -> TrainingBatch {
+    public func batch(step: Int, textOnly: Bool) throws -> Batch {
         guard step == packer.state.batches else {
             throw RunError.dataStreamAt(batch: packer.state.batches, asked: step)
         }
-        let b = try packer.nextBatch(textOnly: textOnly)
-        return TrainingBatch(rows: b.rows, seqLen: b.seqLen, inputs: b.inputs, targets: b.targets, mask: b.mask, tasks: b.tasks)
+        return try packer.nextBatch(textOnly: textOnly)
     }
 
     public var state: String {

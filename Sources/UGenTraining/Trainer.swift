@@ -1,23 +1,15 @@
 import Foundation
+import UGenData
 import UGenKernels
 import UGenModel
 import UGenStore
 
-/// One global batch as the trainer sees it: `rows` rows of `seqLen` positions. `targets[i]` is the
-/// token that should follow `inputs[i]`; `mask[i]` is 1 where that prediction carries loss; `tasks[i]`
-/// is the example kind at that position (0 text, 1 image→text, 2 text→image, 255 padding).
-public struct TrainingBatch: Sendable {
-    public var rows: Int, seqLen: Int
-    public var inputs: [Int32], targets: [Int32], mask: [Float], tasks: [UInt8]
-    public init(rows: Int, seqLen: Int, inputs: [Int32], targets: [Int32], mask: [Float], tasks: [UInt8]) {
-        self.rows = rows; self.seqLen = seqLen; self.inputs = inputs; self.targets = targets; self.mask = mask; self.tasks = tasks
-    }
-
+extension Batch {
     /// Rows `r ..< r+count` as a smaller batch (a micro-batch).
-    public func slice(rows r: Int, count: Int) -> TrainingBatch {
+    public func slice(rows r: Int, count: Int) -> Batch {
         let a = r * seqLen, b = (r + count) * seqLen
-        return TrainingBatch(rows: count, seqLen: seqLen, inputs: Array(inputs[a..<b]), targets: Array(targets[a..<b]),
-                             mask: Array(mask[a..<b]), tasks: Array(tasks[a..<b]))
+        return Batch(rows: count, seqLen: seqLen, inputs: Array(inputs[a..<b]), targets: Array(targets[a..<b]),
+                     mask: Array(mask[a..<b]), tasks: Array(tasks[a..<b]))
     }
 }
 
@@ -129,7 +121,7 @@ public final class Trainer {
     }
 
     /// One optimizer step on a global batch.
-    public func train(_ batch: TrainingBatch, vocab: StepVocab? = nil) -> StepResult {
+    public func train(_ batch: Batch, vocab: StepVocab? = nil) -> StepResult {
         precondition(batch.rows == config.batchRows && batch.seqLen == config.seqLen, "batch shape does not match the config")
         let maskSum = effectiveMaskSum(targets: batch.targets, mask: batch.mask, inactive: vocab?.inactive)
         let gradScale = Float(1 / max(maskSum, 1))
@@ -176,7 +168,7 @@ public final class Trainer {
 extension Trainer {
     /// One step under `train.on_nonfinite` (`guard` carries the skips in a row): a non-finite step is never
     /// applied; when skipped the step count moves on (the batch is consumed), otherwise this throws.
-    public func step(_ batch: TrainingBatch, vocab: StepVocab? = nil, guard g: inout NonFiniteGuard) throws -> StepResult {
+    public func step(_ batch: Batch, vocab: StepVocab? = nil, guard g: inout NonFiniteGuard) throws -> StepResult {
         let r = train(batch, vocab: vocab)
         if try g.check(step: step, loss: r.loss, norm: r.gradNorm, stage: "the whole model (single process)") { step += 1 }
         return r

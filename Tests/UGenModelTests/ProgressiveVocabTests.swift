@@ -1,4 +1,5 @@
 import XCTest
+import UGenData
 import UGenKernels
 import UGenModel
 @testable import UGenTraining
@@ -18,14 +19,14 @@ final class ProgressiveVocabTests: XCTestCase {
     }
 
     /// A batch mixing text and visual ids in inputs and targets.
-    func batch(seed: UInt64) -> TrainingBatch {
+    func batch(seed: UInt64) -> Batch {
         var rng = SplitMix64(seed: seed)
         let n = 4 * 16
         let draw = { (r: inout SplitMix64) -> Int32 in
             r.nextInt(below: 2) == 0 ? Int32(r.nextInt(below: 256)) : Int32(262 + r.nextInt(below: 40))
         }
         let inputs = (0..<n).map { _ in draw(&rng) }, targets = (0..<n).map { _ in draw(&rng) }
-        return TrainingBatch(rows: 4, seqLen: 16, inputs: inputs, targets: targets, mask: [Float](repeating: 1, count: n),
+        return Batch(rows: 4, seqLen: 16, inputs: inputs, targets: targets, mask: [Float](repeating: 1, count: n),
                              tasks: [UInt8](repeating: 2, count: n))
     }
 
