@@ -314,26 +314,23 @@ public final class Worker {
             if !stage.spec.hasEmbedding { tally.waitMs += try waitFor(.activation, k, rows: rows.upperBound, step: order.step) }
             let t1 = clock()
             if stage.spec.hasEmbedding {
-                inputs.tokens.withUnsafeBufferPointer { tk in withOptionalPointer(inputs.tokenMap) { map in
-                    stage.forward(a, tokens: tk.baseAddress! + k * n, tokenMap: map, rows: rows) } }
+                stage.forward(a, tokens: inputs.tokens, at: k * n, tokenMap: inputs.tokenMap, rows: rows)
             } else {
                 let width = stage.seqLen * d, at = rows.lowerBound * width
                 (a.input.data + at).update(from: activationIn[k].data + at, count: rows.count * width)
                 stage.forward(a, rows: rows)
             }
             if stage.spec.hasHead {
-                inputs.targets.withUnsafeBufferPointer { tg in inputs.mask.withUnsafeBufferPointer { mk in
-                    withOptionalPointer(inputs.inactive) { ia in
-                        stage.crossEntropy(a, targets: tg.baseAddress! + k * n, mask: mk.baseAddress! + k * n, inactive: ia,
-                                           gradScale: order.gradScale, rows: rows)
-                    } } }
+                if let sum = stage.crossEntropy(a, targets: inputs.targets, mask: inputs.mask, at: k * n, inactive: inputs.inactive,
+                                                gradScale: order.gradScale, rows: rows) {
+                    tally.lossSums[k] = sum
+                }
             } else {
                 try sendRows(toNext!, header, a.output, rows: rows)
             }
             tally.forwardMs += clock() - t1
         }
         if stage.spec.hasHead {
-            tally.lossSums[k] = stage.lossSum(a)
             inputs.tasks.withUnsafeBufferPointer { tk in
                 tally.taskLosses.add(tokenLoss: a.tokenLoss!.data, mask: stage.lastEffectiveMask.data, tasks: tk.baseAddress! + k * n, n: n)
             }
@@ -503,11 +500,5 @@ struct PeerFault: Error, CustomStringConvertible {
     var key: String?
     var reason: String
     var description: String { reason }
-}
-
-/// Calls `body` with a pointer to the array's storage, or nil.
-func withOptionalPointer<T, R>(_ a: [T]?, _ body: (UnsafePointer<T>?) throws -> R) rethrows -> R {
-    if let a { return try a.withUnsafeBufferPointer { try body($0.baseAddress!) } }
-    return try body(nil)
 }
 

@@ -287,14 +287,8 @@ public final class Evaluator {
                     mask[r * S + j] = Float(e.mask[j + 1])
                 }
             }
-            withOptional(vocab.tokenMap) { map in inputs.withUnsafeBufferPointer { stage.forward(a, tokens: $0.baseAddress!, tokenMap: map) } }
-            withOptional(vocab.inactive) { inactive in
-                targets.withUnsafeBufferPointer { t in
-                    mask.withUnsafeBufferPointer { m in
-                        _ = stage.loss(a, targets: t.baseAddress!, mask: m.baseAddress!, inactive: inactive, gradScale: 0)
-                    }
-                }
-            }
+            stage.forward(a, tokens: inputs, tokenMap: vocab.tokenMap)
+            stage.crossEntropy(a, targets: targets, mask: mask, inactive: vocab.inactive, gradScale: 0)
             body(batchStart, targets, stage.lastEffectiveMask, a.tokenLoss!)
         }
     }

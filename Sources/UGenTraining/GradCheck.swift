@@ -121,18 +121,9 @@ public struct GradCheck {
             let a = stage.activations(0)
             let logits = Tensor([B * T, c.vocabSize])
             var lossSum = 0.0
-            inputs.withUnsafeBufferPointer { inp in
-                stage.forward(a, tokens: inp.baseAddress!)
-            }
-            targets.withUnsafeBufferPointer { tgt in
-                mask.withUnsafeBufferPointer { m in
-                    let call = { (ina: UnsafePointer<UInt8>?) in
-                        lossSum = stage.loss(a, targets: tgt.baseAddress!, mask: m.baseAddress!, inactive: ina,
-                                             gradScale: 1 / maskSum, logitsOut: logits.data)
-                    }
-                    if let inactive { inactive.withUnsafeBufferPointer { call($0.baseAddress!) } } else { call(nil) }
-                }
-            }
+            stage.forward(a, tokens: inputs, tokenMap: nil)
+            lossSum = stage.crossEntropy(a, targets: targets, mask: mask, inactive: inactive, gradScale: 1 / maskSum,
+                                         logitsOut: logits.data)!
             stage.backward(a)
             let loss = lossSum / Double(maskSum)
             let refLoss: [Double] = try f.read("\(group)/loss")

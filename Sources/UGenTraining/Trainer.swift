@@ -134,19 +134,12 @@ public final class Trainer {
             let r0 = mb * rowsPer * batch.seqLen
             let n = stage.n
             for rows in stage.forwardPieces(microBatch: mb, of: microBatches) {
-                withOptional(vocab?.tokenMap) { map in
-                    batch.inputs.withUnsafeBufferPointer { stage.forward(a, tokens: $0.baseAddress! + r0, tokenMap: map, rows: rows) }
-                }
-                withOptional(vocab?.inactive) { inactive in
-                    batch.targets.withUnsafeBufferPointer { t in
-                        batch.mask.withUnsafeBufferPointer { m in
-                            stage.crossEntropy(a, targets: t.baseAddress! + r0, mask: m.baseAddress! + r0, inactive: inactive,
-                                               gradScale: gradScale, rows: rows)
-                        }
-                    }
+                stage.forward(a, tokens: batch.inputs, at: r0, tokenMap: vocab?.tokenMap, rows: rows)
+                if let sum = stage.crossEntropy(a, targets: batch.targets, mask: batch.mask, at: r0, inactive: vocab?.inactive,
+                                                gradScale: gradScale, rows: rows) {
+                    lossSum += sum
                 }
             }
-            lossSum += stage.lossSum(a)
             batch.tasks.withUnsafeBufferPointer { t in
                 tasks.add(tokenLoss: a.tokenLoss!.data, mask: stage.lastEffectiveMask.data, tasks: t.baseAddress! + r0, n: n)
             }
@@ -189,9 +182,3 @@ extension Trainer {
     }
 }
 
-/// Calls `body` with a pointer to the array's storage, or nil.
-@inline(__always)
-func withOptional<T, R>(_ a: [T]?, _ body: (UnsafePointer<T>?) -> R) -> R {
-    if let a { return a.withUnsafeBufferPointer { body($0.baseAddress!) } }
-    return body(nil)
-}
