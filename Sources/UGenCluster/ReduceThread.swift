@@ -128,14 +128,13 @@ final class ReduceThread: @unchecked Sendable {
         let size = try header.withUnsafeMutableBytes { try data.receiveNotingSender(into: $0.baseAddress!, capacity: $0.count) }
         guard size == DataHeader.size, header[0] == ReduceHeader.kind, data.hasMore else {
             try data.discardRest()
-            let key = data.lastSender
             throw PeerFault(
-                key: key,
-                reason:
-                    "a data message that is no all-reduce segment (\(size)-byte header, kind \(header[0])) during step \(step)'s all-reduce"
-                    + (key.map { " from CURVE key \(PeerText.escape($0, limit: 48))" } ?? ""))
+                lastSenderOf: data,
+                "a data message that is no all-reduce segment (\(size)-byte header, kind \(header[0])) during step \(step)'s all-reduce")
         }
-        let h = try header.withUnsafeBytes { try ReduceHeader(UnsafeRawBufferPointer(rebasing: $0[0..<DataHeader.size])) }
-        try reducer.receive(h, from: data, generation: generation, step: step)
+        try header.withUnsafeBytes {
+            try reducer.receive(
+                header: UnsafeRawBufferPointer(rebasing: $0[0..<DataHeader.size]), from: data, generation: generation, step: step)
+        }
     }
 }

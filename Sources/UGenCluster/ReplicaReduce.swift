@@ -91,11 +91,18 @@ final class ReplicaReduce: @unchecked Sendable {
     /// Receives the segment of a message whose header `h` was just read from `socket`, after checking
     /// its generation (an old one is dropped), step, round, sender (its CURVE key when encrypted), offset
     /// and size. A message that does not fit is discarded and thrown as the sender's fault.
-    func receive(_ h: ReduceHeader, from socket: ZMQSocket, generation: Int, step: Int) throws {
+    func receive(header raw: UnsafeRawBufferPointer, from socket: ZMQSocket, generation: Int, step: Int) throws {
+        let h: ReduceHeader
+        do { h = try ReduceHeader(raw) } catch {
+            try socket.discardRest(); throw PeerFault(lastSenderOf: socket, "malformed reduce header")
+        }
+        try receive(h, from: socket, generation: generation, step: step)
+    }
+
+    private func receive(_ h: ReduceHeader, from socket: ZMQSocket, generation: Int, step: Int) throws {
         func refuse(_ reason: String) throws -> Never {
             try socket.discardRest()
-            let key = socket.lastSender
-            throw PeerFault(key: key, reason: reason + (key.map { " from CURVE key \(PeerText.escape($0, limit: 48))" } ?? ""))
+            throw PeerFault(lastSenderOf: socket, reason)
         }
         guard Int(h.generation) == generation else { try socket.discardRest(); return }  // from before a recovery
         guard Int(h.step) == step else { try refuse("reduce message for step \(h.step) during step \(step)") }

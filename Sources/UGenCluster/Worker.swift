@@ -412,13 +412,11 @@ public final class Worker {
         }
         let size = try headerBuffer.withUnsafeMutableBytes { try data.receiveNotingSender(into: $0.baseAddress!, capacity: $0.count) }
         // Garbage is the sender's fault: the failure names its key (CURVE), so the coordinator blames it.
-        func fault(_ reason: String) -> PeerFault {
-            PeerFault(key: data.lastSender, reason: reason + (data.lastSender.map { " from CURVE key \(PeerText.escape($0, limit: 48))" } ?? ""))
-        }
+        func fault(_ reason: String) -> PeerFault { PeerFault(lastSenderOf: data, reason) }
         guard size == DataHeader.size, data.hasMore else {
             try data.discardRest(); throw fault("malformed data message (\(size)-byte header\(data.hasMore ? "" : ", no tensor part"))")
         }
-        if headerBuffer[0] == ReduceHeader.kind { return try receiveReduce(step: step, fault: fault) }
+        if headerBuffer[0] == ReduceHeader.kind { return try receiveReduce(step: step) }
         let header: DataHeader
         do { header = try headerBuffer.withUnsafeBytes { try DataHeader(UnsafeRawBufferPointer(rebasing: $0[0..<DataHeader.size])) } } catch {
             try data.discardRest(); throw fault("malformed data header")
@@ -456,14 +454,15 @@ public final class Worker {
 
     /// A segment of the all-reduce that came before this worker's reduce began (its header in
     /// `headerBuffer`): checked, then received where it belongs.
-    private func receiveReduce(step: Int, fault: (String) -> PeerFault) throws {
-        let header: ReduceHeader
-        do { header = try headerBuffer.withUnsafeBytes { try ReduceHeader(UnsafeRawBufferPointer(rebasing: $0[0..<DataHeader.size])) } } catch {
-            try data.discardRest(); throw fault("malformed reduce header")
+    private func receiveReduce(step: Int) throws {
+        guard let reducer else {
+            try data.discardRest(); throw PeerFault(lastSenderOf: data, "reduce message to a stage with one replica")
         }
-        guard let reducer else { try data.discardRest(); throw fault("reduce message to a stage with one replica") }
         let t0 = DispatchTime.now().uptimeNanoseconds
-        try reducer.receive(header, from: data, generation: assign.generation, step: step)
+        try headerBuffer.withUnsafeBytes {
+            try reducer.receive(header: UnsafeRawBufferPointer(rebasing: $0[0..<DataHeader.size]), from: data,
+                                generation: assign.generation, step: step)
+        }
         commNanos += DispatchTime.now().uptimeNanoseconds - t0
     }
 
@@ -500,5 +499,11 @@ struct PeerFault: Error, CustomStringConvertible {
     var key: String?
     var reason: String
     var description: String { reason }
+
+    /// The fault of whoever sent `socket`'s last message: the reason ends naming its CURVE key (escaped).
+    init(lastSenderOf socket: ZMQSocket, _ reason: String) {
+        key = socket.lastSender
+        self.reason = reason + (key.map { " from CURVE key \(PeerText.escape($0, limit: 48))" } ?? "")
+    }
 }
 
