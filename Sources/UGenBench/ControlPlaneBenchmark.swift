@@ -27,16 +27,16 @@ public enum ControlPlaneBenchmark {
         public var workers: Int
         public var stages: Int
         public var replicas: Int
-        public var timed_steps: Int
-        public var steps_per_s: Double
-        public var step_ms_median: Double
-        public var step_ms_max: Double
+        public var timedSteps: Int
+        public var stepsPerS: Double
+        public var stepMsMedian: Double
+        public var stepMsMax: Double
         /// getrusage(RUSAGE_SELF) user + system over the timed steps, per step.
-        public var coordinator_cpu_ms_per_step: Double
+        public var coordinatorCpuMsPerStep: Double
         /// CLOCK_THREAD_CPUTIME_ID of the coordinator's thread, per step.
-        public var coordinator_thread_cpu_ms_per_step: Double
+        public var coordinatorThreadCpuMsPerStep: Double
         /// The helper process hosting the simulated workers (utime + stime from /proc, 10 ms ticks), per step.
-        public var helper_cpu_ms_per_step: Double
+        public var helperCpuMsPerStep: Double
     }
 
     /// The run configuration: configs/tiny.yaml's model and vocabulary schedule over the dataset,
@@ -135,11 +135,11 @@ public enum ControlPlaneBenchmark {
             let n = Double(b - a)
             let stepMs = (a..<b).map { (wall[$0 + 1] - wall[$0]) * 1000 }.sorted()
             let ticks = helperTicks.count == 2 ? Double(helperTicks[1] - helperTicks[0]) : .nan
-            return Row(workers: workers, stages: stages, replicas: workers / stages, timed_steps: b - a,
-                       steps_per_s: n / (wall[b] - wall[a]), step_ms_median: stepMs[stepMs.count / 2], step_ms_max: stepMs.last ?? 0,
-                       coordinator_cpu_ms_per_step: (processCPU[b] - processCPU[a]) * 1000 / n,
-                       coordinator_thread_cpu_ms_per_step: (threadCPU[b] - threadCPU[a]) * 1000 / n,
-                       helper_cpu_ms_per_step: ticks * 1000 / Double(sysconf(Int32(_SC_CLK_TCK))) / n)
+            return Row(workers: workers, stages: stages, replicas: workers / stages, timedSteps: b - a,
+                       stepsPerS: n / (wall[b] - wall[a]), stepMsMedian: stepMs[stepMs.count / 2], stepMsMax: stepMs.last ?? 0,
+                       coordinatorCpuMsPerStep: (processCPU[b] - processCPU[a]) * 1000 / n,
+                       coordinatorThreadCpuMsPerStep: (threadCPU[b] - threadCPU[a]) * 1000 / n,
+                       helperCpuMsPerStep: ticks * 1000 / Double(sysconf(Int32(_SC_CLK_TCK))) / n)
         }
     }
 }

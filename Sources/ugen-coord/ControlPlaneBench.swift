@@ -25,10 +25,10 @@ enum ControlPlaneBench {
                    + "\(o.microBatches) micro-batches of one 64-token row per replica, \(o.timedSteps) timed steps after \(o.warmupSteps)"]
         out.append("workers  layout       steps/s  step ms median (max)  coordinator CPU ms/step  coordinator thread ms/step  simulated workers' CPU ms/step")
         for r in rows {
-            out.append(lpad("\(r.workers)", 7) + "  " + Bench.pad("\(r.stages) × \(r.replicas)", 10) + lpad(f(r.steps_per_s), 9)
-                       + lpad(f(r.step_ms_median, 2), 16) + " (" + f(r.step_ms_max, 1) + ")"
-                       + lpad(f(r.coordinator_cpu_ms_per_step, 2), 20) + lpad(f(r.coordinator_thread_cpu_ms_per_step, 2), 28)
-                       + lpad(f(r.helper_cpu_ms_per_step, 2), 32))
+            out.append(lpad("\(r.workers)", 7) + "  " + Bench.pad("\(r.stages) × \(r.replicas)", 10) + lpad(f(r.stepsPerS), 9)
+                       + lpad(f(r.stepMsMedian, 2), 16) + " (" + f(r.stepMsMax, 1) + ")"
+                       + lpad(f(r.coordinatorCpuMsPerStep, 2), 20) + lpad(f(r.coordinatorThreadCpuMsPerStep, 2), 28)
+                       + lpad(f(r.helperCpuMsPerStep, 2), 32))
         }
         out.append("coordinator CPU = this process (its thread, ZeroMQ's I/O threads with CURVE, the ZAP handler); "
                    + "the simulated workers run in one other process sharing the machine")
