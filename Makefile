@@ -42,10 +42,10 @@ data-images: release
 # The demo's data: 142 colour emoji with their names + the fortunes (cluster/data/prepare-demo.sh; ~15 s; the emoji
 # font and names are about 18 MB of Debian packages, so they are installed here rather than in APT_PKGS). Made once.
 DEMO_APT   := fonts-noto-color-emoji unicode-data libfribidi0
-data-demo: release
+data-demo: build
 	@$(MAKE) --no-print-directory deps APT_PKGS="$(APT_PKGS) $(DEMO_APT)" PIP_PKGS="$(PIP_PKGS)"
 	@python3 -c "import PIL" 2>/dev/null || python3 -m pip install -q pillow
-	@[ -f data/demo/tokenized/train.h5 ] || UGEN=$(RELEASE)/ugen bash cluster/data/prepare-demo.sh
+	@[ -f data/demo/tokenized/train.h5 ] || UGEN=$(BIN)/ugen bash cluster/data/prepare-demo.sh
 
 # Counts what data-images extracted: every fully-qualified emoji of emoji-test.txt, 70,000 Fashion-MNIST images.
 check-data-images:
@@ -59,9 +59,9 @@ test-data:
 # (configs/demo.yaml); then draws 8 images for each of four captions into $(DEMO_RUN)/samples/*.png (caption at the left).
 DEMO_CAPTIONS := "red apple" "blue heart" "grinning face" "sunflower"
 demo: data-demo
-	$(RELEASE)/ugen-coord start --config configs/demo.yaml --run $(DEMO_RUN) --local-workers 2
+	$(BIN)/ugen-coord start --config configs/demo.yaml --run $(DEMO_RUN) --local-workers 2
 	@mkdir -p $(DEMO_RUN)/samples; for c in $(DEMO_CAPTIONS); do \
-	  $(RELEASE)/ugen generate --checkpoint $(DEMO_RUN)/checkpoints/latest --caption "$$c" --grid 8 --temperature 0.8 --seed 1 \
+	  $(BIN)/ugen generate --checkpoint $(DEMO_RUN)/checkpoints/latest --caption "$$c" --grid 8 --temperature 0.8 --seed 1 \
 	    --out "$(DEMO_RUN)/samples/$$(echo $$c | tr ' ' -).png" || exit 1; done
 
 # swift-format (ships with the toolchain) against .swift-format, strict: any finding fails. Files join this
