@@ -56,7 +56,7 @@ test-data:
 	@[ -f data/tokenized/train.h5 ] || UGEN=$(BIN)/ugen bash cluster/data/prepare.sh $(DATA_ARGS)
 
 # A real training job: coordinator + 2 local workers, 2 pipeline stages, 1,000 steps on the demo's emoji and text
-# (configs/demo.yaml); then draws 8 images for each of four captions into $(DEMO_RUN)/samples/*.png (caption at the left).
+# (configs/demo.yaml, bf16, the debug build make test uses); then draws 8 images for each of four captions into $(DEMO_RUN)/samples/*.png (caption at the left).
 DEMO_CAPTIONS := "red apple" "blue heart" "grinning face" "sunflower"
 demo: data-demo
 	$(BIN)/ugen-coord start --config configs/demo.yaml --run $(DEMO_RUN) --local-workers 2
