@@ -43,15 +43,17 @@ public enum ControlPlaneBenchmark {
     /// `micro_batches` rows of 64 tokens per replica.
     static func config(_ o: Options, workers: Int) throws -> RunConfig {
         let replicas = workers / o.stages
-        return try RunConfig.parse(yaml: "", source: "control-plane bench", overrides: [
-            "model.d_model=64", "model.n_layers=4", "model.n_heads=4", "model.n_kv_heads=2", "model.ffn_hidden=172",
-            "model.max_seq_len=128", "data.dir=\(o.dataDir)", "data.seq_len=64", "data.batch_rows=\(replicas * o.microBatches)",
-            "train.steps=\(o.warmupSteps + o.timedSteps)", "train.warmup_steps=2", "train.checkpoint_every=0",
-            "train.log_every=1000000", "vocab_schedule.kind=progressive", "vocab_schedule.text_only_steps=2",
-            "vocab_schedule.start=16", "vocab_schedule.every=2", "vocab_schedule.add=16",
-            "cluster.stages=\(o.stages)", "cluster.replicas=\(replicas)", "cluster.micro_batches=\(o.microBatches)",
-            "cluster.lost_after_s=30",
-        ])
+        return try RunConfig.parse(
+            yaml: "", source: "control-plane bench",
+            overrides: [
+                "model.d_model=64", "model.n_layers=4", "model.n_heads=4", "model.n_kv_heads=2", "model.ffn_hidden=172",
+                "model.max_seq_len=128", "data.dir=\(o.dataDir)", "data.seq_len=64", "data.batch_rows=\(replicas * o.microBatches)",
+                "train.steps=\(o.warmupSteps + o.timedSteps)", "train.warmup_steps=2", "train.checkpoint_every=0",
+                "train.log_every=1000000", "vocab_schedule.kind=progressive", "vocab_schedule.text_only_steps=2",
+                "vocab_schedule.start=16", "vocab_schedule.every=2", "vocab_schedule.add=16",
+                "cluster.stages=\(o.stages)", "cluster.replicas=\(replicas)", "cluster.micro_batches=\(o.microBatches)",
+                "cluster.lost_after_s=30",
+            ])
     }
 
     /// One coordinator run with `workers` simulated workers, in `directory`.
@@ -82,8 +84,11 @@ public enum ControlPlaneBenchmark {
         defer { if helper.isRunning { helper.terminate() } }
         coordinator.onBound = { endpoint in
             helper.executableURL = URL(fileURLWithPath: exe)
-            helper.arguments = Array(o.helper.dropFirst()) + ["--coord", endpoint, "--coord-key", coordKeys.publicKey,
-                                                              "--keys", keyFile, "--count", String(workers)]
+            helper.arguments =
+                Array(o.helper.dropFirst()) + [
+                    "--coord", endpoint, "--coord-key", coordKeys.publicKey,
+                    "--keys", keyFile, "--count", String(workers),
+                ]
             if (try? helper.run()) == nil { StopRequest.set() }
         }
         var samples = StepSamples(capacity: config.steps + 1)
@@ -95,15 +100,20 @@ public enum ControlPlaneBenchmark {
         over.with { $0 = true }
         helper.waitUntilExit()
         StopRequest.clear()
-        guard outcome == .finished(step: config.steps) else { throw BenchError.endedEarly("control-plane run with \(workers) workers: \(outcome)") }
-        guard helper.terminationStatus == 0 else { throw BenchError.controlPlane("the simulated workers' process exited with \(helper.terminationStatus)") }
+        guard outcome == .finished(step: config.steps) else {
+            throw BenchError.endedEarly("control-plane run with \(workers) workers: \(outcome)")
+        }
+        guard helper.terminationStatus == 0 else {
+            throw BenchError.controlPlane("the simulated workers' process exited with \(helper.terminationStatus)")
+        }
         return samples.row(workers: workers, stages: o.stages, from: o.warmupSteps, to: config.steps)
     }
 
     /// utime + stime of a process in clock ticks (/proc/PID/stat fields 14 and 15).
     static func processTicks(_ pid: Int32) -> Int {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = text.lastIndex(of: ")") else { return 0 }
+            let close = text.lastIndex(of: ")")
+        else { return 0 }
         let fields = text[text.index(after: close)...].split(separator: " ")
         // After the command's ")": field 3 (state) is index 0, so utime (14) is index 11 and stime (15) 12.
         guard fields.count > 12, let u = Int(fields[11]), let s = Int(fields[12]) else { return 0 }
@@ -135,11 +145,12 @@ public enum ControlPlaneBenchmark {
             let n = Double(b - a)
             let stepMs = (a..<b).map { (wall[$0 + 1] - wall[$0]) * 1000 }.sorted()
             let ticks = helperTicks.count == 2 ? Double(helperTicks[1] - helperTicks[0]) : .nan
-            return Row(workers: workers, stages: stages, replicas: workers / stages, timedSteps: b - a,
-                       stepsPerS: n / (wall[b] - wall[a]), stepMsMedian: stepMs[stepMs.count / 2], stepMsMax: stepMs.last ?? 0,
-                       coordinatorCpuMsPerStep: (processCPU[b] - processCPU[a]) * 1000 / n,
-                       coordinatorThreadCpuMsPerStep: (threadCPU[b] - threadCPU[a]) * 1000 / n,
-                       helperCpuMsPerStep: ticks * 1000 / Double(sysconf(Int32(_SC_CLK_TCK))) / n)
+            return Row(
+                workers: workers, stages: stages, replicas: workers / stages, timedSteps: b - a,
+                stepsPerS: n / (wall[b] - wall[a]), stepMsMedian: stepMs[stepMs.count / 2], stepMsMax: stepMs.last ?? 0,
+                coordinatorCpuMsPerStep: (processCPU[b] - processCPU[a]) * 1000 / n,
+                coordinatorThreadCpuMsPerStep: (threadCPU[b] - threadCPU[a]) * 1000 / n,
+                helperCpuMsPerStep: ticks * 1000 / Double(sysconf(Int32(_SC_CLK_TCK))) / n)
         }
     }
 }

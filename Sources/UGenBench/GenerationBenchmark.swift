@@ -68,8 +68,9 @@ public enum GenerationBenchmark {
             uncached.append(next)
         }
         let c = Double(newTokens) / max(cachedSeconds, 1e-9), u = Double(newTokens) / max(seconds, 1e-9)
-        return Result(promptTokens: prompt.count, newTokens: newTokens, cachedTokensPerS: c, uncachedTokensPerS: u,
-                      speedup: c / u, sameTokens: cached == uncached, maxLogitDifference: Double(maxDiff),
-                      cachedTokens: Array(cached.dropFirst(prompt.count)), uncachedTokens: Array(uncached.dropFirst(prompt.count)))
+        return Result(
+            promptTokens: prompt.count, newTokens: newTokens, cachedTokensPerS: c, uncachedTokensPerS: u,
+            speedup: c / u, sameTokens: cached == uncached, maxLogitDifference: Double(maxDiff),
+            cachedTokens: Array(cached.dropFirst(prompt.count)), uncachedTokens: Array(uncached.dropFirst(prompt.count)))
     }
 }

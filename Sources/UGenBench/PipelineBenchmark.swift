@@ -190,8 +190,9 @@ public enum PipelineBenchmark {
             let g = BLAS.measureSgemmGFLOPs(n: 1024, seconds: seconds)
             box.with { $0[i] = g }
         }
-        return Sgemm(oneThreadGflops: one, concurrentThreads: concurrent, concurrentTotalGflops: box.with { $0.reduce(0, +) },
-                     oneThreadAfterGflops: nil)
+        return Sgemm(
+            oneThreadGflops: one, concurrentThreads: concurrent, concurrentTotalGflops: box.with { $0.reduce(0, +) },
+            oneThreadAfterGflops: nil)
     }
 
     public static func setup(_ name: String) -> TrainingBenchmark.Setup {
@@ -199,21 +200,25 @@ public enum PipelineBenchmark {
     }
 
     /// The run configuration of a setup's dimensions (the vocabulary from the dataset) and a layout.
-    static func config(_ s: TrainingBenchmark.Setup, dataDir: String, batchRows: Int, stages: Int, schedule: String,
-                       microBatches: Int, steps: Int, checkpointEvery: Int = 0, keep: Int = 3,
-                       precision: Precision = .fp32) throws -> RunConfig {
+    static func config(
+        _ s: TrainingBenchmark.Setup, dataDir: String, batchRows: Int, stages: Int, schedule: String,
+        microBatches: Int, steps: Int, checkpointEvery: Int = 0, keep: Int = 3,
+        precision: Precision = .fp32
+    ) throws -> RunConfig {
         let m = s.model
-        return try RunConfig.parse(yaml: "", source: "bench", overrides: [
-            "model.d_model=\(m.dModel)", "model.n_layers=\(m.nLayers)", "model.n_heads=\(m.nHeads)",
-            "model.n_kv_heads=\(m.nKVHeads)", "model.ffn_hidden=\(m.ffnHidden)", "model.max_seq_len=\(m.maxSeqLen)",
-            "data.dir=\(dataDir)", "data.seq_len=\(s.seqLen)", "data.batch_rows=\(batchRows)",
-            "train.steps=\(steps)", "train.warmup_steps=1", "train.checkpoint_every=\(checkpointEvery)",
-            "train.keep_checkpoints=\(keep)", "train.log_every=1000000", "train.precision=\(precision.rawValue)",
-            "cluster.stages=\(stages)", "cluster.schedule=\(schedule)", "cluster.micro_batches=\(microBatches)",
-            "cluster.threads_per_worker=1",
-            // A step of config M on one thread takes seconds; give heartbeats room on a busy 2-core machine.
-            "cluster.lost_after_s=30",
-        ])
+        return try RunConfig.parse(
+            yaml: "", source: "bench",
+            overrides: [
+                "model.d_model=\(m.dModel)", "model.n_layers=\(m.nLayers)", "model.n_heads=\(m.nHeads)",
+                "model.n_kv_heads=\(m.nKVHeads)", "model.ffn_hidden=\(m.ffnHidden)", "model.max_seq_len=\(m.maxSeqLen)",
+                "data.dir=\(dataDir)", "data.seq_len=\(s.seqLen)", "data.batch_rows=\(batchRows)",
+                "train.steps=\(steps)", "train.warmup_steps=1", "train.checkpoint_every=\(checkpointEvery)",
+                "train.keep_checkpoints=\(keep)", "train.log_every=1000000", "train.precision=\(precision.rawValue)",
+                "cluster.stages=\(stages)", "cluster.schedule=\(schedule)", "cluster.micro_batches=\(microBatches)",
+                "cluster.threads_per_worker=1",
+                // A step of config M on one thread takes seconds; give heartbeats room on a busy 2-core machine.
+                "cluster.lost_after_s=30",
+            ])
     }
 
     /// Trains `config` with a coordinator in this process and its local worker processes (their output
@@ -252,22 +257,28 @@ public enum PipelineBenchmark {
         let s = setup("S")
         progress("measuring sgemm (1 thread, and 2 threads at once) …")
         var sgemm = measureSgemm(concurrent: 2)
-        let layouts: [(String, Int, String)] = [("1 stage × 1 thread", 1, "1f1b"), ("2 stages × 1 thread, zero bubble", 2, "zb"),
-                                                ("2 stages × 1 thread, 1F1B", 2, "1f1b"), ("2 stages × 1 thread, GPipe", 2, "gpipe")]
+        let layouts: [(String, Int, String)] = [
+            ("1 stage × 1 thread", 1, "1f1b"), ("2 stages × 1 thread, zero bubble", 2, "zb"),
+            ("2 stages × 1 thread, 1F1B", 2, "1f1b"), ("2 stages × 1 thread, GPipe", 2, "gpipe"),
+        ]
         var runs: [PipelineRun] = [], speedups: [Speedup] = []
         for round in 1...max(1, opt.rounds) {
             var roundRuns: [PipelineRun] = []
             for (name, p, schedule) in layouts {
-                progress("round \(round)/\(opt.rounds): config S \(opt.precision.rawValue), \(name), \(opt.microBatches) micro-batches, "
-                         + "\(opt.warmupSteps) + \(opt.timedSteps) steps …")
-                let cfg = try config(s, dataDir: opt.dataDir, batchRows: opt.batchRows, stages: p, schedule: schedule,
-                                     microBatches: opt.microBatches, steps: opt.warmupSteps + opt.timedSteps, precision: opt.precision)
+                progress(
+                    "round \(round)/\(opt.rounds): config S \(opt.precision.rawValue), \(name), \(opt.microBatches) micro-batches, "
+                        + "\(opt.warmupSteps) + \(opt.timedSteps) steps …")
+                let cfg = try config(
+                    s, dataDir: opt.dataDir, batchRows: opt.batchRows, stages: p, schedule: schedule,
+                    microBatches: opt.microBatches, steps: opt.warmupSteps + opt.timedSteps, precision: opt.precision)
                 let dir = root + "/pipeline-\(p)-\(schedule)-round\(round)"
                 let model = try train(cfg, runDirectory: dir, workerExecutable: opt.workerExecutable)
                 // The sgemm rate a stage can reach: one thread alone, or its share of p threads at once.
                 let rate = p == 1 ? sgemm.oneThreadGflops : sgemm.concurrentTotalGflops * Double(p) / Double(sgemm.concurrentThreads)
-                roundRuns.append(try summarize(name: name, round: round, config: cfg, model: model, runDirectory: dir,
-                                               warmup: opt.warmupSteps, sgemm: rate, keep: opt.keep))
+                roundRuns.append(
+                    try summarize(
+                        name: name, round: round, config: cfg, model: model, runDirectory: dir,
+                        warmup: opt.warmupSteps, sgemm: rate, keep: opt.keep))
             }
             speedups += speedupsOverOneStage(roundRuns, round: round)
             runs += roundRuns
@@ -277,8 +288,9 @@ public enum PipelineBenchmark {
         let summary = layouts.dropFirst().map { layout -> SpeedupSummary in
             let values = speedups.filter { $0.name == layout.0 }.map(\.speedup)
             let m = median(values)
-            return SpeedupSummary(name: layout.0, perRound: values, median: m, target: 1.8, meetsTarget: m >= 1.8,
-                                  roundsMeetingTarget: values.filter { $0 >= 1.8 }.count)
+            return SpeedupSummary(
+                name: layout.0, perRound: values, median: m, target: 1.8, meetsTarget: m >= 1.8,
+                roundsMeetingTarget: values.filter { $0 >= 1.8 }.count)
         }
         return PipelineReport(sgemm: sgemm, runs: runs, speedups: speedups, summary: summary)
     }
@@ -292,15 +304,18 @@ public enum PipelineBenchmark {
             let atBalance = busy.reduce(0, +) / (busy.max() ?? 1) * m / (m + p - 1)
             let sp = r.tokensPerS / base.tokensPerS
             let busy1 = base.stageTimes.map(\.busyMs).reduce(0, +)
-            return Speedup(name: r.name, round: round, speedup: sp, target: 1.8, ceilingBalanced: p * m / (m + p - 1),
-                           ceilingAtMeasuredBalance: atBalance, meetsTarget: sp >= 1.8,
-                           stageBalance: busy.reduce(0, +) / p / (busy.max() ?? 1), workRatio: busy1 / busy.reduce(0, +),
-                           stepVsModel: (busy.max() ?? 0) * (m + p - 1) / m / r.stepMs, baselineBusyShare: busy1 / base.stepMs)
+            return Speedup(
+                name: r.name, round: round, speedup: sp, target: 1.8, ceilingBalanced: p * m / (m + p - 1),
+                ceilingAtMeasuredBalance: atBalance, meetsTarget: sp >= 1.8,
+                stageBalance: busy.reduce(0, +) / p / (busy.max() ?? 1), workRatio: busy1 / busy.reduce(0, +),
+                stepVsModel: (busy.max() ?? 0) * (m + p - 1) / m / r.stepMs, baselineBusyShare: busy1 / base.stepMs)
         }
     }
 
-    static func summarize(name: String, round: Int, config c: RunConfig, model: ModelConfig, runDirectory: String, warmup: Int,
-                          sgemm: Double, keep: Bool) throws -> PipelineRun {
+    static func summarize(
+        name: String, round: Int, config c: RunConfig, model: ModelConfig, runDirectory: String, warmup: Int,
+        sgemm: Double, keep: Bool
+    ) throws -> PipelineRun {
         let metrics = try records(MetricsRecord.self, runDirectory + "/metrics.jsonl").filter { $0.step > warmup }
         guard !metrics.isEmpty else { throw BenchError.noTimedSteps(path: runDirectory + "/metrics.jsonl") }
         let stepMs = metrics.map { $0.stepMs ?? .nan }
@@ -316,8 +331,9 @@ public enum PipelineBenchmark {
         let times = (0..<c.stages).map { i -> StageTimes in
             let f = sums[i][0] / n, b = sums[i][1] / n, w = sums[i][2] / n, cm = sums[i][3] / n
             let layers = specs[i].description
-            return StageTimes(stage: i, layers: layers, forwardMs: f, backwardMs: b, waitMs: w, commMs: cm, busyMs: f + b,
-                              waitShare: w / stepMedian, idleShare: 1 - (f + b) / stepMedian, commShare: cm / stepMedian)
+            return StageTimes(
+                stage: i, layers: layers, forwardMs: f, backwardMs: b, waitMs: w, commMs: cm, busyMs: f + b,
+                waitShare: w / stepMedian, idleShare: 1 - (f + b) / stepMedian, commShare: cm / stepMedian)
         }
         let tokens = Double(c.batchRows * c.seqLen)
         let tps = tokens / (stepMedian / 1000)
@@ -343,20 +359,23 @@ public enum PipelineBenchmark {
         BLAS.setThreads(1)
         let sgemm = BLAS.measureSgemmGFLOPs(n: 1024, seconds: 1.5)
         let stages = 2
-        let cfg = try config(s, dataDir: opt.dataDir, batchRows: opt.checkpointBatchRows, stages: stages, schedule: "1f1b",
-                             microBatches: opt.checkpointMicroBatches, steps: opt.checkpointSteps,
-                             checkpointEvery: opt.checkpointEvery, keep: 2)
+        let cfg = try config(
+            s, dataDir: opt.dataDir, batchRows: opt.checkpointBatchRows, stages: stages, schedule: "1f1b",
+            microBatches: opt.checkpointMicroBatches, steps: opt.checkpointSteps,
+            checkpointEvery: opt.checkpointEvery, keep: 2)
         let dir = root + "/checkpoint-M"
-        progress("training config M: \(stages) stages × 1 thread, \(opt.checkpointSteps) steps, "
-                 + "a checkpoint every \(opt.checkpointEvery) …")
+        progress(
+            "training config M: \(stages) stages × 1 thread, \(opt.checkpointSteps) steps, "
+                + "a checkpoint every \(opt.checkpointEvery) …")
         let model = try train(cfg, runDirectory: dir, workerExecutable: opt.workerExecutable)
         let ckptMs = try records(RunEvent.self, dir + "/events.jsonl").filter { $0.kind == "checkpoint" }.map { $0.number("ms") ?? .nan }
         let steps = try records(MetricsRecord.self, dir + "/metrics.jsonl").filter { $0.step > 1 }.map { $0.stepMs ?? .nan }
         let stepMs = steps.reduce(0, +) / Double(max(steps.count, 1))
 
         let latest = try CheckpointFile.resolve("latest", runDirectory: dir)
-        progress("checkpoint file throughput: \(opt.fileRepeats) writes, \(opt.fileRepeats) cold and \(opt.fileRepeats) warm "
-                 + "reads of \(latest) …")
+        progress(
+            "checkpoint file throughput: \(opt.fileRepeats) writes, \(opt.fileRepeats) cold and \(opt.fileRepeats) warm "
+                + "reads of \(latest) …")
         let ckpt = try CheckpointFile.read(latest)
         let fileBytes = try fileSize(latest)
         let tensorBytes = (ckpt.params + ckpt.adamM + ckpt.adamV).reduce(0) { $0 + $1.values.count * 4 }

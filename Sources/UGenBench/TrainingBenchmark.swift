@@ -15,10 +15,12 @@ public enum TrainingBenchmark {
 
     /// Configs S and M.
     public static let setups: [Setup] = [
-        Setup(name: "S", model: ModelConfig(vocabSize: 4096, dModel: 256, nLayers: 4, nHeads: 4, ffnHidden: 688, maxSeqLen: 256),
-              seqLen: 256, batch: 8),
-        Setup(name: "M", model: ModelConfig(vocabSize: 8192, dModel: 512, nLayers: 8, nHeads: 8, ffnHidden: 1376, maxSeqLen: 256),
-              seqLen: 256, batch: 8),
+        Setup(
+            name: "S", model: ModelConfig(vocabSize: 4096, dModel: 256, nLayers: 4, nHeads: 4, ffnHidden: 688, maxSeqLen: 256),
+            seqLen: 256, batch: 8),
+        Setup(
+            name: "M", model: ModelConfig(vocabSize: 8192, dModel: 512, nLayers: 8, nHeads: 8, ffnHidden: 1376, maxSeqLen: 256),
+            seqLen: 256, batch: 8),
     ]
 
     public struct Result: Codable, Sendable {
@@ -63,8 +65,10 @@ public enum TrainingBenchmark {
     /// step of this config could reach, per precision.
     public static func shapeCeilings(_ s: Setup, threads: Int) -> [(shape: String, fp32: Double, bf16: Double)] {
         let c = s.model, n = s.batch * s.seqLen
-        let shapes = [("q/k/v", c.qkvWidth, c.dModel), ("o", c.dModel, c.nHeads * c.headDim), ("gate/up", 2 * c.ffnHidden, c.dModel),
-                      ("down", c.dModel, c.ffnHidden), ("head", c.vocabSize, c.dModel)]
+        let shapes = [
+            ("q/k/v", c.qkvWidth, c.dModel), ("o", c.dModel, c.nHeads * c.headDim), ("gate/up", 2 * c.ffnHidden, c.dModel),
+            ("down", c.dModel, c.ffnHidden), ("head", c.vocabSize, c.dModel),
+        ]
         BLAS.setThreads(threads)
         return shapes.map { name, out, inF in
             let x = Tensor([n, inF]), w = Tensor([out, inF]), y = Tensor([n, out])
@@ -102,9 +106,11 @@ public enum TrainingBenchmark {
         func step() {
             stage.zeroGrads()
             tokens.withUnsafeBufferPointer { stage.forward(a, tokens: $0.baseAddress!) }
-            targets.withUnsafeBufferPointer { t in mask.withUnsafeBufferPointer { m in
-                _ = stage.loss(a, targets: t.baseAddress!, mask: m.baseAddress!, gradScale: 1 / Float(n))
-            } }
+            targets.withUnsafeBufferPointer { t in
+                mask.withUnsafeBufferPointer { m in
+                    _ = stage.loss(a, targets: t.baseAddress!, mask: m.baseAddress!, gradScale: 1 / Float(n))
+                }
+            }
             stage.backward(a)
             let norm = globalNorm(stage.gradSquares())
             stage.update(with: opt, lr: 1e-4, hyper: AdamWHyper(), clipScale: AdamW.clipScale(globalNorm: norm, maxNorm: 1))
@@ -122,10 +128,11 @@ public enum TrainingBenchmark {
         peak = max(peak, samples.max() ?? 0, productPeak(precision, threads: threads))
         let seconds = median(times)
         let gflops = flopsPerStep / seconds / 1e9
-        return Result(config: s.name, precision: precision.rawValue, threads: threads, tokensPerS: Double(n) / seconds,
-                      stepMs: seconds * 1000, modelGflops: gflops,
-                      ceilingGflops: median(samples), ratio: median(ratios), ceilingPeakGflops: peak, ratioToPeak: gflops / peak,
-                      peakRssMb: peakRSSMegabytes())
+        return Result(
+            config: s.name, precision: precision.rawValue, threads: threads, tokensPerS: Double(n) / seconds,
+            stepMs: seconds * 1000, modelGflops: gflops,
+            ceilingGflops: median(samples), ratio: median(ratios), ceilingPeakGflops: peak, ratioToPeak: gflops / peak,
+            peakRssMb: peakRSSMegabytes())
     }
 
     /// The process's peak resident memory so far.

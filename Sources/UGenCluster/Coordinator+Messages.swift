@@ -78,9 +78,12 @@ extension Coordinator {
                     if let key = f?.peerKey {
                         let reporter = members[id]?.name ?? "worker \(id)"
                         guard let culprit = members.first(where: { $0.value.hello.publicKey == key })?.key, culprit != id,
-                              let a = slots.firstIndex(of: id), let b = slots.firstIndex(of: culprit),
-                              (a / stages == b / stages && abs(a % stages - b % stages) == 1) || (a % stages == b % stages) else {
-                            throw WorkerLost(workerId: id, reason: "blames CURVE key \(PeerText.escape(key, limit: 48)), which is none of its neighbours': \(reason)")
+                            let a = slots.firstIndex(of: id), let b = slots.firstIndex(of: culprit),
+                            (a / stages == b / stages && abs(a % stages - b % stages) == 1) || (a % stages == b % stages)
+                        else {
+                            throw WorkerLost(
+                                workerId: id,
+                                reason: "blames CURVE key \(PeerText.escape(key, limit: 48)), which is none of its neighbours': \(reason)")
                         }
                         throw WorkerLost(workerId: culprit, reason: "sent \(reporter) a bad data message: \(reason)")
                     }
@@ -103,10 +106,14 @@ extension Coordinator {
             if now.timeIntervalSince(start) > deadline {
                 let missing = ids.filter { got[$0] == nil }
                 let (culprit, why, waits) = diagnoseHang(missing: missing)
-                runLog.event("hang", [("waiting_for", .string("\(kind)")),
-                                      ("workers", .array(missing.map { .string(members[$0]?.name ?? "?") })),
-                                      ("status", .array(missing.map { .string(status[$0] ?? "unknown") })),
-                                      ("waits", .array(waits)), ("blamed", .string(members[culprit]?.name ?? "?"))])
+                runLog.event(
+                    "hang",
+                    [
+                        ("waiting_for", .string("\(kind)")),
+                        ("workers", .array(missing.map { .string(members[$0]?.name ?? "?") })),
+                        ("status", .array(missing.map { .string(status[$0] ?? "unknown") })),
+                        ("waits", .array(waits)), ("blamed", .string(members[culprit]?.name ?? "?")),
+                    ])
                 throw WorkerLost(workerId: culprit, reason: "no \(kind) within \(Int(deadline)) s: \(why)")
             }
             if StopRequest.isSet && kind == .ready { throw StopBeforeStart() }
@@ -149,9 +156,13 @@ extension Coordinator {
                 if let from { waitsOn[id] = from }
                 let whom = from.map { "\(name($0)) (stage \(w.fromStage + 1))" } ?? "stage \(w.fromStage + 1)"
                 let what = w.what == .reduce ? "the gradient reduce" : "the \(w.what.rawValue) of micro-batch \(w.microBatch)"
-                log.warning("hang: \(name(id)) (stage \(stage + 1), replica \(replica)) waits for \(what) of step \(w.step) from \(whom) for \(String(format: "%.1f", w.seconds)) s")
-                fields += [("waiting_for", .string(w.what.rawValue)), ("micro_batch", .int(w.microBatch)), ("step", .int(w.step)),
-                           ("from", .string(from.map(name) ?? "?")), ("seconds", .double(w.seconds))]
+                log.warning(
+                    "hang: \(name(id)) (stage \(stage + 1), replica \(replica)) waits for \(what) of step \(w.step) from \(whom) for \(String(format: "%.1f", w.seconds)) s"
+                )
+                fields += [
+                    ("waiting_for", .string(w.what.rawValue)), ("micro_batch", .int(w.microBatch)), ("step", .int(w.step)),
+                    ("from", .string(from.map(name) ?? "?")), ("seconds", .double(w.seconds)),
+                ]
             }
             waits.append(.object(fields))
         }
@@ -170,28 +181,35 @@ extension Coordinator {
         return (at, "\(name(at)) waits on nobody, and \(name(first)) waits on it\(through)", waits)
     }
 
-
     /// Receives what is waiting (up to `timeoutMs` for the first message): answers heartbeats, admits
     /// or refuses hellos, refuses malformed input with a logged reason, and returns the rest. Checks in
     /// the order protocol.md gives ("What the coordinator refuses").
     func pump(timeoutMs: Int) throws -> (messages: [Inbound], joined: [Int]) {
         var out: [Inbound] = [], joined: [Int] = []
         for d in ZAPHandler.shared.takeDenied() {
-            tell(peer: "address \(d.address)", reason: "CURVE key \(PeerText.escape(d.key, limit: 48)) is not admitted", event: "key not admitted",
-                 sender: ZMQSocket.Sender(key: d.key, address: d.address), what: "a connection")
+            tell(
+                peer: "address \(d.address)", reason: "CURVE key \(PeerText.escape(d.key, limit: 48)) is not admitted",
+                event: "key not admitted",
+                sender: ZMQSocket.Sender(key: d.key, address: d.address), what: "a connection")
         }
         for (peer, n) in refusals.closedWindows() {
             log.warning("refused \(n) more message(s) from \(peer) in the last \(Int(refusals.window)) s (not logged one by one)")
-            runLog.event("refused", [("peer", .string(peer)), ("reason", .string("more refusals, not logged one by one")), ("suppressed", .int(n))])
+            runLog.event(
+                "refused", [("peer", .string(peer)), ("reason", .string("more refusals, not logged one by one")), ("suppressed", .int(n))])
         }
         while let m = monitor, m.poll(timeoutMs: 0), let event = try? m.receive(), event.count >= 2, event[0].count >= 6 {
             let id = UInt16(event[0][event[0].startIndex]) | UInt16(event[0][event[0].startIndex + 1]) << 8
-            let value = event[0].dropFirst(2).prefix(4).enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) }
-            let what = Int32(id) == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+            let value = event[0].dropFirst(2).prefix(4).enumerated().reduce(UInt32(0)) {
+                $0 | UInt32($1.element) << (8 * UInt32($1.offset))
+            }
+            let what =
+                Int32(id) == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
                 ? "handshake failed (ZMTP protocol error 0x\(String(value, radix: 16)): plain text at a CURVE socket, another protocol, or garbage)"
                 : "handshake failed (\(String(cString: zmq_strerror(Int32(bitPattern: value)))))"
-            tell(peer: "a client of \(PeerText.escape(String(decoding: event[1], as: UTF8.self), limit: 80))", reason: what, event: "handshake failed",
-                 sender: nil, what: "a connection")
+            tell(
+                peer: "a client of \(PeerText.escape(String(decoding: event[1], as: UTF8.self), limit: 80))", reason: what,
+                event: "handshake failed",
+                sender: nil, what: "a connection")
         }
         expireSpares()
         var wait = timeoutMs
@@ -201,8 +219,9 @@ extension Coordinator {
             guard frames.count >= 2 else { continue }
             let identity = frames[0]
             guard budget.spend(sender.key ?? hex(identity)) else {  // a flood: dropped unread, told once in a while
-                tell(peer: peerName(identity, sender), reason: "over its message budget (\(Int(budget.rate)) a second): dropped unread",
-                     event: "over its message budget", sender: sender)
+                tell(
+                    peer: peerName(identity, sender), reason: "over its message budget (\(Int(budget.rate)) a second): dropped unread",
+                    event: "over its message budget", sender: sender)
                 continue
             }
             let msg: WireMessage
@@ -224,8 +243,10 @@ extension Coordinator {
                 if let m = members[hb.workerId] {
                     // The heartbeat socket is not the control socket: its key tells whose it is (CURVE).
                     guard options.security == .plaintext || m.hello.publicKey == sender.key else {
-                        refuse(identity, "heartbeat names worker \(hb.workerId) (\(m.name)) but comes from another key (spoofed id)", sender: sender,
-                               answer: false)
+                        refuse(
+                            identity, "heartbeat names worker \(hb.workerId) (\(m.name)) but comes from another key (spoofed id)",
+                            sender: sender,
+                            answer: false)
                         continue
                     }
                     members[hb.workerId]!.lastSeen = Date()
@@ -247,7 +268,8 @@ extension Coordinator {
                 continue
             }
             if let claimed = stepDone?.workerId ?? msg.claimedWorkerId, claimed != id {
-                refuse(identity, "\(msg.kind) names worker \(claimed) but comes from worker \(id) (spoofed id)", sender: sender, answer: false)
+                refuse(
+                    identity, "\(msg.kind) names worker \(claimed) but comes from worker \(id) (spoofed id)", sender: sender, answer: false)
                 continue
             }
             members[id]!.lastSeen = Date()
@@ -267,12 +289,16 @@ extension Coordinator {
 
     /// Refuses a message: a one-line reason in the log and a `refused` event (rate-limited per peer),
     /// and (`answer`) a `reject` — or a `reset` asking it to join, for a peer that has not joined.
-    func refuse(_ identity: Data, _ reason: String, sender: ZMQSocket.Sender? = nil, rejoin: Bool = false,
-                        retryAfter: Double? = nil, answer: Bool = true) {
+    func refuse(
+        _ identity: Data, _ reason: String, sender: ZMQSocket.Sender? = nil, rejoin: Bool = false,
+        retryAfter: Double? = nil, answer: Bool = true
+    ) {
         tell(peer: peerName(identity, sender), reason: reason, event: reason, sender: sender)
         guard answer else { return }
-        let msg = rejoin ? WireMessage(.reset, Reset(reason: reason, rejoin: true))
-                         : WireMessage(.reject, Reject(reason: reason, retryAfter: retryAfter))
+        let msg =
+            rejoin
+            ? WireMessage(.reset, Reset(reason: reason, rejoin: true))
+            : WireMessage(.reject, Reject(reason: reason, retryAfter: retryAfter))
         socket.sendNow([identity] + msg.frames)
     }
 
@@ -294,8 +320,12 @@ extension Coordinator {
         let (strikes, seconds) = quarantine.strike(peer, weight: weight)
         guard seconds > 0 else { return }
         log.warning("\(name) (\(peer)) quarantined for \(Int(seconds)) s after \(strikes) faults; the last: \(reason)")
-        runLog.event("quarantine", [("worker", .string(name)), ("peer", .string(peer)), ("seconds", .double(seconds)),
-                                    ("strikes", .int(strikes)), ("reason", .string(reason))])
+        runLog.event(
+            "quarantine",
+            [
+                ("worker", .string(name)), ("peer", .string(peer)), ("seconds", .double(seconds)),
+                ("strikes", .int(strikes)), ("reason", .string(reason)),
+            ])
     }
 
     /// Drops spares (members without an assignment being watched) silent for `cluster.lost_after_s`: the
@@ -321,7 +351,9 @@ extension Coordinator {
     func admit(_ identity: Data, _ msg: WireMessage, sender: ZMQSocket.Sender) -> Int? {
         guard let hello = try? msg.decode(Hello.self) else { refuse(identity, "malformed hello", sender: sender); return nil }
         guard hello.protocolVersion == Int(Wire.version) else {
-            refuse(identity, "protocol version \(hello.protocolVersion) is not supported (this coordinator speaks \(Wire.version))", sender: sender)
+            refuse(
+                identity, "protocol version \(hello.protocolVersion) is not supported (this coordinator speaks \(Wire.version))",
+                sender: sender)
             return nil
         }
         let who = "\(PeerText.escape(hello.name, limit: 64))@\(PeerText.escape(hello.host, limit: 64))"
@@ -330,7 +362,9 @@ extension Coordinator {
         if options.security != .plaintext {
             // A CURVE hello names the key it authenticated with: the data sockets of its neighbours will
             // admit and check exactly that key. Anything else is this peer's fault.
-            guard let key = sender.key else { refuse(identity, "hello from \(who) without an authenticated CURVE key", sender: sender); return nil }
+            guard let key = sender.key else {
+                refuse(identity, "hello from \(who) without an authenticated CURVE key", sender: sender); return nil
+            }
             guard hello.publicKey == key else {
                 let said = hello.publicKey.map { "CURVE key \($0)" } ?? "no CURVE public key"
                 let reason = "hello from \(who) carries \(said), but it authenticated with key \(key)"
@@ -341,7 +375,8 @@ extension Coordinator {
         }
         let principal = sender.key ?? "name \(hello.name)"
         if let left = quarantine.remaining(principal) {
-            refuse(identity, "\(who) is quarantined for \(Int(left.rounded(.up))) s more (repeated faults)", sender: sender, retryAfter: left)
+            refuse(
+                identity, "\(who) is quarantined for \(Int(left.rounded(.up))) s more (repeated faults)", sender: sender, retryAfter: left)
             return nil
         }
         guard identities[identity] == nil else { refuse(identity, "\(who) has already joined", sender: sender); return nil }
@@ -349,7 +384,9 @@ extension Coordinator {
         // (lost or expired after cluster.lost_after_s without a heartbeat).
         let retry = min(max(config.lostAfterSeconds / 2, 0.5), 5)
         if let key = sender.key, let holder = members.values.first(where: { $0.hello.publicKey == key }) {
-            refuse(identity, "CURVE key \(key) already has a live worker (\(holder.name)); one worker per key", sender: sender, retryAfter: retry)
+            refuse(
+                identity, "CURVE key \(key) already has a live worker (\(holder.name)); one worker per key", sender: sender,
+                retryAfter: retry)
             return nil
         }
         if let holder = members.values.first(where: { $0.hello.name == hello.name }) {
@@ -362,8 +399,10 @@ extension Coordinator {
         identities[identity] = id
         let m = members[id]!
         log.info("worker \(m.name) joined from \(m.host) (\(hello.cores) cores)")
-        var fields: [(String, JSONValue)] = [("worker", .string(m.name)), ("host", .string(m.host)), ("cores", .int(hello.cores)),
-                                            ("data", .string(PeerText.escape(hello.dataEndpoint)))]
+        var fields: [(String, JSONValue)] = [
+            ("worker", .string(m.name)), ("host", .string(m.host)), ("cores", .int(hello.cores)),
+            ("data", .string(PeerText.escape(hello.dataEndpoint))),
+        ]
         if let k = hello.publicKey { fields.append(("key", .string(k))) }
         runLog.event("join", fields)
         return id

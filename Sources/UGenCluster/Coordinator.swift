@@ -142,12 +142,14 @@ public final class Coordinator {
     static func checkSameData(_ ckpt: Checkpoint, path: String, data: RunData, config: RunConfig) throws {
         let p = ckpt.progress, train = config.dataDir + "/train.h5"
         if !p.tokenizerHash.isEmpty && p.tokenizerHash != data.tokenizerHash {
-            throw RunError.otherTokenizer(path: path, saved: p.tokenizerHash, train: train, dataDir: config.dataDir,
-                                          current: data.tokenizerHash)
+            throw RunError.otherTokenizer(
+                path: path, saved: p.tokenizerHash, train: train, dataDir: config.dataDir,
+                current: data.tokenizerHash)
         }
         if !p.datasetHash.isEmpty && p.datasetHash != data.datasetHash {
-            throw RunError.otherDataset(path: path, saved: p.datasetHash, train: train, dataDir: config.dataDir,
-                                        current: data.datasetHash)
+            throw RunError.otherDataset(
+                path: path, saved: p.datasetHash, train: train, dataDir: config.dataDir,
+                current: data.datasetHash)
         }
     }
 
@@ -157,7 +159,8 @@ public final class Coordinator {
     @discardableResult
     static func checkCompatible(_ ckpt: Checkpoint, path: String, config: RunConfig, model: ModelConfig) throws -> RunConfig {
         let saved = try RunConfig.parse(yaml: ckpt.progress.configYAML, source: "\(path) (config)")
-        let mustMatch = RunConfig.keys.filter { $0.name.hasPrefix("model.") || $0.name.hasPrefix("vocab_schedule.") }.map(\.name)
+        let mustMatch =
+            RunConfig.keys.filter { $0.name.hasPrefix("model.") || $0.name.hasPrefix("vocab_schedule.") }.map(\.name)
             + ["data.seq_len", "data.batch_rows", "data.seed", "train.seed"]
         for name in mustMatch where saved.value(of: name) != config.value(of: name) {
             throw RunError.otherSetting(path: path, key: name, saved: saved.value(of: name), current: config.value(of: name))
@@ -205,7 +208,9 @@ public final class Coordinator {
         // Handshakes that fail before ZAP is asked (plain text or garbage at a CURVE server) are logged too.
         monitor = try socket.monitor(events: ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
         endpoint = try socket.bind(options.bind)
-        log.info("listening on \(endpoint) (\(options.security == .plaintext ? "plain text" : "CURVE, \(options.authorizedKeys.count) admitted worker keys")) for \(config.stages * config.replicas) workers (\(config.stages) stages × \(config.replicas) replicas)")
+        log.info(
+            "listening on \(endpoint) (\(options.security == .plaintext ? "plain text" : "CURVE, \(options.authorizedKeys.count) admitted worker keys")) for \(config.stages * config.replicas) workers (\(config.stages) stages × \(config.replicas) replicas)"
+        )
         onBound?(endpoint)
         try runLog.writeConfig(config.yaml)
         if let ckpt = restorePoint {
@@ -213,15 +218,20 @@ public final class Coordinator {
             log.info("resuming from \(lastCheckpointPath ?? "?") at step \(step)")
             notePrecisionChange()
         } else {
-            runLog.event("start", [("steps", .int(config.steps)), ("stages", .int(config.stages)), ("replicas", .int(config.replicas)),
-                                   ("precision", .string(config.precision.rawValue))])
+            runLog.event(
+                "start",
+                [
+                    ("steps", .int(config.steps)), ("stages", .int(config.stages)), ("replicas", .int(config.replicas)),
+                    ("precision", .string(config.precision.rawValue)),
+                ])
         }
         if options.localWorkers > 0 {
-            local = try LocalWorkers(count: options.localWorkers, executable: options.workerExecutable,
-                                     coordinator: endpoint.replacingOccurrences(of: "0.0.0.0", with: "127.0.0.1"),
-                                     threads: config.threadsPerWorker, secret: options.secret, maxRestarts: config.maxRestarts,
-                                     curve: options.security.keys.map { ($0.publicKey, localKeys) },
-                                     logDirectory: options.localWorkerLogs, log: log)
+            local = try LocalWorkers(
+                count: options.localWorkers, executable: options.workerExecutable,
+                coordinator: endpoint.replacingOccurrences(of: "0.0.0.0", with: "127.0.0.1"),
+                threads: config.threadsPerWorker, secret: options.secret, maxRestarts: config.maxRestarts,
+                curve: options.security.keys.map { ($0.publicKey, localKeys) },
+                logDirectory: options.localWorkerLogs, log: log)
         }
         defer { local?.stopAll() }
         stages = config.stages
@@ -249,7 +259,10 @@ public final class Coordinator {
     }
 
     func outcomeReason(_ o: Outcome) -> String {
-        switch o { case .finished(let s): "run finished at step \(s)"; case .stopped(let s): "run stopped at step \(s)" }
+        switch o {
+        case .finished(let s): "run finished at step \(s)";
+        case .stopped(let s): "run stopped at step \(s)"
+        }
     }
 
     /// The largest frame a worker may send: the biggest tensor, or a step's token arrays, with room.
@@ -281,9 +294,14 @@ public final class Coordinator {
             if config.elastic && recovering && Date().timeIntervalSince(since) > config.lostAfterSeconds {
                 let fits = members.count / config.replicas
                 if fits >= 1 && fits < stages {
-                    log.warning("elastic: no replacement within \(config.lostAfterSeconds) s; re-partitioning \(stages) stages onto \(fits)")
-                    runLog.event("repartition", [("from_stages", .int(stages)), ("to_stages", .int(fits)),
-                                                 ("replicas", .int(config.replicas)), ("step", .int(step))])
+                    log.warning(
+                        "elastic: no replacement within \(config.lostAfterSeconds) s; re-partitioning \(stages) stages onto \(fits)")
+                    runLog.event(
+                        "repartition",
+                        [
+                            ("from_stages", .int(stages)), ("to_stages", .int(fits)),
+                            ("replicas", .int(config.replicas)), ("step", .int(step)),
+                        ])
                     stages = fits
                     slots = Array(repeating: nil, count: stages * config.replicas)
                     waiting = members.keys.sorted()
@@ -315,21 +333,26 @@ public final class Coordinator {
                     arrays += [bytes(ckpt.params[i].values), bytes(ckpt.adamM[i].values), bytes(ckpt.adamV[i].values)]
                 }
             }
-            let a = Assign(workerId: id!, stage: stage, replica: replica, stages: stages, spec: spec, model: model,
-                           config: config.yaml,
-                           previous: stage > 0 ? endpoints[slot - 1] : nil,
-                           next: stage < stages - 1 ? endpoints[slot + 1] : nil,
-                           replicaPeers: (0..<config.replicas).map { endpoints[$0 * stages + stage] },
-                           previousKey: stage > 0 ? keys[slot - 1] : nil,
-                           nextKey: stage < stages - 1 ? keys[slot + 1] : nil,
-                           replicaPeerKeys: options.security == .plaintext ? nil : (0..<config.replicas).map { keys[$0 * stages + stage] ?? "" },
-                           withTensors: restorePoint != nil, optimizerStep: restorePoint?.optimizerStep ?? 0,
-                           generation: generation, coordinator: instance)
+            let a = Assign(
+                workerId: id!, stage: stage, replica: replica, stages: stages, spec: spec, model: model,
+                config: config.yaml,
+                previous: stage > 0 ? endpoints[slot - 1] : nil,
+                next: stage < stages - 1 ? endpoints[slot + 1] : nil,
+                replicaPeers: (0..<config.replicas).map { endpoints[$0 * stages + stage] },
+                previousKey: stage > 0 ? keys[slot - 1] : nil,
+                nextKey: stage < stages - 1 ? keys[slot + 1] : nil,
+                replicaPeerKeys: options.security == .plaintext ? nil : (0..<config.replicas).map { keys[$0 * stages + stage] ?? "" },
+                withTensors: restorePoint != nil, optimizerStep: restorePoint?.optimizerStep ?? 0,
+                generation: generation, coordinator: instance)
             try send(id!, WireMessage(.assign, a, arrays: arrays))
             let m = members[id!]!
             log.info("worker \(m.name) on \(m.host): stage \(stage + 1)/\(stages) \(spec), replica \(replica)")
-            runLog.event("assign", [("worker", .string(m.name)), ("host", .string(m.host)), ("stage", .int(stage)),
-                                    ("replica", .int(replica)), ("layers", .string(spec.description))])
+            runLog.event(
+                "assign",
+                [
+                    ("worker", .string(m.name)), ("host", .string(m.host)), ("stage", .int(stage)),
+                    ("replica", .int(replica)), ("layers", .string(spec.description)),
+                ])
         }
         _ = try collect(.ready, from: slots.map { $0! }, deadline: 120)
         log.info("all \(slots.count) workers ready; training from step \(step) to \(config.steps)")
@@ -378,10 +401,12 @@ public final class Coordinator {
                         stageOfSquares += Array(repeating: stage, count: count)
                     }
                     let who = members[id!]!
-                    timings.append(StageTiming(stage: stage, replica: r, worker: who.name, host: who.host, forwardMs: body.forwardMs,
-                                               backwardMs: body.backwardMs, waitMs: body.waitMs, commMs: body.commMs,
-                                               reduceBytesSent: body.reduceBytesSent, reduceBytesReceived: body.reduceBytesReceived,
-                                               reduceMs: body.reduceMs, reduceWaitMs: body.reduceWaitMs))
+                    timings.append(
+                        StageTiming(
+                            stage: stage, replica: r, worker: who.name, host: who.host, forwardMs: body.forwardMs,
+                            backwardMs: body.backwardMs, waitMs: body.waitMs, commMs: body.commMs,
+                            reduceBytesSent: body.reduceBytesSent, reduceBytesReceived: body.reduceBytesReceived,
+                            reduceMs: body.reduceMs, reduceWaitMs: body.reduceWaitMs))
                 } catch {
                     // A worker that answers with nonsense is treated like one that failed: the step is dropped.
                     throw WorkerLost(workerId: id!, reason: "malformed stepDone: \(error)")
@@ -396,9 +421,13 @@ public final class Coordinator {
                 let who = members[slots[stage]!]
                 let producer = "pipeline stage \(stage + 1)/\(stages) (worker \(who?.name ?? "?") on \(who?.host ?? "?"))"
                 func event(_ action: String) {
-                    runLog.event("nonfinite", [("step", .int(step + 1)), ("quantity", .string(what)), ("stage", .int(stage)),
-                                               ("worker", .string(who?.name ?? "?")), ("action", .string(action)),
-                                               ("in_a_row", .int(nonFinite.inARow))])
+                    runLog.event(
+                        "nonfinite",
+                        [
+                            ("step", .int(step + 1)), ("quantity", .string(what)), ("stage", .int(stage)),
+                            ("worker", .string(who?.name ?? "?")), ("action", .string(action)),
+                            ("in_a_row", .int(nonFinite.inARow)),
+                        ])
                 }
                 do { _ = try nonFinite.check(step: step, loss: loss, norm: norm, stage: producer) } catch {
                     event("stopped")
@@ -419,15 +448,18 @@ public final class Coordinator {
             }
             tokensSeen += Int(maskSum)
             let seconds = Date().timeIntervalSince(t0)
-            runLog.metric(MetricsRecord(
-                step: step, loss: loss, precision: config.precision.rawValue, lossText: tasks.mean(0), lossImg2Txt: tasks.mean(1),
-                lossTxt2Img: tasks.mean(2), lr: lr, gradNorm: norm, tokens: Int(maskSum),
-                tokensPerS: Double(config.batchRows * config.seqLen) / seconds, activeVisualIds: vocab.activeVisual,
-                visualCodebook: codebook, stepMs: seconds * 1000, time: Date().timeIntervalSince1970, stages: timings))
+            runLog.metric(
+                MetricsRecord(
+                    step: step, loss: loss, precision: config.precision.rawValue, lossText: tasks.mean(0), lossImg2Txt: tasks.mean(1),
+                    lossTxt2Img: tasks.mean(2), lr: lr, gradNorm: norm, tokens: Int(maskSum),
+                    tokensPerS: Double(config.batchRows * config.seqLen) / seconds, activeVisualIds: vocab.activeVisual,
+                    visualCodebook: codebook, stepMs: seconds * 1000, time: Date().timeIntervalSince1970, stages: timings))
             onStep?(step)
             phaseEvents(after: step - 1)
             if step % max(1, config.logEvery) == 0 || step == config.steps {
-                log.info("step \(step)/\(config.steps)  loss \(String(format: "%.4f", loss))  lr \(String(format: "%.2e", lr))  grad norm \(String(format: "%.3f", norm))  \(Int(Double(config.batchRows * config.seqLen) / seconds)) tok/s  visual ids \(vocab.activeVisual)/\(codebook)")
+                log.info(
+                    "step \(step)/\(config.steps)  loss \(String(format: "%.4f", loss))  lr \(String(format: "%.2e", lr))  grad norm \(String(format: "%.3f", norm))  \(Int(Double(config.batchRows * config.seqLen) / seconds)) tok/s  visual ids \(vocab.activeVisual)/\(codebook)"
+                )
             }
             if config.checkpointEvery > 0 && step % config.checkpointEvery == 0 && step < config.steps { try checkpoint() }
         }

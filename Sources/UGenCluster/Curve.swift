@@ -26,8 +26,10 @@ public struct CurveKeyPair: Sendable, Equatable {
     /// Reads a key file: its first line that is 40 characters of Z85 (comments with `#` allowed).
     public static func readKey(_ path: String) throws -> String {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw SecurityError.unreadableKeyFile(path) }
-        guard let key = text.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) })
-            .first(where: { !$0.hasPrefix("#") && $0.utf8.count == 40 }) else {
+        guard
+            let key = text.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) })
+                .first(where: { !$0.hasPrefix("#") && $0.utf8.count == 40 })
+        else {
             throw SecurityError.noKeyInFile(path)
         }
         return key
@@ -48,7 +50,8 @@ public struct CurveKeyPair: Sendable, Equatable {
     public static func readPublicKeys(_ path: String) throws -> Set<String> {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw SecurityError.noSuchKeyFile(path) }
-        let files = isDir.boolValue
+        let files =
+            isDir.boolValue
             ? try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".pub") }.sorted().map { path + "/" + $0 }
             : [path]
         var keys = Set<String>()
@@ -107,10 +110,16 @@ public final class ZAPHandler: @unchecked Sendable {
     public func allow(_ keys: Set<String>) { lock.withLock { allowed.formUnion(keys) } }
     public func replaceAllowed(_ keys: Set<String>) { lock.withLock { allowed = keys } }
     /// Client keys refused since the last call.
-    public func takeDenied() -> [Denial] { lock.withLock { defer { denied = [] }; return denied } }
+    public func takeDenied() -> [Denial] {
+        lock.withLock {
+            defer { denied = [] }; return denied
+        }
+    }
 
     func start() {
-        let go: Bool = lock.withLock { defer { started = true }; return !started }
+        let go: Bool = lock.withLock {
+            defer { started = true }; return !started
+        }
         guard go else { return }
         let sem = DispatchSemaphore(value: 0)
         let t = Thread { [self] in
@@ -133,8 +142,10 @@ public final class ZAPHandler: @unchecked Sendable {
                     let denial = Denial(key: user, address: String(decoding: req[3], as: UTF8.self))
                     if !ok { lock.withLock { if denied.count < 10_000 { denied.append(denial) } } }
                 }
-                _ = try? s.send([Data("1.0".utf8), req[1], Data((ok ? "200" : "400").utf8),
-                                 Data((ok ? "OK" : "key not admitted").utf8), Data(user.utf8), Data()])
+                _ = try? s.send([
+                    Data("1.0".utf8), req[1], Data((ok ? "200" : "400").utf8),
+                    Data((ok ? "OK" : "key not admitted").utf8), Data(user.utf8), Data(),
+                ])
             }
         }
         t.start()
@@ -156,8 +167,10 @@ public enum SecurityPolicy {
     /// - `keyFile` + `authorized`: CURVE with the given keys.
     /// - `insecure`: plain text, loopback only.
     /// - neither, with every worker started locally: CURVE with keys made for this run.
-    public static func coordinator(keyFile: String?, authorized: String?, insecure: Bool, bind: String,
-                                   localWorkers: Int, workersNeeded: Int) throws -> (Security, Set<String>) {
+    public static func coordinator(
+        keyFile: String?, authorized: String?, insecure: Bool, bind: String,
+        localWorkers: Int, workersNeeded: Int
+    ) throws -> (Security, Set<String>) {
         if insecure {
             guard keyFile == nil else { throw SecurityError.insecureWithKey }
             guard isLoopback(bind) else {

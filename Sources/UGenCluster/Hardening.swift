@@ -69,7 +69,9 @@ public enum HelloLimits {
         let rest = e.dropFirst(6)
         let host: Substring, port: Substring
         if rest.hasPrefix("[") {
-            guard let close = rest.firstIndex(of: "]"), rest[rest.index(after: close)...].hasPrefix(":") else { return "\(shown) is not tcp://host:port" }
+            guard let close = rest.firstIndex(of: "]"), rest[rest.index(after: close)...].hasPrefix(":") else {
+                return "\(shown) is not tcp://host:port"
+            }
             host = rest[rest.index(after: rest.startIndex)..<close]
             port = rest[rest.index(close, offsetBy: 2)...]
         } else {

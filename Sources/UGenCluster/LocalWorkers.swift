@@ -20,8 +20,10 @@ public final class LocalWorkers {
     private let curve: (coordinator: String, workers: [CurveKeyPair])?
     private let logDirectory: String?
 
-    init(count: Int, executable: String?, coordinator: String, threads: Int, secret: String, maxRestarts: Int,
-         curve: (String, [CurveKeyPair])?, logDirectory: String? = nil, log: Logger) throws {
+    init(
+        count: Int, executable: String?, coordinator: String, threads: Int, secret: String, maxRestarts: Int,
+        curve: (String, [CurveKeyPair])?, logDirectory: String? = nil, log: Logger
+    ) throws {
         self.curve = curve
         self.logDirectory = logDirectory
         let exe = executable ?? Self.besideSelf("ugen-worker")
@@ -32,7 +34,8 @@ public final class LocalWorkers {
         self.maxRestarts = maxRestarts
         self.log = log
         arguments = { i in
-            ["join", "--coord", coordinator, "--threads", String(threads), "--name", "local-\(i)"] + (secret.isEmpty ? [] : ["--secret", secret])
+            ["join", "--coord", coordinator, "--threads", String(threads), "--name", "local-\(i)"]
+                + (secret.isEmpty ? [] : ["--secret", secret])
         }
         for i in 0..<count { processes.append(try start(i)) }
         lock.withLock { _pids = processes.map(\.processIdentifier) }

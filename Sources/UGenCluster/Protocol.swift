@@ -179,8 +179,10 @@ public struct Hello: Codable, Sendable {
     public var dataEndpoint: String
     /// The worker's CURVE public key (its data socket is a CURVE server with it); nil in plain text.
     public var publicKey: String?
-    public init(protocolVersion: Int, name: String, host: String, cores: Int, secret: String, dataEndpoint: String,
-                publicKey: String? = nil) {
+    public init(
+        protocolVersion: Int, name: String, host: String, cores: Int, secret: String, dataEndpoint: String,
+        publicKey: String? = nil
+    ) {
         self.protocolVersion = protocolVersion; self.name = name; self.host = host; self.cores = cores
         self.secret = secret; self.dataEndpoint = dataEndpoint; self.publicKey = publicKey
     }
@@ -245,7 +247,9 @@ public struct StepInputs {
     /// `positions`: m·rows·T of this worker; `vocab`: V.
     public init(_ message: WireMessage, masked: Bool, embedding: Bool, head: Bool, positions: Int, vocab: Int) throws {
         var part = 0
-        func next<T>(_ type: T.Type, _ count: Int) throws -> [T] { defer { part += 1 }; return try message.array(part, T.self, count: count) }
+        func next<T>(_ type: T.Type, _ count: Int) throws -> [T] {
+            defer { part += 1 }; return try message.array(part, T.self, count: count)
+        }
         if embedding {
             tokens = try next(Int32.self, positions)
             if masked { tokenMap = try next(Int32.self, vocab) }
@@ -324,8 +328,10 @@ public struct Heartbeat: Codable, Sendable {
     /// worker → coordinator, the answer to a probe (`answer` true): what it waits for, nil if nothing.
     public var answer: Bool? = nil
     public var wait: WaitReport? = nil
-    public init(workerId: Int, status: String? = nil, coordinator: String? = nil, probe: Bool? = nil, answer: Bool? = nil,
-                wait: WaitReport? = nil) {
+    public init(
+        workerId: Int, status: String? = nil, coordinator: String? = nil, probe: Bool? = nil, answer: Bool? = nil,
+        wait: WaitReport? = nil
+    ) {
         self.workerId = workerId; self.status = status; self.coordinator = coordinator
         self.probe = probe; self.answer = answer; self.wait = wait
     }
@@ -362,7 +368,9 @@ public struct SaveReply: Codable, Sendable { public var workerId: Int; public va
 /// `peerKey`: the CURVE key of the neighbour whose data message caused the failure (the fault is its).
 public struct Failure: Codable, Sendable {
     public var workerId: Int; public var reason: String; public var peerKey: String? = nil
-    public init(workerId: Int, reason: String, peerKey: String? = nil) { self.workerId = workerId; self.reason = reason; self.peerKey = peerKey }
+    public init(workerId: Int, reason: String, peerKey: String? = nil) {
+        self.workerId = workerId; self.reason = reason; self.peerKey = peerKey
+    }
 }
 
 /// A message of the replicas' gradient all-reduce (Documentation/protocol.md): part 0 is 21 bytes —
@@ -414,8 +422,10 @@ public struct DataHeader: Equatable {
 
     /// The layout both data-socket headers share (this one and `ReduceHeader`): a kind byte, then five
     /// Int32 LE fields, 21 bytes in all, written on the stack.
-    static func withFields<R>(kind: UInt8, _ f: (Int32, Int32, Int32, Int32, Int32),
-                              _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    static func withFields<R>(
+        kind: UInt8, _ f: (Int32, Int32, Int32, Int32, Int32),
+        _ body: (UnsafeRawBufferPointer) throws -> R
+    ) rethrows -> R {
         try withUnsafeTemporaryAllocation(byteCount: size, alignment: 1) { raw in
             raw[0] = kind
             func store(_ i: Int, _ v: Int32) { raw.storeBytes(of: v.littleEndian, toByteOffset: 1 + 4 * i, as: Int32.self) }

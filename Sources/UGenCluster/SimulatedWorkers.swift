@@ -62,9 +62,10 @@ public final class SimulatedWorkers {
             try control[i].connect(options.coordinator)
             try heartbeats[i].connect(options.coordinator)
             // Never bound: the coordinator only passes data endpoints on, and no fake worker has a real neighbour.
-            let hello = Hello(protocolVersion: Int(Wire.version), name: "sim-\(i)", host: "simulated", cores: 1,
-                              secret: options.secret, dataEndpoint: "tcp://127.0.0.1:\(20000 + i)",
-                              publicKey: options.keys.isEmpty ? nil : options.keys[i].publicKey)
+            let hello = Hello(
+                protocolVersion: Int(Wire.version), name: "sim-\(i)", host: "simulated", cores: 1,
+                secret: options.secret, dataEndpoint: "tcp://127.0.0.1:\(20000 + i)",
+                publicKey: options.keys.isEmpty ? nil : options.keys[i].publicKey)
             try control[i].send(WireMessage(.hello, hello).frames)
         }
         let all = control + heartbeats
@@ -73,12 +74,15 @@ public final class SimulatedWorkers {
         while finished.contains(false) && Date() < end {
             if Date() >= nextBeat {
                 for i in 0..<options.count where !finished[i] {
-                    _ = heartbeats[i].sendNow(WireMessage(.heartbeat, Heartbeat(workerId: places[i]?.workerId ?? -1, status: "simulated")).frames)
+                    _ = heartbeats[i].sendNow(
+                        WireMessage(.heartbeat, Heartbeat(workerId: places[i]?.workerId ?? -1, status: "simulated")).frames)
                 }
                 nextBeat = Date().addingTimeInterval(0.5)
             }
             for s in pollAny(all, timeoutMs: 100) {
-                if s >= options.count { while heartbeats[s - options.count].poll(timeoutMs: 0) { _ = try heartbeats[s - options.count].receive() }; continue }
+                if s >= options.count {
+                    while heartbeats[s - options.count].poll(timeoutMs: 0) { _ = try heartbeats[s - options.count].receive() }; continue
+                }
                 while control[s].poll(timeoutMs: 0) { try answer(s, WireMessage(frames: control[s].receive())) }
             }
         }
@@ -106,12 +110,14 @@ public final class SimulatedWorkers {
             let tensors = p.model.parameterShapes(for: p.spec).flatMap { s in
                 Array(repeating: bytes([Float](repeating: 0, count: s.shape.reduce(1, *))), count: 3)
             }
-            try control[i].send(WireMessage(.saveReply, SaveReply(workerId: p.workerId, step: r.step, optimizerStep: r.step), arrays: tensors).frames)
+            try control[i].send(
+                WireMessage(.saveReply, SaveReply(workerId: p.workerId, step: r.step, optimizerStep: r.step), arrays: tensors).frames)
         case .shutdown:
             try control[i].send(WireMessage(.shutdown, Shutdown(reason: "goodbye")).frames)
             finished[i] = true
         case .reject, .reset:
-            throw Refused(description: "simulated worker \(i): the coordinator sent \(msg.kind): \(String(decoding: msg.body, as: UTF8.self))")
+            throw Refused(
+                description: "simulated worker \(i): the coordinator sent \(msg.kind): \(String(decoding: msg.body, as: UTF8.self))")
         default: break
         }
     }

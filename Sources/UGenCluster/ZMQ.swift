@@ -16,16 +16,17 @@ public enum ZMQError: Error, CustomStringConvertible, Equatable {
     case monitor(errno: Int32)
 
     public var description: String {
-        let (what, errno): (String, Int32) = switch self {
-        case .noCurve(let e): ("zmq_curve_keypair (is libzmq built with CURVE?)", e)
-        case .socket(let e): ("zmq_socket", e)
-        case .setOption(let option, let e): ("zmq_setsockopt \(option)", e)
-        case .bind(let endpoint, let e): ("cannot bind \(endpoint)", e)
-        case .connect(let endpoint, let e): ("cannot connect to \(endpoint)", e)
-        case .send(let e): ("zmq_send", e)
-        case .receive(let call, let e): (call, e)
-        case .monitor(let e): ("zmq_socket_monitor", e)
-        }
+        let (what, errno): (String, Int32) =
+            switch self {
+            case .noCurve(let e): ("zmq_curve_keypair (is libzmq built with CURVE?)", e)
+            case .socket(let e): ("zmq_socket", e)
+            case .setOption(let option, let e): ("zmq_setsockopt \(option)", e)
+            case .bind(let endpoint, let e): ("cannot bind \(endpoint)", e)
+            case .connect(let endpoint, let e): ("cannot connect to \(endpoint)", e)
+            case .send(let e): ("zmq_send", e)
+            case .receive(let call, let e): (call, e)
+            case .monitor(let e): ("zmq_socket_monitor", e)
+            }
         return "\(what): \(String(cString: zmq_strerror(errno)))"
     }
 }
@@ -41,17 +42,25 @@ final class ZMQContext: @unchecked Sendable {
     /// `seconds`, because `zmq_ctx_term` also waits for sockets still open on other threads.
     func terminate(within seconds: Double) {
         let done = DispatchSemaphore(value: 0)
-        Thread { [self] in zmq_ctx_term(handle); done.signal() }.start()
+        Thread { [self] in
+            zmq_ctx_term(handle); done.signal()
+        }.start()
         _ = done.wait(timeout: .now() + seconds)
     }
 }
 
 /// One ZeroMQ socket. Not thread-safe (ZeroMQ sockets never are): each thread owns its sockets.
 public final class ZMQSocket {
-    public enum Kind { case router, dealer, push, pull, rep, pair
+    public enum Kind {
+        case router, dealer, push, pull, rep, pair
         var raw: Int32 {
             switch self {
-            case .router: ZMQ_ROUTER; case .dealer: ZMQ_DEALER; case .push: ZMQ_PUSH; case .pull: ZMQ_PULL; case .rep: ZMQ_REP; case .pair: ZMQ_PAIR
+            case .router: ZMQ_ROUTER;
+            case .dealer: ZMQ_DEALER;
+            case .push: ZMQ_PUSH;
+            case .pull: ZMQ_PULL;
+            case .rep: ZMQ_REP;
+            case .pair: ZMQ_PAIR
             }
         }
     }
@@ -70,12 +79,16 @@ public final class ZMQSocket {
 
     public func set(_ option: Int32, _ value: Int32) throws {
         var v = value
-        guard zmq_setsockopt(handle, option, &v, MemoryLayout<Int32>.size) == 0 else { throw ZMQError.setOption(option, errno: zmq_errno()) }
+        guard zmq_setsockopt(handle, option, &v, MemoryLayout<Int32>.size) == 0 else {
+            throw ZMQError.setOption(option, errno: zmq_errno())
+        }
     }
 
     public func set(_ option: Int32, int64 value: Int64) throws {
         var v = value
-        guard zmq_setsockopt(handle, option, &v, MemoryLayout<Int64>.size) == 0 else { throw ZMQError.setOption(option, errno: zmq_errno()) }
+        guard zmq_setsockopt(handle, option, &v, MemoryLayout<Int64>.size) == 0 else {
+            throw ZMQError.setOption(option, errno: zmq_errno())
+        }
     }
 
     public func set(_ option: Int32, bytes: [UInt8]) throws {
@@ -182,8 +195,12 @@ public final class ZMQSocket {
                 zmq_msg_close(msg); msg.deallocate()
                 parts.append(Data())
             } else {
-                parts.append(Data(bytesNoCopy: zmq_msg_data(msg), count: size,
-                                  deallocator: .custom { _, _ in zmq_msg_close(msg); msg.deallocate() }))
+                parts.append(
+                    Data(
+                        bytesNoCopy: zmq_msg_data(msg), count: size,
+                        deallocator: .custom { _, _ in
+                            zmq_msg_close(msg); msg.deallocate()
+                        }))
             }
         } while hasMore
         return parts

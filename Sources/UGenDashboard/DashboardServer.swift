@@ -33,14 +33,17 @@ public final class DashboardServer: @unchecked Sendable {
 
     public func stop() {
         http.stop()
-        cond.withLock { stopped = true; cond.broadcast() }
+        cond.withLock {
+            stopped = true; cond.broadcast()
+        }
     }
 
     /// Hands what a `Dashboard.poll()` found to the open event streams.
     public func publish(_ update: Dashboard.Update) {
         guard !update.isEmpty else { return }
-        let message = UpdateMessage(records: update.records.map(PageRecord.init), events: update.events.map(PageEvent.init),
-                                    status: dashboard.state.status)
+        let message = UpdateMessage(
+            records: update.records.map(PageRecord.init), events: update.events.map(PageEvent.init),
+            status: dashboard.state.status)
         let json = update.reset ? stateMessage() : Self.encode(message)
         cond.withLock {
             lastSeq += 1

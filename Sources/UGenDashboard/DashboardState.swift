@@ -128,18 +128,24 @@ public struct DashboardState: Sendable {
 
     /// A line that could not be read: counted, and the first one's reason kept.
     public mutating func noteMalformed(file: String, reason: String) {
-        if let i = status.malformed.firstIndex(where: { $0.file == file }) { status.malformed[i].count += 1 }
-        else { status.malformed.append(MalformedReport(file: file, count: 1, first: reason)) }
+        if let i = status.malformed.firstIndex(where: { $0.file == file }) {
+            status.malformed[i].count += 1
+        } else {
+            status.malformed.append(MalformedReport(file: file, count: 1, first: reason))
+        }
     }
 
     /// config.yaml was read: keeps the keys worth showing, and K / planned steps when it has them.
     public mutating func applyConfig(_ entries: [ConfigEntry]) {
-        let shown = ["model.d_model", "model.n_layers", "train.steps", "train.precision", "vocab_schedule.kind",
-                     "vocab_schedule.text_only_steps", "cluster.stages", "cluster.replicas", "cluster.schedule"]
+        let shown = [
+            "model.d_model", "model.n_layers", "train.steps", "train.precision", "vocab_schedule.kind",
+            "vocab_schedule.text_only_steps", "cluster.stages", "cluster.replicas", "cluster.schedule",
+        ]
         status.config = shown.compactMap { k in entries.first { $0.key == k } }
         status.totalSteps = entries.first { $0.key == "train.steps" }.flatMap { Int($0.value) }
         if status.latest?.visualCodebook == nil,
-           let k = entries.first(where: { $0.key.hasSuffix("codebook") }).flatMap({ Int($0.value) }) {
+            let k = entries.first(where: { $0.key.hasSuffix("codebook") }).flatMap({ Int($0.value) })
+        {
             status.codebook = k
         }
     }

@@ -1,8 +1,9 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A minimal HTTP/1.1 server over POSIX sockets: GET (and HEAD) only, one thread per connection, every
@@ -138,7 +139,8 @@ public final class HTTPServer: @unchecked Sendable {
         }
         switch handler(request) {
         case .body(let status, let type, let bytes):
-            let header = "HTTP/1.1 \(status) \(Self.reason(status))\r\nContent-Type: \(type)\r\n"
+            let header =
+                "HTTP/1.1 \(status) \(Self.reason(status))\r\nContent-Type: \(type)\r\n"
                 + "Content-Length: \(bytes.count)\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
             if conn.write(header), request.method == "GET" { _ = conn.write(bytes) }
         case .stream(let type, let write):
@@ -169,7 +171,8 @@ public final class HTTPServer: @unchecked Sendable {
         let lines = text.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n", omittingEmptySubsequences: false)
         let parts = lines[0].split(separator: " ", omittingEmptySubsequences: false)
         guard parts.count == 3, !parts[0].isEmpty, parts[0].allSatisfy({ $0.isASCII && $0.isUppercase }),
-              parts[1].hasPrefix("/"), parts[2] == "HTTP/1.1" || parts[2] == "HTTP/1.0" else { return .failure(.badRequest) }
+            parts[1].hasPrefix("/"), parts[2] == "HTTP/1.1" || parts[2] == "HTTP/1.0"
+        else { return .failure(.badRequest) }
         for line in lines.dropFirst() where !line.contains(":") { return .failure(.badRequest) }
         guard parts[0] == "GET" || parts[0] == "HEAD" else { return .failure(.methodNotAllowed) }
         let target = parts[1].split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
@@ -209,9 +212,9 @@ public enum ServerError: Error, CustomStringConvertible, Equatable {
 }
 
 #if os(Linux)
-private let socketStream = Int32(SOCK_STREAM.rawValue)
-private let sendFlags = Int32(MSG_NOSIGNAL)
+    private let socketStream = Int32(SOCK_STREAM.rawValue)
+    private let sendFlags = Int32(MSG_NOSIGNAL)
 #else
-private let socketStream = SOCK_STREAM
-private let sendFlags: Int32 = 0
+    private let socketStream = SOCK_STREAM
+    private let sendFlags: Int32 = 0
 #endif

@@ -1,9 +1,10 @@
 import Foundation
 import UGenRecords
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// The dashboard's main loop: poll the run, hand news to the web server, and show it — a frame redrawn in
@@ -39,7 +40,7 @@ public enum LiveView {
             } else {
                 printPlain(update, dashboard.state, first: first)
             }
-            fflush(nil)     // nil: all streams (the C global `stdout` is off limits in Swift 6 mode)
+            fflush(nil)  // nil: all streams (the C global `stdout` is off limits in Swift 6 mode)
             first = false
             Thread.sleep(forTimeInterval: max(0.05, refresh))
         }

@@ -1,8 +1,9 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// One complete line of a followed file, without its newline, and the byte offset it started at
@@ -59,8 +60,10 @@ public final class LogFollower {
     private var partialOffset: Int64 = 0
     private var dropping = false
 
-    public init(path: String, tailLines: Int = 4096, sampleLines: Int = 0,
-                maxBytesPerPoll: Int = 64 << 20, maxLineBytes: Int = 4 << 20) {
+    public init(
+        path: String, tailLines: Int = 4096, sampleLines: Int = 0,
+        maxBytesPerPoll: Int = 64 << 20, maxLineBytes: Int = 4 << 20
+    ) {
         self.path = path; self.tailLines = tailLines; self.sampleLines = sampleLines
         self.maxBytesPerPoll = maxBytesPerPoll; self.maxLineBytes = maxLineBytes
     }
@@ -118,7 +121,7 @@ public final class LogFollower {
             guard readFully(&buf, count: n, at: pos) == n else { return 0 }
             for i in stride(from: n - 1, through: 0, by: -1) where buf[i] == 0x0A {
                 let at = pos + Int64(i)
-                if at == size - 1 { continue }     // the newline ending the last line
+                if at == size - 1 { continue }  // the newline ending the last line
                 newlines += 1
                 if newlines >= tailLines { return at + 1 }
             }
@@ -178,7 +181,7 @@ public final class LogFollower {
                 batch.lines.append(LogLine(offset: partialOffset, bytes: partial.prefix(200)))
                 partial = Data(); dropping = true
             }
-            if n < want { break }           // end of file
+            if n < want { break }  // end of file
         }
     }
 

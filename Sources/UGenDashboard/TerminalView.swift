@@ -1,9 +1,10 @@
 import Foundation
 import UGenRecords
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Renders a `DashboardState` as one terminal frame (a String, so tests and `--once` can look at it):
@@ -36,13 +37,15 @@ public enum TerminalView {
         if !st.workers.isEmpty {
             out.append("")
             out.append("workers (\(st.workers.count))")
-            out.append("  " + pad("worker", 8) + pad("host", 14) + pad("stage", 6) + pad("replica", 8) + pad("state", 7)
-                       + pad("seen", 7) + lpad("fwd ms", 8) + lpad("bwd ms", 8) + lpad("wait ms", 9))
+            out.append(
+                "  " + pad("worker", 8) + pad("host", 14) + pad("stage", 6) + pad("replica", 8) + pad("state", 7)
+                    + pad("seen", 7) + lpad("fwd ms", 8) + lpad("bwd ms", 8) + lpad("wait ms", 9))
             for wk in st.workers {
-                out.append("  " + pad(wk.id, 8) + pad(wk.host ?? "-", 14) + pad(wk.stage.map(String.init) ?? "-", 6)
-                           + pad(wk.replica.map(String.init) ?? "-", 8) + pad(wk.state, 7)
-                           + pad(wk.lastSeen.map { age(now - $0) } ?? "-", 7)
-                           + lpad(ms(wk.forwardMs), 8) + lpad(ms(wk.backwardMs), 8) + lpad(ms(wk.waitMs), 9))
+                out.append(
+                    "  " + pad(wk.id, 8) + pad(wk.host ?? "-", 14) + pad(wk.stage.map(String.init) ?? "-", 6)
+                        + pad(wk.replica.map(String.init) ?? "-", 8) + pad(wk.state, 7)
+                        + pad(wk.lastSeen.map { age(now - $0) } ?? "-", 7)
+                        + lpad(ms(wk.forwardMs), 8) + lpad(ms(wk.backwardMs), 8) + lpad(ms(wk.waitMs), 9))
             }
         }
         if !st.events.isEmpty {
@@ -121,11 +124,17 @@ public enum TerminalView {
             let lines = TextChart.draw(s, x: x, y: range, columns: cols, rows: rows, ascii: ascii)
             for (i, line) in lines.enumerated() {
                 let label: String
-                if rows == 1 { label = pad(title, 11) + lpad(format(latest.value), 9) }
-                else if i == 0 { label = pad(title, 11) + lpad(format(range.hi), 9) }
-                else if i == rows - 1 { label = pad("", 11) + lpad(format(range.lo), 9) }
-                else if i == 1 { label = pad("  now " + format(latest.value), 20) }
-                else { label = pad("", 20) }
+                if rows == 1 {
+                    label = pad(title, 11) + lpad(format(latest.value), 9)
+                } else if i == 0 {
+                    label = pad(title, 11) + lpad(format(range.hi), 9)
+                } else if i == rows - 1 {
+                    label = pad("", 11) + lpad(format(range.lo), 9)
+                } else if i == 1 {
+                    label = pad("  now " + format(latest.value), 20)
+                } else {
+                    label = pad("", 20)
+                }
                 out.append(label + (i == 0 || i == rows - 1 || rows == 1 ? tick : edge) + line)
             }
         }
@@ -136,8 +145,9 @@ public enum TerminalView {
         chart(c.gradNorm, title: "grad norm", rows: 1) { fixed($0, 3) }
         chart(c.tokensPerS, title: "tokens/s", rows: 1, format: grouped)
         let from = "step \(x.lowerBound)", to = "step \(last)"
-        out.append(pad("", gutter) + (ascii ? "+" : "└") + from
-                   + String(repeating: " ", count: max(1, cols - from.count - to.count)) + to)
+        out.append(
+            pad("", gutter) + (ascii ? "+" : "└") + from
+                + String(repeating: " ", count: max(1, cols - from.count - to.count)) + to)
         return out
     }
 }

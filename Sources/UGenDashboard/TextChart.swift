@@ -3,8 +3,10 @@
 public enum TextChart {
     /// `rows` lines of `columns` characters plotting `series` over the steps `x` (shared by the charts drawn
     /// side by side, so their steps line up) and values `y`.
-    public static func draw(_ series: Series, x: ClosedRange<Int>, y: (lo: Double, hi: Double),
-                            columns: Int, rows: Int, ascii: Bool) -> [String] {
+    public static func draw(
+        _ series: Series, x: ClosedRange<Int>, y: (lo: Double, hi: Double),
+        columns: Int, rows: Int, ascii: Bool
+    ) -> [String] {
         let cw = ascii ? 1 : 2, ch = ascii ? 3 : 4
         let pw = columns * cw, ph = rows * ch
         var grid = [[Bool]](repeating: [Bool](repeating: false, count: pw), count: ph)
@@ -47,21 +49,29 @@ public enum TextChart {
 
     private static func brailleLines(_ grid: [[Bool]], columns: Int, rows: Int) -> [String] {
         (0..<rows).map { cy in
-            String(String.UnicodeScalarView((0..<columns).map { cx in
-                var bits: UInt32 = 0
-                for dx in 0..<2 { for dy in 0..<4 where grid[cy * 4 + dy][cx * 2 + dx] { bits |= dotBits[dx][dy] } }
-                return Unicode.Scalar(0x2800 + bits)!
-            }))
+            String(
+                String.UnicodeScalarView(
+                    (0..<columns).map { cx in
+                        var bits: UInt32 = 0
+                        for dx in 0..<2 { for dy in 0..<4 where grid[cy * 4 + dy][cx * 2 + dx] { bits |= dotBits[dx][dy] } }
+                        return Unicode.Scalar(0x2800 + bits)!
+                    }))
         }
     }
 
     private static func asciiLines(_ grid: [[Bool]], columns: Int, rows: Int) -> [String] {
         (0..<rows).map { cy in
-            String((0..<columns).map { cx -> Character in
-                let on = (0..<3).filter { grid[cy * 3 + $0][cx] }
-                if on.count > 1 { return "|" }
-                switch on.first { case 0: return "'"; case 1: return "-"; case 2: return "_"; default: return " " }
-            })
+            String(
+                (0..<columns).map { cx -> Character in
+                    let on = (0..<3).filter { grid[cy * 3 + $0][cx] }
+                    if on.count > 1 { return "|" }
+                    switch on.first {
+                    case 0: return "'";
+                    case 1: return "-";
+                    case 2: return "_";
+                    default: return " "
+                    }
+                })
         }
     }
 }

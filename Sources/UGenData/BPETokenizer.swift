@@ -28,9 +28,9 @@ public final class BPETokenizer {
     /// Builds a tokenizer from merges; merge i may only use ids below 256+i.
     public init(merges: [Merge]) throws {
         var ranks: [UInt64: Int32] = [:]
-        var bytesOfId = (0 ..< 256).map { [UInt8($0)] }
+        var bytesOfId = (0..<256).map { [UInt8($0)] }
         for (i, m) in merges.enumerated() {
-            guard (0 ..< Int32(256 + i)).contains(m.left), (0 ..< Int32(256 + i)).contains(m.right) else {
+            guard (0..<Int32(256 + i)).contains(m.left), (0..<Int32(256 + i)).contains(m.right) else {
                 throw DataError.mergeUsesUndefinedId(merge: i, left: m.left, right: m.right)
             }
             ranks[Self.key(m.left, m.right)] = Int32(i)
@@ -79,7 +79,7 @@ public final class BPETokenizer {
         var ids = piece.map { Int32($0) }
         while ids.count > 1 {
             var best = Int32.max
-            for i in 0 ..< ids.count - 1 {
+            for i in 0..<ids.count - 1 {
                 if let r = ranks[Self.key(ids[i], ids[i + 1])], r < best { best = r }
             }
             if best == .max { break }

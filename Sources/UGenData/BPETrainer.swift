@@ -6,8 +6,10 @@ extension BPETokenizer {
     /// frequency, every pair knows the pieces it occurs in, and a merge only revisits those pieces. A
     /// max-heap with lazy deletion finds the most frequent pair. `progress(done, total)` is called now and
     /// then.
-    public static func train(documents: [[UInt8]], vocabSize: Int,
-                             progress: ((Int, Int) -> Void)? = nil) -> BPETokenizer {
+    public static func train(
+        documents: [[UInt8]], vocabSize: Int,
+        progress: ((Int, Int) -> Void)? = nil
+    ) -> BPETokenizer {
         let target = max(0, vocabSize - 256)
         var pieceCounts: [[UInt8]: Int] = [:]
         for doc in documents {
@@ -21,7 +23,7 @@ extension BPETokenizer {
         for (piece, f) in pieceCounts where piece.count > 1 {
             let w = Int32(words.count)
             let ids = piece.map { Int32($0) }
-            for i in 0 ..< ids.count - 1 {
+            for i in 0..<ids.count - 1 {
                 let k = key(ids[i], ids[i + 1])
                 counts[k, default: 0] += f
                 occurs[k, default: []].append(w)
@@ -58,8 +60,8 @@ extension BPETokenizer {
                     }
                 }
                 if new.count == old.count { continue }
-                for i in 0 ..< old.count - 1 { delta[key(old[i], old[i + 1]), default: 0] -= f }
-                for i in 0 ..< max(new.count - 1, 0) {
+                for i in 0..<old.count - 1 { delta[key(old[i], old[i + 1]), default: 0] -= f }
+                for i in 0..<max(new.count - 1, 0) {
                     let k = key(new[i], new[i + 1])
                     delta[k, default: 0] += f
                     if new[i] == merged || new[i + 1] == merged { occurs[k, default: []].append(w) }

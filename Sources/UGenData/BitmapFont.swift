@@ -8,7 +8,7 @@ public enum BitmapFont {
 
     /// Row bitmaps of the glyphs for 0x20…0x7E, `height` rows each, bit 6 the leftmost pixel.
     static let glyphs: [UInt8] = [
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  //  
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  //
         0x00, 0x00, 0x08, 0x08, 0x08, 0x08, 0x08, 0x08, 0x00, 0x08, 0x08, 0x00, 0x00, 0x00,  // !
         0x00, 0x00, 0x14, 0x14, 0x14, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // "
         0x00, 0x00, 0x00, 0x0a, 0x0a, 0x3f, 0x16, 0x14, 0x7f, 0x24, 0x28, 0x00, 0x00, 0x00,  // #
@@ -125,10 +125,12 @@ extension PNGImage {
         let top = (h - lines.count * gh) / 2
         for (row, line) in lines.enumerated() {
             for (col, ch) in line.enumerated() {
-                for y in 0..<gh { for x in 0..<gw where BitmapFont.ink(ch, x: x / scale, y: y / scale) {
-                    let p = ((top + row * gh + y) * w + pad + col * gw + x) * channels
-                    for c in 0..<channels { out.pixels[p + c] = 0 }
-                } }
+                for y in 0..<gh {
+                    for x in 0..<gw where BitmapFont.ink(ch, x: x / scale, y: y / scale) {
+                        let p = ((top + row * gh + y) * w + pad + col * gw + x) * channels
+                        for c in 0..<channels { out.pixels[p + c] = 0 }
+                    }
+                }
             }
         }
         let y0 = (h - height) / 2
@@ -143,7 +145,11 @@ extension PNGImage {
     public static func wrap(_ text: String, columns: Int) -> [String] {
         var lines: [String] = [], current = ""
         for word in text.split(separator: " ").map(String.init) {
-            if current.isEmpty { current = word } else if current.count + 1 + word.count <= columns { current += " " + word } else {
+            if current.isEmpty {
+                current = word
+            } else if current.count + 1 + word.count <= columns {
+                current += " " + word
+            } else {
                 lines.append(current); current = word
             }
             while current.count > columns { lines.append(String(current.prefix(columns))); current = String(current.dropFirst(columns)) }

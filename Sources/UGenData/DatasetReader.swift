@@ -29,7 +29,7 @@ public final class DatasetReader {
         guard offsets.count == n + 1, offsets.first == 0, offsets.last == Int64(file.tokenCount) else {
             throw DataError.offsetsShape(path: path, entries: n + 1, tokens: Int(file.tokenCount))
         }
-        for i in 0 ..< n where offsets[i + 1] <= offsets[i] {
+        for i in 0..<n where offsets[i + 1] <= offsets[i] {
             throw DataError.offsetsNotIncreasing(path: path, example: i)
         }
         if let bad = file.tasks.firstIndex(where: { ExampleTask(rawValue: $0) == nil }) {
@@ -67,7 +67,7 @@ public final class DatasetReader {
 
     /// Example `i`, reading only its tokens and mask.
     public func example(_ i: Int) throws -> Example {
-        try examples(i ..< i + 1)[0]
+        try examples(i..<i + 1)[0]
     }
 
     /// Examples `range`, read with one slice of /tokens and one of /loss_mask.
@@ -85,7 +85,7 @@ public final class DatasetReader {
         }
         return range.map { i in
             let a = Int(file.offsets[i]) - start, b = Int(file.offsets[i + 1]) - start
-            return Example(tokens: Array(tokens[a ..< b]), mask: Array(mask[a ..< b]), task: task(of: i))
+            return Example(tokens: Array(tokens[a..<b]), mask: Array(mask[a..<b]), task: task(of: i))
         }
     }
 

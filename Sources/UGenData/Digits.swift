@@ -15,13 +15,16 @@ public enum Digits {
         let bytes = path.hasSuffix(".gz") ? try gunzip(path) : try readFile(path)
         var samples: [Sample] = []
         for (i, line) in bytes.split(separator: UInt8(ascii: "\n")).enumerated() {
-            let fields = line.split(separator: UInt8(ascii: ",")).map { Double(String(decoding: $0, as: UTF8.self)
-                .trimmingCharacters(in: .whitespacesAndNewlines)) }
+            let fields = line.split(separator: UInt8(ascii: ",")).map {
+                Double(
+                    String(decoding: $0, as: UTF8.self)
+                        .trimmingCharacters(in: .whitespacesAndNewlines))
+            }
             guard fields.count == 65, fields.allSatisfy({ $0 != nil }) else {
                 throw DataError.digitsLineLength(path: path, line: i + 1)
             }
             let values = fields.map { $0! }
-            guard values[..<64].allSatisfy({ (0 ... 16).contains($0) }), (0 ... 9).contains(values[64]) else {
+            guard values[..<64].allSatisfy({ (0...16).contains($0) }), (0...9).contains(values[64]) else {
                 throw DataError.digitsRange(path: path, line: i + 1)
             }
             let pixels = values[..<64].map { UInt8(($0 * 255 / 16).rounded()) }
@@ -65,8 +68,10 @@ public enum Digits {
         for (i, s) in samples.enumerated() {
             let name = String(format: "images/%05d.png", i)
             try s.image.write(URL(fileURLWithPath: out).appendingPathComponent(name).path)
-            let object: [String: Any] = ["image": name, "caption": caption(label: s.label, variant: rng.nextInt(below: templates.count)),
-                                         "label": s.label]
+            let object: [String: Any] = [
+                "image": name, "caption": caption(label: s.label, variant: rng.nextInt(below: templates.count)),
+                "label": s.label,
+            ]
             let json = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
             lines += String(decoding: json, as: UTF8.self) + "\n"
         }

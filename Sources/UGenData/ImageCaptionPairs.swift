@@ -30,7 +30,7 @@ public enum ImageCaptionPairs {
                 guard let k = externalCodebook else {
                     throw DataError.imageIdsNeedCodebook(source: source)
                 }
-                guard let codes = ids as? [Int], !codes.isEmpty, codes.allSatisfy({ (0 ..< k).contains($0) }) else {
+                guard let codes = ids as? [Int], !codes.isEmpty, codes.allSatisfy({ (0..<k).contains($0) }) else {
                     throw DataError.badImageIds(source: source, codebook: k)
                 }
                 pairs.append(ImageCaptionPair(image: .codes(codes), caption: caption, source: source))

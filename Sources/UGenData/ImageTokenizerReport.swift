@@ -43,10 +43,11 @@ public struct ImageTokenizerReport: Sendable {
             imagePSNR += e > 0 ? 10 * log10(255 * 255 / e) : 100
         }
         let n = Double(max(images.count, 1))
-        return ImageTokenizerReport(images: images.count, tokensPerImage: vq.tokensPerImage, codebookSize: vq.codebookSize,
-                                    mse: squared / n, meanImagePSNR: imagePSNR / n, perplexity: exp(entropy),
-                                    usedCodes: counts.filter { $0 > 0 }.count, imagesPerSecond: Double(images.count) / seconds,
-                                    codes: codes)
+        return ImageTokenizerReport(
+            images: images.count, tokensPerImage: vq.tokensPerImage, codebookSize: vq.codebookSize,
+            mse: squared / n, meanImagePSNR: imagePSNR / n, perplexity: exp(entropy),
+            usedCodes: counts.filter { $0 > 0 }.count, imagesPerSecond: Double(images.count) / seconds,
+            codes: codes)
     }
 
     /// Mean squared error over the centred `size` region of two images of the same shape.
@@ -54,8 +55,8 @@ public struct ImageTokenizerReport: Sendable {
         if size.width == a.width && size.height == a.height { return a.meanSquaredError(to: b) }
         let (x0, y0, c) = ((a.width - size.width) / 2, (a.height - size.height) / 2, a.channels)
         var sum = 0.0
-        for y in y0 ..< y0 + size.height {
-            for j in ((y * a.width + x0) * c) ..< ((y * a.width + x0 + size.width) * c) {
+        for y in y0..<y0 + size.height {
+            for j in ((y * a.width + x0) * c)..<((y * a.width + x0 + size.width) * c) {
                 let d = Double(a.pixels[j]) - Double(b.pixels[j])
                 sum += d * d
             }
@@ -75,8 +76,8 @@ public struct ImageTokenizerReport: Sendable {
         var pixels = [UInt8](repeating: 255, count: width * height * 3)
         func paste(_ image: PNGImage, x0: Int, y0: Int) {
             let rgb = image.converted(toChannels: 3)
-            for y in 0 ..< h {
-                for x in 0 ..< w {
+            for y in 0..<h {
+                for x in 0..<w {
                     let src = ((y / scale) * rgb.width + x / scale) * 3, dst = ((y0 + y) * width + x0 + x) * 3
                     pixels[dst] = rgb.pixels[src]; pixels[dst + 1] = rgb.pixels[src + 1]; pixels[dst + 2] = rgb.pixels[src + 2]
                 }

@@ -60,7 +60,7 @@ public struct PNGImage: Equatable, Sendable {
         if target == 3 {
             return PNGImage(width: width, height: height, channels: 3, pixels: pixels.flatMap { [$0, $0, $0] })
         }
-        let grey = (0 ..< n).map { i -> UInt8 in
+        let grey = (0..<n).map { i -> UInt8 in
             let r = Double(pixels[3 * i]), g = Double(pixels[3 * i + 1]), b = Double(pixels[3 * i + 2])
             return UInt8(min(255, (0.299 * r + 0.587 * g + 0.114 * b).rounded()))
         }
@@ -75,9 +75,9 @@ public struct PNGImage: Equatable, Sendable {
         if w == width && h == height { return self }
         var out = [UInt8](repeating: 0, count: w * h * channels)
         let (x0, y0) = ((w - width) / 2, (h - height) / 2)
-        for y in 0 ..< height {
+        for y in 0..<height {
             let src = y * width * channels, dst = ((y0 + y) * w + x0) * channels
-            out.replaceSubrange(dst ..< dst + width * channels, with: pixels[src ..< src + width * channels])
+            out.replaceSubrange(dst..<dst + width * channels, with: pixels[src..<src + width * channels])
         }
         return PNGImage(width: w, height: h, channels: channels, pixels: out)
     }

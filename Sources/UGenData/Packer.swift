@@ -85,7 +85,7 @@ public final class Packer {
         guard rows > 0, seqLen > 0 else { throw DataError.rowsOrSeqLenNotPositive }
         var pools: [[Ref]] = [[], [], []]
         for (ri, reader) in readers.enumerated() {
-            for i in 0 ..< reader.count { pools[Int(reader.task(of: i).rawValue)].append(Ref(reader: Int32(ri), index: Int32(i))) }
+            for i in 0..<reader.count { pools[Int(reader.task(of: i).rawValue)].append(Ref(reader: Int32(ri), index: Int32(i))) }
         }
         guard ExampleTask.allCases.contains(where: { !pools[Int($0.rawValue)].isEmpty && weights[$0] > 0 }) else {
             throw DataError.noWeightedExamples(paths: readers.map(\.path))
@@ -100,7 +100,7 @@ public final class Packer {
     /// Continues from a saved state (e.g. from a checkpoint).
     public func restore(_ saved: PackerState) throws {
         guard saved.epochs.count == 3, saved.cursors.count == 3, saved.batches >= 0,
-              (0 ..< 3).allSatisfy({ saved.epochs[$0] >= 0 && (0 ... pools[$0].count).contains(saved.cursors[$0]) })
+            (0..<3).allSatisfy({ saved.epochs[$0] >= 0 && (0...pools[$0].count).contains(saved.cursors[$0]) })
         else { throw DataError.stateDoesNotFit("\(saved)") }
         state = saved
     }
@@ -117,12 +117,13 @@ public final class Packer {
         }
         var rng = SplitMix64(seed: state.seed ^ (UInt64(state.batches) &* 0xA24B_AED4_963E_E407))
         let n = rows * seqLen
-        var batch = Batch(rows: rows, seqLen: seqLen, inputs: [Int32](repeating: 0, count: n),
-                          targets: [Int32](repeating: 0, count: n), mask: [Float](repeating: 0, count: n),
-                          tasks: [UInt8](repeating: 0, count: n))
-        for r in 0 ..< rows {
+        var batch = Batch(
+            rows: rows, seqLen: seqLen, inputs: [Int32](repeating: 0, count: n),
+            targets: [Int32](repeating: 0, count: n), mask: [Float](repeating: 0, count: n),
+            tasks: [UInt8](repeating: 0, count: n))
+        for r in 0..<rows {
             try fillRow(rng: &rng, weights: active, total: totalWeight)
-            for t in 0 ..< seqLen {
+            for t in 0..<seqLen {
                 batch.inputs[r * seqLen + t] = rowTokens[t]
                 batch.targets[r * seqLen + t] = rowTokens[t + 1]
                 batch.mask[r * seqLen + t] = Float(rowMask[t + 1])
@@ -138,7 +139,7 @@ public final class Packer {
         var filled = 0
         while filled < width {
             var u = rng.nextDouble() * total, task = weights.lastIndex(where: { $0 > 0 })!
-            for t in 0 ..< 3 where weights[t] > 0 {
+            for t in 0..<3 where weights[t] > 0 {
                 if u < weights[t] { task = t; break }
                 u -= weights[t]
             }
@@ -151,11 +152,11 @@ public final class Packer {
                     try reader.read(Int(ref.index), count: count, tokens: t.baseAddress! + filled, mask: m.baseAddress! + filled)
                 }
             }
-            for i in filled ..< filled + count { rowTasks[i] = UInt8(task) }
+            for i in filled..<filled + count { rowTasks[i] = UInt8(task) }
             filled += count
             advance(task)
         }
-        for i in filled ..< width {
+        for i in filled..<width {
             rowTokens[i] = layout.pad
             rowMask[i] = 0
             rowTasks[i] = Batch.paddingTask
@@ -165,9 +166,10 @@ public final class Packer {
     /// The next example of `task` in the current pass.
     private func peek(_ task: Int) -> Ref {
         if orderEpochs[task] != state.epochs[task] {
-            var order = (0 ..< Int32(pools[task].count)).map { $0 }
-            var rng = SplitMix64(seed: state.seed ^ (UInt64(task + 1) &* 0x9E37_79B9_7F4A_7C15)
-                ^ (UInt64(state.epochs[task]) &* 0xD1B5_4A32_D192_ED03))
+            var order = (0..<Int32(pools[task].count)).map { $0 }
+            var rng = SplitMix64(
+                seed: state.seed ^ (UInt64(task + 1) &* 0x9E37_79B9_7F4A_7C15)
+                    ^ (UInt64(state.epochs[task]) &* 0xD1B5_4A32_D192_ED03))
             order.shuffle(using: &rng)
             orders[task] = order
             orderEpochs[task] = state.epochs[task]

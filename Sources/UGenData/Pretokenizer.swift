@@ -8,10 +8,10 @@
 enum Pretokenizer {
     private enum Kind: UInt8 { case other, letter, digit, space }
 
-    private static let kinds: [Kind] = (0 ..< 256).map { b in
+    private static let kinds: [Kind] = (0..<256).map { b in
         switch UInt8(b) {
-        case UInt8(ascii: "a") ... UInt8(ascii: "z"), UInt8(ascii: "A") ... UInt8(ascii: "Z"), 0x80 ... 0xFF: .letter
-        case UInt8(ascii: "0") ... UInt8(ascii: "9"): .digit
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), 0x80...0xFF: .letter
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): .digit
         case 0x20, 0x09, 0x0A, 0x0B, 0x0C, 0x0D: .space
         default: .other
         }
@@ -23,7 +23,7 @@ enum Pretokenizer {
         var i = 0
         while i < n {
             if let length = contractionLength(bytes, i) {
-                body(i ..< i + length)
+                body(i..<i + length)
                 i += length
                 continue
             }
@@ -33,7 +33,7 @@ enum Pretokenizer {
             var end = j + 1
             while end < n, kinds[Int(bytes[end])] == kind { end += 1 }
             if kind == .space, end < n, end - i > 1, bytes[end - 1] == 0x20 { end -= 1 }
-            body(i ..< end)
+            body(i..<end)
             i = end
         }
     }

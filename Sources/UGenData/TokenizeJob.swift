@@ -40,13 +40,16 @@ public struct TokenizeSummary: Sendable, CustomStringConvertible {
     public var seconds: Double
 
     public var description: String {
-        var lines = ["vocabulary  \(layout)",
-                     "tokenizer   hash \(tokenizerHash), \(visualTokensPerImage) visual tokens per image",
-                     "split          text   img2txt   txt2img     tokens"]
+        var lines = [
+            "vocabulary  \(layout)",
+            "tokenizer   hash \(tokenizerHash), \(visualTokensPerImage) visual tokens per image",
+            "split          text   img2txt   txt2img     tokens",
+        ]
         for split in ["train", "val"] {
             let e = examples[split] ?? [0, 0, 0]
-            lines.append(split.padding(toLength: 8, withPad: " ", startingAt: 0)
-                + String(format: "%10d%10d%10d%11d", e[0], e[1], e[2], tokens[split] ?? 0))
+            lines.append(
+                split.padding(toLength: 8, withPad: " ", startingAt: 0)
+                    + String(format: "%10d%10d%10d%11d", e[0], e[1], e[2], tokens[split] ?? 0))
         }
         lines.append(String(format: "time        %.1f s", seconds))
         return lines.joined(separator: "\n")
@@ -62,7 +65,7 @@ public enum TokenizeJob {
         let started = Date()
         guard o.textVocab >= 256 else { throw DataError.textVocabTooSmall }
         guard o.codebookSize > 0, o.patch > 0 else { throw DataError.codebookOrPatchNotPositive }
-        guard (0 ..< 1).contains(o.valFraction) else { throw DataError.valFractionOutOfRange }
+        guard (0..<1).contains(o.valFraction) else { throw DataError.valFractionOutOfRange }
         guard !o.textFiles.isEmpty || !o.pairFiles.isEmpty else { throw DataError.nothingToTokenize }
 
         let documents = try o.textFiles.flatMap { try TextCorpus.documents(inFile: $0) }
@@ -73,8 +76,9 @@ public enum TokenizeJob {
         let read = { (files: [String]) in try files.flatMap { try ImageCaptionPairs.read($0, externalCodebook: o.externalCodebook) } }
         var (givenPairs, heldOutPairs) = (try read(o.pairFiles), try read(o.valPairFiles))
         if !givenPairs.isEmpty || !heldOutPairs.isEmpty {
-            log("pairs: \(givenPairs.count) image–caption pairs from \(o.pairFiles.count) file(s)"
-                + (o.valPairFiles.isEmpty ? "" : ", \(heldOutPairs.count) held out from \(o.valPairFiles.count)"))
+            log(
+                "pairs: \(givenPairs.count) image–caption pairs from \(o.pairFiles.count) file(s)"
+                    + (o.valPairFiles.isEmpty ? "" : ", \(heldOutPairs.count) held out from \(o.valPairFiles.count)"))
         }
         let geometry = try imageGeometry(givenPairs + heldOutPairs, patch: o.patch, canvas: o.imageSize)
         // One shape for every image: the tokenizer's channels (RGB when any image is RGB; grey is repeated), centred
@@ -105,8 +109,10 @@ public enum TokenizeJob {
         }
 
         log("bpe: learning \(o.textVocab - 256) merges")
-        let bpe = BPETokenizer.train(documents: trainDocuments + trainPairs.map { Array($0.caption.utf8) },
-                                     vocabSize: o.textVocab) { done, total in log("bpe: \(done)/\(total) merges") }
+        let bpe = BPETokenizer.train(
+            documents: trainDocuments + trainPairs.map { Array($0.caption.utf8) },
+            vocabSize: o.textVocab
+        ) { done, total in log("bpe: \(done)/\(total) merges") }
 
         var vq: VQTokenizer?
         var codebookSize = 0, kind = "none"
@@ -120,12 +126,19 @@ public enum TokenizeJob {
                 images.append(image)
                 // Stratify the k-means sample by pairs file (the source's "file:line" up to the line).
                 let file = String(pair.source[..<(pair.source.lastIndex(of: ":") ?? pair.source.endIndex)])
-                groups.append(files[file] ?? { files[file] = files.count; return files.count - 1 }())
+                groups.append(
+                    files[file]
+                        ?? {
+                            files[file] = files.count; return files.count - 1
+                        }())
             }
-            log("vq: k-means, \(o.codebookSize) codes over \(o.patch)×\(o.patch) patches of \(images.count) \(width)×\(height) images"
-                + (files.count > 1 ? ", sample stratified over \(files.count) pairs files" : ""))
-            vq = try VQTokenizer.train(images: images, groups: groups, codebookSize: o.codebookSize, patch: o.patch,
-                                       iterations: o.kMeansIterations, seed: o.seed) { i, n in
+            log(
+                "vq: k-means, \(o.codebookSize) codes over \(o.patch)×\(o.patch) patches of \(images.count) \(width)×\(height) images"
+                    + (files.count > 1 ? ", sample stratified over \(files.count) pairs files" : ""))
+            vq = try VQTokenizer.train(
+                images: images, groups: groups, codebookSize: o.codebookSize, patch: o.patch,
+                iterations: o.kMeansIterations, seed: o.seed
+            ) { i, n in
                 if i % 5 == 0 || i == n { log("vq: iteration \(i)/\(n)") }
             }
             codebookSize = o.codebookSize
@@ -133,22 +146,27 @@ public enum TokenizeJob {
         }
         let layout = VocabLayout(textVocab: bpe.vocabSize, codebookSize: codebookSize)
         let png = geometry.png
-        let tokenizer = TokenizerFile(merges: bpe.flatMerges, codebook: vq?.codebook ?? [], codebookSize: codebookSize,
-                                      patch: png == nil ? 0 : o.patch, channels: png?.channels ?? 0,
-                                      imageWidth: png?.width ?? 0, imageHeight: png?.height ?? 0, kind: kind)
+        let tokenizer = TokenizerFile(
+            merges: bpe.flatMerges, codebook: vq?.codebook ?? [], codebookSize: codebookSize,
+            patch: png == nil ? 0 : o.patch, channels: png?.channels ?? 0,
+            imageWidth: png?.width ?? 0, imageHeight: png?.height ?? 0, kind: kind)
         let hash = tokenizer.contentHash
 
         do {
             try FileManager.default.createDirectory(atPath: o.outDir, withIntermediateDirectories: true)
         } catch { throw DataError.cannotCreateDirectory(o.outDir) }
         let out = URL(fileURLWithPath: o.outDir)
-        var summary = TokenizeSummary(layout: layout, tokenizerHash: hash, examples: [:], tokens: [:],
-                                      visualTokensPerImage: geometry.tokensPerImage, seconds: 0)
+        var summary = TokenizeSummary(
+            layout: layout, tokenizerHash: hash, examples: [:], tokens: [:],
+            visualTokensPerImage: geometry.tokensPerImage, seconds: 0)
         var writers: [DatasetFileWriter] = []
-        for (split, docs, splitPairs) in [("train", trainDocuments, trainPairs),
-                                          ("val", valDocuments.sorted().map { documents[$0] }, valPairList)] {
-            let writer = try DatasetFileWriter(path: out.appendingPathComponent("\(split).h5").path,
-                                               wideTokens: layout.vocabSize > 65536)
+        for (split, docs, splitPairs) in [
+            ("train", trainDocuments, trainPairs),
+            ("val", valDocuments.sorted().map { documents[$0] }, valPairList),
+        ] {
+            let writer = try DatasetFileWriter(
+                path: out.appendingPathComponent("\(split).h5").path,
+                wideTokens: layout.vocabSize > 65536)
             writers.append(writer)
             var counts = [0, 0, 0]
             func append(_ e: Example) throws {
@@ -197,7 +215,8 @@ public enum TokenizeJob {
     /// Image size and channels of the PNG pairs and visual tokens per image. Without a canvas all images must
     /// share the first one's size; with one, each must fit in it. Channels: 3 when any image is RGB, else 1.
     private static func imageGeometry(_ pairs: [ImageCaptionPair], patch: Int, canvas: (width: Int, height: Int)?)
-        throws -> (png: (width: Int, height: Int, channels: Int)?, tokensPerImage: Int) {
+        throws -> (png: (width: Int, height: Int, channels: Int)?, tokensPerImage: Int)
+    {
         var png: (width: Int, height: Int, channels: Int)?
         var tokens: Int?
         if let c = canvas {
@@ -210,8 +229,9 @@ public enum TokenizeJob {
             case .png(let image):
                 if let c = canvas {
                     guard image.width <= c.width, image.height <= c.height else {
-                        throw DataError.imageLargerThanCanvas(source: pair.source, width: image.width, height: image.height,
-                                                        canvasWidth: c.width, canvasHeight: c.height)
+                        throw DataError.imageLargerThanCanvas(
+                            source: pair.source, width: image.width, height: image.height,
+                            canvasWidth: c.width, canvasHeight: c.height)
                     }
                     if png == nil { png = (c.width, c.height, image.channels); tokens = (c.width / patch) * (c.height / patch) }
                     png!.channels = max(png!.channels, image.channels)
@@ -225,8 +245,9 @@ public enum TokenizeJob {
                     tokens = (image.width / patch) * (image.height / patch)
                 }
                 guard image.width == png!.width, image.height == png!.height else {
-                    throw DataError.imageUnlikeFirst(source: pair.source, width: image.width, height: image.height,
-                                                   firstWidth: png!.width, firstHeight: png!.height)
+                    throw DataError.imageUnlikeFirst(
+                        source: pair.source, width: image.width, height: image.height,
+                        firstWidth: png!.width, firstHeight: png!.height)
                 }
                 png!.channels = max(png!.channels, image.channels)
             case .codes(let codes):
@@ -244,7 +265,7 @@ public enum TokenizeJob {
     private static func validationIndices(_ n: Int, _ fraction: Double, _ rng: inout SplitMix64) -> Set<Int> {
         guard n >= 2, fraction > 0 else { return [] }
         let count = min(n - 1, max(1, Int((Double(n) * fraction).rounded())))
-        var order = Array(0 ..< n)
+        var order = Array(0..<n)
         order.shuffle(using: &rng)
         return Set(order[..<count])
     }

@@ -16,9 +16,11 @@ public struct Tokenizers {
     public init(path: String) throws {
         let file = try TokenizerFile.read(path)
         text = try BPETokenizer(flatMerges: file.merges)
-        image = file.kind == "kmeans"
-            ? try VQTokenizer(codebook: file.codebook, codebookSize: file.codebookSize, patch: file.patch, channels: file.channels,
-                              imageWidth: file.imageWidth, imageHeight: file.imageHeight)
+        image =
+            file.kind == "kmeans"
+            ? try VQTokenizer(
+                codebook: file.codebook, codebookSize: file.codebookSize, patch: file.patch, channels: file.channels,
+                imageWidth: file.imageWidth, imageHeight: file.imageHeight)
             : nil
         layout = VocabLayout(textVocab: text.vocabSize, codebookSize: file.codebookSize)
         hash = file.contentHash

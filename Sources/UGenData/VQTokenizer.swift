@@ -35,13 +35,16 @@ public struct VQTokenizer: Sendable {
     ///
     /// `groups` (one number per image, e.g. the source dataset) makes the sample stratified: each group gives
     /// at most `maxPatches / groups` patches, so 3,289 emoji are not drowned by 60,000 Fashion-MNIST items.
-    public static func train(images: [PNGImage], groups: [Int]? = nil, codebookSize: Int, patch: Int, iterations: Int = 20,
-                             seed: UInt64, maxPatches: Int = 200_000, progress: ((Int, Int) -> Void)? = nil) throws -> VQTokenizer {
+    public static func train(
+        images: [PNGImage], groups: [Int]? = nil, codebookSize: Int, patch: Int, iterations: Int = 20,
+        seed: UInt64, maxPatches: Int = 200_000, progress: ((Int, Int) -> Void)? = nil
+    ) throws -> VQTokenizer {
         guard let first = images.first else { throw DataError.noImages }
         guard codebookSize > 0 else { throw DataError.codebookSizeNotPositive }
-        let shape = try VQTokenizer(codebook: [Float](repeating: 0, count: codebookSize * patch * patch * first.channels),
-                                    codebookSize: codebookSize, patch: patch, channels: first.channels,
-                                    imageWidth: first.width, imageHeight: first.height)
+        let shape = try VQTokenizer(
+            codebook: [Float](repeating: 0, count: codebookSize * patch * patch * first.channels),
+            codebookSize: codebookSize, patch: patch, channels: first.channels,
+            imageWidth: first.width, imageHeight: first.height)
         var rng = SplitMix64(seed: seed ^ 0x5651_4B4D)  // "VQKM"
         precondition(groups == nil || groups!.count == images.count, "one group per image")
         let groupOf = groups ?? [Int](repeating: 0, count: images.count)
@@ -50,10 +53,10 @@ public struct VQTokenizer: Sendable {
         var order: [Int] = []
         for g in distinct {  // a seeded sample of at most `quota` patches of each group
             var members = images.indices.filter { groupOf[$0] == g }.flatMap { i in
-                (i * shape.tokensPerImage) ..< ((i + 1) * shape.tokensPerImage)
+                (i * shape.tokensPerImage)..<((i + 1) * shape.tokensPerImage)
             }
             if members.count > quota {
-                for i in 0 ..< quota { members.swapAt(i, i + rng.nextInt(below: members.count - i)) }
+                for i in 0..<quota { members.swapAt(i, i + rng.nextInt(below: members.count - i)) }
                 members = Array(members[..<quota])
             }
             order += members
@@ -67,11 +70,12 @@ public struct VQTokenizer: Sendable {
         for (row, p) in order.enumerated() {
             let (image, patch) = p.quotientAndRemainder(dividingBy: perImage)
             if cut.image != image { cut = (image, shape.patches(of: images[image].converted(toChannels: first.channels))) }
-            for j in 0 ..< d { x[row * d + j] = cut.patches[patch * d + j] }
+            for j in 0..<d { x[row * d + j] = cut.patches[patch * d + j] }
         }
         let centers = kMeans(x, dim: d, k: codebookSize, iterations: iterations, rng: &rng, progress: progress)
-        return try VQTokenizer(codebook: centers, codebookSize: codebookSize, patch: patch, channels: first.channels,
-                               imageWidth: first.width, imageHeight: first.height)
+        return try VQTokenizer(
+            codebook: centers, codebookSize: codebookSize, patch: patch, channels: first.channels,
+            imageWidth: first.width, imageHeight: first.height)
     }
 
     /// Codes of the image's patches, row-major. The image must have the tokenizer's size; grey/RGB is
@@ -90,10 +94,10 @@ public struct VQTokenizer: Sendable {
         for (p, code) in codes.enumerated() {
             let (py, px) = (p / gridWidth, p % gridWidth)
             var j = code * dim
-            for dy in 0 ..< patch {
-                for dx in 0 ..< patch {
+            for dy in 0..<patch {
+                for dx in 0..<patch {
                     let base = ((py * patch + dy) * imageWidth + px * patch + dx) * channels
-                    for c in 0 ..< channels {
+                    for c in 0..<channels {
                         pixels[base + c] = UInt8(max(0, min(255, (codebook[j] * 255).rounded())))
                         j += 1
                     }
@@ -108,12 +112,12 @@ public struct VQTokenizer: Sendable {
         let gridWidth = imageWidth / patch
         var out = [Float](repeating: 0, count: tokensPerImage * dim)
         var j = 0
-        for p in 0 ..< tokensPerImage {
+        for p in 0..<tokensPerImage {
             let (py, px) = (p / gridWidth, p % gridWidth)
-            for dy in 0 ..< patch {
-                for dx in 0 ..< patch {
+            for dy in 0..<patch {
+                for dx in 0..<patch {
                     let base = ((py * patch + dy) * imageWidth + px * patch + dx) * channels
-                    for c in 0 ..< channels {
+                    for c in 0..<channels {
                         out[j] = Float(image.pixels[base + c]) / 255
                         j += 1
                     }
@@ -126,29 +130,31 @@ public struct VQTokenizer: Sendable {
     // MARK: k-means
 
     /// k-means++ seeding, then `iterations` Lloyd steps. An empty cluster is re-seeded from a random point.
-    static func kMeans(_ x: [Float], dim d: Int, k: Int, iterations: Int, rng: inout SplitMix64,
-                       progress: ((Int, Int) -> Void)?) -> [Float] {
+    static func kMeans(
+        _ x: [Float], dim d: Int, k: Int, iterations: Int, rng: inout SplitMix64,
+        progress: ((Int, Int) -> Void)?
+    ) -> [Float] {
         let n = x.count / d
         var centers = [Float](repeating: 0, count: k * d)
-        func copyPoint(_ i: Int, toCenter c: Int) { for j in 0 ..< d { centers[c * d + j] = x[i * d + j] } }
+        func copyPoint(_ i: Int, toCenter c: Int) { for j in 0..<d { centers[c * d + j] = x[i * d + j] } }
         func distance(_ i: Int, _ c: Int) -> Float {
             x.withUnsafeBufferPointer { xs in
                 centers.withUnsafeBufferPointer { cs in
                     var s: Float = 0
                     let (a, b) = (xs.baseAddress! + i * d, cs.baseAddress! + c * d)
-                    for j in 0 ..< d { let t = a[j] - b[j]; s += t * t }
+                    for j in 0..<d { let t = a[j] - b[j]; s += t * t }
                     return s
                 }
             }
         }
         copyPoint(rng.nextInt(below: n), toCenter: 0)
-        var d2 = (0 ..< n).map { distance($0, 0) }
-        for c in 1 ..< max(k, 1) {
+        var d2 = (0..<n).map { distance($0, 0) }
+        for c in 1..<max(k, 1) {
             let total = d2.reduce(0.0) { $0 + Double($1) }
             var pick = n - 1
             if total > 0 {
                 var r = rng.nextDouble() * total
-                for i in 0 ..< n {
+                for i in 0..<n {
                     r -= Double(d2[i])
                     if r < 0 { pick = i; break }
                 }
@@ -156,21 +162,21 @@ public struct VQTokenizer: Sendable {
                 pick = rng.nextInt(below: n)
             }
             copyPoint(pick, toCenter: c)
-            for i in 0 ..< n { d2[i] = min(d2[i], distance(i, c)) }
+            for i in 0..<n { d2[i] = min(d2[i], distance(i, c)) }
         }
-        for iteration in 0 ..< iterations {
+        for iteration in 0..<iterations {
             let assignment = nearest(x, dim: d, centers: centers, k: k)
             var sums = [Double](repeating: 0, count: k * d), counts = [Int](repeating: 0, count: k)
-            for i in 0 ..< n {
+            for i in 0..<n {
                 let c = assignment[i]
                 counts[c] += 1
-                for j in 0 ..< d { sums[c * d + j] += Double(x[i * d + j]) }
+                for j in 0..<d { sums[c * d + j] += Double(x[i * d + j]) }
             }
-            for c in 0 ..< k {
+            for c in 0..<k {
                 if counts[c] == 0 {
                     copyPoint(rng.nextInt(below: n), toCenter: c)
                 } else {
-                    for j in 0 ..< d { centers[c * d + j] = Float(sums[c * d + j] / Double(counts[c])) }
+                    for j in 0..<d { centers[c * d + j] = Float(sums[c * d + j] / Double(counts[c])) }
                 }
             }
             progress?(iteration + 1, iterations)
@@ -182,7 +188,7 @@ public struct VQTokenizer: Sendable {
     /// blocks of rows so memory stays bounded.
     static func nearest(_ x: [Float], dim d: Int, centers: [Float], k: Int) -> [Int] {
         let n = x.count / d, block = 2048
-        let norms = (0 ..< k).map { c in (0 ..< d).reduce(Float(0)) { $0 + centers[c * d + $1] * centers[c * d + $1] } }
+        let norms = (0..<k).map { c in (0..<d).reduce(Float(0)) { $0 + centers[c * d + $1] * centers[c * d + $1] } }
         var out = [Int](repeating: 0, count: n)
         var products = [Float](repeating: 0, count: min(block, n) * k)
         x.withUnsafeBufferPointer { xs in
@@ -190,12 +196,13 @@ public struct VQTokenizer: Sendable {
                 for start in stride(from: 0, to: n, by: block) {
                     let m = min(block, n - start)
                     products.withUnsafeMutableBufferPointer { g in
-                        BLAS.gemm(transB: true, m: m, n: k, k: d, a: xs.baseAddress! + start * d, lda: d,
-                                  b: cs.baseAddress!, ldb: d, c: g.baseAddress!, ldc: k)
+                        BLAS.gemm(
+                            transB: true, m: m, n: k, k: d, a: xs.baseAddress! + start * d, lda: d,
+                            b: cs.baseAddress!, ldb: d, c: g.baseAddress!, ldc: k)
                     }
-                    for i in 0 ..< m {
+                    for i in 0..<m {
                         var best = 0, bestScore = Float.infinity
-                        for c in 0 ..< k {
+                        for c in 0..<k {
                             let score = norms[c] - 2 * products[i * k + c]
                             if score < bestScore { bestScore = score; best = c }
                         }

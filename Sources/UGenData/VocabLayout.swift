@@ -35,9 +35,9 @@ public struct VocabLayout: Codable, Equatable, Hashable, Sendable, CustomStringC
     public var eoi: Int32 { Int32(textVocab + 4) }
     public var unkImage: Int32 { Int32(textVocab + 5) }
 
-    public var textRange: Range<Int> { 0 ..< textVocab }
-    public var specialRange: Range<Int> { textVocab ..< textVocab + specialCount }
-    public var visualRange: Range<Int> { textVocab + specialCount ..< vocabSize }
+    public var textRange: Range<Int> { 0..<textVocab }
+    public var specialRange: Range<Int> { textVocab..<textVocab + specialCount }
+    public var visualRange: Range<Int> { textVocab + specialCount..<vocabSize }
 
     public func isText(_ id: Int32) -> Bool { id >= 0 && Int(id) < textVocab }
     public func isSpecial(_ id: Int32) -> Bool { specialRange.contains(Int(id)) }

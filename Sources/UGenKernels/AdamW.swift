@@ -14,9 +14,11 @@ public struct AdamWHyper: Codable, Equatable, Sendable {
 public enum AdamW {
     /// One update of `param` from `grad` at 1-based step `t`. Weight decay applies when `decay`
     /// (2-D weights only, by the caller's choice).
-    public static func step(param: UnsafeMutablePointer<Float>, grad: UnsafePointer<Float>,
-                            m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, count: Int,
-                            lr: Double, t: Int, hyper h: AdamWHyper, decay: Bool) {
+    public static func step(
+        param: UnsafeMutablePointer<Float>, grad: UnsafePointer<Float>,
+        m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, count: Int,
+        lr: Double, t: Int, hyper h: AdamWHyper, decay: Bool
+    ) {
         let b1 = Float(h.beta1), b2 = Float(h.beta2)
         let bc1 = 1 - pow(h.beta1, Double(t)), bc2 = 1 - pow(h.beta2, Double(t))
         let stepSize = Float(lr / bc1)

@@ -19,8 +19,10 @@ public struct AttentionShape {
 
 public enum Attention {
     /// out[N, H·hd] = softmax(q·kᵀ/√hd + causal) · v; saves the probabilities in `probs` [B,H,T,T].
-    public static func forward(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
-                               qkv: UnsafePointer<Float>, shape s: AttentionShape, precision: Precision = .fp32) {
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
+        qkv: UnsafePointer<Float>, shape s: AttentionShape, precision: Precision = .fp32
+    ) {
         let T = s.seqLen, hd = s.headDim, C = s.qkvWidth, D = s.outWidth
         let scale = 1 / Float(hd).squareRoot()
         Parallel.items(s.batch) { b in
@@ -58,9 +60,11 @@ public enum Attention {
 
     /// From d(out) writes d(q), d(k), d(v) into `dqkv` (same layout as `qkv`; fully overwritten).
     /// `scratch` holds B·T·T floats (one T·T block per batch row, so rows can run in parallel).
-    public static func backward(dqkv: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
-                                qkv: UnsafePointer<Float>, probs: UnsafePointer<Float>,
-                                scratch: UnsafeMutablePointer<Float>, shape s: AttentionShape, precision: Precision = .fp32) {
+    public static func backward(
+        dqkv: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
+        qkv: UnsafePointer<Float>, probs: UnsafePointer<Float>,
+        scratch: UnsafeMutablePointer<Float>, shape s: AttentionShape, precision: Precision = .fp32
+    ) {
         let T = s.seqLen, hd = s.headDim, C = s.qkvWidth, D = s.outWidth
         let scale = 1 / Float(hd).squareRoot()
         let groupSize = s.heads / s.kvHeads
@@ -79,7 +83,8 @@ public enum Attention {
                 let dO = dout + b * T * D + h * hd
                 // dP = dO · vᵀ ;  dv (+)= Pᵀ · dO
                 BLAS.gemm(transB: true, m: T, n: T, k: hd, a: dO, lda: D, b: v, ldb: C, c: dp, ldc: T, precision: precision)
-                BLAS.gemm(transA: true, m: T, n: hd, k: T, a: p, lda: T, b: dO, ldb: D, beta: first ? 0 : 1, c: dv, ldc: C, precision: precision)
+                BLAS.gemm(
+                    transA: true, m: T, n: hd, k: T, a: p, lda: T, b: dO, ldb: D, beta: first ? 0 : 1, c: dv, ldc: C, precision: precision)
                 // dS = P ⊙ (dP − rowsum(dP ⊙ P))   (the softmax backward; zero above the diagonal)
                 for i in 0..<T {
                     let pr = p + i * T, dr = dp + i * T
@@ -90,8 +95,9 @@ public enum Attention {
                 }
                 // dq = scale · dS · k ;  dk (+)= scale · dSᵀ · q
                 BLAS.gemm(m: T, n: hd, k: T, alpha: scale, a: dp, lda: T, b: k, ldb: C, c: dq, ldc: C, precision: precision)
-                BLAS.gemm(transA: true, m: T, n: hd, k: T, alpha: scale, a: dp, lda: T, b: q, ldb: C,
-                          beta: first ? 0 : 1, c: dk, ldc: C, precision: precision)
+                BLAS.gemm(
+                    transA: true, m: T, n: hd, k: T, alpha: scale, a: dp, lda: T, b: q, ldb: C,
+                    beta: first ? 0 : 1, c: dk, ldc: C, precision: precision)
             }
         }
     }

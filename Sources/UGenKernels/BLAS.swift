@@ -36,18 +36,22 @@ public enum BLAS {
     /// In bf16, A and B are rounded to bf16 (into this thread's scratch) unless `bBF16` already holds B's
     /// bf16 copy, laid out like `b` with the same `ldb`: a weight's copy, made once per optimizer step.
     @inline(__always)
-    public static func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
-                            alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
-                            b: UnsafePointer<Float>, ldb: Int, bBF16: UnsafePointer<UInt16>? = nil,
-                            beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, precision: Precision = .fp32) {
+    public static func gemm(
+        transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+        alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int, bBF16: UnsafePointer<UInt16>? = nil,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, precision: Precision = .fp32
+    ) {
         if precision == .bf16 {
-            gemmBF16(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-                     bBF16: bBF16, beta: beta, c: c, ldc: ldc)
+            gemmBF16(
+                transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                bBF16: bBF16, beta: beta, c: c, ldc: ldc)
             return
         }
         blocks(m: m, n: n, k: k) { rows, cols in
-            sgemm(transA, transB, rows.count, cols.count, k, alpha, a + (transA ? rows.lowerBound : rows.lowerBound * lda), lda,
-                  b + (transB ? cols.lowerBound * ldb : cols.lowerBound), ldb, beta, c + rows.lowerBound * ldc + cols.lowerBound, ldc)
+            sgemm(
+                transA, transB, rows.count, cols.count, k, alpha, a + (transA ? rows.lowerBound : rows.lowerBound * lda), lda,
+                b + (transB ? cols.lowerBound * ldb : cols.lowerBound), ldb, beta, c + rows.lowerBound * ldc + cols.lowerBound, ldc)
         }
     }
 
@@ -65,7 +69,7 @@ public enum BLAS {
         let alongRows = m >= n
         let len = alongRows ? m : n, other = (alongRows ? n : m) * k
         func cut(_ t: Int, _ w: Int) -> Range<Int> {
-            (len * t / w) & ~15 ..< (t == w - 1 ? len : (len * (t + 1) / w) & ~15)
+            (len * t / w) & ~15..<(t == w - 1 ? len : (len * (t + 1) / w) & ~15)
         }
         // The smallest block is the first (the others end on the same rounding and the last takes the rest).
         var w = Parallel.width
@@ -80,9 +84,11 @@ public enum BLAS {
 
     /// The bf16 path of `gemm`: operands converted once in the calling thread, then the product cut into
     /// blocks of C exactly as sgemm's is, each block one single-threaded oneDNN matmul.
-    static func gemmBF16(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
-                         b: UnsafePointer<Float>, ldb: Int, bBF16: UnsafePointer<UInt16>?,
-                         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    static func gemmBF16(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int, bBF16: UnsafePointer<UInt16>?,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         let state = OneDNN.thread
         // Stored shapes: op(A) is [m, k], so A is stored [k, m] when transposed; likewise B.
         let (aRows, aCols) = transA ? (k, m) : (m, k)
@@ -97,28 +103,36 @@ public enum BLAS {
             BF16.convert(b, ld: ldb, rows: bRows, cols: bCols, into: scratch)
             (bLow, bLd) = (UnsafePointer(scratch), bCols)
         }
-        productBF16(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: aLow, lda: aCols, b: bLow, ldb: bLd,
-                    beta: beta, c: c, ldc: ldc)
+        productBF16(
+            transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: aLow, lda: aCols, b: bLow, ldb: bLd,
+            beta: beta, c: c, ldc: ldc)
     }
 
     /// A product of bf16 operands, cut over the threads like sgemm's.
-    static func productBF16(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a aLow: UnsafePointer<UInt16>,
-                            lda aLd: Int, b bLow: UnsafePointer<UInt16>, ldb bLd: Int, beta: Float,
-                            c: UnsafeMutablePointer<Float>, ldc: Int) {
+    static func productBF16(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a aLow: UnsafePointer<UInt16>,
+        lda aLd: Int, b bLow: UnsafePointer<UInt16>, ldb bLd: Int, beta: Float,
+        c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         blocks(m: m, n: n, k: k) { rows, cols in
-            OneDNN.matmul(OneDNN.Shape(m: rows.count, n: cols.count, k: k, lda: aLd, ldb: bLd, ldc: ldc, transA: transA,
-                                       transB: transB, alpha: alpha, beta: beta),
-                          a: aLow + (transA ? rows.lowerBound : rows.lowerBound * aLd),
-                          b: bLow + (transB ? cols.lowerBound * bLd : cols.lowerBound), c: c + rows.lowerBound * ldc + cols.lowerBound)
+            OneDNN.matmul(
+                OneDNN.Shape(
+                    m: rows.count, n: cols.count, k: k, lda: aLd, ldb: bLd, ldc: ldc, transA: transA,
+                    transB: transB, alpha: alpha, beta: beta),
+                a: aLow + (transA ? rows.lowerBound : rows.lowerBound * aLd),
+                b: bLow + (transB ? cols.lowerBound * bLd : cols.lowerBound), c: c + rows.lowerBound * ldc + cols.lowerBound)
         }
     }
 
     @inline(__always)
-    static func sgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
-                      _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
-                      _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    static func sgemm(
+        _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+        _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+        _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
+    ) {
+        cblas_sgemm(
+            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
     /// Measures this machine's `cblas_sgemm` rate (GFLOP/s) on square n×n products with OpenBLAS's own
@@ -143,8 +157,10 @@ public enum BLAS {
 extension BLAS {
     /// Measures the bf16 product rate (GFLOP/s) of [m,k]·[k,n] on `threads` threads, operands already in
     /// bf16 (the kernels' ceiling, as `measureSgemmGFLOPs` is sgemm's): the same blocks `gemm` runs.
-    public static func measureBF16GFLOPs(m: Int = 1024, n: Int = 1024, k: Int = 1024, threads: Int = 1,
-                                         seconds: Double = 1.0) -> Double {
+    public static func measureBF16GFLOPs(
+        m: Int = 1024, n: Int = 1024, k: Int = 1024, threads: Int = 1,
+        seconds: Double = 1.0
+    ) -> Double {
         let saved = Parallel.width
         Parallel.width = max(1, threads)
         defer { Parallel.width = saved }
@@ -153,8 +169,11 @@ extension BLAS {
         defer { a.deallocate(); b.deallocate() }
         for i in 0..<(m * k) { a[i] = BF16.round(Float(i % 7) * 0.01) }
         for i in 0..<(k * n) { b[i] = BF16.round(Float(i % 5) * 0.01) }
-        let run = { productBF16(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b, ldb: n, beta: 0,
-                                c: c.data, ldc: n) }
+        let run = {
+            productBF16(
+                transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b, ldb: n, beta: 0,
+                c: c.data, ldc: n)
+        }
         run()  // warm-up: the primitive is made here
         var reps = 0
         let start = Date()

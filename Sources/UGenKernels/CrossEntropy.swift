@@ -10,10 +10,12 @@ import Foundation
 public enum CrossEntropy {
     /// Overwrites `logits` with d(loss)/d(logits) and writes each position's unweighted loss to
     /// `tokenLoss` (0 where the mask is 0). `logitsOut`, when given, receives the logits first.
-    public static func forwardBackward(logits: UnsafeMutablePointer<Float>, tokenLoss: UnsafeMutablePointer<Float>,
-                                       targets: UnsafePointer<Int32>, mask: UnsafePointer<Float>,
-                                       inactive: UnsafePointer<UInt8>?, gradScale: Float,
-                                       n: Int, v: Int, logitsOut: UnsafeMutablePointer<Float>? = nil) {
+    public static func forwardBackward(
+        logits: UnsafeMutablePointer<Float>, tokenLoss: UnsafeMutablePointer<Float>,
+        targets: UnsafePointer<Int32>, mask: UnsafePointer<Float>,
+        inactive: UnsafePointer<UInt8>?, gradScale: Float,
+        n: Int, v: Int, logitsOut: UnsafeMutablePointer<Float>? = nil
+    ) {
         Parallel.rows(n) { range in
             for r in range {
                 let row = logits + r * v

@@ -8,37 +8,49 @@ import Foundation
 
 public enum Linear {
     /// In bf16, `wBF16` is W's bf16 copy (made once per optimizer step).
-    public static func forward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
-                               wBF16: UnsafePointer<UInt16>? = nil, n: Int, inF: Int, outF: Int, precision: Precision = .fp32) {
-        BLAS.gemm(transB: true, m: n, n: outF, k: inF, a: x, lda: inF, b: w, ldb: inF, bBF16: wBF16, c: out, ldc: outF,
-                  precision: precision)
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
+        wBF16: UnsafePointer<UInt16>? = nil, n: Int, inF: Int, outF: Int, precision: Precision = .fp32
+    ) {
+        BLAS.gemm(
+            transB: true, m: n, n: outF, k: inF, a: x, lda: inF, b: w, ldb: inF, bBF16: wBF16, c: out, ldc: outF,
+            precision: precision)
     }
 
     /// dx (+)= dout · W (beta 1 when `accumulate`), dW += doutᵀ · x.
-    public static func backward(dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>,
-                                dout: UnsafePointer<Float>, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
-                                wBF16: UnsafePointer<UInt16>? = nil, n: Int, inF: Int, outF: Int, accumulate: Bool = false,
-                                precision: Precision = .fp32) {
+    public static func backward(
+        dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>,
+        dout: UnsafePointer<Float>, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
+        wBF16: UnsafePointer<UInt16>? = nil, n: Int, inF: Int, outF: Int, accumulate: Bool = false,
+        precision: Precision = .fp32
+    ) {
         if let dx {
-            inputGradient(dx: dx, dout: dout, w: w, wBF16: wBF16, n: n, inF: inF, outF: outF, accumulate: accumulate,
-                          precision: precision)
+            inputGradient(
+                dx: dx, dout: dout, w: w, wBF16: wBF16, n: n, inF: inF, outF: outF, accumulate: accumulate,
+                precision: precision)
         }
         weightGradient(dw: dw, dout: dout, x: x, n: n, inF: inF, outF: outF, precision: precision)
     }
 
     /// dx (+)= dout · W: the half of backward the previous layer waits for.
-    public static func inputGradient(dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, w: UnsafePointer<Float>,
-                                     wBF16: UnsafePointer<UInt16>? = nil, n: Int, inF: Int, outF: Int, accumulate: Bool = false,
-                                     precision: Precision = .fp32) {
-        BLAS.gemm(m: n, n: inF, k: outF, a: dout, lda: outF, b: w, ldb: inF, bBF16: wBF16, beta: accumulate ? 1 : 0, c: dx, ldc: inF,
-                  precision: precision)
+    public static func inputGradient(
+        dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, w: UnsafePointer<Float>,
+        wBF16: UnsafePointer<UInt16>? = nil, n: Int, inF: Int, outF: Int, accumulate: Bool = false,
+        precision: Precision = .fp32
+    ) {
+        BLAS.gemm(
+            m: n, n: inF, k: outF, a: dout, lda: outF, b: w, ldb: inF, bBF16: wBF16, beta: accumulate ? 1 : 0, c: dx, ldc: inF,
+            precision: precision)
     }
 
     /// dW += doutᵀ · x: the half nothing else waits for, which a pipeline schedule may run later.
-    public static func weightGradient(dw: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, x: UnsafePointer<Float>,
-                                      n: Int, inF: Int, outF: Int, precision: Precision = .fp32) {
-        BLAS.gemm(transA: true, m: outF, n: inF, k: n, a: dout, lda: outF, b: x, ldb: inF, beta: 1, c: dw, ldc: inF,
-                  precision: precision)
+    public static func weightGradient(
+        dw: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, x: UnsafePointer<Float>,
+        n: Int, inF: Int, outF: Int, precision: Precision = .fp32
+    ) {
+        BLAS.gemm(
+            transA: true, m: outF, n: inF, k: n, a: dout, lda: outF, b: x, ldb: inF, beta: 1, c: dw, ldc: inF,
+            precision: precision)
     }
 }
 
@@ -46,8 +58,10 @@ public enum Linear {
 
 public enum RMSNorm {
     /// Writes y and the per-row reciprocal rms `rstd` (kept for backward).
-    public static func forward(y: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
-                               x: UnsafePointer<Float>, w: UnsafePointer<Float>, n: Int, d: Int, eps: Float) {
+    public static func forward(
+        y: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
+        x: UnsafePointer<Float>, w: UnsafePointer<Float>, n: Int, d: Int, eps: Float
+    ) {
         Parallel.rows(n) { range in
             for r in range {
                 let xr = x + r * d, yr = y + r * d
@@ -61,9 +75,11 @@ public enum RMSNorm {
     }
 
     /// dx += rstd·(dy·w) − x·rstd³·mean(dy·w·x);  dw += Σ_rows dy·x·rstd.
-    public static func backward(dx: UnsafeMutablePointer<Float>, dw: UnsafeMutablePointer<Float>,
-                                dy: UnsafePointer<Float>, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
-                                rstd: UnsafePointer<Float>, n: Int, d: Int) {
+    public static func backward(
+        dx: UnsafeMutablePointer<Float>, dw: UnsafeMutablePointer<Float>,
+        dy: UnsafePointer<Float>, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
+        rstd: UnsafePointer<Float>, n: Int, d: Int
+    ) {
         Parallel.rows(n) { range in
             for r in range {
                 let xr = x + r * d, dyr = dy + r * d, dxr = dx + r * d
@@ -113,8 +129,10 @@ public struct RoPETable {
 public enum RoPE {
     /// Rotates `heads` heads of width hd, found at column `col` of rows with stride `ld`, in place.
     /// Row r is at position `startPosition + r % seqLen`. `inverse` rotates back (the backward pass).
-    public static func apply(_ x: UnsafeMutablePointer<Float>, rows n: Int, seqLen: Int, ld: Int, col: Int,
-                             heads: Int, table: RoPETable, inverse: Bool = false, startPosition: Int = 0) {
+    public static func apply(
+        _ x: UnsafeMutablePointer<Float>, rows n: Int, seqLen: Int, ld: Int, col: Int,
+        heads: Int, table: RoPETable, inverse: Bool = false, startPosition: Int = 0
+    ) {
         let hd = table.headDim, half = hd / 2
         let sign: Float = inverse ? -1 : 1
         table.cos.withUnsafeBufferPointer { cosT in
@@ -153,8 +171,10 @@ public enum SwiGLU {
     }
 
     /// Writes d(gate) and d(up) into `dGateUp` from d(act).
-    public static func backward(dGateUp: UnsafeMutablePointer<Float>, dAct: UnsafePointer<Float>,
-                                gateUp: UnsafePointer<Float>, n: Int, f: Int) {
+    public static func backward(
+        dGateUp: UnsafeMutablePointer<Float>, dAct: UnsafePointer<Float>,
+        gateUp: UnsafePointer<Float>, n: Int, f: Int
+    ) {
         Parallel.rows(n) { range in
             for r in range {
                 let g = gateUp + r * 2 * f, u = g + f, da = dAct + r * f
@@ -174,15 +194,19 @@ public enum SwiGLU {
 // MARK: - Token embedding: out[r] = W[token[r]]
 
 public enum Embedding {
-    public static func forward(out: UnsafeMutablePointer<Float>, tokens: UnsafePointer<Int32>,
-                               w: UnsafePointer<Float>, n: Int, d: Int) {
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, tokens: UnsafePointer<Int32>,
+        w: UnsafePointer<Float>, n: Int, d: Int
+    ) {
         for r in 0..<n { (out + r * d).update(from: w + Int(tokens[r]) * d, count: d) }
     }
 
     /// dW[token[r]] += dout[r], in row order (deterministic when a token repeats); the threads take
     /// column ranges.
-    public static func backward(dw: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
-                                tokens: UnsafePointer<Int32>, n: Int, d: Int) {
+    public static func backward(
+        dw: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
+        tokens: UnsafePointer<Int32>, n: Int, d: Int
+    ) {
         Parallel.columns(d) { cols in
             for r in 0..<n {
                 let dst = dw + Int(tokens[r]) * d, src = dout + r * d

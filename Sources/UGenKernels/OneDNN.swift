@@ -27,7 +27,8 @@ enum OneDNN {
             }
             var aDesc = dnnl_memory_desc_t(), bDesc = dnnl_memory_desc_t(), cDesc = dnnl_memory_desc_t()
             // Strides express the transposes and leading dimensions: A is [m, k], B [k, n], C [m, n].
-            var aDims: [Int64] = [Int64(s.m), Int64(s.k)], bDims: [Int64] = [Int64(s.k), Int64(s.n)], cDims: [Int64] = [Int64(s.m), Int64(s.n)]
+            var aDims: [Int64] = [Int64(s.m), Int64(s.k)], bDims: [Int64] = [Int64(s.k), Int64(s.n)],
+                cDims: [Int64] = [Int64(s.m), Int64(s.n)]
             var aStrides: [Int64] = s.transA ? [1, Int64(s.lda)] : [Int64(s.lda), 1]
             var bStrides: [Int64] = s.transB ? [1, Int64(s.ldb)] : [Int64(s.ldb), 1]
             var cStrides: [Int64] = [Int64(s.ldc), 1]
@@ -69,8 +70,10 @@ enum OneDNN {
         }
     }
 
-    private static func withDims<R>(_ d: inout [Int64], _ s: inout [Int64],
-                                    _ body: (UnsafePointer<Int64>, UnsafePointer<Int64>) -> R) -> R {
+    private static func withDims<R>(
+        _ d: inout [Int64], _ s: inout [Int64],
+        _ body: (UnsafePointer<Int64>, UnsafePointer<Int64>) -> R
+    ) -> R {
         d.withUnsafeBufferPointer { dp in s.withUnsafeBufferPointer { sp in body(dp.baseAddress!, sp.baseAddress!) } }
     }
 
@@ -88,7 +91,9 @@ enum OneDNN {
         init() {
             omp_set_num_threads(1)
             var s: dnnl_stream_t? = nil
-            guard dnnl_stream_create(&s, engine, dnnl_stream_default_flags.rawValue) == dnnl_success, let s else { fatalError("oneDNN: no stream") }
+            guard dnnl_stream_create(&s, engine, dnnl_stream_default_flags.rawValue) == dnnl_success, let s else {
+                fatalError("oneDNN: no stream")
+            }
             stream = s
         }
         deinit { dnnl_stream_destroy(stream) }

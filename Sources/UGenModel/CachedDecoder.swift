@@ -19,8 +19,9 @@ public final class CachedDecoder {
 
     /// `stage` must hold the whole model (embedding, every layer, head).
     public init(stage: Stage) {
-        precondition(stage.spec.hasEmbedding && stage.spec.hasHead && stage.spec.blocks == 0..<2 * stage.config.nLayers,
-                     "the decoder needs the whole model")
+        precondition(
+            stage.spec.hasEmbedding && stage.spec.hasHead && stage.spec.blocks == 0..<2 * stage.config.nLayers,
+            "the decoder needs the whole model")
         self.stage = stage
         layers = stage.layerWeights
         model = stage.config
@@ -44,26 +45,31 @@ public final class CachedDecoder {
         (x.data).update(from: stage.embed!.value.data + Int(token) * d, count: d)
         for (l, (aw, mw)) in layers.enumerated() {
             RMSNorm.forward(y: norm.data, rstd: rstd.data, x: x.data, w: aw.norm.value.data, n: 1, d: d, eps: eps)
-            Linear.forward(out: qkv.data, x: norm.data, w: aw.qkv.data, wBF16: aw.qkv.bf16, n: 1, inF: d, outF: C,
-                           precision: stage.precision)
+            Linear.forward(
+                out: qkv.data, x: norm.data, w: aw.qkv.data, wBF16: aw.qkv.bf16, n: 1, inF: d, outF: C,
+                precision: stage.precision)
             RoPE.apply(qkv.data, rows: 1, seqLen: 1, ld: C, col: 0, heads: c.nHeads + c.nKVHeads, table: stage.rope, startPosition: p)
             (keys[l].data + p * kvW).update(from: qkv.data + c.nHeads * hd, count: kvW)
             (values[l].data + p * kvW).update(from: qkv.data + (c.nHeads + c.nKVHeads) * hd, count: kvW)
             attend(layer: l, position: p)
-            Linear.forward(out: mid.data, x: attn.data, w: aw.o.value.data, wBF16: aw.o.value.bf16, n: 1, inF: c.nHeads * hd, outF: d,
-                           precision: stage.precision)
+            Linear.forward(
+                out: mid.data, x: attn.data, w: aw.o.value.data, wBF16: aw.o.value.bf16, n: 1, inF: c.nHeads * hd, outF: d,
+                precision: stage.precision)
             addInPlace(mid.data, x.data, count: d)
             RMSNorm.forward(y: norm.data, rstd: rstd.data, x: mid.data, w: mw.norm.value.data, n: 1, d: d, eps: eps)
-            Linear.forward(out: gateUp.data, x: norm.data, w: mw.gateUp.data, wBF16: mw.gateUp.bf16, n: 1, inF: d, outF: 2 * f,
-                           precision: stage.precision)
+            Linear.forward(
+                out: gateUp.data, x: norm.data, w: mw.gateUp.data, wBF16: mw.gateUp.bf16, n: 1, inF: d, outF: 2 * f,
+                precision: stage.precision)
             SwiGLU.forward(act: act.data, gateUp: gateUp.data, n: 1, f: f)
-            Linear.forward(out: x.data, x: act.data, w: mw.down.value.data, wBF16: mw.down.value.bf16, n: 1, inF: f, outF: d,
-                           precision: stage.precision)
+            Linear.forward(
+                out: x.data, x: act.data, w: mw.down.value.data, wBF16: mw.down.value.bf16, n: 1, inF: f, outF: d,
+                precision: stage.precision)
             addInPlace(x.data, mid.data, count: d)
         }
         RMSNorm.forward(y: norm.data, rstd: rstd.data, x: x.data, w: stage.finalNorm!.value.data, n: 1, d: d, eps: eps)
-        Linear.forward(out: logits.data, x: norm.data, w: stage.head!.value.data, wBF16: stage.head!.value.bf16, n: 1, inF: d, outF: c.vocabSize,
-                           precision: stage.precision)
+        Linear.forward(
+            out: logits.data, x: norm.data, w: stage.head!.value.data, wBF16: stage.head!.value.bf16, n: 1, inF: d, outF: c.vocabSize,
+            precision: stage.precision)
         length += 1
     }
 
@@ -73,11 +79,13 @@ public final class CachedDecoder {
         let scale = 1 / Float(hd).squareRoot()
         for h in 0..<c.nHeads {
             let g = h / group
-            BLAS.gemm(transB: true, m: 1, n: p + 1, k: hd, alpha: scale, a: qkv.data + h * hd, lda: hd,
-                      b: keys[l].data + g * hd, ldb: kvW, c: scores.data, ldc: p + 1, precision: stage.precision)
+            BLAS.gemm(
+                transB: true, m: 1, n: p + 1, k: hd, alpha: scale, a: qkv.data + h * hd, lda: hd,
+                b: keys[l].data + g * hd, ldb: kvW, c: scores.data, ldc: p + 1, precision: stage.precision)
             Attention.softmaxRow(scores.data, count: p + 1)
-            BLAS.gemm(m: 1, n: hd, k: p + 1, a: scores.data, lda: p + 1, b: values[l].data + g * hd, ldb: kvW,
-                      c: attn.data + h * hd, ldc: hd, precision: stage.precision)
+            BLAS.gemm(
+                m: 1, n: hd, k: p + 1, a: scores.data, lda: p + 1, b: values[l].data + g * hd, ldb: kvW,
+                c: attn.data + h * hd, ldc: hd, precision: stage.precision)
         }
     }
 

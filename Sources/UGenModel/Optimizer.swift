@@ -21,8 +21,9 @@ public final class AdamWState {
             let g = p.grad.data, value = p.value.data, m = m[i].data, v = v[i].data
             Parallel.rows(p.value.count) { r in
                 if clipScale < 1 { for j in r { g[j] *= clipScale } }
-                AdamW.step(param: value + r.lowerBound, grad: g + r.lowerBound, m: m + r.lowerBound, v: v + r.lowerBound,
-                           count: r.count, lr: lr, t: step, hyper: hyper, decay: p.decays)
+                AdamW.step(
+                    param: value + r.lowerBound, grad: g + r.lowerBound, m: m + r.lowerBound, v: v + r.lowerBound,
+                    count: r.count, lr: lr, t: step, hyper: hyper, decay: p.decays)
             }
         }
     }

@@ -20,8 +20,9 @@ private func layerParameter(_ l: Int, _ name: String, _ shape: [Int]) -> Paramet
 
 /// Rows `rows` of a fused [R, d] matrix (and its gradient) as a named parameter of its own.
 private func layerView(_ l: Int, _ name: String, _ base: Tensor, _ grad: Tensor, rows: Range<Int>, d: Int) -> Parameter {
-    Parameter(name: "model.layers.\(l).\(name)", value: Tensor(viewOf: base, offset: rows.lowerBound * d, shape: [rows.count, d]),
-              grad: Tensor(viewOf: grad, offset: rows.lowerBound * d, shape: [rows.count, d]))
+    Parameter(
+        name: "model.layers.\(l).\(name)", value: Tensor(viewOf: base, offset: rows.lowerBound * d, shape: [rows.count, d]),
+        grad: Tensor(viewOf: grad, offset: rows.lowerBound * d, shape: [rows.count, d]))
 }
 
 /// The attention half of a layer. q/k/v are views into one fused [(H+2·Hkv)·hd, d] matrix, so the block

@@ -8,21 +8,25 @@ extension Stage {
     /// `forward(_:tokens:tokenMap:rows:)` on the micro-batch at `offset` of `tokens`.
     public func forward(_ a: StageActivations, tokens: [Int32], at offset: Int = 0, tokenMap: [Int32]?, rows: Range<Int>? = nil) {
         tokens.withUnsafeBufferPointer { tk in
-            withOptionalPointer(tokenMap) { map in forward(a, tokens: tk.baseAddress! + offset, tokenMap: map, rows: rows ?? 0..<self.rows) }
+            withOptionalPointer(tokenMap) { map in forward(a, tokens: tk.baseAddress! + offset, tokenMap: map, rows: rows ?? 0..<self.rows)
+            }
         }
     }
 
     /// `crossEntropy(_:targets:mask:inactive:gradScale:logitsOut:rows:)` on the micro-batch at `offset`;
     /// returns the loss sum over all its rows once `rows` reaches its end (nil before).
     @discardableResult
-    public func crossEntropy(_ a: StageActivations, targets: [Int32], mask: [Float], at offset: Int = 0, inactive: [UInt8]?,
-                             gradScale: Float, logitsOut: UnsafeMutablePointer<Float>? = nil, rows: Range<Int>? = nil) -> Double? {
+    public func crossEntropy(
+        _ a: StageActivations, targets: [Int32], mask: [Float], at offset: Int = 0, inactive: [UInt8]?,
+        gradScale: Float, logitsOut: UnsafeMutablePointer<Float>? = nil, rows: Range<Int>? = nil
+    ) -> Double? {
         let rows = rows ?? 0..<self.rows
         targets.withUnsafeBufferPointer { t in
             mask.withUnsafeBufferPointer { m in
                 withOptionalPointer(inactive) { ia in
-                    crossEntropy(a, targets: t.baseAddress! + offset, mask: m.baseAddress! + offset, inactive: ia, gradScale: gradScale,
-                                 logitsOut: logitsOut, rows: rows)
+                    crossEntropy(
+                        a, targets: t.baseAddress! + offset, mask: m.baseAddress! + offset, inactive: ia, gradScale: gradScale,
+                        logitsOut: logitsOut, rows: rows)
                 }
             }
         }

@@ -12,8 +12,10 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var rmsEps: Double = 1e-5
     public var maxSeqLen: Int
 
-    public init(vocabSize: Int, dModel: Int, nLayers: Int, nHeads: Int, nKVHeads: Int? = nil, ffnHidden: Int,
-                ropeTheta: Double = 10000, rmsEps: Double = 1e-5, maxSeqLen: Int) {
+    public init(
+        vocabSize: Int, dModel: Int, nLayers: Int, nHeads: Int, nKVHeads: Int? = nil, ffnHidden: Int,
+        ropeTheta: Double = 10000, rmsEps: Double = 1e-5, maxSeqLen: Int
+    ) {
         self.vocabSize = vocabSize; self.dModel = dModel; self.nLayers = nLayers; self.nHeads = nHeads
         self.nKVHeads = nKVHeads ?? nHeads; self.ffnHidden = ffnHidden; self.ropeTheta = ropeTheta
         self.rmsEps = rmsEps; self.maxSeqLen = maxSeqLen

@@ -34,9 +34,11 @@ public struct TrainingProgress: Sendable, Equatable {
     public var tokenizerHash: String
     public var datasetHash: String
 
-    public init(step: Int, tokensSeen: Int, dataSeed: Int, dataState: String, vocabKind: String, vocabActive: Int,
-                vocabOrder: [Int32], rngStates: [String: UInt64], configYAML: String, tokenizerHash: String = "",
-                datasetHash: String = "") {
+    public init(
+        step: Int, tokensSeen: Int, dataSeed: Int, dataState: String, vocabKind: String, vocabActive: Int,
+        vocabOrder: [Int32], rngStates: [String: UInt64], configYAML: String, tokenizerHash: String = "",
+        datasetHash: String = ""
+    ) {
         self.step = step; self.tokensSeen = tokensSeen; self.dataSeed = dataSeed; self.dataState = dataState
         self.vocabKind = vocabKind; self.vocabActive = vocabActive; self.vocabOrder = vocabOrder
         self.rngStates = rngStates; self.configYAML = configYAML
@@ -56,8 +58,10 @@ public struct Checkpoint: Sendable, Equatable {
     public var optimizerStep: Int
     public var progress: TrainingProgress
 
-    public init(model: ModelConfig, vocabLayout: [String: Int], params: [NamedTensor], adamM: [NamedTensor],
-                adamV: [NamedTensor], optimizerStep: Int, progress: TrainingProgress) {
+    public init(
+        model: ModelConfig, vocabLayout: [String: Int], params: [NamedTensor], adamM: [NamedTensor],
+        adamV: [NamedTensor], optimizerStep: Int, progress: TrainingProgress
+    ) {
         self.model = model; self.vocabLayout = vocabLayout; self.params = params; self.adamM = adamM; self.adamV = adamV
         self.optimizerStep = optimizerStep; self.progress = progress
     }
@@ -134,8 +138,10 @@ public enum CheckpointFile {
 
     static func writeConfig(_ f: H5File, _ m: ModelConfig, _ layout: [String: Int]) throws {
         try f.ensureGroup("/config")
-        for (k, v) in [("vocab_size", m.vocabSize), ("d_model", m.dModel), ("n_layers", m.nLayers), ("n_heads", m.nHeads),
-                       ("n_kv_heads", m.nKVHeads), ("ffn_hidden", m.ffnHidden), ("max_seq_len", m.maxSeqLen)] {
+        for (k, v) in [
+            ("vocab_size", m.vocabSize), ("d_model", m.dModel), ("n_layers", m.nLayers), ("n_heads", m.nHeads),
+            ("n_kv_heads", m.nKVHeads), ("ffn_hidden", m.ffnHidden), ("max_seq_len", m.maxSeqLen),
+        ] {
             try f.setAttribute(k, v, at: "/config")
         }
         try f.setAttribute("rope_theta", m.ropeTheta, at: "/config")

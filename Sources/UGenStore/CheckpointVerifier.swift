@@ -105,17 +105,19 @@ public enum CheckpointVerifier {
             }
         }
         guard r.findings.isEmpty || ints.count == modelKeys.count && doubles.count == modelDoubleKeys.count else { return r }
-        let model = ModelConfig(vocabSize: ints["vocab_size"]!, dModel: ints["d_model"]!, nLayers: ints["n_layers"]!,
-                                nHeads: ints["n_heads"]!, nKVHeads: ints["n_kv_heads"]!, ffnHidden: ints["ffn_hidden"]!,
-                                ropeTheta: doubles["rope_theta"]!, rmsEps: doubles["rms_eps"]!, maxSeqLen: ints["max_seq_len"]!)
+        let model = ModelConfig(
+            vocabSize: ints["vocab_size"]!, dModel: ints["d_model"]!, nLayers: ints["n_layers"]!,
+            nHeads: ints["n_heads"]!, nKVHeads: ints["n_kv_heads"]!, ffnHidden: ints["ffn_hidden"]!,
+            ropeTheta: doubles["rope_theta"]!, rmsEps: doubles["rms_eps"]!, maxSeqLen: ints["max_seq_len"]!)
         do { try model.validate() } catch { finding("/config", "\(error)"); return r }
         // A damaged n_layers (2^40) must not make the verifier enumerate what it implies: a checkpoint
         // holds 3 tensors per name, so more names than the file has objects cannot be right.
         let names = 9 * Double(model.nLayers) + 3  // Double: no overflow on a damaged value
         guard names <= Double(everything.count) else {
             let implied = names < 9e18 ? Int(names).formatted() : "\(names)"
-            finding("/config",
-                    "n_layers \(model.nLayers) implies \(implied) tensors per group; the file holds \(everything.count) objects in all")
+            finding(
+                "/config",
+                "n_layers \(model.nLayers) implies \(implied) tensors per group; the file holds \(everything.count) objects in all")
             return r
         }
         r.model = model
@@ -129,8 +131,9 @@ public enum CheckpointVerifier {
             finding("/config", "vocab_size is \(model.vocabSize) but the vocabulary layout says \(lv)")
         }
         if let t = layout["text_vocab"], let s = layout["n_specials"], let k = layout["codebook"], t &+ s &+ k != model.vocabSize {
-            finding("/config",
-                    "text_vocab + n_specials + codebook = \(t) + \(s) + \(k) = \(t &+ s &+ k), not vocab_size \(model.vocabSize)")
+            finding(
+                "/config",
+                "text_vocab + n_specials + codebook = \(t) + \(s) + \(k) = \(t &+ s &+ k), not vocab_size \(model.vocabSize)")
         }
 
         // The tensors, as stored, against the config.
@@ -232,15 +235,17 @@ public enum CheckpointVerifier {
         if let problem = scheduleProblem(order: order, active: active, layout: layout) { finding("/train/vocab_order", problem) }
         if let problem = configProblem(ts["config"]!, model) { finding("/config", problem) }
 
-        let progress = TrainingProgress(step: step, tokensSeen: ti["tokens_seen"]!, dataSeed: ti["data_seed"]!,
-                                        dataState: ts["data_state"]!, vocabKind: kind, vocabActive: active, vocabOrder: order,
-                                        rngStates: rng, configYAML: ts["config"]!, tokenizerHash: tokenizerHash,
-                                        datasetHash: datasetHash)
+        let progress = TrainingProgress(
+            step: step, tokensSeen: ti["tokens_seen"]!, dataSeed: ti["data_seed"]!,
+            dataState: ts["data_state"]!, vocabKind: kind, vocabActive: active, vocabOrder: order,
+            rngStates: rng, configYAML: ts["config"]!, tokenizerHash: tokenizerHash,
+            datasetHash: datasetHash)
         r.progress = progress
         r.optimizerStep = optimizerStep
         if r.findings.isEmpty, keepTensors, let p = groups["/params"], let m = groups["/optimizer/m"], let v = groups["/optimizer/v"] {
-            r.checkpoint = Checkpoint(model: model, vocabLayout: layout, params: p, adamM: m, adamV: v, optimizerStep: optimizerStep,
-                                      progress: progress)
+            r.checkpoint = Checkpoint(
+                model: model, vocabLayout: layout, params: p, adamM: m, adamV: v, optimizerStep: optimizerStep,
+                progress: progress)
         }
         return r
     }
@@ -356,7 +361,8 @@ extension ModelConfig {
             ("n_layers", "\(nLayers)", "\(o.nLayers)"), ("n_heads", "\(nHeads)", "\(o.nHeads)"),
             ("n_kv_heads", "\(nKVHeads)", "\(o.nKVHeads)"), ("ffn_hidden", "\(ffnHidden)", "\(o.ffnHidden)"),
             ("rope_theta", "\(ropeTheta)", "\(o.ropeTheta)"), ("rms_eps", "\(rmsEps)", "\(o.rmsEps)"),
-            ("max_seq_len", "\(maxSeqLen)", "\(o.maxSeqLen)")]
+            ("max_seq_len", "\(maxSeqLen)", "\(o.maxSeqLen)"),
+        ]
         return pairs.first { $0.1 != $0.2 }.map { "model.\($0.0) = \($0.1), the run has \($0.2)" }
     }
 }

@@ -32,8 +32,9 @@ public final class DatasetFileWriter {
         self.partialPath = path + ".partial"
         let file = try H5File.create(partialPath)
         self.file = file
-        tokens = try AppendableDataset(file, "/tokens", stored: wideTokens ? ugen_h5t_uint32() : ugen_h5t_uint16(),
-                                       chunk: DatasetSchema.chunk)
+        tokens = try AppendableDataset(
+            file, "/tokens", stored: wideTokens ? ugen_h5t_uint32() : ugen_h5t_uint16(),
+            chunk: DatasetSchema.chunk)
         mask = try AppendableDataset(file, "/loss_mask", stored: ugen_h5t_uint8(), chunk: DatasetSchema.chunk)
     }
 
@@ -187,8 +188,10 @@ public final class DatasetFileReader {
     }
 
     /// Reads tokens[start ..< start+count] (converted to Int32) and the matching loss-mask bytes.
-    public func read(start: Int, count: Int, tokens tokenOut: UnsafeMutablePointer<Int32>,
-                     mask maskOut: UnsafeMutablePointer<UInt8>) throws {
+    public func read(
+        start: Int, count: Int, tokens tokenOut: UnsafeMutablePointer<Int32>,
+        mask maskOut: UnsafeMutablePointer<UInt8>
+    ) throws {
         guard start >= 0, count >= 0, start + count <= tokenCount else {
             throw StoreError(file.path, .sliceOutside("/tokens", start..<start + count, length: tokenCount))
         }
@@ -217,8 +220,10 @@ public final class DatasetFileReader {
         return block
     }
 
-    private func readSlice(_ d: hid_t, _ name: String, _ start: Int, _ count: Int, _ memType: hid_t,
-                           _ out: UnsafeMutableRawPointer) throws {
+    private func readSlice(
+        _ d: hid_t, _ name: String, _ start: Int, _ count: Int, _ memType: hid_t,
+        _ out: UnsafeMutableRawPointer
+    ) throws {
         let fileSpace = H5Dget_space(d)
         defer { H5Sclose(fileSpace) }
         var s = hsize_t(start), n = hsize_t(count)

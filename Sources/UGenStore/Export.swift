@@ -34,7 +34,8 @@ public enum SafetensorsExport {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var tensors = ckpt.params.sorted { $0.name < $1.name }
         if meanInactiveRows, let v = visualIds(ckpt), !v.inactive.isEmpty, !v.active.isEmpty,
-           let h = tensors.firstIndex(where: { $0.name == "lm_head.weight" }) {
+            let h = tensors.firstIndex(where: { $0.name == "lm_head.weight" })
+        {
             let d = tensors[h].shape[1]
             var mean = [Double](repeating: 0, count: d)
             for id in v.active { for j in 0..<d { mean[j] += Double(tensors[h].values[id * d + j]) } }
@@ -163,7 +164,8 @@ public enum Inspector {
             out += t.dtype.padding(toLength: 8, withPad: " ", startingAt: 0) + " \(t.status)\n"
         }
         let bad = r.tensors.filter { $0.status != "ok" }.count
-        out += r.isValid
+        out +=
+            r.isValid
             ? "all \(r.tensors.count) tensors (parameters and both moments) as the config implies, checksums match, values finite; "
                 + "/train verified\n"
             : "\(r.findings.count) finding\(r.findings.count == 1 ? "" : "s") (\(bad) tensor\(bad == 1 ? "" : "s")): "

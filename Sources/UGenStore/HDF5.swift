@@ -97,11 +97,13 @@ public final class H5File {
         final class Box { var names: [String] = [] }
         let box = Box()
         let status = withUnsafeMutablePointer(to: &box.names) { ptr -> herr_t in
-            H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, nil, { _, name, _, data in
-                let names = data!.assumingMemoryBound(to: [String].self)
-                names.pointee.append(String(cString: name!))
-                return 0
-            }, ptr)
+            H5Literate(
+                g, H5_INDEX_NAME, H5_ITER_INC, nil,
+                { _, name, _, data in
+                    let names = data!.assumingMemoryBound(to: [String].self)
+                    names.pointee.append(String(cString: name!))
+                    return 0
+                }, ptr)
         }
         guard status >= 0 else { throw StoreError(path, .cannotList(groupPath)) }
         return box.names
@@ -114,10 +116,12 @@ public final class H5File {
         var names: [String] = []
         let fields = UInt32(H5O_INFO_BASIC | H5O_INFO_TIME | H5O_INFO_NUM_ATTRS | H5O_INFO_HDR | H5O_INFO_META_SIZE)
         let status = withUnsafeMutablePointer(to: &names) { ptr -> herr_t in
-            H5Ovisit2(id, H5_INDEX_NAME, H5_ITER_INC, { _, name, _, data in
-                data!.assumingMemoryBound(to: [String].self).pointee.append(String(cString: name!))
-                return 0
-            }, ptr, fields)
+            H5Ovisit2(
+                id, H5_INDEX_NAME, H5_ITER_INC,
+                { _, name, _, data in
+                    data!.assumingMemoryBound(to: [String].self).pointee.append(String(cString: name!))
+                    return 0
+                }, ptr, fields)
         }
         guard status >= 0 else { throw StoreError(path, .cannotVisit) }
         return names.map { $0 == "." ? "/" : "/" + $0 }
@@ -221,8 +225,10 @@ public final class H5File {
     /// Writes a dataset of `shape` from `count` elements at `data`, stored as `storedAs` (defaults to `T`).
     /// With `chunk`, the dataset is chunked (1-D chunks of that many elements along the first axis) and
     /// deflate-compressed.
-    public func write<T: H5Element>(_ name: String, _ data: UnsafePointer<T>, shape: [Int], storedAs: hid_t? = nil,
-                                    chunk: Int? = nil) throws {
+    public func write<T: H5Element>(
+        _ name: String, _ data: UnsafePointer<T>, shape: [Int], storedAs: hid_t? = nil,
+        chunk: Int? = nil
+    ) throws {
         let parent = (name as NSString).deletingLastPathComponent
         if !parent.isEmpty && parent != "/" { try ensureGroup(parent) }
         var dims = shape.map { hsize_t($0) }
@@ -248,11 +254,14 @@ public final class H5File {
         }
     }
 
-    public func write<T: H5Element>(_ name: String, _ values: [T], shape: [Int]? = nil, storedAs: hid_t? = nil,
-                                    chunk: Int? = nil) throws {
+    public func write<T: H5Element>(
+        _ name: String, _ values: [T], shape: [Int]? = nil, storedAs: hid_t? = nil,
+        chunk: Int? = nil
+    ) throws {
         try values.withUnsafeBufferPointer {
-            try write(name, $0.baseAddress ?? UnsafePointer(bitPattern: 8)!, shape: shape ?? [values.count],
-                      storedAs: storedAs, chunk: chunk)
+            try write(
+                name, $0.baseAddress ?? UnsafePointer(bitPattern: 8)!, shape: shape ?? [values.count],
+                storedAs: storedAs, chunk: chunk)
         }
     }
 

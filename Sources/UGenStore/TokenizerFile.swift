@@ -22,8 +22,10 @@ public struct TokenizerFile: Equatable, Sendable {
     public var imageHeight: Int
     public var kind: String
 
-    public init(merges: [Int32], codebook: [Float], codebookSize: Int, patch: Int, channels: Int,
-                imageWidth: Int, imageHeight: Int, kind: String) {
+    public init(
+        merges: [Int32], codebook: [Float], codebookSize: Int, patch: Int, channels: Int,
+        imageWidth: Int, imageHeight: Int, kind: String
+    ) {
         self.merges = merges; self.codebook = codebook; self.codebookSize = codebookSize; self.patch = patch
         self.channels = channels; self.imageWidth = imageWidth; self.imageHeight = imageHeight; self.kind = kind
     }
@@ -55,8 +57,10 @@ public struct TokenizerFile: Equatable, Sendable {
             let dim = patch * patch * channels
             try f.ensureGroup("/image")
             if kind == "kmeans" { try f.write("/image/codebook", codebook, shape: [codebookSize, dim]) }
-            for (k, v) in [("codebook_size", codebookSize), ("patch", patch), ("channels", channels),
-                           ("image_width", imageWidth), ("image_height", imageHeight)] {
+            for (k, v) in [
+                ("codebook_size", codebookSize), ("patch", patch), ("channels", channels),
+                ("image_width", imageWidth), ("image_height", imageHeight),
+            ] {
                 try f.setAttribute(k, v, at: "/image")
             }
             try f.setAttribute("kind", kind, at: "/image")
@@ -91,9 +95,10 @@ public struct TokenizerFile: Equatable, Sendable {
         guard codebook.count == (kind == "kmeans" ? k * patch * patch * channels : 0) else {
             throw StoreError(path, .codebookShape(codes: k, patch: patch, channels: channels))
         }
-        let t = TokenizerFile(merges: try f.read("/text/merges"), codebook: codebook, codebookSize: k, patch: patch,
-                              channels: channels, imageWidth: try f.intAttribute("image_width", at: "/image"),
-                              imageHeight: try f.intAttribute("image_height", at: "/image"), kind: kind)
+        let t = TokenizerFile(
+            merges: try f.read("/text/merges"), codebook: codebook, codebookSize: k, patch: patch,
+            channels: channels, imageWidth: try f.intAttribute("image_width", at: "/image"),
+            imageHeight: try f.intAttribute("image_height", at: "/image"), kind: kind)
         let stored = try f.stringAttribute("content_hash")
         guard stored == t.contentHash else {
             throw StoreError(path, .contentHash(stored: stored, actual: t.contentHash))

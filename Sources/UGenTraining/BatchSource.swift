@@ -39,7 +39,8 @@ public final class ByteWindowSource: BatchSource {
                 targets[r * seqLen + t] = Int32(bytes[start + t + 1])
             }
         }
-        return Batch(rows: rows, seqLen: seqLen, inputs: inputs, targets: targets,
-                             mask: [Float](repeating: 1, count: n), tasks: [UInt8](repeating: 0, count: n))
+        return Batch(
+            rows: rows, seqLen: seqLen, inputs: inputs, targets: targets,
+            mask: [Float](repeating: 1, count: n), tasks: [UInt8](repeating: 0, count: n))
     }
 }

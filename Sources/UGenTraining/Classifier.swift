@@ -31,7 +31,9 @@ public struct PixelClassifier: Sendable {
         for i in 0..<n { for j in 0..<d { mu[j] += x[i * d + j] } }
         for j in 0..<d { mu[j] /= Float(n) }
         for i in 0..<n { for j in 0..<d { let t = x[i * d + j] - mu[j]; sd[j] += t * t } }
-        let sc = sd.map { v -> Float in let s = (v / Float(n)).squareRoot(); return s > 1e-6 ? 1 / s : 0 }
+        let sc = sd.map { v -> Float in
+            let s = (v / Float(n)).squareRoot(); return s > 1e-6 ? 1 / s : 0
+        }
         mean = mu; scale = sc
         let z = Self.standardise(x, n: n, d: d, mean: mu, scale: sc)
         var w = [Float](repeating: 0, count: d * c), b = [Float](repeating: 0, count: c)
@@ -52,8 +54,9 @@ public struct PixelClassifier: Sendable {
             z.withUnsafeBufferPointer { zz in
                 p.withUnsafeBufferPointer { pp in
                     gw.withUnsafeMutableBufferPointer { g in
-                        BLAS.gemm(transA: true, m: d, n: c, k: n, a: zz.baseAddress!, lda: d, b: pp.baseAddress!, ldb: c,
-                                  c: g.baseAddress!, ldc: c)
+                        BLAS.gemm(
+                            transA: true, m: d, n: c, k: n, a: zz.baseAddress!, lda: d, b: pp.baseAddress!, ldb: c,
+                            c: g.baseAddress!, ldc: c)
                     }
                 }
             }
@@ -82,8 +85,9 @@ public struct PixelClassifier: Sendable {
         z.withUnsafeBufferPointer { zz in
             w.withUnsafeBufferPointer { ww in
                 p.withUnsafeMutableBufferPointer { pp in
-                    BLAS.gemm(m: n, n: c, k: d, a: zz.baseAddress!, lda: d, b: ww.baseAddress!, ldb: c, beta: 1,
-                              c: pp.baseAddress!, ldc: c)
+                    BLAS.gemm(
+                        m: n, n: c, k: d, a: zz.baseAddress!, lda: d, b: ww.baseAddress!, ldb: c, beta: 1,
+                        c: pp.baseAddress!, ldc: c)
                 }
             }
         }
@@ -133,9 +137,12 @@ public struct CaptionClasses: Sendable {
 
     public static let digits = CaptionClasses(name: "digits", names: CaptionClass.words.enumerated().map { [$1, String($0)] })
     /// Fashion-MNIST's classes in label order, as cluster/data/images.py names them in captions.
-    public static let fashion = CaptionClasses(name: "Fashion-MNIST", names: [
-        ["t-shirt", "t-shirt/top"], ["trousers", "trouser"], ["pullover"], ["dress"], ["coat"], ["sandal"], ["shirt"],
-        ["sneaker"], ["bag"], ["ankle boot"]])
+    public static let fashion = CaptionClasses(
+        name: "Fashion-MNIST",
+        names: [
+            ["t-shirt", "t-shirt/top"], ["trousers", "trouser"], ["pullover"], ["dress"], ["coat"], ["sandal"], ["shirt"],
+            ["sneaker"], ["bag"], ["ankle boot"],
+        ])
     public static let known = [digits, fashion]
 
     public func parse(_ caption: String) -> Int? {

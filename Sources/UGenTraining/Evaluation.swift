@@ -153,8 +153,10 @@ public final class Evaluator {
 
     /// Evaluates on `valPath`; the judge trains on `trainPath` (default: train.h5 beside it). `rawPairs`
     /// (the pairs file the dataset was tokenized from) adds the raw-pixel and reconstruction numbers.
-    public func run(valPath: String, trainPath: String? = nil, rawPairs: String? = nil,
-                    options o: EvaluationOptions = EvaluationOptions()) throws -> EvaluationReport {
+    public func run(
+        valPath: String, trainPath: String? = nil, rawPairs: String? = nil,
+        options o: EvaluationOptions = EvaluationOptions()
+    ) throws -> EvaluationReport {
         let start = Date()
         let layout = model.layout
         let val = try DatasetReader(path: valPath, expecting: layout)
@@ -177,25 +179,40 @@ public final class Evaluator {
         if !text.isEmpty {
             log("text: teacher-forced loss on \(text.count) examples")
             let s = teacherForced(text, stage: stage, vocab: vocab)
-            report.text = .init(examples: text.count, tokens: s.tokens, bytes: s.bytes, loss: s.mean, perplexity: exp(s.mean),
-                                bits_per_byte: s.bytes > 0 ? s.nats / M_LN2 / Double(s.bytes) : .infinity)
-            if s.truncated > 0 { notes.append("text: \(s.truncated) examples longer than max_seq_len+1 were scored on their first \(model.model.maxSeqLen + 1) tokens") }
-        } else { notes.append("text: no text examples in \(valPath)") }
+            report.text = .init(
+                examples: text.count, tokens: s.tokens, bytes: s.bytes, loss: s.mean, perplexity: exp(s.mean),
+                bits_per_byte: s.bytes > 0 ? s.nats / M_LN2 / Double(s.bytes) : .infinity)
+            if s.truncated > 0 {
+                notes.append(
+                    "text: \(s.truncated) examples longer than max_seq_len+1 were scored on their first \(model.model.maxSeqLen + 1) tokens"
+                )
+            }
+        } else {
+            notes.append("text: no text examples in \(valPath)")
+        }
 
         if !captions.isEmpty {
             log("image→text: loss and \(captions.count) greedy captions")
             report.img2txt = try captioning(captions, stage: stage, vocab: vocab, options: o)
-        } else { notes.append("image→text: no such examples in \(valPath)") }
+        } else {
+            notes.append("image→text: no such examples in \(valPath)")
+        }
 
         if !drawings.isEmpty {
-            report.txt2img = try drawing(drawings, heldout: byTask[2], captionExamples: byTask[1], stage: stage, vocab: vocab, trainPath: trainPath
-                ?? ((valPath as NSString).deletingLastPathComponent as NSString).appendingPathComponent("train.h5"),
+            report.txt2img = try drawing(
+                drawings, heldout: byTask[2], captionExamples: byTask[1], stage: stage, vocab: vocab,
+                trainPath: trainPath
+                    ?? ((valPath as NSString).deletingLastPathComponent as NSString).appendingPathComponent("train.h5"),
                 rawPairs: rawPairs, options: o, judge: &report.judge, notes: &notes)
-        } else { notes.append("text→image: no such examples in \(valPath)") }
+        } else {
+            notes.append("text→image: no such examples in \(valPath)")
+        }
 
         if o.rankExamples > 0 && !o.lossesOnly {
             for (task, examples) in [(ExampleTask.imageToText, captions), (.textToImage, drawings)] where !examples.isEmpty {
-                log("ranking: \(task == .imageToText ? "captions" : "images") of \(min(o.rankExamples, examples.count)) examples among \(o.rankCandidates)")
+                log(
+                    "ranking: \(task == .imageToText ? "captions" : "images") of \(min(o.rankExamples, examples.count)) examples among \(o.rankCandidates)"
+                )
                 let r = ranking(examples, task: task, stage: stage, vocab: vocab, options: o)
                 if task == .imageToText { report.img2txt_ranking = r } else { report.txt2img_ranking = r }
             }
@@ -214,8 +231,9 @@ public final class Evaluator {
 
     func checkHash(_ r: DatasetReader) throws {
         guard r.tokenizerHash == model.tokenizers.hash else {
-            throw GenerationError.datasetTokenizer(dataset: r.path, hash: r.tokenizerHash, tokenizer: model.tokenizerPath,
-                                                   current: model.tokenizers.hash)
+            throw GenerationError.datasetTokenizer(
+                dataset: r.path, hash: r.tokenizerHash, tokenizer: model.tokenizerPath,
+                current: model.tokenizers.hash)
         }
     }
 
@@ -272,8 +290,10 @@ public final class Evaluator {
     /// Runs the examples through `stage` a batch of R at a time (one example per row, its first S + 1 tokens
     /// as inputs and next-token targets, padded), under the vocabulary masks, and hands `body` each batch's
     /// first example index, targets, effective loss mask and per-position losses.
-    private func lossBatches(_ examples: [Example], stage: Stage, vocab: StepVocab,
-                             _ body: (_ batchStart: Int, _ targets: [Int32], _ effective: Tensor, _ loss: Tensor) -> Void) {
+    private func lossBatches(
+        _ examples: [Example], stage: Stage, vocab: StepVocab,
+        _ body: (_ batchStart: Int, _ targets: [Int32], _ effective: Tensor, _ loss: Tensor) -> Void
+    ) {
         let R = stage.rows, S = stage.seqLen, layout = model.layout
         var inputs = [Int32](repeating: layout.pad, count: R * S), targets = inputs, mask = [Float](repeating: 0, count: R * S)
         let a = stage.activations(0)
@@ -296,7 +316,8 @@ public final class Evaluator {
     /// Ranks each example's true caption (image→text) or image (text→image) among distractors from the other
     /// examples, by the model's log-likelihood of it given the other half (Ranking).
     func ranking(_ all: [Example], task: ExampleTask, stage: Stage, vocab: StepVocab, options o: EvaluationOptions)
-        -> EvaluationReport.Ranking {
+        -> EvaluationReport.Ranking
+    {
         let l = model.layout
         let pairs = all.map(parts).filter { !$0.image.isEmpty }
         let examples = Array(pairs.prefix(o.rankExamples))
@@ -325,8 +346,9 @@ public final class Evaluator {
             }
             let scored = chosen.map { c -> Example in
                 let codes = (task == .imageToText ? p.image : c).map(l.code(of:))
-                return task == .imageToText ? l.imageToTextExample(codes: codes, caption: c)
-                                            : l.textToImageExample(caption: p.caption, codes: codes)
+                return task == .imageToText
+                    ? l.imageToTextExample(codes: codes, caption: c)
+                    : l.textToImageExample(caption: p.caption, codes: codes)
             }
             let nats = exampleNats(scored, stage: stage, vocab: vocab)
             let rank = 1 + nats.dropFirst().filter { $0 <= nats[0] }.count  // ties count against the truth
@@ -352,10 +374,12 @@ public final class Evaluator {
     }
 
     func captioning(_ examples: [Example], stage: Stage, vocab: StepVocab, options o: EvaluationOptions) throws
-        -> EvaluationReport.ImageToText {
+        -> EvaluationReport.ImageToText
+    {
         let loss = teacherForced(examples, stage: stage, vocab: vocab)
-        var result = EvaluationReport.ImageToText(examples: examples.count, loss: loss.tokens > 0 ? loss.mean : nil, scored: 0,
-                                                  caption_accuracy: nil, names_a_class: nil, per_class_accuracy: [], samples: [])
+        var result = EvaluationReport.ImageToText(
+            examples: examples.count, loss: loss.tokens > 0 ? loss.mean : nil, scored: 0,
+            caption_accuracy: nil, names_a_class: nil, per_class_accuracy: [], samples: [])
         guard !o.lossesOnly else { return result }
         let gen = try model.generator()
         let bpe = model.tokenizers.text
@@ -422,15 +446,17 @@ extension EvaluationReport {
             out += "held-out (VQ-reconstructed real images, \(j.classes)) \(pct(j.heldout_accuracy)) on \(j.heldout_images)"
             out += j.cross_validated_accuracy.map { "; 5-fold cross-validated \(pct($0))\n" } ?? "\n"
             if let r = j.raw_heldout_accuracy {
-                out += "            held-out originals \(pct(r)) on \(j.raw_heldout_images ?? 0); VQ reconstruction MSE \(num(j.vq_reconstruction_mse, "%.1f")) (0–255 scale)\n"
+                out +=
+                    "            held-out originals \(pct(r)) on \(j.raw_heldout_images ?? 0); VQ reconstruction MSE \(num(j.vq_reconstruction_mse, "%.1f")) (0–255 scale)\n"
             }
         }
         for (name, r) in [("image→text", img2txt_ranking), ("text→image", txt2img_ranking)] {
             guard let r else { continue }
-            out += String(format: "%@ %8d  true %@ first among %d   %@ (chance %.1f%%), mean rank %.2f\n",
-                          name.padding(toLength: 12, withPad: " ", startingAt: 0), r.examples,
-                          name == "image→text" ? "caption" : "image  ", r.candidates, pct(r.top1_accuracy),
-                          100 / Double(max(r.candidates, 1)), r.mean_rank)
+            out += String(
+                format: "%@ %8d  true %@ first among %d   %@ (chance %.1f%%), mean rank %.2f\n",
+                name.padding(toLength: 12, withPad: " ", startingAt: 0), r.examples,
+                name == "image→text" ? "caption" : "image  ", r.candidates, pct(r.top1_accuracy),
+                100 / Double(max(r.candidates, 1)), r.mean_rank)
         }
         if let c = img2txt, !c.samples.isEmpty {
             out += "\ncaption samples (reference → generated):\n"

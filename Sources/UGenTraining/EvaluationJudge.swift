@@ -28,13 +28,16 @@ extension Evaluator {
 
     /// Image loss on `examples`; then the judge (trained on `trainPath`'s images, measured on all of
     /// `heldout`'s) and the judged accuracy of images drawn for `examples`' captions.
-    func drawing(_ examples: [Example], heldout allHeldout: [Example], captionExamples: [Example], stage: Stage, vocab: StepVocab,
-                 trainPath: String, rawPairs: String?, options o: EvaluationOptions, judge: inout EvaluationReport.Judge?,
-                 notes: inout [String]) throws -> EvaluationReport.TextToImage {
+    func drawing(
+        _ examples: [Example], heldout allHeldout: [Example], captionExamples: [Example], stage: Stage, vocab: StepVocab,
+        trainPath: String, rawPairs: String?, options o: EvaluationOptions, judge: inout EvaluationReport.Judge?,
+        notes: inout [String]
+    ) throws -> EvaluationReport.TextToImage {
         let loss = teacherForced(examples, stage: stage, vocab: vocab)
-        var result = EvaluationReport.TextToImage(examples: examples.count, loss: loss.tokens > 0 ? loss.mean : nil, scored: 0,
-                                                  images_per_caption: o.imagesPerCaption, judge_accuracy: nil, per_class_accuracy: [], distinct_images: nil,
-                                                  visual_tokens_per_image: model.tokensPerImage)
+        var result = EvaluationReport.TextToImage(
+            examples: examples.count, loss: loss.tokens > 0 ? loss.mean : nil, scored: 0,
+            images_per_caption: o.imagesPerCaption, judge_accuracy: nil, per_class_accuracy: [], distinct_images: nil,
+            visual_tokens_per_image: model.tokensPerImage)
         guard !o.lossesOnly else { return result }
         guard let vq = model.tokenizers.image else {
             notes.append("text→image: \(model.tokenizerPath) has no learned codebook, so images cannot be decoded and judged")
@@ -45,11 +48,15 @@ extension Evaluator {
         let train = try DatasetReader(path: trainPath, expecting: model.layout)
         try checkHash(train)
         // Only training images whose caption names a class, evenly spaced, at most judgeMaxTrainImages.
-        let trainExamples = try examplesByTask(train, only: .textToImage)[2].filter { classes?.parse(model.tokenizers.text.decodeText(parts($0).caption)) != nil }
+        let trainExamples = try examplesByTask(train, only: .textToImage)[2].filter {
+            classes?.parse(model.tokenizers.text.decodeText(parts($0).caption)) != nil
+        }
         let trainSet = labelledImages(Self.spread(trainExamples, o.judgeMaxTrainImages), vq: vq)
         let heldout = labelledImages(allHeldout, vq: vq)
         guard let classes, Set(trainSet.labels).count >= 2, !heldout.labels.isEmpty else {
-            notes.append("text→image: captions do not name the classes of a known set (digits, Fashion-MNIST), or name only one, so there is no judge")
+            notes.append(
+                "text→image: captions do not name the classes of a known set (digits, Fashion-MNIST), or name only one, so there is no judge"
+            )
             return result
         }
         let d = vq.imageWidth * vq.imageHeight * vq.channels
@@ -58,14 +65,18 @@ extension Evaluator {
         var j = EvaluationReport.Judge(
             kind: "softmax regression on pixels (\(o.judge.iterations) iterations, L2 \(o.judge.l2))", train_images: trainSet.labels.count,
             classes: classes.name, train_accuracy: classifier.accuracy(trainX, labels: trainSet.labels),
-            heldout_images: heldout.labels.count, heldout_accuracy: classifier.accuracy(Self.pixels(heldout.images), labels: heldout.labels),
-            cross_validated_accuracy: heldout.labels.count >= 1000 ? nil
+            heldout_images: heldout.labels.count,
+            heldout_accuracy: classifier.accuracy(Self.pixels(heldout.images), labels: heldout.labels),
+            cross_validated_accuracy: heldout.labels.count >= 1000
+                ? nil
                 : Self.crossValidated(trainX, labels: trainSet.labels, features: d, classes: classes.count, options: o.judge),
             raw_heldout_images: nil, raw_heldout_accuracy: nil, vq_reconstruction_mse: nil)
         if let rawPairs { try rawNumbers(rawPairs, heldoutCaptions: captionExamples, vq: vq, classifier: classifier, judge: &j) }
         judge = j
-        log(String(format: "judge: %.1f%% on %d held-out images; drawing %d images", 100 * j.heldout_accuracy, j.heldout_images,
-                   examples.count * o.imagesPerCaption))
+        log(
+            String(
+                format: "judge: %.1f%% on %d held-out images; drawing %d images", 100 * j.heldout_accuracy, j.heldout_images,
+                examples.count * o.imagesPerCaption))
 
         // Generated images, one per held-out caption that names a class.
         if model.activeVisual?.isEmpty == true {
@@ -78,8 +89,9 @@ extension Evaluator {
             let caption = parts(e).caption
             guard let label = classes.parse(model.tokenizers.text.decodeText(caption)) else { continue }
             for k in 0..<o.imagesPerCaption {
-                var sampler = Sampler(temperature: o.imageTemperature, topK: o.imageTopK, topP: o.imageTopP,
-                                      seed: o.seed &+ UInt64(i * o.imagesPerCaption + k))
+                var sampler = Sampler(
+                    temperature: o.imageTemperature, topK: o.imageTopK, topP: o.imageTopP,
+                    seed: o.seed &+ UInt64(i * o.imagesPerCaption + k))
                 let ids = try gen.image(caption: caption, count: vq.tokensPerImage, sampler: &sampler)
                 precondition(ids.count == vq.tokensPerImage && ids.allSatisfy(model.layout.isVisual), "an image of illegal ids")
                 seen.insert(ids)
@@ -98,8 +110,10 @@ extension Evaluator {
     }
 
     /// k-fold cross-validated accuracy (example i in fold i mod k).
-    static func crossValidated(_ x: [Float], labels: [Int], features d: Int, classes: Int, folds k: Int = 5,
-                               options: PixelClassifier.Options) -> Double {
+    static func crossValidated(
+        _ x: [Float], labels: [Int], features d: Int, classes: Int, folds k: Int = 5,
+        options: PixelClassifier.Options
+    ) -> Double {
         var right = 0
         for f in 0..<k {
             var tx: [Float] = [], tl: [Int] = [], hx: [Float] = [], hl: [Int] = []
@@ -116,22 +130,26 @@ extension Evaluator {
     /// Finds the held-out originals in the raw pairs file (an original is held out when its VQ codes and
     /// caption equal a val image→text example's), then measures the judge on their pixels and the VQ
     /// reconstruction error.
-    func rawNumbers(_ path: String, heldoutCaptions: [Example], vq: VQTokenizer, classifier: PixelClassifier,
-                    judge j: inout EvaluationReport.Judge) throws {
+    func rawNumbers(
+        _ path: String, heldoutCaptions: [Example], vq: VQTokenizer, classifier: PixelClassifier,
+        judge j: inout EvaluationReport.Judge
+    ) throws {
         let pairs = try ImageCaptionPairs.read(path)
         var keys = Set<String>()
         for e in heldoutCaptions {
             let (caption, image) = parts(e)
             guard image.count == vq.tokensPerImage else { continue }
-            keys.insert(image.map { String(model.layout.code(of: $0)) }.joined(separator: ",") + "|" + model.tokenizers.text.decodeText(caption))
+            keys.insert(
+                image.map { String(model.layout.code(of: $0)) }.joined(separator: ",") + "|" + model.tokenizers.text.decodeText(caption))
         }
         var raw: [PNGImage] = [], labels: [Int] = [], mse = 0.0
         for p in pairs {
             guard case .png(let png) = p.image, let label = classes?.parse(p.caption) else { continue }
             // As `ugen tokenize --image-size` did: a smaller image is centred on the tokenizer's black canvas.
             guard png.width <= vq.imageWidth, png.height <= vq.imageHeight else {
-                throw GenerationError.imageSize(source: p.source, width: png.width, height: png.height,
-                                                tokenizerWidth: vq.imageWidth, tokenizerHeight: vq.imageHeight)
+                throw GenerationError.imageSize(
+                    source: p.source, width: png.width, height: png.height,
+                    tokenizerWidth: vq.imageWidth, tokenizerHeight: vq.imageHeight)
             }
             let image = png.centred(inWidth: vq.imageWidth, height: vq.imageHeight).converted(toChannels: vq.channels)
             let codes = vq.encode(image)

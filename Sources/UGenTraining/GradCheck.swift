@@ -54,10 +54,11 @@ public struct GradCheck {
         func dbl(_ k: String, _ def: Double) throws -> Double {
             f.hasAttribute(k, at: group) ? try f.doubleAttribute(k, at: group) : def
         }
-        let c = ModelConfig(vocabSize: try int("vocab_size"), dModel: try int("d_model"), nLayers: try int("n_layers"),
-                            nHeads: try int("n_heads"), nKVHeads: try int("n_kv_heads"), ffnHidden: try int("ffn_hidden"),
-                            ropeTheta: try dbl("rope_theta", 10000), rmsEps: try dbl("rms_eps", 1e-5),
-                            maxSeqLen: try int("max_seq_len"))
+        let c = ModelConfig(
+            vocabSize: try int("vocab_size"), dModel: try int("d_model"), nLayers: try int("n_layers"),
+            nHeads: try int("n_heads"), nKVHeads: try int("n_kv_heads"), ffnHidden: try int("ffn_hidden"),
+            ropeTheta: try dbl("rope_theta", 10000), rmsEps: try dbl("rms_eps", 1e-5),
+            maxSeqLen: try int("max_seq_len"))
         do { try c.validate() } catch { throw StoreError(f.path, .badConfig("\(error)")) }
         return c
     }
@@ -122,26 +123,33 @@ public struct GradCheck {
             let logits = Tensor([B * T, c.vocabSize])
             var lossSum = 0.0
             stage.forward(a, tokens: inputs, tokenMap: nil)
-            lossSum = stage.crossEntropy(a, targets: targets, mask: mask, inactive: inactive, gradScale: 1 / maskSum,
-                                         logitsOut: logits.data)!
+            lossSum = stage.crossEntropy(
+                a, targets: targets, mask: mask, inactive: inactive, gradScale: 1 / maskSum,
+                logitsOut: logits.data)!
             stage.backward(a)
             let loss = lossSum / Double(maskSum)
             let refLoss: [Double] = try f.read("\(group)/loss")
-            rows.append(Row(caseName: caseName, quantity: "loss", relativeError: abs(loss - refLoss[0]) / abs(refLoss[0]),
-                            tolerance: tol.loss))
+            rows.append(
+                Row(
+                    caseName: caseName, quantity: "loss", relativeError: abs(loss - refLoss[0]) / abs(refLoss[0]),
+                    tolerance: tol.loss))
             if f.exists("\(group)/logits") {
                 let refLogits: [Double] = try f.read("\(group)/logits")
                 guard refLogits.count == logits.count else { throw StoreError(path, .wrongSize("\(group)/logits")) }
-                rows.append(Row(caseName: caseName, quantity: "logits", relativeError: relativeError(logits.data, refLogits),
-                                tolerance: tol.logits))
+                rows.append(
+                    Row(
+                        caseName: caseName, quantity: "logits", relativeError: relativeError(logits.data, refLogits),
+                        tolerance: tol.logits))
             }
             for p in stage.parameters {
                 let name = "\(group)/grads/\(p.name)"
                 guard f.exists(name) else { throw StoreError(path, .missingDataset(name, notOurs: false)) }
                 let ref: [Double] = try f.read(name)
                 guard ref.count == p.grad.count else { throw StoreError(path, .wrongSize(name)) }
-                rows.append(Row(caseName: caseName, quantity: p.name, relativeError: relativeError(p.grad.data, ref),
-                                tolerance: tol.grad))
+                rows.append(
+                    Row(
+                        caseName: caseName, quantity: p.name, relativeError: relativeError(p.grad.data, ref),
+                        tolerance: tol.grad))
             }
         }
         return rows

@@ -75,44 +75,59 @@ public struct RunConfig: Equatable, Sendable {
     }
 
     private static func int(_ name: String, _ kp: WritableKeyPath<RunConfig, Int> & Sendable, _ help: String) -> Key {
-        Key(name: name, help: help, get: { $0[keyPath: kp] }, set: { c, v in
-            guard let i = v as? Int ?? (v as? String).flatMap({ Int($0) }) else {
-                throw ConfigError.badValue(key: name, expected: "an integer", got: "\(v)")
-            }
-            c[keyPath: kp] = i
-        })
+        Key(
+            name: name, help: help, get: { $0[keyPath: kp] },
+            set: { c, v in
+                guard let i = v as? Int ?? (v as? String).flatMap({ Int($0) }) else {
+                    throw ConfigError.badValue(key: name, expected: "an integer", got: "\(v)")
+                }
+                c[keyPath: kp] = i
+            })
     }
     private static func dbl(_ name: String, _ kp: WritableKeyPath<RunConfig, Double> & Sendable, _ help: String) -> Key {
-        Key(name: name, help: help, get: { $0[keyPath: kp] }, set: { c, v in
-            guard let d = (v as? Double) ?? (v as? Int).map(Double.init) ?? (v as? String).flatMap({ Double($0) }) else {
-                throw ConfigError.badValue(key: name, expected: "a number", got: "\(v)")
-            }
-            c[keyPath: kp] = d
-        })
+        Key(
+            name: name, help: help, get: { $0[keyPath: kp] },
+            set: { c, v in
+                guard let d = (v as? Double) ?? (v as? Int).map(Double.init) ?? (v as? String).flatMap({ Double($0) }) else {
+                    throw ConfigError.badValue(key: name, expected: "a number", got: "\(v)")
+                }
+                c[keyPath: kp] = d
+            })
     }
-    private static func str(_ name: String, _ kp: WritableKeyPath<RunConfig, String> & Sendable, _ help: String,
-                            oneOf: [String]? = nil) -> Key {
-        Key(name: name, help: help, get: { $0[keyPath: kp] }, set: { c, v in
-            let s = "\(v)"
-            if let oneOf, !oneOf.contains(s) { throw ConfigError.badValue(key: name, expected: "one of \(oneOf.joined(separator: ", "))", got: s) }
-            c[keyPath: kp] = s
-        })
+    private static func str(
+        _ name: String, _ kp: WritableKeyPath<RunConfig, String> & Sendable, _ help: String,
+        oneOf: [String]? = nil
+    ) -> Key {
+        Key(
+            name: name, help: help, get: { $0[keyPath: kp] },
+            set: { c, v in
+                let s = "\(v)"
+                if let oneOf, !oneOf.contains(s) {
+                    throw ConfigError.badValue(key: name, expected: "one of \(oneOf.joined(separator: ", "))", got: s)
+                }
+                c[keyPath: kp] = s
+            })
     }
     private static func precision(_ name: String, _ help: String) -> Key {
-        Key(name: name, help: help, get: { $0.precision.rawValue }, set: { c, v in
-            guard let p = Precision(rawValue: "\(v)") else {
-                throw ConfigError.badValue(key: name, expected: "one of \(Precision.allCases.map(\.rawValue).joined(separator: ", "))", got: "\(v)")
-            }
-            c.precision = p
-        })
+        Key(
+            name: name, help: help, get: { $0.precision.rawValue },
+            set: { c, v in
+                guard let p = Precision(rawValue: "\(v)") else {
+                    throw ConfigError.badValue(
+                        key: name, expected: "one of \(Precision.allCases.map(\.rawValue).joined(separator: ", "))", got: "\(v)")
+                }
+                c.precision = p
+            })
     }
     private static func bool(_ name: String, _ kp: WritableKeyPath<RunConfig, Bool> & Sendable, _ help: String) -> Key {
-        Key(name: name, help: help, get: { $0[keyPath: kp] }, set: { c, v in
-            guard let b = v as? Bool ?? (v as? String).flatMap({ ["true": true, "false": false][$0.lowercased()] }) else {
-                throw ConfigError.badValue(key: name, expected: "true or false", got: "\(v)")
-            }
-            c[keyPath: kp] = b
-        })
+        Key(
+            name: name, help: help, get: { $0[keyPath: kp] },
+            set: { c, v in
+                guard let b = v as? Bool ?? (v as? String).flatMap({ ["true": true, "false": false][$0.lowercased()] }) else {
+                    throw ConfigError.badValue(key: name, expected: "true or false", got: "\(v)")
+                }
+                c[keyPath: kp] = b
+            })
     }
 
     /// Every key the configuration knows, in the order the resolved file lists them.
@@ -142,13 +157,15 @@ public struct RunConfig: Equatable, Sendable {
         dbl("train.beta2", \.beta2, "AdamW β2"),
         dbl("train.eps", \.adamEps, "AdamW ε"),
         dbl("train.grad_clip", \.gradClip, "global gradient norm clip (0: off)"),
-        precision("train.precision",
-                  "matrix products in fp32, or bf16 operands with fp32 sums (weights, optimizer, norms, loss stay fp32)"),
+        precision(
+            "train.precision",
+            "matrix products in fp32, or bf16 operands with fp32 sums (weights, optimizer, norms, loss stay fp32)"),
         int("train.seed", \.seed, "weight initialisation seed"),
         int("train.checkpoint_every", \.checkpointEvery, "save every N steps (0: only at the end)"),
         int("train.keep_checkpoints", \.keepCheckpoints, "how many checkpoints to keep"),
         int("train.log_every", \.logEvery, "print a progress line every N steps"),
-        str("train.on_nonfinite", \.onNonfinite, "a step with a NaN/Inf loss or gradient norm: stop, or skip it (never applied)",
+        str(
+            "train.on_nonfinite", \.onNonfinite, "a step with a NaN/Inf loss or gradient norm: stop, or skip it (never applied)",
             oneOf: ["stop", "skip"]),
         int("train.max_nonfinite_skips", \.maxNonfiniteSkips, "with on_nonfinite skip: stop after this many skipped steps in a row"),
         str("vocab_schedule.kind", \.vocabKind, "progressive or vanilla", oneOf: ["progressive", "vanilla"]),
@@ -157,9 +174,13 @@ public struct RunConfig: Equatable, Sendable {
         int("vocab_schedule.every", \.vocabEvery, "steps between growths"),
         int("vocab_schedule.add", \.vocabAdd, "visual ids added per growth"),
         int("vocab_schedule.seed", \.vocabSeed, "seed of the activation order"),
-        str("vocab_schedule.order", \.vocabOrder, "activation order: random (the paper's) or frequency (most frequent codes in the training data first)",
+        str(
+            "vocab_schedule.order", \.vocabOrder,
+            "activation order: random (the paper's) or frequency (most frequent codes in the training data first)",
             oneOf: ["random", "frequency"]),
-        str("vocab_schedule.masking", \.vocabMasking, "masking rules for inactive ids: all, softmax-and-loss (inputs not replaced) or inputs-only (an ablation)",
+        str(
+            "vocab_schedule.masking", \.vocabMasking,
+            "masking rules for inactive ids: all, softmax-and-loss (inputs not replaced) or inputs-only (an ablation)",
             oneOf: ["all", "softmax-and-loss", "inputs-only"]),
         int("cluster.stages", \.stages, "pipeline stages"),
         int("cluster.replicas", \.replicas, "data-parallel replicas of the pipeline"),
@@ -222,21 +243,28 @@ public struct RunConfig: Equatable, Sendable {
         try need(stages >= 1 && stages <= nLayers, "cluster.stages (\(stages)) must be in 1...model.n_layers (\(nLayers))")
         try need(replicas >= 1, "cluster.replicas must be at least 1")
         // The all-reduce halves and doubles (its sums are the single process's tree only then).
-        try need(replicas & (replicas - 1) == 0, "cluster.replicas (\(replicas)) must be a power of two (1, 2, 4, 8, …): the gradient all-reduce pairs replicas 1, 2, 4, … apart")
+        try need(
+            replicas & (replicas - 1) == 0,
+            "cluster.replicas (\(replicas)) must be a power of two (1, 2, 4, 8, …): the gradient all-reduce pairs replicas 1, 2, 4, … apart"
+        )
         try need(microBatches >= 1, "cluster.micro_batches must be at least 1")
-        try need(batchRows % (replicas * microBatches) == 0,
-                 "data.batch_rows (\(batchRows)) must divide evenly into cluster.replicas × cluster.micro_batches "
-                    + "(\(replicas) × \(microBatches))")
+        try need(
+            batchRows % (replicas * microBatches) == 0,
+            "data.batch_rows (\(batchRows)) must divide evenly into cluster.replicas × cluster.micro_batches "
+                + "(\(replicas) × \(microBatches))")
         try need(steps >= 1, "train.steps must be at least 1")
         try need(warmupSteps >= 0 && lr > 0 && minLR >= 0, "train.lr, train.min_lr, train.warmup_steps must be non-negative")
-        try need(vocabEvery >= 1 && vocabAdd >= 1 && vocabStart >= 0 && textOnlySteps >= 0,
-                 "vocab_schedule.every and add must be ≥ 1, start and text_only_steps ≥ 0")
+        try need(
+            vocabEvery >= 1 && vocabAdd >= 1 && vocabStart >= 0 && textOnlySteps >= 0,
+            "vocab_schedule.every and add must be ≥ 1, start and text_only_steps ≥ 0")
         try need(maxNonfiniteSkips >= 1, "train.max_nonfinite_skips must be at least 1")
-        try need(heartbeatSeconds > 0 && heartbeatSeconds < lostAfterSeconds,
-                 "cluster.heartbeat_s (\(heartbeatSeconds)) must be above 0 and below cluster.lost_after_s (\(lostAfterSeconds))")
+        try need(
+            heartbeatSeconds > 0 && heartbeatSeconds < lostAfterSeconds,
+            "cluster.heartbeat_s (\(heartbeatSeconds)) must be above 0 and below cluster.lost_after_s (\(lostAfterSeconds))")
         try need(threadsPerWorker >= 1, "cluster.threads_per_worker must be at least 1")
-        try need(weightText >= 0 && weightImg2Txt >= 0 && weightTxt2Img >= 0 && weightText + weightImg2Txt + weightTxt2Img > 0,
-                 "data.weight_* must be non-negative and not all zero")
+        try need(
+            weightText >= 0 && weightImg2Txt >= 0 && weightTxt2Img >= 0 && weightText + weightImg2Txt + weightTxt2Img > 0,
+            "data.weight_* must be non-negative and not all zero")
     }
 
     /// The resolved configuration as YAML (written to RUN/config.yaml, into checkpoints and to the workers):
@@ -265,8 +293,9 @@ public struct RunConfig: Equatable, Sendable {
     // MARK: Derived pieces
 
     public func modelConfig(vocabSize v: Int) -> ModelConfig {
-        ModelConfig(vocabSize: v, dModel: dModel, nLayers: nLayers, nHeads: nHeads, nKVHeads: nKVHeads,
-                    ffnHidden: ffnHidden, ropeTheta: ropeTheta, rmsEps: rmsEps, maxSeqLen: maxSeqLen)
+        ModelConfig(
+            vocabSize: v, dModel: dModel, nLayers: nLayers, nHeads: nHeads, nKVHeads: nKVHeads,
+            ffnHidden: ffnHidden, ropeTheta: ropeTheta, rmsEps: rmsEps, maxSeqLen: maxSeqLen)
     }
 
     public var adam: AdamWHyper { AdamWHyper(beta1: beta1, beta2: beta2, eps: adamEps, weightDecay: weightDecay) }

@@ -25,23 +25,27 @@ public struct RunData {
         if config.vocabSize != 0 && config.vocabSize != layout.vocabSize {
             throw RunError.vocabularyMismatch(configured: config.vocabSize, path: path, dataset: layout.vocabSize)
         }
-        let packer = try Packer(readers: [reader], rows: config.batchRows, seqLen: config.seqLen,
-                                weights: TaskWeights(text: config.weightText, imageToText: config.weightImg2Txt,
-                                                     textToImage: config.weightTxt2Img),
-                                seed: UInt64(config.dataSeed))
+        let packer = try Packer(
+            readers: [reader], rows: config.batchRows, seqLen: config.seqLen,
+            weights: TaskWeights(
+                text: config.weightText, imageToText: config.weightImg2Txt,
+                textToImage: config.weightTxt2Img),
+            seed: UInt64(config.dataSeed))
         let counts = config.vocabOrder == "frequency" ? try visualCodeCounts(reader) : nil
-        return RunData(source: PackerSource(packer), layout: layout, schedule: schedule(config, layout, codeCounts: counts),
-                       tokenizerHash: reader.tokenizerHash, datasetHash: reader.identityHash)
+        return RunData(
+            source: PackerSource(packer), layout: layout, schedule: schedule(config, layout, codeCounts: counts),
+            tokenizerHash: reader.tokenizerHash, datasetHash: reader.identityHash)
     }
 
     /// The run's vocabulary schedule over the layout's K visual codes; `codeCounts` (per code) orders the
     /// codes by frequency when `vocab_schedule.order` is `frequency`.
     public static func schedule(_ c: RunConfig, _ layout: VocabLayout, codeCounts: [Int]? = nil) -> VocabSchedule {
-        VocabSchedule(kind: c.vocabKind == "vanilla" ? .vanilla : .progressive, textOnlySteps: c.textOnlySteps,
-                      start: c.vocabStart, every: c.vocabEvery, add: c.vocabAdd, seed: c.vocabSeed,
-                      codebook: layout.codebookSize, firstVisualId: layout.visualRange.lowerBound,
-                      unkImageId: Int(layout.unkImage), codeCounts: c.vocabOrder == "frequency" ? codeCounts : nil,
-                      masking: VocabSchedule.Masking(rawValue: c.vocabMasking) ?? .all)
+        VocabSchedule(
+            kind: c.vocabKind == "vanilla" ? .vanilla : .progressive, textOnlySteps: c.textOnlySteps,
+            start: c.vocabStart, every: c.vocabEvery, add: c.vocabAdd, seed: c.vocabSeed,
+            codebook: layout.codebookSize, firstVisualId: layout.visualRange.lowerBound,
+            unkImageId: Int(layout.unkImage), codeCounts: c.vocabOrder == "frequency" ? codeCounts : nil,
+            masking: VocabSchedule.Masking(rawValue: c.vocabMasking) ?? .all)
     }
 
     /// How often each visual code occurs in the dataset's examples (one pass over its tokens).

@@ -10,13 +10,17 @@ extension Stage {
     }
 
     public func exportMoments(_ state: AdamWState) -> (m: [NamedTensor], v: [NamedTensor]) {
-        (zip(parameters, state.m).map { NamedTensor(name: $0.name, shape: $1.shape, values: $1.array) },
-         zip(parameters, state.v).map { NamedTensor(name: $0.name, shape: $1.shape, values: $1.array) })
+        (
+            zip(parameters, state.m).map { NamedTensor(name: $0.name, shape: $1.shape, values: $1.array) },
+            zip(parameters, state.v).map { NamedTensor(name: $0.name, shape: $1.shape, values: $1.array) }
+        )
     }
 
     /// Loads this stage's parameters (and, when given, moments and step) from tensors found by name.
-    public func importTensors(params: [NamedTensor], m: [NamedTensor]? = nil, v: [NamedTensor]? = nil,
-                              into state: AdamWState? = nil, optimizerStep: Int = 0) throws {
+    public func importTensors(
+        params: [NamedTensor], m: [NamedTensor]? = nil, v: [NamedTensor]? = nil,
+        into state: AdamWState? = nil, optimizerStep: Int = 0
+    ) throws {
         func index(_ ts: [NamedTensor]) -> [String: NamedTensor] { Dictionary(ts.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a }) }
         let p = index(params), mm = m.map(index), vv = v.map(index)
         for (i, param) in parameters.enumerated() {

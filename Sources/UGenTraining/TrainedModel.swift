@@ -50,8 +50,9 @@ public final class TrainedModel {
         let l = tokenizers.layout
         let t = ck.vocabLayout["text_vocab"] ?? l.textVocab, k = ck.vocabLayout["codebook"] ?? l.codebookSize
         guard ck.model.vocabSize == l.vocabSize, t == l.textVocab, k == l.codebookSize else {
-            throw GenerationError.vocabularyMismatch(tokenizer: tokenizerPath, t: l.textVocab, k: l.codebookSize, v: l.vocabSize,
-                                                    checkpoint: path, ckT: t, ckK: k, ckV: ck.model.vocabSize)
+            throw GenerationError.vocabularyMismatch(
+                tokenizer: tokenizerPath, t: l.textVocab, k: l.codebookSize, v: l.vocabSize,
+                checkpoint: path, ckT: t, ckK: k, ckV: ck.model.vocabSize)
         }
         let recorded = ck.progress.tokenizerHash
         guard recorded.isEmpty || recorded == tokenizers.hash else {  // same layout, other merges or codebook: other ids

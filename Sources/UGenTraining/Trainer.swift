@@ -8,8 +8,9 @@ extension Batch {
     /// Rows `r ..< r+count` as a smaller batch (a micro-batch).
     public func slice(rows r: Int, count: Int) -> Batch {
         let a = r * seqLen, b = (r + count) * seqLen
-        return Batch(rows: count, seqLen: seqLen, inputs: Array(inputs[a..<b]), targets: Array(targets[a..<b]),
-                     mask: Array(mask[a..<b]), tasks: Array(tasks[a..<b]))
+        return Batch(
+            rows: count, seqLen: seqLen, inputs: Array(inputs[a..<b]), targets: Array(targets[a..<b]),
+            mask: Array(mask[a..<b]), tasks: Array(tasks[a..<b]))
     }
 }
 
@@ -93,7 +94,8 @@ public struct NonFiniteStep: Error, CustomStringConvertible, Equatable {
     public var step: Int, quantity: String, value: Double, stage: String, skippedInARow: Int
     public var description: String {
         "step \(step + 1): non-finite \(quantity) (\(value)) from \(stage); the update was not applied"
-            + (skippedInARow > 0 ? " (\(skippedInARow) such steps in a row, more than train.max_nonfinite_skips)" : " (train.on_nonfinite: stop)")
+            + (skippedInARow > 0
+                ? " (\(skippedInARow) such steps in a row, more than train.max_nonfinite_skips)" : " (train.on_nonfinite: stop)")
     }
 }
 
@@ -114,8 +116,9 @@ public final class Trainer {
         self.config = config
         self.model = model
         microBatches = config.replicas * config.microBatches
-        stage = try Stage(config: model, spec: .whole(model), rows: config.batchRows / microBatches, seqLen: config.seqLen,
-                          precision: config.precision)
+        stage = try Stage(
+            config: model, spec: .whole(model), rows: config.batchRows / microBatches, seqLen: config.seqLen,
+            precision: config.precision)
         stage.initialize(seed: UInt64(config.seed))
         optimizer = AdamWState(parameters: stage.parameters)
     }
@@ -135,8 +138,10 @@ public final class Trainer {
             let n = stage.n
             for rows in stage.forwardPieces(microBatch: mb, of: microBatches) {
                 stage.forward(a, tokens: batch.inputs, at: r0, tokenMap: vocab?.tokenMap, rows: rows)
-                if let sum = stage.crossEntropy(a, targets: batch.targets, mask: batch.mask, at: r0, inactive: vocab?.inactive,
-                                                gradScale: gradScale, rows: rows) {
+                if let sum = stage.crossEntropy(
+                    a, targets: batch.targets, mask: batch.mask, at: r0, inactive: vocab?.inactive,
+                    gradScale: gradScale, rows: rows)
+                {
                     lossSum += sum
                 }
             }
@@ -151,8 +156,9 @@ public final class Trainer {
         if let what = NonFiniteGuard.problem(loss: loss, norm: norm) {  // never applied
             return StepResult(step: step + 1, loss: loss, taskLosses: tasks, lr: lr, gradNorm: norm, tokens: Int(maskSum), nonFinite: what)
         }
-        stage.update(with: optimizer, lr: lr, hyper: config.adam,
-                     clipScale: AdamW.clipScale(globalNorm: norm, maxNorm: config.gradClip))
+        stage.update(
+            with: optimizer, lr: lr, hyper: config.adam,
+            clipScale: AdamW.clipScale(globalNorm: norm, maxNorm: config.gradClip))
         step += 1
         return StepResult(step: step, loss: loss, taskLosses: tasks, lr: lr, gradNorm: norm, tokens: Int(maskSum))
     }
@@ -170,8 +176,9 @@ extension Trainer {
     /// A checkpoint of the whole model, its optimizer and `progress`.
     public func checkpoint(progress: TrainingProgress, vocabLayout: [String: Int]) -> Checkpoint {
         let (m, v) = stage.exportMoments(optimizer)
-        return Checkpoint(model: model, vocabLayout: vocabLayout, params: stage.exportParameters(), adamM: m, adamV: v,
-                          optimizerStep: optimizer.step, progress: progress)
+        return Checkpoint(
+            model: model, vocabLayout: vocabLayout, params: stage.exportParameters(), adamM: m, adamV: v,
+            optimizerStep: optimizer.step, progress: progress)
     }
 
     /// Continues from a checkpoint: parameters, moments and the step count.
@@ -181,4 +188,3 @@ extension Trainer {
         step = ckpt.progress.step
     }
 }
-

@@ -29,8 +29,10 @@ public struct VocabSchedule: Equatable, Sendable {
     public let order: [Int]
     public let masking: Masking
 
-    public init(kind: Kind, textOnlySteps: Int, start: Int, every: Int, add: Int, seed: Int,
-                codebook: Int, firstVisualId: Int, unkImageId: Int, codeCounts: [Int]? = nil, masking: Masking = .all) {
+    public init(
+        kind: Kind, textOnlySteps: Int, start: Int, every: Int, add: Int, seed: Int,
+        codebook: Int, firstVisualId: Int, unkImageId: Int, codeCounts: [Int]? = nil, masking: Masking = .all
+    ) {
         self.kind = kind; self.textOnlySteps = textOnlySteps; self.start = start; self.every = every
         self.add = add; self.seed = seed; self.codebook = codebook; self.firstVisualId = firstVisualId
         self.unkImageId = unkImageId; self.masking = masking

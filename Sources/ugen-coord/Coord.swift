@@ -31,8 +31,10 @@ struct Start: ParsableCommand {
     @Option(help: "The ugen-worker executable for --local-workers (default: next to ugen-coord).") var workerExecutable: String?
     @Option(help: "The coordinator's CURVE secret key file (from `ugen-coord keygen`).") var key: String?
     @Option(help: "Worker public keys to admit: a .pub file or a directory of them.") var authorizedKeys: String?
-    @Flag(help: ArgumentHelp("Plain text instead of CURVE (only on loopback). Without keys, a run whose workers are all local "
-                             + "uses CURVE keys made for the run."))
+    @Flag(
+        help: ArgumentHelp(
+            "Plain text instead of CURVE (only on loopback). Without keys, a run whose workers are all local "
+                + "uses CURVE keys made for the run."))
     var insecure = false
 
     func run() throws {

@@ -45,19 +45,21 @@ struct Join: ParsableCommand {
             }
         }
         let host = ProcessInfo.processInfo.hostName
-        var options = Worker.Options(coordinator: coord, name: name ?? "\(host)-\(getpid())", threads: threads,
-                                     secret: secret ?? ProcessInfo.processInfo.environment["UGEN_SECRET"] ?? "",
-                                     advertise: advertise, coordinatorTimeout: coordinatorTimeout)
+        var options = Worker.Options(
+            coordinator: coord, name: name ?? "\(host)-\(getpid())", threads: threads,
+            secret: secret ?? ProcessInfo.processInfo.environment["UGEN_SECRET"] ?? "",
+            advertise: advertise, coordinatorTimeout: coordinatorTimeout)
         let env = ProcessInfo.processInfo.environment
         do {
             let secretKey = try key.map(CurveKeyPair.readKey) ?? env["UGEN_CURVE_SECRET_KEY"]
             // --coord-key is the 40-character key itself, or a file holding it.
-            let coordinatorKey = try coordKey.map {
-                $0.utf8.count == 40 && !FileManager.default.fileExists(atPath: $0) ? $0 : try CurveKeyPair.readKey($0)
-            }
+            let coordinatorKey =
+                try coordKey.map {
+                    $0.utf8.count == 40 && !FileManager.default.fileExists(atPath: $0) ? $0 : try CurveKeyPair.readKey($0)
+                }
                 ?? env["UGEN_COORD_PUBLIC_KEY"]
             switch (secretKey, coordinatorKey) {
-            case let (s?, c?): options.security = .curve(try CurveKeyPair(secretKey: s)); options.coordinatorKey = c
+            case (let s?, let c?): options.security = .curve(try CurveKeyPair(secretKey: s)); options.coordinatorKey = c
             case (nil, nil): break
             case (_?, nil): throw SecurityError.keyNeedsCoordinatorKey
             case (nil, _?): throw SecurityError.coordinatorKeyNeedsKey

@@ -38,8 +38,9 @@ struct BenchCommand: ParsableCommand {
                     }
                 }
             }
-            print("config precision threads  tokens/s   step ms  model GFLOP/s  ceiling GFLOP/s  ratio  ceiling peak  "
-                  + "ratio to peak  peak RSS MB")
+            print(
+                "config precision threads  tokens/s   step ms  model GFLOP/s  ceiling GFLOP/s  ratio  ceiling peak  "
+                    + "ratio to peak  peak RSS MB")
         }
         for s in setups {
             for p in precs {
@@ -49,9 +50,11 @@ struct BenchCommand: ParsableCommand {
                         let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]; enc.keyEncodingStrategy = .convertToSnakeCase
                         print(String(data: try enc.encode(r), encoding: .utf8)!)
                     } else {
-                        print(String(format: "%-6@ %-9@ %7d %9.0f %9.1f %14.1f %16.1f %6.2f %13.1f %14.2f %12.0f", r.config, r.precision,
-                                     r.threads, r.tokensPerS, r.stepMs, r.modelGflops, r.ceilingGflops, r.ratio,
-                                     r.ceilingPeakGflops, r.ratioToPeak, r.peakRssMb))
+                        print(
+                            String(
+                                format: "%-6@ %-9@ %7d %9.0f %9.1f %14.1f %16.1f %6.2f %13.1f %14.2f %12.0f", r.config, r.precision,
+                                r.threads, r.tokensPerS, r.stepMs, r.modelGflops, r.ceilingGflops, r.ratio,
+                                r.ceilingPeakGflops, r.ratioToPeak, r.peakRssMb))
                     }
                 }
             }

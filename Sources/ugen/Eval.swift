@@ -6,7 +6,8 @@ import UGenTraining
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Measure a checkpoint per task on a held-out split: text loss/perplexity/bits per byte, caption accuracy, judged image accuracy.",
+        abstract:
+            "Measure a checkpoint per task on a held-out split: text loss/perplexity/bits per byte, caption accuracy, judged image accuracy.",
         discussion: """
             text        teacher-forced loss, perplexity and bits per byte on the text examples
             image→text  caption loss; greedy captions scored by the class they name (right class, and only it): digits,

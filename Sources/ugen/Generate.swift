@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
-import UGenData
 import UGenBench
+import UGenData
 import UGenKernels
 import UGenTraining
 
@@ -69,8 +69,9 @@ struct GenerateCommand: ParsableCommand {
                 let vq = try model.imageTokenizer()
                 let png = try PNGImage.read(image)
                 guard png.width == vq.imageWidth, png.height == vq.imageHeight else {
-                    fail("\(image): image is \(png.width)×\(png.height), "
-                         + "the tokenizer (\(model.tokenizerPath)) takes \(vq.imageWidth)×\(vq.imageHeight)")
+                    fail(
+                        "\(image): image is \(png.width)×\(png.height), "
+                            + "the tokenizer (\(model.tokenizerPath)) takes \(vq.imageWidth)×\(vq.imageHeight)")
                 }
                 let ids = vq.encode(png).map(model.layout.visualId(code:))
                 print(bpe.decodeText(try model.generator().caption(visualIds: ids, maxNew: maxTokens, sampler: &sampler)))
@@ -85,15 +86,17 @@ struct GenerateCommand: ParsableCommand {
                 let row = PNGImage.sideBySide(images, scale: scale)
                 let sheet = noLabel ? row : row.labelled(caption, scale: max(1, scale / 2))
                 try sheet.write(out)
-                print("wrote \(out): \(grid) image\(grid == 1 ? "" : "s") of \(vq.imageWidth)×\(vq.imageHeight) "
-                    + "(\(vq.tokensPerImage) visual tokens each), "
-                    + "\(sheet.width)×\(sheet.height) px\(noLabel ? "" : ", the caption at the left")")
+                print(
+                    "wrote \(out): \(grid) image\(grid == 1 ? "" : "s") of \(vq.imageWidth)×\(vq.imageHeight) "
+                        + "(\(vq.tokensPerImage) visual tokens each), "
+                        + "\(sheet.width)×\(sheet.height) px\(noLabel ? "" : ", the caption at the left")")
             } else {
                 let promptIds = [model.layout.bos] + bpe.encode("The ")
                 let n = min(benchTokens, model.model.maxSeqLen - promptIds.count)
                 let r = try GenerationBenchmark.run(model, prompt: promptIds, newTokens: n)
-                print("decoding        tokens/s   (\(r.newTokens) greedy tokens after a \(r.promptTokens)-token prompt, "
-                      + "\(threads) BLAS thread\(threads == 1 ? "" : "s"))")
+                print(
+                    "decoding        tokens/s   (\(r.newTokens) greedy tokens after a \(r.promptTokens)-token prompt, "
+                        + "\(threads) BLAS thread\(threads == 1 ? "" : "s"))")
                 print(String(format: "with cache    %10.1f", r.cachedTokensPerS))
                 print(String(format: "without cache %10.1f", r.uncachedTokensPerS))
                 print(String(format: "speed-up      %10.1f×", r.speedup))

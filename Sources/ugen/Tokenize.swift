@@ -103,14 +103,16 @@ struct ImageReportCommand: ParsableCommand {
         do {
             let tokenizers = try Tokenizers(path: tokenizer)
             guard let vq = tokenizers.image else { throw DataError.noImageCodebook(tokenizer: tokenizer) }
-            print("tokenizer \(tokenizer): K = \(vq.codebookSize), \(vq.patch)×\(vq.patch) patches × \(vq.channels) channels "
-                  + "(\(vq.dim) values), \(vq.imageWidth)×\(vq.imageHeight) images, \(vq.tokensPerImage) tokens per image")
+            print(
+                "tokenizer \(tokenizer): K = \(vq.codebookSize), \(vq.patch)×\(vq.patch) patches × \(vq.channels) channels "
+                    + "(\(vq.dim) values), \(vq.imageWidth)×\(vq.imageHeight) images, \(vq.tokensPerImage) tokens per image")
             print("set                              images   PSNR dB  mean-img dB      MSE  perplexity  used  dead  images/s")
             var all: [PNGImage] = [], allSizes: [(width: Int, height: Int)] = []
             var originals: [PNGImage] = [], reconstructions: [PNGImage] = []
             func line(_ name: String, _ r: ImageTokenizerReport) {
-                let numbers = String(format: " %6d  %8.2f  %11.2f  %7.1f  %10.1f  %4d  %4d  %8.0f", r.images, r.psnr,
-                                     r.meanImagePSNR, r.mse, r.perplexity, r.usedCodes, r.deadCodes, r.imagesPerSecond)
+                let numbers = String(
+                    format: " %6d  %8.2f  %11.2f  %7.1f  %10.1f  %4d  %4d  %8.0f", r.images, r.psnr,
+                    r.meanImagePSNR, r.mse, r.perplexity, r.usedCodes, r.deadCodes, r.imagesPerSecond)
                 print(name.padding(toLength: 32, withPad: " ", startingAt: 0) + numbers)
             }
             for file in pairs {
@@ -119,9 +121,10 @@ struct ImageReportCommand: ParsableCommand {
                     guard case .png(let image) = pair.image else { throw DataError.notPNGPair(source: pair.source) }
                     let (w, h) = imageSize.map { ($0.width, $0.height) } ?? (image.width, image.height)
                     guard image.width <= w, image.height <= h, w == vq.imageWidth, h == vq.imageHeight else {
-                        throw DataError.imageUnlikeTokenizer(source: pair.source, width: image.width, height: image.height,
-                                                          tokenizerWidth: vq.imageWidth, tokenizerHeight: vq.imageHeight,
-                                                          canvasGiven: imageSize != nil)
+                        throw DataError.imageUnlikeTokenizer(
+                            source: pair.source, width: image.width, height: image.height,
+                            tokenizerWidth: vq.imageWidth, tokenizerHeight: vq.imageHeight,
+                            canvasGiven: imageSize != nil)
                     }
                     sizes.append((image.width, image.height))
                     return image.converted(toChannels: vq.channels).centred(inWidth: w, height: h)
@@ -131,14 +134,16 @@ struct ImageReportCommand: ParsableCommand {
                 all += images
                 allSizes += sizes
                 let shown = min(gridCount, images.count)  // evenly spaced through the file, so every group shows
-                for i in (0 ..< shown).map({ $0 * images.count / shown }) {
+                for i in (0..<shown).map({ $0 * images.count / shown }) {
                     originals.append(images[i]); reconstructions.append(vq.decode(report.codes[i]))
                 }
             }
             if pairs.count > 1 { line("all", ImageTokenizerReport.measure(vq, images: all, sizes: allSizes)) }
             if let grid, !originals.isEmpty {
-                try ImageTokenizerReport.grid(originals: originals, reconstructions: reconstructions, columns: gridColumns,
-                                              scale: gridScale).write(grid)
+                try ImageTokenizerReport.grid(
+                    originals: originals, reconstructions: reconstructions, columns: gridColumns,
+                    scale: gridScale
+                ).write(grid)
                 print("wrote \(grid): \(originals.count) originals (left) beside their reconstructions (right)")
             }
         } catch {

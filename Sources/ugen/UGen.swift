@@ -8,8 +8,11 @@ struct UGen: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ugen",
         abstract: "The toolbox around UGen training: check, benchmark, tokenize, generate, inspect, export.",
-        subcommands: [GradCheckCommand.self, BenchCommand.self, InspectCommand.self, ExportCommand.self, TokenizeCommand.self, PrepareDigitsCommand.self, ImageReportCommand.self,
-                      GenerateCommand.self, EvalCommand.self])
+        subcommands: [
+            GradCheckCommand.self, BenchCommand.self, InspectCommand.self, ExportCommand.self, TokenizeCommand.self,
+            PrepareDigitsCommand.self, ImageReportCommand.self,
+            GenerateCommand.self, EvalCommand.self,
+        ])
 }
 
 /// Prints `message` to stderr as one line and exits with `code`.

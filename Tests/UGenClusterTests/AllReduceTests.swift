@@ -1,7 +1,8 @@
 import Foundation
-import XCTest
-@testable import UGenCluster
 import UGenKernels
+import XCTest
+
+@testable import UGenCluster
 
 /// The all-reduce alone, in one process over real ZeroMQ sockets on loopback: its sums are the
 /// canonical tree's bits on every replica, and every field of a forged message is refused.
@@ -16,10 +17,12 @@ final class AllReduceTests: XCTestCase {
             endpoints = try pulls.map { try $0.bind("tcp://127.0.0.1:*") }
             reducers = try (0..<R).map { try ReplicaReduce(replica: $0, replicas: R, buckets: buckets[$0], peerKeys: nil) }
             let endpoints = endpoints
-            pushes = try reducers.map { r in try (0..<R).map { to in
-                guard r.partners.contains(to) else { return nil }
-                let s = try ZMQSocket(.push); try s.connect(endpoints[to]); return s
-            } }
+            pushes = try reducers.map { r in
+                try (0..<R).map { to in
+                    guard r.partners.contains(to) else { return nil }
+                    let s = try ZMQSocket(.push); try s.connect(endpoints[to]); return s
+                }
+            }
             threads = reducers.map { ReduceThread($0, onWait: { _ in }) }
         }
         deinit { for t in threads { t.stop() } }
@@ -39,24 +42,30 @@ final class AllReduceTests: XCTestCase {
 
     func randomBuckets(seed: UInt64) -> [[Tensor]] {
         var rng = SplitMix64(seed: seed)
-        func tensor(_ n: Int) -> Tensor { Tensor([n], (0..<n).map { _ in Float(Double(rng.next() >> 11) / Double(1 << 53) * 2 - 1) * 1e3 }) }
+        func tensor(_ n: Int) -> Tensor {
+            Tensor([n], (0..<n).map { _ in Float(Double(rng.next() >> 11) / Double(1 << 53) * 2 - 1) * 1e3 })
+        }
         return [[tensor(5), tensor(1)], [tensor(37)], [], [tensor(3), tensor(64)]]
     }
 
     func testFourReplicasEndWithTheTreeSumToTheBit() throws {
         let buckets = (0..<4).map { randomBuckets(seed: UInt64(10 + $0)) }
         // The tree over replicas: (r0 + r1) + (r2 + r3), element by element.
-        let expected = buckets[0].indices.map { b in buckets[0][b].indices.map { t in
-            (0..<buckets[0][b][t].count).map { i in
-                (buckets[0][b][t][i] + buckets[1][b][t][i]) + (buckets[2][b][t][i] + buckets[3][b][t][i])
+        let expected = buckets[0].indices.map { b in
+            buckets[0][b].indices.map { t in
+                (0..<buckets[0][b][t].count).map { i in
+                    (buckets[0][b][t][i] + buckets[1][b][t][i]) + (buckets[2][b][t][i] + buckets[3][b][t][i])
+                }
             }
-        } }
+        }
         let replicas = try Replicas(buckets)
         XCTAssertTrue(replicas.run(step: 7).allSatisfy { $0 == nil })
         for r in 0..<4 {
-            for b in buckets[r].indices { for t in buckets[r][b].indices {
-                XCTAssertEqual(buckets[r][b][t].array.map(\.bitPattern), expected[b][t].map(\.bitPattern), "replica \(r) bucket \(b)")
-            } }
+            for b in buckets[r].indices {
+                for t in buckets[r][b].indices {
+                    XCTAssertEqual(buckets[r][b][t].array.map(\.bitPattern), expected[b][t].map(\.bitPattern), "replica \(r) bucket \(b)")
+                }
+            }
             // 2·(R−1)/R of the gradient's bytes, up to the rounding of odd halves (a float per bucket and round).
             let total = Double(buckets[r].joined().reduce(0) { $0 + $1.count } * 4), messages = 4 * 4
             for bytes in [replicas.reducers[r].bytesSent, replicas.reducers[r].bytesReceived] {
@@ -104,7 +113,9 @@ final class AllReduceTests: XCTestCase {
         }
         try [Float](repeating: 0, count: 4).withUnsafeBytes { try forger.sendPart($0, more: false) }
         replicas.threads[0].bucketFinal(0)
-        XCTAssertThrowsError(try replicas.threads[0].finish(check: {})) { XCTAssertTrue("\($0)".contains("no all-reduce segment"), "\($0)") }
+        XCTAssertThrowsError(try replicas.threads[0].finish(check: {})) {
+            XCTAssertTrue("\($0)".contains("no all-reduce segment"), "\($0)")
+        }
 
         // A clean step afterwards still reduces (what replica 1 sent meanwhile is of step 3: drained first).
         for pull in replicas.pulls { while pull.poll(timeoutMs: 200) { _ = try pull.receive() } }

@@ -1,8 +1,8 @@
 import Foundation
-import XCTest
 import UGenCluster
 import UGenStore
 import UGenTraining
+import XCTest
 
 /// bf16 keeps every guarantee fp32 has: the same bits on every stage count and schedule as the single
 /// process, the same bits for the same seed, checkpoints that resume bit for bit, and checkpoints that
@@ -42,8 +42,9 @@ final class BF16ClusterTests: XCTestCase {
         XCTAssertEqual(straight.outcome, .finished(step: 10))
         let first = try clusterRun(try tinyConfig(bf16), run: tmp + "/b", stopAfter: 5)
         XCTAssertEqual(first.outcome, .stopped(step: 5))
-        let second = try clusterRun(try tinyConfig(["train.precision=bf16", "cluster.stages=3", "train.steps=10"]),
-                                    run: tmp + "/b", resume: "latest")
+        let second = try clusterRun(
+            try tinyConfig(["train.precision=bf16", "cluster.stages=3", "train.steps=10"]),
+            run: tmp + "/b", resume: "latest")
         XCTAssertEqual(second.losses, straight.losses, "a bf16 run resumed on another stage count, to the bit")
 
         // The bf16 checkpoint of step 5 resumes in fp32, and an fp32 one in bf16; each says so.
@@ -56,7 +57,8 @@ final class BF16ClusterTests: XCTestCase {
             XCTAssertEqual(change?["from"] as? String, from)
             XCTAssertEqual(change?["to"] as? String, to)
             XCTAssertEqual(change?["step"] as? Int, 5)
-            XCTAssertEqual(try metrics(dir).map { $0["precision"] as? String }, Array(repeating: from, count: 5) + Array(repeating: to, count: 5))
+            XCTAssertEqual(
+                try metrics(dir).map { $0["precision"] as? String }, Array(repeating: from, count: 5) + Array(repeating: to, count: 5))
         }
         XCTAssertNil(try events(tmp + "/b").first { $0["kind"] as? String == "precision" }, "no event when the precision stays")
     }

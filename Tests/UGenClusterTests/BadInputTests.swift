@@ -1,7 +1,7 @@
 import Foundation
-import XCTest
 import UGenCluster
 import UGenTraining
+import XCTest
 
 final class Box<T>: @unchecked Sendable { var value: T; init(_ v: T) { value = v } }
 
@@ -21,8 +21,12 @@ final class ClusterBadInputTests: XCTestCase {
         XCTAssertEqual(err.split(separator: "\n").count, 1, err)
         XCTAssertTrue(err.contains("cluster.stages (3)") && err.contains("model.n_layers (2)"), err)
 
-        (status, _, err) = try runProcess(coordExecutable, ["start", "--config", tmp + "/ok.yaml", "--set", "data.dir=\(tmp)/nowhere",
-                                                        "--insecure", "--bind", "tcp://127.0.0.1:0"])
+        (status, _, err) = try runProcess(
+            coordExecutable,
+            [
+                "start", "--config", tmp + "/ok.yaml", "--set", "data.dir=\(tmp)/nowhere",
+                "--insecure", "--bind", "tcp://127.0.0.1:0",
+            ])
         XCTAssertEqual(status, 1)
         XCTAssertTrue(err.contains("\(tmp)/nowhere/train.h5"), err)
     }
@@ -58,16 +62,21 @@ final class ClusterBadInputTests: XCTestCase {
         XCTAssertEqual(try exchange(old), "protocol version 99 is not supported (this build speaks \(Wire.version))")
         XCTAssertEqual(try exchange(WireMessage(.hello, hello(secret: "guess")).frames), "wrong cluster secret from intruder@nowhere")
         // protocol.md's order: a malformed body is refused as such before "not joined" is looked at.
-        XCTAssertEqual(try exchange([Data("UGEN".utf8) + Data([UInt8(Wire.version), 0, 2]) + Data("{not json".utf8)]), "malformed assign body")
-        XCTAssertEqual(try exchange([Data("UGEN".utf8) + Data([UInt8(Wire.version), 0, 6]) + Data("{\"workerId\": 0".utf8)]),
-                       "malformed stepDone body")
+        XCTAssertEqual(
+            try exchange([Data("UGEN".utf8) + Data([UInt8(Wire.version), 0, 2]) + Data("{not json".utf8)]), "malformed assign body")
+        XCTAssertEqual(
+            try exchange([Data("UGEN".utf8) + Data([UInt8(Wire.version), 0, 6]) + Data("{\"workerId\": 0".utf8)]),
+            "malformed stepDone body")
         XCTAssertEqual(try exchange(WireMessage(.ready, Heartbeat(workerId: 0)).frames), "ready from a peer that has not joined")
         // A truncated header is said to be truncated (it is no "bad magic"); a malformed heartbeat is refused, not answered.
-        XCTAssertEqual(try exchange([Data("UGEN".utf8) + Data([UInt8(Wire.version)])]), "truncated header (5 bytes; magic, version and kind take 7)")
-        XCTAssertEqual(try exchange([Data("UGEN".utf8) + Data([UInt8(Wire.version), 0, 8]) + Data("{\"workerId\": \"x\"}".utf8)]),
-                       "malformed heartbeat body")
-        XCTAssertEqual(try exchange(WireMessage(.hello, hello(secret: "s3cret", version: 7)).frames),
-                       "protocol version 7 is not supported (this coordinator speaks \(Wire.version))")
+        XCTAssertEqual(
+            try exchange([Data("UGEN".utf8) + Data([UInt8(Wire.version)])]), "truncated header (5 bytes; magic, version and kind take 7)")
+        XCTAssertEqual(
+            try exchange([Data("UGEN".utf8) + Data([UInt8(Wire.version), 0, 8]) + Data("{\"workerId\": \"x\"}".utf8)]),
+            "malformed heartbeat body")
+        XCTAssertEqual(
+            try exchange(WireMessage(.hello, hello(secret: "s3cret", version: 7)).frames),
+            "protocol version 7 is not supported (this coordinator speaks \(Wire.version))")
 
         // A well-behaved worker still trains.
         let (status, _, err) = try runProcess(workerExecutable, ["join", "--coord", endpoint!, "--secret", "s3cret", "--name", "good"])
@@ -112,6 +121,8 @@ final class ClusterBadInputTests: XCTestCase {
 final class ProtocolDocumentTests: XCTestCase {
     func testProtocolDocumentNamesTheWireVersion() throws {
         let doc = try String(contentsOfFile: packageRoot.appendingPathComponent("Documentation/protocol.md").path, encoding: .utf8)
-        XCTAssertTrue(doc.contains("version (UInt16 little-endian, now \(Wire.version))"), "protocol.md names another control-message version than the wire's \(Wire.version)")
+        XCTAssertTrue(
+            doc.contains("version (UInt16 little-endian, now \(Wire.version))"),
+            "protocol.md names another control-message version than the wire's \(Wire.version)")
     }
 }

@@ -1,8 +1,8 @@
 import Foundation
-import XCTest
 import UGenCluster
 import UGenStore
 import UGenTraining
+import XCTest
 
 var ugenExecutable: String { buildDirectory.appendingPathComponent("ugen").path }
 
@@ -18,7 +18,10 @@ final class CheckpointDamageTests: XCTestCase {
         if let g = Self.good { return g }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ugen-damage-\(getpid())").path
         try? FileManager.default.removeItem(atPath: dir)
-        atexit { try? FileManager.default.removeItem(atPath: FileManager.default.temporaryDirectory.appendingPathComponent("ugen-damage-\(getpid())").path) }
+        atexit {
+            try? FileManager.default.removeItem(
+                atPath: FileManager.default.temporaryDirectory.appendingPathComponent("ugen-damage-\(getpid())").path)
+        }
         let config = try tinyConfig(["train.steps=4", "train.checkpoint_every=2", "train.keep_checkpoints=5"])
         try clusterRun(config, run: dir + "/good")
         Self.good = (config, dir + "/good")
@@ -114,11 +117,16 @@ final class CheckpointDamageTests: XCTestCase {
         Damage(name: "extra object at the root", expect: ["/junk", "unexpected object"]) { p, _ in
             try edit(p) { try $0.ensureGroup("/junk") }
         },
-        Damage(name: "changed shape [33] for [32], checksum recomputed", expect: ["/params/model.norm.weight", "stored shape [33]", "implies [32]"]) { p, _ in
+        Damage(
+            name: "changed shape [33] for [32], checksum recomputed",
+            expect: ["/params/model.norm.weight", "stored shape [33]", "implies [32]"]
+        ) { p, _ in
             try edit(p) { try replaceTensor($0, "/params/model.norm.weight", [Float](repeating: 1, count: 33), shape: [33]) }
         },
-        Damage(name: "same-size transposed matrix, checksum recomputed",
-               expect: ["/params/model.layers.0.mlp.gate_proj.weight", "stored shape [32, 64]", "implies [64, 32]"]) { p, _ in
+        Damage(
+            name: "same-size transposed matrix, checksum recomputed",
+            expect: ["/params/model.layers.0.mlp.gate_proj.weight", "stored shape [32, 64]", "implies [64, 32]"]
+        ) { p, _ in
             try edit(p) { f in
                 let v: [Float] = try f.read("/params/model.layers.0.mlp.gate_proj.weight")
                 try replaceTensor(f, "/params/model.layers.0.mlp.gate_proj.weight", v, shape: [32, 64])
@@ -135,31 +143,47 @@ final class CheckpointDamageTests: XCTestCase {
         Damage(name: "/config d_model changed (as h5py would)", expect: ["/config", "checksum of the attributes"]) { p, _ in
             try edit(p) { try $0.setAttribute("d_model", 48, at: "/config") }
         },
-        Damage(name: "/config d_model changed, checksum recomputed", expect: ["/params/model.embed_tokens.weight", "stored shape", "[", "48]"]) { p, _ in
-            try edit(p) { try $0.setAttribute("d_model", 48, at: "/config"); try recomputeAttributeChecksum($0, "/config") }
+        Damage(
+            name: "/config d_model changed, checksum recomputed", expect: ["/params/model.embed_tokens.weight", "stored shape", "[", "48]"]
+        ) { p, _ in
+            try edit(p) {
+                try $0.setAttribute("d_model", 48, at: "/config"); try recomputeAttributeChecksum($0, "/config")
+            }
         },
-        Damage(name: "fewer layers in /config, checksum recomputed", expect: ["/params/model.layers.2.", "unexpected tensor", "2 layers"]) { p, _ in
-            try edit(p) { try $0.setAttribute("n_layers", 2, at: "/config"); try recomputeAttributeChecksum($0, "/config") }
+        Damage(name: "fewer layers in /config, checksum recomputed", expect: ["/params/model.layers.2.", "unexpected tensor", "2 layers"]) {
+            p, _ in
+            try edit(p) {
+                try $0.setAttribute("n_layers", 2, at: "/config"); try recomputeAttributeChecksum($0, "/config")
+            }
         },
-        Damage(name: "/config n_layers 2^40, checksum recomputed", expect: ["/config", "n_layers 1099511627776 implies", "tensors per group; the file holds"]) { p, _ in
-            try edit(p) { try $0.setAttribute("n_layers", 1 << 40, at: "/config"); try recomputeAttributeChecksum($0, "/config") }
+        Damage(
+            name: "/config n_layers 2^40, checksum recomputed",
+            expect: ["/config", "n_layers 1099511627776 implies", "tensors per group; the file holds"]
+        ) { p, _ in
+            try edit(p) {
+                try $0.setAttribute("n_layers", 1 << 40, at: "/config"); try recomputeAttributeChecksum($0, "/config")
+            }
         },
-        Damage(name: "NaN in a parameter, checksum recomputed",
-               expect: ["/params/model.layers.0.self_attn.q_proj.weight", "non-finite value nan at [3, 7]"]) { p, _ in
+        Damage(
+            name: "NaN in a parameter, checksum recomputed",
+            expect: ["/params/model.layers.0.self_attn.q_proj.weight", "non-finite value nan at [3, 7]"]
+        ) { p, _ in
             try edit(p) { f in
                 var v: [Float] = try f.read("/params/model.layers.0.self_attn.q_proj.weight")
                 v[3 * 32 + 7] = .nan
                 try replaceTensor(f, "/params/model.layers.0.self_attn.q_proj.weight", v, shape: [32, 32])
             }
         },
-        Damage(name: "Inf in a second moment, checksum recomputed", expect: ["/optimizer/v/model.norm.weight", "non-finite value inf"]) { p, _ in
+        Damage(name: "Inf in a second moment, checksum recomputed", expect: ["/optimizer/v/model.norm.weight", "non-finite value inf"]) {
+            p, _ in
             try edit(p) { f in
                 var v: [Float] = try f.read("/optimizer/v/model.norm.weight")
                 v[5] = .infinity
                 try replaceTensor(f, "/optimizer/v/model.norm.weight", v, shape: [32])
             }
         },
-        Damage(name: "vocab_order id out of range, checksum recomputed", expect: ["/train/vocab_order", "1049608", "not a visual id"]) { p, _ in
+        Damage(name: "vocab_order id out of range, checksum recomputed", expect: ["/train/vocab_order", "1049608", "not a visual id"]) {
+            p, _ in
             try edit(p) { f in
                 var o: [Int32] = try f.read("/train/vocab_order")
                 o[3] = 1_049_608
@@ -169,21 +193,32 @@ final class CheckpointDamageTests: XCTestCase {
             }
         },
         Damage(name: "vocab_active beyond the codebook, checksum recomputed", expect: ["/train", "vocab_active is 99", "0...16"]) { p, _ in
-            try edit(p) { try $0.setAttribute("vocab_active", 99, at: "/train"); try recomputeAttributeChecksum($0, "/train") }
+            try edit(p) {
+                try $0.setAttribute("vocab_active", 99, at: "/train"); try recomputeAttributeChecksum($0, "/train")
+            }
         },
         Damage(name: "optimizer step beyond the training step, checksum recomputed", expect: ["/optimizer", "step is 7", "0...4"]) { p, _ in
-            try edit(p) { try $0.setAttribute("step", 7, at: "/optimizer"); try recomputeAttributeChecksum($0, "/optimizer") }
+            try edit(p) {
+                try $0.setAttribute("step", 7, at: "/optimizer"); try recomputeAttributeChecksum($0, "/optimizer")
+            }
         },
-        Damage(name: "garbage in latest", expect: ["latest: unreadable", "newest good checkpoint beside it", "step-00000004.h5"],
-               throughLatest: true) { _, dir in
+        Damage(
+            name: "garbage in latest", expect: ["latest: unreadable", "newest good checkpoint beside it", "step-00000004.h5"],
+            throughLatest: true
+        ) { _, dir in
             try Data([0xff, 0xfe, 0x00, 0x41, 0x9c]).write(to: URL(fileURLWithPath: dir + "/latest"))
         },
-        Damage(name: "latest names a missing file", expect: ["latest: names step-00000009.h5, which does not exist", "step-00000004.h5"],
-               throughLatest: true) { _, dir in
+        Damage(
+            name: "latest names a missing file", expect: ["latest: names step-00000009.h5, which does not exist", "step-00000004.h5"],
+            throughLatest: true
+        ) { _, dir in
             try "step-00000009.h5\n".write(toFile: dir + "/latest", atomically: true, encoding: .utf8)
         },
-        Damage(name: "latest names a corrupt file", expect: [down, "checksum mismatch", "newest good checkpoint beside it is", "step-00000002.h5"],
-               throughLatest: true) { p, _ in try flipInData(p, down) },
+        Damage(
+            name: "latest names a corrupt file",
+            expect: [down, "checksum mismatch", "newest good checkpoint beside it is", "step-00000002.h5"],
+            throughLatest: true
+        ) { p, _ in try flipInData(p, down) },
     ]
 
     func testEveryDamageIsRefusedByInspectAndByResumeWithTheSameMessage() throws {
@@ -212,10 +247,12 @@ final class CheckpointDamageTests: XCTestCase {
             for args in [["export", "--checkpoint", spec, "--out", run + "/hf"], ["generate", "--checkpoint", spec, "--prompt", "a"]] {
                 let (s, _, e) = try runProcess(ugenExecutable, args)
                 XCTAssertNotEqual(s, 0, "\(d.name): \(args[0]) must fail")
-                XCTAssertEqual(e.split(separator: "\n").first.map(String.init), "error: " + resumeMessage, "\(d.name): \(args[0]) says the same")
+                XCTAssertEqual(
+                    e.split(separator: "\n").first.map(String.init), "error: " + resumeMessage, "\(d.name): \(args[0]) says the same")
             }
             XCTAssertFalse(resumeMessage.contains("\n"), "\(d.name): one line")
-            let named = d.throughLatest && d.name.hasPrefix("garbage") || d.name.contains("missing file") ? run + "/checkpoints/latest" : file
+            let named =
+                d.throughLatest && d.name.hasPrefix("garbage") || d.name.contains("missing file") ? run + "/checkpoints/latest" : file
             XCTAssertTrue(resumeMessage.hasPrefix(named + ": "), "\(d.name): names the file first: \(resumeMessage)")
             for e in d.expect { XCTAssertTrue(resumeMessage.contains(e), "\(d.name): '\(resumeMessage)' should mention \(e)") }
             let errors = try events(run).filter { $0["kind"] as? String == "error" }

@@ -1,7 +1,7 @@
 import Foundation
-import XCTest
 import UGenCluster
 import UGenTraining
+import XCTest
 import Yams
 
 /// Documentation/configuration.md is the list of config keys: every key a file in configs/ uses, and every

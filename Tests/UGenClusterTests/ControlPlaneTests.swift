@@ -1,7 +1,7 @@
 import Foundation
-import XCTest
 import UGenBench
 import UGenCluster
+import XCTest
 
 /// The control-plane benchmark's simulated workers speak the protocol well enough for a real CURVE
 /// coordinator to drive them through a whole run (join, assignment, every step, the final checkpoint,

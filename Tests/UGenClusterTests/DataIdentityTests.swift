@@ -1,9 +1,9 @@
 import Foundation
-import XCTest
 import UGenCluster
 import UGenData
 import UGenStore
 import UGenTraining
+import XCTest
 
 /// A checkpoint knows its data: it records the tokenizer's content hash and the
 /// dataset's identity, and resume refuses another tokenization of the same layout, saying what differs
@@ -11,7 +11,8 @@ import UGenTraining
 final class DataIdentityTests: XCTestCase {
     /// The test dataset's layout (T = 300, K = 16) tokenized from other prose: other merges, same ids.
     func otherTokenization(_ root: String) throws -> String {
-        let text = String(repeating: "Every worker of a pipeline holds some layers; gradients flow back stage by stage. ", count: 3)
+        let text =
+            String(repeating: "Every worker of a pipeline holds some layers; gradients flow back stage by stage. ", count: 3)
             + ClusterDataset.prose.uppercased()
         return try ClusterDataset.tokenize(text, into: root)
     }
@@ -34,8 +35,10 @@ final class DataIdentityTests: XCTestCase {
         XCTAssertThrowsError(try Coordinator(o)) { e in
             let text = "\(e)"
             XCTAssertFalse(text.contains("\n"), text)
-            for part in ["step-00000003.h5", "tokenizer \(ours.tokenizerHash)", "tokenizer \(theirs.tokenizerHash)", other + "/train.h5",
-                         "--allow-data-change"] {
+            for part in [
+                "step-00000003.h5", "tokenizer \(ours.tokenizerHash)", "tokenizer \(theirs.tokenizerHash)", other + "/train.h5",
+                "--allow-data-change",
+            ] {
                 XCTAssertTrue(text.contains(part), "'\(text)' should mention \(part)")
             }
         }
@@ -44,13 +47,24 @@ final class DataIdentityTests: XCTestCase {
         XCTAssertNoThrow(try Coordinator(o), "the override resumes")
 
         // generate and eval decode with the tokenizer the checkpoint was trained with, or not at all.
-        let (status, _, err) = try runProcess(ugenExecutable, ["generate", "--checkpoint", tmp + "/run/checkpoints/latest",
-                                                               "--tokenizer", other + "/tokenizer.h5", "--prompt", "The"])
+        let (status, _, err) = try runProcess(
+            ugenExecutable,
+            [
+                "generate", "--checkpoint", tmp + "/run/checkpoints/latest",
+                "--tokenizer", other + "/tokenizer.h5", "--prompt", "The",
+            ])
         XCTAssertNotEqual(status, 0)
-        XCTAssertTrue(err.hasPrefix("error: \(other)/tokenizer.h5: tokenizer \(theirs.tokenizerHash) is not the one checkpoint")
-                      && err.contains(ours.tokenizerHash) && err.split(separator: "\n").count == 1, err)
-        XCTAssertEqual(try runProcess(ugenExecutable, ["generate", "--checkpoint", tmp + "/run/checkpoints/latest", "--prompt", "The",
-                                                       "--max-tokens", "4"]).0, 0, "its own tokenizer (data.dir of its config) works")
+        XCTAssertTrue(
+            err.hasPrefix("error: \(other)/tokenizer.h5: tokenizer \(theirs.tokenizerHash) is not the one checkpoint")
+                && err.contains(ours.tokenizerHash) && err.split(separator: "\n").count == 1, err)
+        XCTAssertEqual(
+            try runProcess(
+                ugenExecutable,
+                [
+                    "generate", "--checkpoint", tmp + "/run/checkpoints/latest", "--prompt", "The",
+                    "--max-tokens", "4",
+                ]
+            ).0, 0, "its own tokenizer (data.dir of its config) works")
     }
 
     /// Same tokenizer, other examples (a checkpoint whose recorded dataset identity differs, its /train
@@ -69,8 +83,9 @@ final class DataIdentityTests: XCTestCase {
         o.resume = "latest"
         XCTAssertThrowsError(try Coordinator(o)) { e in
             let text = "\(e)"
-            XCTAssertTrue(text.hasPrefix(path + ": checkpoint was trained on dataset 0123456789abcdef") && text.contains("same tokenizer")
-                          && text.contains("--allow-data-change"), text)
+            XCTAssertTrue(
+                text.hasPrefix(path + ": checkpoint was trained on dataset 0123456789abcdef") && text.contains("same tokenizer")
+                    && text.contains("--allow-data-change"), text)
         }
     }
 

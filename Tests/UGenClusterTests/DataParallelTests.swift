@@ -1,9 +1,9 @@
 import Foundation
-import XCTest
 import UGenCluster
 import UGenModel
 import UGenStore
 import UGenTraining
+import XCTest
 
 /// Replicas reduce their gradients with the halving-doubling all-reduce; every layout sums in the
 /// canonical tree over global micro-batches, so every one is the single process to the bit.
@@ -13,9 +13,11 @@ final class DataParallelTests: XCTestCase {
     func testEveryReplicaLayoutMatchesTheSingleProcessToTheBit() throws {
         let reference = try referenceRun(try tinyConfig()).losses
         XCTAssertEqual(reference.count, 8)
-        let layouts: [[String]] = [[], ["cluster.replicas=2", "cluster.micro_batches=2"], ["cluster.replicas=4", "cluster.micro_batches=1"],
-                                   ["cluster.stages=2", "cluster.replicas=2", "cluster.micro_batches=2"],
-                                   ["cluster.stages=2", "cluster.replicas=2", "cluster.micro_batches=2", "cluster.schedule=zb"]]
+        let layouts: [[String]] = [
+            [], ["cluster.replicas=2", "cluster.micro_batches=2"], ["cluster.replicas=4", "cluster.micro_batches=1"],
+            ["cluster.stages=2", "cluster.replicas=2", "cluster.micro_batches=2"],
+            ["cluster.stages=2", "cluster.replicas=2", "cluster.micro_batches=2", "cluster.schedule=zb"],
+        ]
         for layout in layouts {
             let (outcome, losses) = try clusterRun(try tinyConfig(layout), run: try temporaryDirectory(self) + "/run")
             XCTAssertEqual(outcome, .finished(step: 8), "\(layout)")
@@ -49,7 +51,9 @@ final class DataParallelTests: XCTestCase {
     /// then SIGKILLed; the coordinator redoes the work from the last checkpoint and the run still ends
     /// on the single process's losses, bit for bit.
     func testAReplicaKilledDuringTheReduceAndTheRunEndsBitForBit() throws {
-        let sets = ["train.steps=12", "train.checkpoint_every=4", "cluster.replicas=4", "cluster.micro_batches=1", "cluster.lost_after_s=1.5"]
+        let sets = [
+            "train.steps=12", "train.checkpoint_every=4", "cluster.replicas=4", "cluster.micro_batches=1", "cluster.lost_after_s=1.5",
+        ]
         let reference = try referenceRun(try tinyConfig(sets)).losses
         let dir = try temporaryDirectory(self) + "/run"
         var o = Coordinator.Options(config: try tinyConfig(sets), runDirectory: dir)
@@ -73,13 +77,15 @@ final class DataParallelTests: XCTestCase {
     /// partner the round names; 2 stages × 2 replicas still give the single process's bits.
     func testReplicasUnderCurveMatchTheSingleProcess() throws {
         let dir = try temporaryDirectory(self) + "/run"
-        var o = Coordinator.Options(config: try tinyConfig(["cluster.stages=2", "cluster.replicas=2", "cluster.micro_batches=2", "train.steps=4"]),
-                                    runDirectory: dir)
+        var o = Coordinator.Options(
+            config: try tinyConfig(["cluster.stages=2", "cluster.replicas=2", "cluster.micro_batches=2", "train.steps=4"]),
+            runDirectory: dir)
         o.bind = "tcp://127.0.0.1:0"
         o.localWorkers = 4
         o.workerExecutable = workerExecutable
-        (o.security, o.authorizedKeys) = try SecurityPolicy.coordinator(keyFile: nil, authorized: nil, insecure: false, bind: o.bind,
-                                                                         localWorkers: 4, workersNeeded: 4)
+        (o.security, o.authorizedKeys) = try SecurityPolicy.coordinator(
+            keyFile: nil, authorized: nil, insecure: false, bind: o.bind,
+            localWorkers: 4, workersNeeded: 4)
         XCTAssertNotEqual(o.security, .plaintext)
         XCTAssertEqual(try Coordinator(o).run(), .finished(step: 4))
         XCTAssertEqual(try exactLosses(dir), try referenceRun(try tinyConfig(["train.steps=4"])).losses)

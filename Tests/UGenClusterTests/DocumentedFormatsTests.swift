@@ -1,9 +1,9 @@
 import Foundation
-import XCTest
 import UGenCluster
 import UGenData
 import UGenStore
 import UGenTraining
+import XCTest
 
 /// The documentation is the contract: `Tests/python/read_from_docs.py`, a reader written from
 /// Documentation/formats.md alone (h5py, numpy, zlib), must accept the files a real run writes — a dataset
@@ -107,10 +107,12 @@ final class DocumentedFormatsTests: XCTestCase {
     /// The hash test values printed in formats.md are what our implementation computes.
     func testContentHashTestValuesInFormatsMdAreOurs() throws {
         let doc = try String(contentsOfFile: packageRoot.appendingPathComponent("Documentation/formats.md").path, encoding: .utf8)
-        let plain = TokenizerFile(merges: [97, 98], codebook: [], codebookSize: 0, patch: 0, channels: 0, imageWidth: 0,
-                                  imageHeight: 0, kind: "none")
-        let learned = TokenizerFile(merges: [97, 98], codebook: [0, 0.5, 1, 0.25], codebookSize: 2, patch: 1, channels: 2,
-                                    imageWidth: 8, imageHeight: 8, kind: "kmeans")
+        let plain = TokenizerFile(
+            merges: [97, 98], codebook: [], codebookSize: 0, patch: 0, channels: 0, imageWidth: 0,
+            imageHeight: 0, kind: "none")
+        let learned = TokenizerFile(
+            merges: [97, 98], codebook: [0, 0.5, 1, 0.25], codebookSize: 2, patch: 1, channels: 2,
+            imageWidth: 8, imageHeight: 8, kind: "kmeans")
         for t in [plain, learned] {
             XCTAssertTrue(doc.contains("`\(t.contentHash)`"), "formats.md does not give the test value \(t.contentHash)")
         }
@@ -130,7 +132,8 @@ final class DocumentedFormatsTests: XCTestCase {
             }
         }
         let evs = try events(f.run)
-        XCTAssertTrue(Set(evs.compactMap { $0["kind"] as? String }).isSuperset(of: ["start", "join", "assign", "phase", "checkpoint", "finished"]))
+        XCTAssertTrue(
+            Set(evs.compactMap { $0["kind"] as? String }).isSuperset(of: ["start", "join", "assign", "phase", "checkpoint", "finished"]))
         for e in evs {
             let kind = e["kind"] as? String ?? "?"
             if !documented(kind) { missing.append("event kind \(kind)") }

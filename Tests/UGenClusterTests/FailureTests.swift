@@ -1,12 +1,14 @@
 import Foundation
-import XCTest
 import UGenCluster
 import UGenTraining
+import XCTest
 
 /// Workers die; the run goes back to its last checkpoint and finishes exactly as if nothing happened.
 final class FailureTests: XCTestCase {
     /// Runs a coordinator on a thread; `during` gets it once training is under way.
-    func runWithChaos(_ config: RunConfig, dir: String, workers: Int = 2, _ during: (Coordinator, String) throws -> Void) throws -> Coordinator.Outcome? {
+    func runWithChaos(_ config: RunConfig, dir: String, workers: Int = 2, _ during: (Coordinator, String) throws -> Void) throws
+        -> Coordinator.Outcome?
+    {
         var o = Coordinator.Options(config: config, runDirectory: dir)
         o.bind = "tcp://127.0.0.1:0"
         o.localWorkers = workers
@@ -66,8 +68,10 @@ final class FailureTests: XCTestCase {
     /// `cluster.elastic`: a worker dies for good and nobody replaces it; the survivor takes every layer
     /// and the run ends exactly as the uninterrupted one.
     func testElasticRunShrinksToTheWorkersLeft() throws {
-        let sets = ["train.steps=16", "train.checkpoint_every=4", "cluster.stages=2", "cluster.lost_after_s=1",
-                    "cluster.elastic=true"]
+        let sets = [
+            "train.steps=16", "train.checkpoint_every=4", "cluster.stages=2", "cluster.lost_after_s=1",
+            "cluster.elastic=true",
+        ]
         let tmp = try temporaryDirectory(self)
         let straight = try clusterRun(try tinyConfig(sets), run: tmp + "/a")
         var o = Coordinator.Options(config: try tinyConfig(sets), runDirectory: tmp + "/b")
@@ -97,8 +101,10 @@ final class FailureTests: XCTestCase {
     /// A worker that stalls (SIGSTOP: alive but silent) is declared lost; when it wakes it is told it was
     /// dropped, joins again as a new worker, and the run ends bit for bit.
     func testAStalledWorkerIsDroppedAndJoinsAgain() throws {
-        let sets = ["train.steps=16", "train.checkpoint_every=4", "cluster.stages=2", "cluster.lost_after_s=1",
-                    "cluster.max_restarts=0"]
+        let sets = [
+            "train.steps=16", "train.checkpoint_every=4", "cluster.stages=2", "cluster.lost_after_s=1",
+            "cluster.max_restarts=0",
+        ]
         let tmp = try temporaryDirectory(self)
         let straight = try clusterRun(try tinyConfig(sets), run: tmp + "/a")
         let outcome = try runWithChaos(try tinyConfig(sets), dir: tmp + "/b") { c, dir in

@@ -1,7 +1,7 @@
 import Foundation
-import XCTest
 import UGenCluster
 import UGenTraining
+import XCTest
 
 /// A compromised or broken worker — holding an admitted key — cannot stall, hijack or forge:
 /// each test plays one attack with real sockets and processes on loopback.
@@ -99,12 +99,14 @@ final class HardeningTests: XCTestCase {
         XCTAssertTrue(lost.allSatisfy { $0["worker"] as? String == "attacker" }, "\(lost)")
         XCTAssertLessThanOrEqual(lost.count, 4, "re-assignment is bounded and backs off: \(lost.count) losses in 8 s")
         let refused = try kinds(tmp + "/run", "refused").compactMap { $0["reason"] as? String }
-        XCTAssertTrue(refused.contains { $0.contains("carries no CURVE public key") && $0.contains(attacker.publicKey) },
-                      "the refusal names the key the hello lacked: \(refused.prefix(5))")
+        XCTAssertTrue(
+            refused.contains { $0.contains("carries no CURVE public key") && $0.contains(attacker.publicKey) },
+            "the refusal names the key the hello lacked: \(refused.prefix(5))")
         let quarantined = try kinds(tmp + "/run", "quarantine")
         XCTAssertFalse(quarantined.isEmpty, "the loop ends with a quarantine event")
         XCTAssertTrue(quarantined.allSatisfy { $0["peer"] as? String == attacker.publicKey }, "\(quarantined)")
-        XCTAssertLessThan(try String(contentsOfFile: tmp + "/run/events.jsonl", encoding: .utf8).utf8.count, 100_000, "events.jsonl stays small")
+        XCTAssertLessThan(
+            try String(contentsOfFile: tmp + "/run/events.jsonl", encoding: .utf8).utf8.count, 100_000, "events.jsonl stays small")
     }
 
     // MARK: 2. Peer text is escaped
@@ -123,8 +125,13 @@ final class HardeningTests: XCTestCase {
         let s = try ZMQSocket(.dealer)
         try s.connect(endpoint)
         for (name, host) in [("evil\n" + forged, "h"), ("ok-name", "h\r\n" + forged + "\u{1b}[2J"), ("\u{1b}[31mred", "h")] {
-            try s.send(WireMessage(.hello, Hello(protocolVersion: Int(Wire.version), name: name, host: host, cores: 1, secret: "",
-                                                 dataEndpoint: "tcp://127.0.0.1:1")).frames)
+            try s.send(
+                WireMessage(
+                    .hello,
+                    Hello(
+                        protocolVersion: Int(Wire.version), name: name, host: host, cores: 1, secret: "",
+                        dataEndpoint: "tcp://127.0.0.1:1")
+                ).frames)
             XCTAssertTrue(s.poll(timeoutMs: 5000))
             _ = try s.receive()
         }
@@ -163,11 +170,22 @@ final class HardeningTests: XCTestCase {
         var o = Coordinator.Options(config: try tinyConfig(["cluster.stages=2", "train.steps=2"]), runDirectory: tmp + "/run")
         o.bind = "tcp://127.0.0.1:0"
         let running = try RunningCoordinator(o)
-        func exchange(_ s: ZMQSocket? = nil, name: String = "w", host: String = "127.0.0.1", cores: Int = 1,
-                      data: String = "tcp://127.0.0.1:7000") throws -> Reject? {
-            let sock = try s ?? { let d = try ZMQSocket(.dealer); try d.connect(running.endpoint); return d }()
-            try sock.send(WireMessage(.hello, Hello(protocolVersion: Int(Wire.version), name: name, host: host, cores: cores, secret: "",
-                                                    dataEndpoint: data)).frames)
+        func exchange(
+            _ s: ZMQSocket? = nil, name: String = "w", host: String = "127.0.0.1", cores: Int = 1,
+            data: String = "tcp://127.0.0.1:7000"
+        ) throws -> Reject? {
+            let sock =
+                try s
+                ?? {
+                    let d = try ZMQSocket(.dealer); try d.connect(running.endpoint); return d
+                }()
+            try sock.send(
+                WireMessage(
+                    .hello,
+                    Hello(
+                        protocolVersion: Int(Wire.version), name: name, host: host, cores: cores, secret: "",
+                        dataEndpoint: data)
+                ).frames)
             guard sock.poll(timeoutMs: 1000) else { return nil }
             let reply = try WireMessage(frames: try sock.receive())
             XCTAssertEqual(reply.kind, .reject)
@@ -176,8 +194,10 @@ final class HardeningTests: XCTestCase {
         for cores in [-1, 0, 1025, Int.max] {
             XCTAssertTrue(try exchange(cores: cores)?.reason.contains("cores \(cores) is outside 1...1024") ?? false, "cores \(cores)")
         }
-        for data in ["garbage", "", "ipc:///tmp/x", "tcp://127.0.0.1:-5", "tcp://127.0.0.1:0", "tcp://127.0.0.1:70000", "tcp://:80",
-                     "tcp://127.0.0.1"] {
+        for data in [
+            "garbage", "", "ipc:///tmp/x", "tcp://127.0.0.1:-5", "tcp://127.0.0.1:0", "tcp://127.0.0.1:70000", "tcp://:80",
+            "tcp://127.0.0.1",
+        ] {
             XCTAssertTrue(try exchange(data: data)?.reason.contains("data endpoint") ?? false, "endpoint '\(data)'")
         }
         for name in ["", String(repeating: "n", count: 100_000), "a b", "x/y"] {
@@ -217,8 +237,13 @@ final class HardeningTests: XCTestCase {
             let s = try ZMQSocket(.dealer)
             try s.makeCurveClient(k, server: keys.coordinator.publicKey)
             try s.connect(running.endpoint)
-            try s.send(WireMessage(.hello, Hello(protocolVersion: Int(Wire.version), name: "k\(i)", host: "127.0.0.1", cores: 1, secret: "",
-                                                 dataEndpoint: "tcp://127.0.0.1:7000", publicKey: k.publicKey)).frames)
+            try s.send(
+                WireMessage(
+                    .hello,
+                    Hello(
+                        protocolVersion: Int(Wire.version), name: "k\(i)", host: "127.0.0.1", cores: 1, secret: "",
+                        dataEndpoint: "tcp://127.0.0.1:7000", publicKey: k.publicKey)
+                ).frames)
             replies.append(s.poll(timeoutMs: 1000) ? try WireMessage(frames: try s.receive()).decode(Reject.self) : nil)
             sockets.append(s)
         }
@@ -238,8 +263,11 @@ final class HardeningTests: XCTestCase {
     /// the replacement that joins takes the slot and the run finishes.
     func testSilentSparesExpireAndAreNeverAssigned() throws {
         let tmp = try temporaryDirectory(self)
-        var o = Coordinator.Options(config: try tinyConfig(["cluster.stages=2", "train.steps=100000", "train.checkpoint_every=20",
-                                                            "cluster.lost_after_s=1.5"]), runDirectory: tmp + "/run")
+        var o = Coordinator.Options(
+            config: try tinyConfig([
+                "cluster.stages=2", "train.steps=100000", "train.checkpoint_every=20",
+                "cluster.lost_after_s=1.5",
+            ]), runDirectory: tmp + "/run")
         o.bind = "tcp://127.0.0.1:0"
         let running = try RunningCoordinator(o)
         let workers = try (0..<2).map { try startWorker(["--coord", running.endpoint, "--name", "real-\($0)"]) }
@@ -249,8 +277,13 @@ final class HardeningTests: XCTestCase {
         for i in 0..<5 {
             let s = try ZMQSocket(.dealer)
             try s.connect(running.endpoint)
-            try s.send(WireMessage(.hello, Hello(protocolVersion: Int(Wire.version), name: "spare-\(i)", host: "127.0.0.1", cores: 1, secret: "",
-                                                 dataEndpoint: "tcp://127.0.0.1:\(7000 + i)")).frames)
+            try s.send(
+                WireMessage(
+                    .hello,
+                    Hello(
+                        protocolVersion: Int(Wire.version), name: "spare-\(i)", host: "127.0.0.1", cores: 1, secret: "",
+                        dataEndpoint: "tcp://127.0.0.1:\(7000 + i)")
+                ).frames)
             spares.append(s)
         }
         XCTAssertTrue(try waitUntil(10) { try kinds(tmp + "/run", "join").count == 7 })
@@ -279,8 +312,11 @@ final class HardeningTests: XCTestCase {
         let config = tmp + "/run.yaml"
         try (try tinyConfig(["cluster.stages=2", "train.steps=100000"])).yaml.write(toFile: config, atomically: true, encoding: .utf8)
         let output = tmp + "/coord.log"
-        let coord = try startCoordinatorProcess(["--config", config, "--run", tmp + "/run", "--local-workers", "2",
-                                                 "--worker-executable", workerExecutable], output: output)
+        let coord = try startCoordinatorProcess(
+            [
+                "--config", config, "--run", tmp + "/run", "--local-workers", "2",
+                "--worker-executable", workerExecutable,
+            ], output: output)
         defer { if coord.isRunning { kill(coord.processIdentifier, SIGKILL) } }
         XCTAssertTrue(waitUntil(60) { ((try? exactLosses(tmp + "/run").count) ?? 0) >= 2 })
         let log = try String(contentsOfFile: output, encoding: .utf8)
@@ -313,8 +349,12 @@ final class HardeningTests: XCTestCase {
             return s
         }
         func hello(_ name: String, _ k: CurveKeyPair) -> [Data] {
-            WireMessage(.hello, Hello(protocolVersion: Int(Wire.version), name: name, host: "127.0.0.1", cores: 1, secret: "",
-                                      dataEndpoint: "tcp://127.0.0.1:7000", publicKey: k.publicKey)).frames
+            WireMessage(
+                .hello,
+                Hello(
+                    protocolVersion: Int(Wire.version), name: name, host: "127.0.0.1", cores: 1, secret: "",
+                    dataEndpoint: "tcp://127.0.0.1:7000", publicKey: k.publicKey)
+            ).frames
         }
         func refused() throws -> [[String: Any]] { try kinds(tmp + "/run", "refused") }
 
@@ -328,7 +368,8 @@ final class HardeningTests: XCTestCase {
 
         let plain = try client(nil)
         try? plain.send(WireMessage(.heartbeat, Heartbeat(workerId: -1)).frames)
-        XCTAssertTrue(try waitUntil(10) { try refused().contains { $0["reason"] as? String == "handshake failed" } }, "\((try? refused()) ?? [])")
+        XCTAssertTrue(
+            try waitUntil(10) { try refused().contains { $0["reason"] as? String == "handshake failed" } }, "\((try? refused()) ?? [])")
 
         let member = try client(keys.workers["member"]!)
         try member.send(hello("member", keys.workers["member"]!))
@@ -336,12 +377,15 @@ final class HardeningTests: XCTestCase {
         let other = try client(keys.workers["other"]!)
         try other.send(WireMessage(.heartbeat, Heartbeat(workerId: 0, status: "alive, honestly")).frames)  // member's id, other's key
         try member.send(WireMessage(.ready, Heartbeat(workerId: 7)).frames)  // a joined worker naming another id
-        XCTAssertTrue(try waitUntil(10) { try refused().filter { ($0["reason"] as? String)?.contains("spoofed id") ?? false }.count == 2 },
-                      "\((try? refused()) ?? [])")
+        XCTAssertTrue(
+            try waitUntil(10) { try refused().filter { ($0["reason"] as? String)?.contains("spoofed id") ?? false }.count == 2 },
+            "\((try? refused()) ?? [])")
 
         let flood = WireMessage(.heartbeat, Heartbeat(workerId: -1)).frames
         for _ in 0..<12_000 { try other.send(flood) }
-        XCTAssertTrue(try waitUntil(15) { try refused().contains { ($0["suppressed"] as? Int ?? 0) > 1000 } }, "the flood is counted, not logged line by line")
+        XCTAssertTrue(
+            try waitUntil(15) { try refused().contains { ($0["suppressed"] as? Int ?? 0) > 1000 } },
+            "the flood is counted, not logged line by line")
         XCTAssertTrue(try refused().contains { ($0["reason"] as? String)?.contains("message budget") ?? false })
         XCTAssertLessThan(try events(tmp + "/run").count, 200)
         XCTAssertFalse(running.isFinished)
@@ -354,8 +398,9 @@ final class HardeningTests: XCTestCase {
     /// one, and blames the idle one — not the first late worker in slot order, the honest one.
     func testAHungStepBlamesTheWorkerEveryoneWaitsOn() throws {
         let tmp = try temporaryDirectory(self)
-        var o = Coordinator.Options(config: try tinyConfig(["cluster.stages=2", "train.steps=3", "cluster.lost_after_s=1"]),
-                                    runDirectory: tmp + "/run")
+        var o = Coordinator.Options(
+            config: try tinyConfig(["cluster.stages=2", "train.steps=3", "cluster.lost_after_s=1"]),
+            runDirectory: tmp + "/run")
         o.bind = "tcp://127.0.0.1:0"
         o.stepDeadline = 3
         let running = try RunningCoordinator(o)
@@ -367,9 +412,15 @@ final class HardeningTests: XCTestCase {
         let stop = Box(false), endpoint = running.endpoint
         let idle = Thread {
             guard let control = try? ZMQSocket(.dealer), let beat = try? ZMQSocket(.dealer),
-                  (try? control.connect(endpoint)) != nil, (try? beat.connect(endpoint)) != nil else { return }
-            _ = try? control.send(WireMessage(.hello, Hello(protocolVersion: Int(Wire.version), name: "idle", host: "127.0.0.1", cores: 1,
-                                                            secret: "", dataEndpoint: "tcp://127.0.0.1:9")).frames)
+                (try? control.connect(endpoint)) != nil, (try? beat.connect(endpoint)) != nil
+            else { return }
+            _ = try? control.send(
+                WireMessage(
+                    .hello,
+                    Hello(
+                        protocolVersion: Int(Wire.version), name: "idle", host: "127.0.0.1", cores: 1,
+                        secret: "", dataEndpoint: "tcp://127.0.0.1:9")
+                ).frames)
             var id = -1, lastBeat = Date.distantPast
             while !stop.value {
                 if control.poll(timeoutMs: 20), let m = try? WireMessage(frames: try control.receive()) {
@@ -410,8 +461,9 @@ final class HardeningTests: XCTestCase {
     func testAFailureBlamingAStrangersKeyIsTheReportersFault() throws {
         let tmp = try temporaryDirectory(self)
         let keys = try Keys(tmp + "/keys", workers: ["honest", "liar", "helper"])
-        let running = try curveCoordinator(try tinyConfig(["cluster.stages=2", "train.steps=3", "cluster.lost_after_s=1"]),
-                                           run: tmp + "/run", keys: keys)
+        let running = try curveCoordinator(
+            try tinyConfig(["cluster.stages=2", "train.steps=3", "cluster.lost_after_s=1"]),
+            run: tmp + "/run", keys: keys)
         let honest = try startWorker(["--coord", running.endpoint] + keys.workerArgs("honest"))
         defer { if honest.isRunning { honest.terminate() } }
         let liar = keys.workers["liar"]!
@@ -454,8 +506,11 @@ final class HardeningTests: XCTestCase {
         let configPath = tmp + "/run.yaml"
         try (try tinyConfig(sets)).yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
         let output = tmp + "/coord.log"
-        let coord = try startCoordinatorProcess(["--config", configPath, "--run", tmp + "/run",
-                                                 "--key", keys.dir + "/coordinator.key", "--authorized-keys", keys.dir], output: output)
+        let coord = try startCoordinatorProcess(
+            [
+                "--config", configPath, "--run", tmp + "/run",
+                "--key", keys.dir + "/coordinator.key", "--authorized-keys", keys.dir,
+            ], output: output)
         defer { if coord.isRunning { kill(coord.processIdentifier, SIGKILL) } }
         let endpoint = try listeningEndpoint(output)
         let workers = try ["w0", "w1"].map { try startWorker(["--coord", endpoint] + keys.workerArgs($0)) }
@@ -488,19 +543,25 @@ final class HardeningTests: XCTestCase {
             switch i % 12 {
             case 0: frames = [random(Int.random(in: 0..<80, using: &rng))]
             case 1: frames = [Data("UGEN".utf8).prefix(Int.random(in: 0...4, using: &rng)) + random(Int.random(in: 0..<3, using: &rng))]
-            case 2: frames = [Data("UGEN".utf8) + Data([UInt8(Wire.version), 0, UInt8.random(in: 14...255, using: &rng)]) + Data("{}".utf8)]
+            case 2:
+                frames = [Data("UGEN".utf8) + Data([UInt8(Wire.version), 0, UInt8.random(in: 14...255, using: &rng)]) + Data("{}".utf8)]
             case 3: frames = [Data("UGEN".utf8) + Data([UInt8.random(in: 4...255, using: &rng), 0, 1]) + Data("{}".utf8)]
             case 4, 5:
-                let h = Hello(protocolVersion: Int(Wire.version), name: names[i % names.count], host: i % 3 == 0 ? "h\r\nx" : "127.0.0.1",
-                              cores: [-1, 0, 4, Int.max][i % 4], secret: "", dataEndpoint: endpoints[i % endpoints.count],
-                              publicKey: i % 7 == 0 ? nil : fuzz.publicKey)
+                let h = Hello(
+                    protocolVersion: Int(Wire.version), name: names[i % names.count], host: i % 3 == 0 ? "h\r\nx" : "127.0.0.1",
+                    cores: [-1, 0, 4, Int.max][i % 4], secret: "", dataEndpoint: endpoints[i % endpoints.count],
+                    publicKey: i % 7 == 0 ? nil : fuzz.publicKey)
                 frames = WireMessage(.hello, h).frames
             case 6: frames = WireMessage(.heartbeat, Heartbeat(workerId: i % 4, status: "step \(i)\n\u{1b}[31mforged")).frames
             case 7: frames = WireMessage(kindsToSpoof[i % kindsToSpoof.count], Heartbeat(workerId: i % 3)).frames + [random(16)]
             case 8: frames = [Data("UGEN".utf8) + Data([UInt8(Wire.version), 0, 8]) + Data("{\"workerId\": NaN}".utf8)]
-            case 9: frames = WireMessage(.stepDone, Heartbeat(workerId: 0)).frames + (0..<Int.random(in: 1..<300, using: &rng)).map { _ in Data([0]) }
+            case 9:
+                frames =
+                    WireMessage(.stepDone, Heartbeat(workerId: 0)).frames
+                    + (0..<Int.random(in: 1..<300, using: &rng)).map { _ in Data([0]) }
             case 10:
-                let body = #"{"workerId":\#(i % 3),"step":\#(Int.random(in: -5...1000, using: &rng)),"forwardMs":1e308,"backwardMs":-0.0,"waitMs":0,"commMs":0}"#
+                let body =
+                    #"{"workerId":\#(i % 3),"step":\#(Int.random(in: -5...1000, using: &rng)),"forwardMs":1e308,"backwardMs":-0.0,"waitMs":0,"commMs":0}"#
                 frames = [Data("UGEN".utf8) + Data([UInt8(Wire.version), 0, 6]) + Data(body.utf8), random(8), random(48), random(8)]
             default: frames = WireMessage(.heartbeat, Heartbeat(workerId: -1, status: String(repeating: "s", count: i % 2000))).frames
             }
@@ -578,8 +639,12 @@ private func curveClient(_ key: CurveKeyPair, of keys: HardeningTests.Keys, at e
 
 /// A hello from 127.0.0.1 with one core, announcing data port `dataPort` and the CURVE `key` (or none).
 private func helloFrames(name: String, dataPort: Int, key: String?) -> [Data] {
-    WireMessage(.hello, Hello(protocolVersion: Int(Wire.version), name: name, host: "127.0.0.1", cores: 1, secret: "",
-                              dataEndpoint: "tcp://127.0.0.1:\(dataPort)", publicKey: key)).frames
+    WireMessage(
+        .hello,
+        Hello(
+            protocolVersion: Int(Wire.version), name: name, host: "127.0.0.1", cores: 1, secret: "",
+            dataEndpoint: "tcp://127.0.0.1:\(dataPort)", publicKey: key)
+    ).frames
 }
 
 extension HardeningTests {

@@ -1,7 +1,7 @@
 import Foundation
-import XCTest
 import UGenCluster
 import UGenTraining
+import XCTest
 
 /// More than a thousand malformed, truncated, oversized and out-of-order messages at the coordinator's
 /// control socket: it stays up, refuses each one it receives (the first ones of each peer with a logged
@@ -17,7 +17,9 @@ final class HostileInputTests: XCTestCase {
         let endpoint: String? = running.endpoint
 
         var rng = SystemRandomNumberGenerator()
-        let valid = WireMessage(.hello, Hello(protocolVersion: Int(Wire.version), name: "x", host: "h", cores: 1, secret: "", dataEndpoint: "tcp://127.0.0.1:1")).frames
+        let valid = WireMessage(
+            .hello, Hello(protocolVersion: Int(Wire.version), name: "x", host: "h", cores: 1, secret: "", dataEndpoint: "tcp://127.0.0.1:1")
+        ).frames
         let sockets = try (0..<8).map { _ in try ZMQSocket(.dealer) }
         for s in sockets { try s.connect(endpoint!) }
         let count = 1200
@@ -33,7 +35,10 @@ final class HostileInputTests: XCTestCase {
                 frames = WireMessage(kinds[i % kinds.count], Heartbeat(workerId: 0)).frames
             case 5: var f = valid[0]; f[f.startIndex + 4] = UInt8.random(in: (UInt8(Wire.version) + 1)...255, using: &rng); frames = [f]  // wrong version
             case 6: frames = [Data("UGEN".utf8) + Data([UInt8(Wire.version), 0, 1]) + Data("[1,2,3]".utf8)]  // hello with a bad body
-            default: frames = WireMessage(.stepDone, Heartbeat(workerId: 0)).frames + (0..<Int.random(in: 1..<6000, using: &rng)).map { _ in Data([0]) }
+            default:
+                frames =
+                    WireMessage(.stepDone, Heartbeat(workerId: 0)).frames
+                    + (0..<Int.random(in: 1..<6000, using: &rng)).map { _ in Data([0]) }
             }
             try sockets[i % sockets.count].send(frames)
         }
@@ -47,7 +52,9 @@ final class HostileInputTests: XCTestCase {
         var refused = 0
         while Date() < deadline {
             // Refusals are logged one by one up to a burst per peer and window, then counted ("suppressed").
-            refused = try events(tmp + "/run").filter { $0["kind"] as? String == "refused" }.reduce(0) { $0 + (($1["suppressed"] as? Int) ?? 1) }
+            refused = try events(tmp + "/run").filter { $0["kind"] as? String == "refused" }.reduce(0) {
+                $0 + (($1["suppressed"] as? Int) ?? 1)
+            }
             if refused >= count { break }
             usleep(50_000)
         }

@@ -1,7 +1,7 @@
 import Foundation
-import XCTest
 import UGenCluster
 import UGenStore
+import XCTest
 
 /// Interrupted saves leave `step-….h5.tmp-PID` and `latest.tmp-PID`: they are
 /// removed when a run starts, never count as checkpoints, and `keep_checkpoints` holds.
@@ -24,10 +24,12 @@ final class LeftoverTests: XCTestCase {
         let half = try Data(contentsOf: URL(fileURLWithPath: dir + "/step-00000002.h5")).prefix(50_000)
         let leftovers = ["step-00000003.h5.tmp-\(pid)", "step-00000009.h5.tmp-\(pid)", "latest.tmp-\(pid)"]
         for name in leftovers { try half.write(to: URL(fileURLWithPath: dir + "/" + name)) }
-        XCTAssertEqual(CheckpointFile.list(runDirectory: run).map { ($0 as NSString).lastPathComponent },
-                       ["step-00000001.h5", "step-00000002.h5"], "never counted as checkpoints")
+        XCTAssertEqual(
+            CheckpointFile.list(runDirectory: run).map { ($0 as NSString).lastPathComponent },
+            ["step-00000001.h5", "step-00000002.h5"], "never counted as checkpoints")
 
-        try clusterRun(try tinyConfig(["train.steps=8", "train.checkpoint_every=1", "train.keep_checkpoints=2"]), run: run, resume: "latest")
+        try clusterRun(
+            try tinyConfig(["train.steps=8", "train.checkpoint_every=1", "train.keep_checkpoints=2"]), run: run, resume: "latest")
         let names = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
         XCTAssertEqual(names, ["latest", "step-00000007.h5", "step-00000008.h5"], "leftovers removed, keep_checkpoints = 2 holds")
         let removed = try events(run).filter { $0["kind"] as? String == "leftover_removed" }.compactMap { $0["path"] as? String }

@@ -1,17 +1,19 @@
 import Foundation
-import XCTest
 import UGenCluster
 import UGenKernels
 import UGenModel
 import UGenStore
 import UGenTraining
+import XCTest
 
 /// A non-finite loss or gradient norm never reaches the weights or a checkpoint.
 /// The runs diverge for real: a learning rate of 1e30 makes the weights huge after the first update,
 /// and the forward pass of the next steps overflows.
 final class NonFiniteTests: XCTestCase {
-    let diverging = ["train.steps=12", "train.lr=1e30", "train.min_lr=1e30", "train.warmup_steps=0", "train.checkpoint_every=1",
-                     "train.keep_checkpoints=50", "cluster.stages=2"]
+    let diverging = [
+        "train.steps=12", "train.lr=1e30", "train.min_lr=1e30", "train.warmup_steps=0", "train.checkpoint_every=1",
+        "train.keep_checkpoints=50", "cluster.stages=2",
+    ]
 
     func checkpoints(_ dir: String) -> [String] { CheckpointFile.list(runDirectory: dir) }
 
@@ -39,10 +41,12 @@ final class NonFiniteTests: XCTestCase {
         XCTAssertGreaterThan(step, 1)
         XCTAssertEqual(try metrics(dir).count, step - 1, "no metrics line for the step that was not applied")
         let latest = try CheckpointFile.resolve("latest", runDirectory: dir)
-        XCTAssertEqual((latest as NSString).lastPathComponent, CheckpointFile.fileName(step: step - 1), "latest stays on the last finite step")
+        XCTAssertEqual(
+            (latest as NSString).lastPathComponent, CheckpointFile.fileName(step: step - 1), "latest stays on the last finite step")
         XCTAssertEqual(checkpoints(dir).last, latest, "nothing saved after it")
-        XCTAssertTrue(message.contains("step \(step): non-finite") && message.contains("pipeline stage")
-                      && message.contains("latest stays at \(latest)") && !message.contains("\n"), message)
+        XCTAssertTrue(
+            message.contains("step \(step): non-finite") && message.contains("pipeline stage")
+                && message.contains("latest stays at \(latest)") && !message.contains("\n"), message)
         XCTAssertEqual(events.last?["kind"] as? String, "error")
         XCTAssertEqual(events.last?["message"] as? String, message)
     }
@@ -70,8 +74,10 @@ final class NonFiniteTests: XCTestCase {
     /// The single-process trainer: a non-finite step is not applied; stop throws, skip moves the step on.
     func testTrainerNeverAppliesANonFiniteStep() throws {
         for mode in ["stop", "skip"] {
-            let config = try tinyConfig(["train.steps=12", "train.lr=1e30", "train.min_lr=1e30", "train.warmup_steps=0",
-                                         "train.on_nonfinite=\(mode)", "train.max_nonfinite_skips=2"])
+            let config = try tinyConfig([
+                "train.steps=12", "train.lr=1e30", "train.min_lr=1e30", "train.warmup_steps=0",
+                "train.on_nonfinite=\(mode)", "train.max_nonfinite_skips=2",
+            ])
             let data = try RunData.open(config)
             let trainer = try Trainer(config: config, model: config.modelConfig(vocabSize: data.vocabSize))
             var g = NonFiniteGuard(config)
@@ -82,12 +88,15 @@ final class NonFiniteTests: XCTestCase {
                 let batch = try data.source.batch(step: s, textOnly: data.schedule.isTextOnly(step: s))
                 let before = trainer.stage.exportParameters(), optimizerStep = trainer.optimizer.step
                 do {
-                    let r = try trainer.step(batch, vocab: StepVocab.at(step: s, schedule: data.schedule, vocabSize: data.vocabSize), guard: &g)
+                    let r = try trainer.step(
+                        batch, vocab: StepVocab.at(step: s, schedule: data.schedule, vocabSize: data.vocabSize), guard: &g)
                     if r.nonFinite != nil {
                         skipped += 1
                         XCTAssertEqual(trainer.stage.exportParameters(), before, "\(mode): a skipped step leaves the weights")
                         XCTAssertEqual(trainer.optimizer.step, optimizerStep)
-                    } else { lastGood = trainer.stage.exportParameters() }
+                    } else {
+                        lastGood = trainer.stage.exportParameters()
+                    }
                 } catch let e as NonFiniteStep { stopped = e; break }
             }
             let e = try XCTUnwrap(stopped, "\(mode): the run stops")

@@ -1,9 +1,9 @@
 import Foundation
-import XCTest
 import UGenCluster
+import UGenKernels
 import UGenStore
 import UGenTraining
-import UGenKernels
+import XCTest
 
 /// Real coordinator, real `ugen-worker` processes, real ZeroMQ on loopback, against the single process.
 final class PipelineTests: XCTestCase {

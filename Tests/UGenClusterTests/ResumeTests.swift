@@ -1,8 +1,8 @@
 import Foundation
-import XCTest
 import UGenCluster
 import UGenStore
 import UGenTraining
+import XCTest
 
 /// Checkpoints written by the cluster: resume to the bit, on another layout, after SIGINT and SIGKILL.
 final class ResumeTests: XCTestCase {
@@ -66,8 +66,12 @@ final class ResumeTests: XCTestCase {
         let ckpt = try CheckpointFile.read(try CheckpointFile.resolve("latest", runDirectory: tmp + "/b"))
         XCTAssertEqual(ckpt.progress.step, stoppedAt)
 
-        let (status, _, err) = try runProcess(coordExecutable, ["start", "--config", tmp + "/c.yaml", "--run", tmp + "/b",
-                                                                 "--local-workers", "2", "--bind", "tcp://127.0.0.1:0", "--resume", "latest"])
+        let (status, _, err) = try runProcess(
+            coordExecutable,
+            [
+                "start", "--config", tmp + "/c.yaml", "--run", tmp + "/b",
+                "--local-workers", "2", "--bind", "tcp://127.0.0.1:0", "--resume", "latest",
+            ])
         XCTAssertEqual(status, 0, err)
         XCTAssertEqual(try exactLosses(tmp + "/b"), straight.losses)
         XCTAssertEqual(try finalParams(tmp + "/b"), try finalParams(tmp + "/a"))
@@ -78,14 +82,17 @@ final class ResumeTests: XCTestCase {
     /// the checkpoint it resumed from, and the killed coordinator's local workers notice and exit.
     func testSigkillDuringCheckpointingLeavesLatestLoadable() throws {
         let tmp = try temporaryDirectory(self)
-        let config = try tinyConfig(["train.steps=400", "train.checkpoint_every=1", "train.keep_checkpoints=2",
-                                     "model.d_model=96", "model.ffn_hidden=256"])
+        let config = try tinyConfig([
+            "train.steps=400", "train.checkpoint_every=1", "train.keep_checkpoints=2",
+            "model.d_model=96", "model.ffn_hidden=256",
+        ])
         try config.yaml.write(toFile: tmp + "/c.yaml", atomically: true, encoding: .utf8)
         var resumedFrom = 0
         for round in 0..<3 {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: coordExecutable)
-            p.arguments = ["start", "--config", tmp + "/c.yaml", "--run", tmp + "/b", "--local-workers", "1", "--bind", "tcp://127.0.0.1:0"]
+            p.arguments =
+                ["start", "--config", tmp + "/c.yaml", "--run", tmp + "/b", "--local-workers", "1", "--bind", "tcp://127.0.0.1:0"]
                 + (round > 0 ? ["--resume", "latest"] : [])
             p.standardError = FileHandle.nullDevice
             try p.run()
@@ -103,8 +110,9 @@ final class ResumeTests: XCTestCase {
             XCTAssertLessThanOrEqual(step, reached, "round \(round): \(latest) is at a step the run reached (\(reached))")
             resumedFrom = step
             // Local workers see their coordinator gone (its pid, their heartbeats) and exit by themselves.
-            XCTAssertTrue(waitUntil(5) { !workers.contains(where: isAlive) },
-                          "round \(round): local worker \(workers) still running 5 s after its coordinator died")
+            XCTAssertTrue(
+                waitUntil(5) { !workers.contains(where: isAlive) },
+                "round \(round): local worker \(workers) still running 5 s after its coordinator died")
         }
     }
 

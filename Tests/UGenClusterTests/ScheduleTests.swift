@@ -1,5 +1,5 @@
-import XCTest
 import UGenCluster
+import XCTest
 
 /// Every schedule's op lists, checked as a pipeline would run them: each stage blocks on an activation
 /// until the previous stage's forward has sent it, and on a gradient until the next stage's backward has.
@@ -46,7 +46,8 @@ final class ScheduleTests: XCTestCase {
                             switch op {
                             case .forward(let k):
                                 forwards.append(k)
-                                XCTAssertFalse(live.contains { $0 % slots == k % slots }, "\(schedule) p=\(p) m=\(m) s=\(s): slot reused while live")
+                                XCTAssertFalse(
+                                    live.contains { $0 % slots == k % slots }, "\(schedule) p=\(p) m=\(m) s=\(s): slot reused while live")
                                 live.insert(k)
                             case .backward(let k):
                                 XCTAssertTrue(forwards.contains(k)); inputs.append(k); weights.append(k); live.remove(k)
@@ -68,14 +69,20 @@ final class ScheduleTests: XCTestCase {
     func testZeroBubbleOrderForTwoStages() {
         let zb = PipelineSchedule.zeroBubble
         // Stage 0: three warm-up forwards, then B, F, W per micro-batch (nothing held back).
-        XCTAssertEqual(zb.ops(stage: 0, stages: 2, microBatches: 4),
-                       [.forward(0), .forward(1), .forward(2), .backwardInput(0), .forward(3), .backwardWeights(0),
-                        .backwardInput(1), .backwardWeights(1), .backwardInput(2), .backwardWeights(2), .backwardInput(3), .backwardWeights(3)])
+        XCTAssertEqual(
+            zb.ops(stage: 0, stages: 2, microBatches: 4),
+            [
+                .forward(0), .forward(1), .forward(2), .backwardInput(0), .forward(3), .backwardWeights(0),
+                .backwardInput(1), .backwardWeights(1), .backwardInput(2), .backwardWeights(2), .backwardInput(3), .backwardWeights(3),
+            ])
         // The last stage turns each forward around with B at once and holds two W back.
-        XCTAssertEqual(zb.ops(stage: 1, stages: 2, microBatches: 4),
-                       [.forward(0), .backwardInput(0), .forward(1), .backwardInput(1), .forward(2),
-                        .backwardInput(2), .forward(3), .backwardWeights(0), .backwardInput(3), .backwardWeights(1),
-                        .backwardWeights(2), .backwardWeights(3)])
+        XCTAssertEqual(
+            zb.ops(stage: 1, stages: 2, microBatches: 4),
+            [
+                .forward(0), .backwardInput(0), .forward(1), .backwardInput(1), .forward(2),
+                .backwardInput(2), .forward(3), .backwardWeights(0), .backwardInput(3), .backwardWeights(1),
+                .backwardWeights(2), .backwardWeights(3),
+            ])
         XCTAssertEqual(zb.slots(stage: 0, stages: 2, microBatches: 8), 4)
         XCTAssertEqual(zb.slots(stage: 1, stages: 2, microBatches: 8), 4)
         XCTAssertEqual(PipelineSchedule.oneFOneB.slots(stage: 0, stages: 4, microBatches: 8), 4)

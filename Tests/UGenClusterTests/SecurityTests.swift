@@ -1,7 +1,7 @@
 import Foundation
-import XCTest
 import UGenCluster
 import UGenTraining
+import XCTest
 
 /// CURVE between coordinator and workers: admitted keys train, others cannot join.
 final class SecurityTests: XCTestCase {
@@ -19,14 +19,25 @@ final class SecurityTests: XCTestCase {
     }
 
     func testInsecureRefusesANetworkBindAndRemoteWorkersNeedKeys() throws {
-        XCTAssertThrowsError(try SecurityPolicy.coordinator(keyFile: nil, authorized: nil, insecure: true, bind: "tcp://0.0.0.0:5555",
-                                                           localWorkers: 0, workersNeeded: 2))
-        XCTAssertThrowsError(try SecurityPolicy.coordinator(keyFile: nil, authorized: nil, insecure: false, bind: "tcp://127.0.0.1:5555",
-                                                           localWorkers: 1, workersNeeded: 2))
-        XCTAssertEqual(try SecurityPolicy.coordinator(keyFile: nil, authorized: nil, insecure: true, bind: "tcp://127.0.0.1:5555",
-                                                      localWorkers: 0, workersNeeded: 2).0, .plaintext)
-        if case .plaintext = try SecurityPolicy.coordinator(keyFile: nil, authorized: nil, insecure: false, bind: "tcp://127.0.0.1:0",
-                                                            localWorkers: 2, workersNeeded: 2).0 { XCTFail("local runs use CURVE by default") }
+        XCTAssertThrowsError(
+            try SecurityPolicy.coordinator(
+                keyFile: nil, authorized: nil, insecure: true, bind: "tcp://0.0.0.0:5555",
+                localWorkers: 0, workersNeeded: 2))
+        XCTAssertThrowsError(
+            try SecurityPolicy.coordinator(
+                keyFile: nil, authorized: nil, insecure: false, bind: "tcp://127.0.0.1:5555",
+                localWorkers: 1, workersNeeded: 2))
+        XCTAssertEqual(
+            try SecurityPolicy.coordinator(
+                keyFile: nil, authorized: nil, insecure: true, bind: "tcp://127.0.0.1:5555",
+                localWorkers: 0, workersNeeded: 2
+            ).0, .plaintext)
+        if case .plaintext = try SecurityPolicy.coordinator(
+            keyFile: nil, authorized: nil, insecure: false, bind: "tcp://127.0.0.1:0",
+            localWorkers: 2, workersNeeded: 2
+        ).0 {
+            XCTFail("local runs use CURVE by default")
+        }
     }
 
     func testOnlyAdmittedKeysJoinAndTrain() throws {
@@ -45,20 +56,32 @@ final class SecurityTests: XCTestCase {
 
         let patience = ["--coordinator-timeout", "1.5", "--give-up-after", "1"]
         // A key the coordinator was not given: the handshake is refused, the worker never joins.
-        let stranger = try runProcess(workerExecutable, ["join", "--coord", endpoint!, "--key", tmp + "/keys/stranger.key",
-                                                         "--coord-key", tmp + "/keys/coordinator.pub"] + patience)
+        let stranger = try runProcess(
+            workerExecutable,
+            [
+                "join", "--coord", endpoint!, "--key", tmp + "/keys/stranger.key",
+                "--coord-key", tmp + "/keys/coordinator.pub",
+            ] + patience)
         XCTAssertEqual(stranger.0, 3, stranger.2)
         // No key at all: plain text cannot talk to a CURVE server.
         let plain = try runProcess(workerExecutable, ["join", "--coord", endpoint!] + patience)
         XCTAssertEqual(plain.0, 3, plain.2)
         // The admitted key, but a wrong idea of the coordinator's key: refused by the worker's own handshake.
-        let fooled = try runProcess(workerExecutable, ["join", "--coord", endpoint!, "--key", tmp + "/keys/good.key",
-                                                       "--coord-key", tmp + "/keys/stranger.pub"] + patience)
+        let fooled = try runProcess(
+            workerExecutable,
+            [
+                "join", "--coord", endpoint!, "--key", tmp + "/keys/good.key",
+                "--coord-key", tmp + "/keys/stranger.pub",
+            ] + patience)
         XCTAssertEqual(fooled.0, 3, fooled.2)
         XCTAssertFalse(try events(tmp + "/run").contains { $0["kind"] as? String == "join" })
 
-        let good = try runProcess(workerExecutable, ["join", "--coord", endpoint!, "--key", tmp + "/keys/good.key",
-                                                     "--coord-key", tmp + "/keys/coordinator.pub"])
+        let good = try runProcess(
+            workerExecutable,
+            [
+                "join", "--coord", endpoint!, "--key", tmp + "/keys/good.key",
+                "--coord-key", tmp + "/keys/coordinator.pub",
+            ])
         XCTAssertEqual(good.0, 0, good.2)
         XCTAssertEqual(running.wait(), .finished(step: 3))
         let refused = try events(tmp + "/run").filter { $0["kind"] as? String == "refused" }
@@ -71,8 +94,9 @@ final class SecurityTests: XCTestCase {
         o.bind = "tcp://127.0.0.1:0"
         o.localWorkers = 2
         o.workerExecutable = workerExecutable
-        (o.security, o.authorizedKeys) = try SecurityPolicy.coordinator(keyFile: nil, authorized: nil, insecure: false, bind: o.bind,
-                                                                         localWorkers: 2, workersNeeded: 2)
+        (o.security, o.authorizedKeys) = try SecurityPolicy.coordinator(
+            keyFile: nil, authorized: nil, insecure: false, bind: o.bind,
+            localWorkers: 2, workersNeeded: 2)
         XCTAssertEqual(try Coordinator(o).run(), .finished(step: 4))
         XCTAssertEqual(try exactLosses(tmp + "/run"), Array(try referenceRun(try tinyConfig(["train.steps=4"])).losses))
     }
@@ -95,8 +119,11 @@ final class SecurityTests: XCTestCase {
         func proxy(tamper: Bool) throws -> (Process, String, Pipe) {
             let p = Process(), out = Pipe()
             p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            p.arguments = ["python3", packageRoot.appendingPathComponent("cluster/checks/tamper_proxy.py").path,
-                           String(endpoint!.dropFirst("tcp://".count))] + (tamper ? ["--tamper"] : [])
+            p.arguments =
+                [
+                    "python3", packageRoot.appendingPathComponent("cluster/checks/tamper_proxy.py").path,
+                    String(endpoint!.dropFirst("tcp://".count)),
+                ] + (tamper ? ["--tamper"] : [])
             p.standardOutput = out
             try p.run()
             var line = Data()
@@ -107,8 +134,10 @@ final class SecurityTests: XCTestCase {
         let worker = ["--key", tmp + "/keys/good.key", "--coord-key", tmp + "/keys/coordinator.pub"]
 
         let (bad, badEndpoint, badOut) = try proxy(tamper: true)
-        let refused = try runProcess(workerExecutable, ["join", "--coord", badEndpoint] + worker
-                                     + ["--coordinator-timeout", "1.5", "--give-up-after", "2"])
+        let refused = try runProcess(
+            workerExecutable,
+            ["join", "--coord", badEndpoint] + worker
+                + ["--coordinator-timeout", "1.5", "--give-up-after", "2"])
         bad.terminate()
         let tampered = String(decoding: badOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         XCTAssertTrue(tampered.contains("tampered"), "the proxy altered messages: \(tampered)")

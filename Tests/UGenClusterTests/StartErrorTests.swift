@@ -1,9 +1,9 @@
 import Foundation
-import XCTest
 import UGenCluster
 import UGenData
 import UGenStore
 import UGenTraining
+import XCTest
 
 /// Errors at start: one line naming the file, never a Swift struct dump; every
 /// failed start writes an `error` event; garbage in `latest` names the pointer and the newest good
@@ -12,8 +12,12 @@ final class StartErrorTests: XCTestCase {
     func start(_ tmp: String, _ args: [String]) throws -> (status: Int32, err: String) {
         let config = try tinyConfig(["train.steps=4"])
         try config.yaml.write(toFile: tmp + "/c.yaml", atomically: true, encoding: .utf8)
-        let (status, _, err) = try runProcess(coordExecutable, ["start", "--config", tmp + "/c.yaml", "--run", tmp + "/run",
-                                                                "--local-workers", "1", "--bind", "tcp://127.0.0.1:0"] + args)
+        let (status, _, err) = try runProcess(
+            coordExecutable,
+            [
+                "start", "--config", tmp + "/c.yaml", "--run", tmp + "/run",
+                "--local-workers", "1", "--bind", "tcp://127.0.0.1:0",
+            ] + args)
         return (status, err)
     }
 
@@ -62,7 +66,8 @@ final class StartErrorTests: XCTestCase {
         o.resume = "latest"
         XCTAssertThrowsError(try Coordinator(o)) { e in
             let text = "\(e)"
-            XCTAssertTrue(text.hasPrefix(tmp + "/run/checkpoints/step-00000002.h5: checkpoint has model.vocab_size = 322, the run has 302"), text)
+            XCTAssertTrue(
+                text.hasPrefix(tmp + "/run/checkpoints/step-00000002.h5: checkpoint has model.vocab_size = 322, the run has 302"), text)
             XCTAssertFalse(text.contains("ModelConfig(") || text.contains("\n"), text)
         }
         XCTAssertEqual(try lastError(tmp + "/run")?.contains("model.vocab_size"), true)

@@ -1,19 +1,21 @@
 import Foundation
-import XCTest
 import UGenCluster
 import UGenData
 import UGenKernels
 import UGenModel
 import UGenStore
 import UGenTraining
+import XCTest
 
 /// The package root and the build folder the test bundle runs from (the worker executable is there).
 let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
 var buildDirectory: URL {
-    let candidates = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
-                      Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent(),
-                      packageRoot.appendingPathComponent(".build/debug")]
+    let candidates = [
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
+        Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent(),
+        packageRoot.appendingPathComponent(".build/debug"),
+    ]
     return candidates.first { FileManager.default.isExecutableFile(atPath: $0.appendingPathComponent("ugen-worker").path) }
         ?? packageRoot.appendingPathComponent(".build/debug")
 }
@@ -35,7 +37,10 @@ enum ClusterDataset {
         if let dir { return dir }
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("ugen-cluster-data-\(getpid())").path
         try? FileManager.default.removeItem(atPath: root)
-        atexit { try? FileManager.default.removeItem(atPath: FileManager.default.temporaryDirectory.appendingPathComponent("ugen-cluster-data-\(getpid())").path) }
+        atexit {
+            try? FileManager.default.removeItem(
+                atPath: FileManager.default.temporaryDirectory.appendingPathComponent("ugen-cluster-data-\(getpid())").path)
+        }
         dir = try tokenize(prose, into: root)
         return dir!
     }
@@ -98,8 +103,10 @@ func referenceRun(_ config: RunConfig, steps: Int? = nil) throws -> (losses: [Do
 
 /// A cluster run with real worker processes on loopback; returns the logged losses.
 @discardableResult
-func clusterRun(_ config: RunConfig, run dir: String, resume: String? = nil, stopAfter: Int? = nil,
-                workers: Int? = nil) throws -> (outcome: Coordinator.Outcome, losses: [Double]) {
+func clusterRun(
+    _ config: RunConfig, run dir: String, resume: String? = nil, stopAfter: Int? = nil,
+    workers: Int? = nil
+) throws -> (outcome: Coordinator.Outcome, losses: [Double]) {
     var o = Coordinator.Options(config: config, runDirectory: dir)
     o.bind = "tcp://127.0.0.1:0"
     o.localWorkers = workers ?? config.stages * config.replicas
@@ -158,7 +165,9 @@ final class RunningCoordinator: @unchecked Sendable {
         let c = Box(try Coordinator(options))  // the Box carries it onto the thread (Coordinator is not Sendable)
         let bound = Box<String?>(nil), result = self.result, lock = self.lock
         c.value.onBound = { e in lock.withLock { bound.value = e } }
-        let t = Thread { let o = try? c.value.run(); lock.withLock { result.value = o } }
+        let t = Thread {
+            let o = try? c.value.run(); lock.withLock { result.value = o }
+        }
         t.start()
         while lock.withLock({ bound.value }) == nil && !t.isFinished { usleep(10_000) }
         coordinator = c.value

@@ -1,7 +1,8 @@
 import Foundation
-import XCTest
-@testable import UGenDashboard
 import UGenRecords
+import XCTest
+
+@testable import UGenDashboard
 
 final class DashboardTests: XCTestCase {
     func testFramesFollowAGrowingLog() {
@@ -18,8 +19,8 @@ final class DashboardTests: XCTestCase {
         var frame = dash.renderFrame(width: 100, now: 1_700_000_010)
         XCTAssertTrue(frame.contains("step 4 / 500"), frame)
         XCTAssertTrue(frame.contains("8 / 64 visual ids"), frame)
-        XCTAssertTrue(frame.contains("node-b"), frame)           // host from the join event
-        XCTAssertTrue(frame.contains("node-a"), frame)           // host from the stage entry
+        XCTAssertTrue(frame.contains("node-b"), frame)  // host from the join event
+        XCTAssertTrue(frame.contains("node-a"), frame)  // host from the stage entry
         XCTAssertTrue(frame.contains("join"), frame)
         XCTAssertTrue(frame.contains("vocab_schedule.kind=progressive"), frame)
         XCTAssertTrue(frame.contains("train.precision=bf16"), frame)
@@ -30,7 +31,7 @@ final class DashboardTests: XCTestCase {
         frame = dash.renderFrame(width: 100, now: 1_700_000_010)
         XCTAssertTrue(frame.contains("step 5 / 500"), frame)
         XCTAssertTrue(frame.contains("32 / 64 visual ids  50%"), frame)
-        XCTAssertTrue(frame.contains("now 3.250"), frame)         // image→text's first point
+        XCTAssertTrue(frame.contains("now 3.250"), frame)  // image→text's first point
         XCTAssertEqual(dash.state.curves.losses["loss_txt2img"]?.steps, [5])
         XCTAssertEqual(dash.state.curves.losses["loss_text"]?.count, 6)
         XCTAssertTrue(dash.poll().isEmpty)
@@ -76,7 +77,7 @@ final class DashboardTests: XCTestCase {
         XCTAssertEqual(s.steps.first.map { $0 < 1000 }, true, "the start of the run is still there")
         XCTAssertEqual(s.steps, s.steps.sorted())
         XCTAssertEqual(s.steps.suffix(16), ArraySlice(99_984..<100_000), "recent points at full resolution")
-        s.append(step: 99_990, value: -1)                  // resumed from a checkpoint at step 99,990
+        s.append(step: 99_990, value: -1)  // resumed from a checkpoint at step 99,990
         XCTAssertEqual(s.last?.step, 99_990)
         XCTAssertEqual(s.last?.value, -1)
         XCTAssertFalse(s.steps.contains(99_995))
@@ -87,7 +88,7 @@ final class DashboardTests: XCTestCase {
         if case .success(let r) = JSONLine.decode(MetricsRecord.self, from: Data(metricsLine(step: 1).utf8)) {
             st.apply(r)
         }
-        st.apply(RunEvent(time: 1_700_000_000, kind: "lost", details: [.init(key: "worker", value: "1")]))   // older than the step
+        st.apply(RunEvent(time: 1_700_000_000, kind: "lost", details: [.init(key: "worker", value: "1")]))  // older than the step
         XCTAssertEqual(st.status.workers.first { $0.id == "1" }?.state, "up")
         st.apply(RunEvent(time: 1_800_000_000, kind: "lost", details: [.init(key: "worker", value: "1")]))
         XCTAssertEqual(st.status.workers.first { $0.id == "1" }?.state, "lost")
@@ -108,9 +109,11 @@ final class DashboardTests: XCTestCase {
         XCTAssertTrue(ascii.allSatisfy { $0.allSatisfy(\.isASCII) })
         XCTAssertNotEqual(ascii[2].last, " ", "and ends bottom right")
 
-        let r = MetricsRecord(step: 7, loss: 1.5, lossTxt2Img: 2, lr: 1e-3, gradNorm: 0.5, tokens: 10,
-                              tokensPerS: 100, activeVisualIds: 16, visualCodebook: 64)
-        XCTAssertEqual(TerminalView.plainLine(r, codebook: 64),
-                       "step 7  loss 1.5000  text→image 2.0000  lr 1.00e-03  grad_norm 0.500  tokens/s 100  vocab 16/64")
+        let r = MetricsRecord(
+            step: 7, loss: 1.5, lossTxt2Img: 2, lr: 1e-3, gradNorm: 0.5, tokens: 10,
+            tokensPerS: 100, activeVisualIds: 16, visualCodebook: 64)
+        XCTAssertEqual(
+            TerminalView.plainLine(r, codebook: 64),
+            "step 7  loss 1.5000  text→image 2.0000  lr 1.00e-03  grad_norm 0.500  tokens/s 100  vocab 16/64")
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import UGenDashboard
 
 final class LogFollowerTests: XCTestCase {
@@ -40,7 +41,7 @@ final class LogFollowerTests: XCTestCase {
         append("one\ntwo\nthree\n", to: path)
         let f = LogFollower(path: path)
         XCTAssertEqual(texts(f.poll()), ["one", "two", "three"])
-        try! "new\n".write(toFile: path, atomically: false, encoding: .utf8)    // same inode, shorter
+        try! "new\n".write(toFile: path, atomically: false, encoding: .utf8)  // same inode, shorter
         let b = f.poll()
         XCTAssertTrue(b.reset)
         XCTAssertEqual(texts(b), ["new"])
@@ -52,8 +53,8 @@ final class LogFollowerTests: XCTestCase {
         let f = LogFollower(path: path)
         XCTAssertEqual(texts(f.poll()), ["old1"])
         append("old2\n", to: path)
-        try FileManager.default.moveItem(atPath: path, toPath: dir + "/m.jsonl.1")    // rotated away
-        append("fresh1\nfresh2\n", to: path)                                            // new inode
+        try FileManager.default.moveItem(atPath: path, toPath: dir + "/m.jsonl.1")  // rotated away
+        append("fresh1\nfresh2\n", to: path)  // new inode
         let rest = f.poll()
         XCTAssertFalse(rest.reset)
         XCTAssertEqual(texts(rest), ["old2"])

@@ -1,11 +1,13 @@
 import Foundation
 import XCTest
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+
 @testable import UGenDashboard
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 final class WebServerTests: XCTestCase {
     /// A dashboard on a run with three steps, served on a free port.

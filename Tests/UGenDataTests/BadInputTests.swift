@@ -1,5 +1,6 @@
-import XCTest
 import UGenStore
+import XCTest
+
 @testable import UGenData
 
 /// Bad input gets one line naming the file (and line), and leaves no output that looks complete.
@@ -34,8 +35,9 @@ final class BadInputTests: XCTestCase {
 
         let fake = try write("fake.png", "GIF89a, not a PNG")
         let pairs = try write("pairs.jsonl", "{\"image\": \"fake.png\", \"caption\": \"a fake\"}\n")
-        assertFails(TokenizeOptions(textFiles: [good], pairFiles: [pairs], outDir: out),
-                    message: "\(pairs):1: \(fake): not a PNG image")
+        assertFails(
+            TokenizeOptions(textFiles: [good], pairFiles: [pairs], outDir: out),
+            message: "\(pairs):1: \(fake): not a PNG image")
 
         let noCaption = try write("nocaption.jsonl", "\n{\"image\": \"fake.png\"}\n")
         assertFails(TokenizeOptions(pairFiles: [noCaption], outDir: out), message: "\(noCaption):2: missing \"caption\" string")
@@ -52,7 +54,7 @@ final class BadInputTests: XCTestCase {
     func testExternalVisualIds() throws {
         let dir = try temporaryDirectory(self)
         let pairs = dir.appendingPathComponent("ids.jsonl").path
-        let lines = (0 ..< 30).map { "{\"image_ids\": [\($0 % 7), \($0 % 5), 6, 0], \"caption\": \"code \($0)\"}" }
+        let lines = (0..<30).map { "{\"image_ids\": [\($0 % 7), \($0 % 5), 6, 0], \"caption\": \"code \($0)\"}" }
         try lines.joined(separator: "\n").write(toFile: pairs, atomically: true, encoding: .utf8)
         var options = TokenizeOptions(pairFiles: [pairs], outDir: dir.appendingPathComponent("out").path)
         options.externalCodebook = 7
@@ -61,8 +63,8 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(summary.layout.codebookSize, 7)
         XCTAssertEqual(summary.visualTokensPerImage, 4)
         let reader = try DatasetReader(path: dir.appendingPathComponent("out/train.h5").path)
-        let e = try (0 ..< reader.count).map { try reader.example($0) }.first { $0.task == .imageToText }!
-        XCTAssert(e.tokens[2 ..< 6].allSatisfy { reader.layout.isVisual($0) })
+        let e = try (0..<reader.count).map { try reader.example($0) }.first { $0.task == .imageToText }!
+        XCTAssert(e.tokens[2..<6].allSatisfy { reader.layout.isVisual($0) })
         XCTAssertEqual(try UGenStore.TokenizerFile.read(dir.appendingPathComponent("out/tokenizer.h5").path).kind, "external")
     }
 }

@@ -1,6 +1,7 @@
-import XCTest
 import UGenKernels
 import UGenStore
+import XCTest
+
 @testable import UGenData
 
 /// The colour image path: RGB 4×4 patches, images of several sizes on one canvas, held-out pairs files,
@@ -9,17 +10,17 @@ final class ColourImageTests: XCTestCase {
     /// `count` 32×32 RGB images: two or three coloured discs and squares on white, like a small emoji.
     static func shapes(_ count: Int, seed: UInt64, size: Int = 32) -> [PNGImage] {
         var rng = SplitMix64(seed: seed)
-        return (0 ..< count).map { _ in
+        return (0..<count).map { _ in
             var pixels = [UInt8](repeating: 255, count: size * size * 3)
-            for _ in 0 ..< 2 + rng.nextInt(below: 2) {
-                let colour = (0 ..< 3).map { _ in UInt8(rng.nextInt(below: 256)) }
+            for _ in 0..<2 + rng.nextInt(below: 2) {
+                let colour = (0..<3).map { _ in UInt8(rng.nextInt(below: 256)) }
                 let (cx, cy, r) = (rng.nextInt(below: size), rng.nextInt(below: size), 4 + rng.nextInt(below: size / 3))
                 let disc = rng.nextInt(below: 2) == 0
-                for y in 0 ..< size {
-                    for x in 0 ..< size {
+                for y in 0..<size {
+                    for x in 0..<size {
                         let (dx, dy) = (x - cx, y - cy)
                         guard disc ? dx * dx + dy * dy <= r * r : abs(dx) <= r && abs(dy) <= r else { continue }
-                        for c in 0 ..< 3 { pixels[(y * size + x) * 3 + c] = colour[c] }
+                        for c in 0..<3 { pixels[(y * size + x) * 3 + c] = colour[c] }
                     }
                 }
             }
@@ -38,8 +39,10 @@ final class ColourImageTests: XCTestCase {
         // Through tokenizer.h5 and back, as generation loads it.
         let dir = try temporaryDirectory(self)
         let path = dir.appendingPathComponent("tokenizer.h5").path
-        try TokenizerFile(merges: [], codebook: vq.codebook, codebookSize: 64, patch: 4, channels: 3, imageWidth: 32,
-                          imageHeight: 32, kind: "kmeans").write(to: path)
+        try TokenizerFile(
+            merges: [], codebook: vq.codebook, codebookSize: 64, patch: 4, channels: 3, imageWidth: 32,
+            imageHeight: 32, kind: "kmeans"
+        ).write(to: path)
         let loaded = try XCTUnwrap(try Tokenizers(path: path).image)
         XCTAssertEqual(loaded.codebook, vq.codebook)
 
@@ -47,24 +50,30 @@ final class ColourImageTests: XCTestCase {
         var squared = 0.0
         for (image, codes) in zip(heldOut, report.codes) {
             XCTAssertEqual(codes.count, 64)
-            XCTAssert(codes.allSatisfy { (0 ..< 64).contains($0) })
+            XCTAssert(codes.allSatisfy { (0..<64).contains($0) })
             let back = loaded.decode(codes)
             XCTAssertEqual([back.width, back.height, back.channels], [32, 32, 3])
             squared += back.meanSquaredError(to: image)
         }
         let psnr = 10 * log10(255 * 255 / (squared / Double(heldOut.count)))
         XCTAssertEqual(report.psnr, psnr, accuracy: 1e-9, "the reported PSNR is the round trip's")
-        let blank = heldOut.map { $0.meanSquaredError(to: PNGImage(width: 32, height: 32, channels: 3,
-                                                                       pixels: [UInt8](repeating: 255, count: 3072))) }
+        let blank = heldOut.map {
+            $0.meanSquaredError(
+                to: PNGImage(
+                    width: 32, height: 32, channels: 3,
+                    pixels: [UInt8](repeating: 255, count: 3072)))
+        }
         let blankPSNR = 10 * log10(255 * 255 / (blank.reduce(0, +) / Double(blank.count)))
-        print(String(format: "held-out synthetic RGB: PSNR %.2f dB (all-white guess %.2f dB), perplexity %.1f, %d dead of 64",
-                     report.psnr, blankPSNR, report.perplexity, report.deadCodes))
+        print(
+            String(
+                format: "held-out synthetic RGB: PSNR %.2f dB (all-white guess %.2f dB), perplexity %.1f, %d dead of 64",
+                report.psnr, blankPSNR, report.perplexity, report.deadCodes))
         XCTAssertGreaterThan(report.psnr, 18)
         XCTAssertGreaterThan(report.psnr, blankPSNR + 6)
         XCTAssertGreaterThan(report.perplexity, 8)
 
         // Codebook patches come back exactly: decode then encode is the identity on the codes.
-        let codes = (0 ..< 64).map { ($0 * 37) % 64 }
+        let codes = (0..<64).map { ($0 * 37) % 64 }
         XCTAssertEqual(loaded.encode(loaded.decode(codes)), codes)
     }
 
@@ -94,9 +103,13 @@ final class ColourImageTests: XCTestCase {
 
         let grey = PNGImage(width: 2, height: 1, channels: 1, pixels: [10, 20])
         let c = grey.centred(inWidth: 4, height: 3)
-        XCTAssertEqual(c.pixels, [0, 0, 0, 0,
-                                  0, 10, 20, 0,
-                                  0, 0, 0, 0])
+        XCTAssertEqual(
+            c.pixels,
+            [
+                0, 0, 0, 0,
+                0, 10, 20, 0,
+                0, 0, 0, 0,
+            ])
         XCTAssertEqual(grey.centred(inWidth: 2, height: 1), grey)
     }
 
@@ -104,9 +117,9 @@ final class ColourImageTests: XCTestCase {
     /// own; drawn uniformly from the pooled patches they would be a 5% minority.
     func testStratifiedSampleServesTheSmallSource() throws {
         let grey = Self.shapes(60, seed: 5).map { $0.converted(toChannels: 1).converted(toChannels: 3) }
-        let red = (0 ..< 3).map { (i: Int) -> PNGImage in
+        let red = (0..<3).map { (i: Int) -> PNGImage in
             var pixels = [UInt8](repeating: 0, count: 3072)
-            for p in 0 ..< 1024 {
+            for p in 0..<1024 {
                 pixels[3 * p] = UInt8(128 + (p * 7 + i * 13) % 128)
                 pixels[3 * p + 1] = UInt8((p / 32) * 2)
             }
@@ -114,8 +127,9 @@ final class ColourImageTests: XCTestCase {
         }
         let images = grey + red, groups = [Int](repeating: 0, count: 60) + [1, 1, 1]
         func redError(_ groups: [Int]?) throws -> Double {
-            let vq = try VQTokenizer.train(images: images, groups: groups, codebookSize: 16, patch: 4, iterations: 5,
-                                           seed: 1, maxPatches: 1000)
+            let vq = try VQTokenizer.train(
+                images: images, groups: groups, codebookSize: 16, patch: 4, iterations: 5,
+                seed: 1, maxPatches: 1000)
             return red.map { vq.decode(vq.encode($0)).meanSquaredError(to: $0) }.reduce(0, +)
         }
         let (pooled, stratified) = (try redError(nil), try redError(groups))

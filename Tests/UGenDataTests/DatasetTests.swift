@@ -1,7 +1,8 @@
 import Foundation
-import UGenStore
 import UGenKernels
+import UGenStore
 import XCTest
+
 @testable import UGenData
 
 final class DatasetTests: XCTestCase {
@@ -45,7 +46,7 @@ final class DatasetTests: XCTestCase {
         let bpe = tokenizers.text, vq = try XCTUnwrap(tokenizers.image)
 
         var seen = Set<ExampleTask>()
-        for i in 0 ..< train.count {
+        for i in 0..<train.count {
             let e = try train.example(i)
             XCTAssertEqual(e.task, train.task(of: i))
             XCTAssertEqual(e.tokens.count, train.length(of: i))
@@ -57,11 +58,11 @@ final class DatasetTests: XCTestCase {
                 XCTAssertEqual(e.tokens.last, layout.eos)
                 XCTAssertFalse(bpe.decodeText(e.tokens).isEmpty)
             case .imageToText:
-                XCTAssertEqual(Array(e.tokens[1 ... 1]), [layout.boi])
+                XCTAssertEqual(Array(e.tokens[1...1]), [layout.boi])
                 XCTAssertEqual(e.tokens[18], layout.eoi)
                 let caption = bpe.decodeText(Array(e.tokens[19...]))
                 XCTAssert(caption.contains(where: \.isLetter) || caption.contains(where: \.isNumber), caption)
-                let image = vq.decode(e.tokens[2 ..< 18].map { layout.code(of: $0) })
+                let image = vq.decode(e.tokens[2..<18].map { layout.code(of: $0) })
                 XCTAssertEqual(image.width, 8)
             case .textToImage:
                 XCTAssertEqual(Array(e.tokens.suffix(2)), [layout.eoi, layout.eos])
@@ -70,8 +71,8 @@ final class DatasetTests: XCTestCase {
             seen.insert(e.task)
         }
         XCTAssertEqual(seen, Set(ExampleTask.allCases))
-        let slice = try train.examples(3 ..< 7)
-        XCTAssertEqual(slice, try (3 ..< 7).map { try train.example($0) })
+        let slice = try train.examples(3..<7)
+        XCTAssertEqual(slice, try (3..<7).map { try train.example($0) })
     }
 
     func testDatasetSchemaReadByH5py() throws {
@@ -170,9 +171,11 @@ final class DatasetTests: XCTestCase {
         let writer = try DatasetFileWriter(path: path, wideTokens: layout.vocabSize > 65536)
         var expected: [Example] = []
         var next: Int32 = 0
-        for i in 0 ..< 2000 {
+        for i in 0..<2000 {
             let n = 1 + (i * 7919) % 60
-            let tokens = (0 ..< n).map { _ -> Int32 in next = (next + 7) % Int32(layout.vocabSize); return next }
+            let tokens = (0..<n).map { _ -> Int32 in
+                next = (next + 7) % Int32(layout.vocabSize); return next
+            }
             let e = Example(tokens: tokens, mask: tokens.map { UInt8($0 & 1) }, task: ExampleTask(rawValue: UInt8(i % 3))!)
             try writer.append(tokens: e.tokens, mask: e.mask, task: e.task.rawValue)
             expected.append(e)
@@ -186,10 +189,10 @@ final class DatasetTests: XCTestCase {
         XCTAssertGreaterThan(reader.tokenCount, 3 * 16_384)
         XCTAssertEqual(try H5File.open(path).storedType(of: "/tokens").bytes, 4)
         var rng = SplitMix64(seed: 1)
-        for _ in 0 ..< 500 {
+        for _ in 0..<500 {
             let i = rng.nextInt(below: expected.count)
             XCTAssertEqual(try reader.example(i), expected[i])
         }
-        XCTAssertEqual(try reader.examples(0 ..< expected.count), expected)
+        XCTAssertEqual(try reader.examples(0..<expected.count), expected)
     }
 }

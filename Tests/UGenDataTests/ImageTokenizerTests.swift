@@ -1,11 +1,12 @@
 import XCTest
+
 @testable import UGenData
 
 final class ImageTokenizerTests: XCTestCase {
     func testPNGRoundTripGreyAndRGB() throws {
         let dir = try temporaryDirectory(self)
-        let grey = PNGImage(width: 5, height: 3, channels: 1, pixels: (0 ..< 15).map { UInt8($0 * 17) })
-        let rgb = PNGImage(width: 4, height: 2, channels: 3, pixels: (0 ..< 24).map { UInt8(($0 * 37) % 256) })
+        let grey = PNGImage(width: 5, height: 3, channels: 1, pixels: (0..<15).map { UInt8($0 * 17) })
+        let rgb = PNGImage(width: 4, height: 2, channels: 3, pixels: (0..<24).map { UInt8(($0 * 37) % 256) })
         for (name, image) in [("grey.png", grey), ("rgb.png", rgb)] {
             let path = dir.appendingPathComponent(name).path
             try image.write(path)
@@ -35,7 +36,7 @@ final class ImageTokenizerTests: XCTestCase {
         XCTAssertEqual(Digits.caption(label: 7, variant: 0), "a handwritten seven")
         XCTAssertEqual(Digits.caption(label: 8, variant: 3), "an eight")
         XCTAssertEqual(Digits.caption(label: 1, variant: 3), "a one")
-        XCTAssertEqual(Set((0 ..< 12).map { Digits.caption(label: 3, variant: $0) }).count, 12, "varied wording")
+        XCTAssertEqual(Set((0..<12).map { Digits.caption(label: 3, variant: $0) }).count, 12, "varied wording")
     }
 
     /// Reconstruction error on real digits must fall as the codebook grows.

@@ -1,5 +1,6 @@
 import UGenBench
 import XCTest
+
 @testable import UGenData
 
 final class PackerTests: XCTestCase {
@@ -10,11 +11,11 @@ final class PackerTests: XCTestCase {
         let b = try packer.nextBatch()
         XCTAssertEqual(b.inputs.count, 4 * 64)
         XCTAssertEqual([b.targets.count, b.mask.count, b.tasks.count], [256, 256, 256])
-        for r in 0 ..< 4 {
+        for r in 0..<4 {
             let row = r * 64
             XCTAssertEqual(b.inputs[row], layout.bos, "every row starts with an example")
-            for t in 0 ..< 63 { XCTAssertEqual(b.inputs[row + t + 1], b.targets[row + t], "targets are inputs shifted by one") }
-            for t in 0 ..< 64 {
+            for t in 0..<63 { XCTAssertEqual(b.inputs[row + t + 1], b.targets[row + t], "targets are inputs shifted by one") }
+            for t in 0..<64 {
                 if b.tasks[row + t] == Batch.paddingTask {
                     XCTAssertEqual(b.targets[row + t], layout.pad)
                     XCTAssertEqual(b.mask[row + t], 0)
@@ -35,7 +36,7 @@ final class PackerTests: XCTestCase {
         let b = try Packer(readers: [reader], rows: 3, seqLen: 48, weights: weights, seed: 11)
         var saved: PackerState?
         var continuation: [Batch] = []
-        for step in 0 ..< 40 {  // several passes over the 5 text examples
+        for step in 0..<40 {  // several passes over the 5 text examples
             if step == 17 { saved = try JSONDecoder().decode(PackerState.self, from: JSONEncoder().encode(a.state)) }
             let x = try a.nextBatch(textOnly: step < 5), y = try b.nextBatch(textOnly: step < 5)
             XCTAssertEqual(x, y, "same seed, same batches")
@@ -53,7 +54,7 @@ final class PackerTests: XCTestCase {
     func testTextOnlyStepsDrawOnlyText() throws {
         let reader = try DatasetReader(path: try SmallDataset.shared().train)
         let packer = try Packer(readers: [reader], rows: 4, seqLen: 32, seed: 5)
-        for _ in 0 ..< 5 {
+        for _ in 0..<5 {
             let b = try packer.nextBatch(textOnly: true)
             XCTAssert(b.tasks.allSatisfy { $0 == ExampleTask.text.rawValue || $0 == Batch.paddingTask })
             XCTAssertFalse(b.inputs.contains { reader.layout.isVisual($0) })
@@ -62,7 +63,8 @@ final class PackerTests: XCTestCase {
 
     func testTooLongExamplesAreTruncatedToARow() throws {
         let reader = try DatasetReader(path: try SmallDataset.shared().train)
-        let packer = try Packer(readers: [reader], rows: 2, seqLen: 8, weights: TaskWeights(text: 1, imageToText: 0, textToImage: 0), seed: 1)
+        let packer = try Packer(
+            readers: [reader], rows: 2, seqLen: 8, weights: TaskWeights(text: 1, imageToText: 0, textToImage: 0), seed: 1)
         let b = try packer.nextBatch()
         XCTAssertFalse(b.tasks.contains(Batch.paddingTask), "a paragraph fills an 8-token row by itself")
         XCTAssertEqual(b.inputs[0], reader.layout.bos)

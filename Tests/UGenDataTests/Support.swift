@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import UGenData
 
 /// A fresh temporary directory, removed when the test ends.
@@ -56,7 +57,8 @@ final class SmallDataset {
         let raw = dir.appendingPathComponent("raw")
         try FileManager.default.createDirectory(at: raw, withIntermediateDirectories: true)
         let text = raw.appendingPathComponent("prose.txt").path
-        try (englishProse + "\n%\nA fortune-style document after a % separator.\n%\n").write(toFile: text, atomically: true, encoding: .utf8)
+        try (englishProse + "\n%\nA fortune-style document after a % separator.\n%\n").write(
+            toFile: text, atomically: true, encoding: .utf8)
         let pairs = try Digits.prepare(csv: digitsFixture, out: raw.appendingPathComponent("digits").path)
         var options = TokenizeOptions(textFiles: [text], pairFiles: [pairs], outDir: dir.appendingPathComponent("out").path)
         options.textVocab = 320
@@ -73,4 +75,3 @@ final class SmallDataset {
         return d
     }
 }
-

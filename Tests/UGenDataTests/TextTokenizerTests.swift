@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import UGenData
 
 final class TextTokenizerTests: XCTestCase {
@@ -18,13 +19,13 @@ final class TextTokenizerTests: XCTestCase {
             XCTAssert(ids.allSatisfy { $0 >= 0 && Int($0) < bpe.vocabSize })
         }
         var rng = SystemRandomNumberGenerator()
-        for _ in 0 ..< 200 {
-            let scalars = (0 ..< Int.random(in: 0 ... 40, using: &rng)).compactMap { _ in
-                Unicode.Scalar(UInt32.random(in: 0 ... 0x1F9FF, using: &rng))
+        for _ in 0..<200 {
+            let scalars = (0..<Int.random(in: 0...40, using: &rng)).compactMap { _ in
+                Unicode.Scalar(UInt32.random(in: 0...0x1F9FF, using: &rng))
             }
             let s = String(String.UnicodeScalarView(scalars))
             XCTAssertEqual(bpe.decodeText(bpe.encode(s)), s)
-            let bytes = (0 ..< 50).map { _ in UInt8.random(in: 0 ... 255, using: &rng) }
+            let bytes = (0..<50).map { _ in UInt8.random(in: 0...255, using: &rng) }
             XCTAssertEqual(bpe.decode(bpe.encode(bytes)), bytes, "arbitrary bytes (not UTF-8) round trip too")
         }
     }
@@ -45,7 +46,7 @@ final class TextTokenizerTests: XCTestCase {
     }
 
     func testMergesNeverCrossWordBoundaries() {
-        for id in 256 ..< Int32(Self.tokenizer.vocabSize) {
+        for id in 256..<Int32(Self.tokenizer.vocabSize) {
             let bytes = Self.tokenizer.bytes(of: id)
             // A space may only lead a token (" the"), never sit inside or at the end of a word token.
             if let space = bytes.lastIndex(of: 0x20), bytes.contains(where: { $0 != 0x20 }) {

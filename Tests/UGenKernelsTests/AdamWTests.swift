@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import UGenKernels
 
 final class AdamWTests: XCTestCase {

@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import UGenKernels
 
 /// bf16 rounding, and the bf16 products of `BLAS.gemm` against a float64 product of the same rounded
@@ -31,9 +32,11 @@ final class BF16Tests: XCTestCase {
         var src = (0..<(rows * ld)).map { _ in Float(rng.nextNormal()) }
         src[5] = .nan; src[6] = .infinity; src[7] = Float(bitPattern: 0x3F80_8000)
         var dst = [UInt16](repeating: 0, count: rows * cols)
-        src.withUnsafeBufferPointer { s in dst.withUnsafeMutableBufferPointer { d in
-            BF16.convert(s.baseAddress!, ld: ld, rows: rows, cols: cols, into: d.baseAddress!)
-        } }
+        src.withUnsafeBufferPointer { s in
+            dst.withUnsafeMutableBufferPointer { d in
+                BF16.convert(s.baseAddress!, ld: ld, rows: rows, cols: cols, into: d.baseAddress!)
+            }
+        }
         for r in 0..<rows { for c in 0..<cols { XCTAssertEqual(dst[r * cols + c], BF16.round(src[r * ld + c]), "row \(r) col \(c)") } }
     }
 
@@ -59,13 +62,19 @@ final class BF16Tests: XCTestCase {
                         let bLow = b.map(BF16.round)
                         for useCopy in [false, true] {
                             var c = c0
-                            a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in bLow.withUnsafeBufferPointer { lp in
-                                c.withUnsafeMutableBufferPointer { cp in
-                                    BLAS.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ap.baseAddress!, lda: lda,
-                                              b: bp.baseAddress!, ldb: ldb, bBF16: useCopy ? lp.baseAddress! : nil, beta: beta,
-                                              c: cp.baseAddress!, ldc: ldc, precision: .bf16)
+                            a.withUnsafeBufferPointer { ap in
+                                b.withUnsafeBufferPointer { bp in
+                                    bLow.withUnsafeBufferPointer { lp in
+                                        c.withUnsafeMutableBufferPointer { cp in
+                                            BLAS.gemm(
+                                                transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ap.baseAddress!,
+                                                lda: lda,
+                                                b: bp.baseAddress!, ldb: ldb, bBF16: useCopy ? lp.baseAddress! : nil, beta: beta,
+                                                c: cp.baseAddress!, ldc: ldc, precision: .bf16)
+                                        }
+                                    }
                                 }
-                            } } }
+                            }
                             var worst = 0.0
                             for i in stride(from: 0, to: m, by: m > 100 ? 7 : 1) {  // a sample of the large case's rows
                                 for j in 0..<n {
@@ -78,7 +87,8 @@ final class BF16Tests: XCTestCase {
                                 }
                                 for j in n..<ldc { XCTAssertEqual(c[i * ldc + j], c0[i * ldc + j], "padding of row \(i) untouched") }
                             }
-                            XCTAssertLessThanOrEqual(worst, 1, "m\(m) n\(n) k\(k) transA \(transA) transB \(transB) threads \(threads) copy \(useCopy)")
+                            XCTAssertLessThanOrEqual(
+                                worst, 1, "m\(m) n\(n) k\(k) transA \(transA) transB \(transB) threads \(threads) copy \(useCopy)")
                         }
                     }
                 }
@@ -99,10 +109,15 @@ final class BF16Tests: XCTestCase {
             for threads in [1, 2] {
                 Parallel.width = threads
                 var c = [Float](repeating: 0, count: m * n)
-                a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
-                    BLAS.gemm(transB: true, m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, ldb: k,
-                              c: cp.baseAddress!, ldc: n, precision: precision)
-                } } }
+                a.withUnsafeBufferPointer { ap in
+                    b.withUnsafeBufferPointer { bp in
+                        c.withUnsafeMutableBufferPointer { cp in
+                            BLAS.gemm(
+                                transB: true, m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, ldb: k,
+                                c: cp.baseAddress!, ldc: n, precision: precision)
+                        }
+                    }
+                }
                 results.append(c)
             }
             XCTAssertEqual(results[0], results[1], "\(precision)")

@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import UGenKernels
 
 /// Every backward pass against central finite differences of a scalar probe loss L = Σ out ⊙ R
@@ -20,8 +21,10 @@ final class FiniteDifferenceTests: XCTestCase {
     }
 
     /// Central differences of `loss` w.r.t. every element of `x`, compared with `analytic`.
-    func assertGradient(_ name: String, x: Tensor, analytic: Tensor, eps: Float = 1e-2, tol: Double = 2e-3,
-                        loss: () -> Double, file: StaticString = #filePath, line: UInt = #line) {
+    func assertGradient(
+        _ name: String, x: Tensor, analytic: Tensor, eps: Float = 1e-2, tol: Double = 2e-3,
+        loss: () -> Double, file: StaticString = #filePath, line: UInt = #line
+    ) {
         var num = 0.0, den = 0.0
         for i in 0..<x.count {
             let orig = x[i]
@@ -111,7 +114,10 @@ final class FiniteDifferenceTests: XCTestCase {
         let w = randomTensor([v, d]), r = randomTensor([n, d])
         let tokens: [Int32] = [1, 3, 1, 0, 3, 1]
         let out = Tensor([n, d]), dw = Tensor([v, d])
-        func loss() -> Double { tokens.withUnsafeBufferPointer { Embedding.forward(out: out.data, tokens: $0.baseAddress!, w: w.data, n: n, d: d) }; return dot(out, r) }
+        func loss() -> Double {
+            tokens.withUnsafeBufferPointer { Embedding.forward(out: out.data, tokens: $0.baseAddress!, w: w.data, n: n, d: d) };
+            return dot(out, r)
+        }
         tokens.withUnsafeBufferPointer { Embedding.backward(dw: dw.data, dout: r.data, tokens: $0.baseAddress!, n: n, d: d) }
         assertGradient("embedding", x: w, analytic: dw, loss: loss)
     }
@@ -126,10 +132,15 @@ final class FiniteDifferenceTests: XCTestCase {
         let work = Tensor([n, v]), tokenLoss = Tensor([n]), grad = Tensor([n, v])
         func loss() -> Double {
             work.copy(from: logits)
-            targets.withUnsafeBufferPointer { t in mask.withUnsafeBufferPointer { m in inactive.withUnsafeBufferPointer { ia in
-                CrossEntropy.forwardBackward(logits: work.data, tokenLoss: tokenLoss.data, targets: t.baseAddress!, mask: m.baseAddress!,
-                                             inactive: ia.baseAddress!, gradScale: scale, n: n, v: v)
-            } } }
+            targets.withUnsafeBufferPointer { t in
+                mask.withUnsafeBufferPointer { m in
+                    inactive.withUnsafeBufferPointer { ia in
+                        CrossEntropy.forwardBackward(
+                            logits: work.data, tokenLoss: tokenLoss.data, targets: t.baseAddress!, mask: m.baseAddress!,
+                            inactive: ia.baseAddress!, gradScale: scale, n: n, v: v)
+                    }
+                }
+            }
             var s = 0.0
             for r in 0..<n { s += Double(mask[r]) * Double(tokenLoss[r]) }
             return s * Double(scale)
@@ -153,8 +164,9 @@ final class FiniteDifferenceTests: XCTestCase {
         let logits: [Float] = [100, -150, 0, 1, 2]
         var work = logits, tokenLoss: [Float] = [0]
         let targets: [Int32] = [1], mask: [Float] = [1]
-        CrossEntropy.forwardBackward(logits: &work, tokenLoss: &tokenLoss, targets: targets, mask: mask, inactive: nil,
-                                     gradScale: 1, n: 1, v: v)
+        CrossEntropy.forwardBackward(
+            logits: &work, tokenLoss: &tokenLoss, targets: targets, mask: mask, inactive: nil,
+            gradScale: 1, n: 1, v: v)
         let exact = log(logits.map { exp(Double($0) - 100) }.reduce(0, +)) + 250
         XCTAssertTrue(tokenLoss[0].isFinite)
         XCTAssertEqual(Double(tokenLoss[0]), exact, accuracy: 1e-4)
@@ -172,8 +184,11 @@ final class FastExpTests: XCTestCase {
         while x < 88.37 { inputs.append(x); x += 0.0137 }
         inputs += [0, -0.0, 1e-8, -1e-8, 0.5 * Float(M_LN2), -0.5 * Float(M_LN2)]
         var out = [Float](repeating: 0, count: inputs.count)
-        inputs.withUnsafeBufferPointer { i in out.withUnsafeMutableBufferPointer { o in
-            FastExp.apply(i.baseAddress!, o.baseAddress!, count: inputs.count) { FastExp.exp($0) } } }
+        inputs.withUnsafeBufferPointer { i in
+            out.withUnsafeMutableBufferPointer { o in
+                FastExp.apply(i.baseAddress!, o.baseAddress!, count: inputs.count) { FastExp.exp($0) }
+            }
+        }
         for (xi, yi) in zip(inputs, out) {
             let exact = Float(Foundation.exp(Double(xi)))
             worstUlp = max(worstUlp, abs(yi - exact) / exact.ulp)

@@ -1,6 +1,7 @@
-import XCTest
 import UGenKernels
 import UGenModel
+import XCTest
+
 @testable import UGenStore
 @testable import UGenTraining
 
@@ -14,17 +15,19 @@ final class CheckpointTests: XCTestCase {
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
 
     func config() throws -> RunConfig {
-        try RunConfig.parse(yaml: """
-        model: {d_model: 32, n_layers: 2, n_heads: 4, n_kv_heads: 2, ffn_hidden: 64, max_seq_len: 32}
-        data: {seq_len: 32, batch_rows: 4}
-        train: {steps: 20, lr: 0.003, warmup_steps: 3, seed: 21}
-        cluster: {micro_batches: 2}
-        """)
+        try RunConfig.parse(
+            yaml: """
+                model: {d_model: 32, n_layers: 2, n_heads: 4, n_kv_heads: 2, ffn_hidden: 64, max_seq_len: 32}
+                data: {seq_len: 32, batch_rows: 4}
+                train: {steps: 20, lr: 0.003, warmup_steps: 3, seed: 21}
+                cluster: {micro_batches: 2}
+                """)
     }
 
     func progress(_ t: Trainer, _ c: RunConfig) -> TrainingProgress {
-        TrainingProgress(step: t.step, tokensSeen: t.step * 128, dataSeed: c.dataSeed, dataState: "{\"step\":\(t.step)}",
-                         vocabKind: c.vocabKind, vocabActive: 0, vocabOrder: [3, 1, 2, 0], rngStates: ["data": 77], configYAML: c.yaml)
+        TrainingProgress(
+            step: t.step, tokensSeen: t.step * 128, dataSeed: c.dataSeed, dataState: "{\"step\":\(t.step)}",
+            vocabKind: c.vocabKind, vocabActive: 0, vocabOrder: [3, 1, 2, 0], rngStates: ["data": 77], configYAML: c.yaml)
     }
 
     /// Train 20 steps; separately train 10, save, load into a fresh trainer, train 10: the same losses and
@@ -37,8 +40,9 @@ final class CheckpointTests: XCTestCase {
 
         let first = try Trainer(config: c, model: c.modelConfig(vocabSize: 256))
         var resumed = try (0..<10).map { first.train(try source.batch(step: $0, textOnly: true)).loss }
-        let path = try CheckpointFile.save(first.checkpoint(progress: progress(first, c), vocabLayout: ["codebook": 4]),
-                                           runDirectory: dir, keep: 2)
+        let path = try CheckpointFile.save(
+            first.checkpoint(progress: progress(first, c), vocabLayout: ["codebook": 4]),
+            runDirectory: dir, keep: 2)
         let loaded = try CheckpointFile.read(try CheckpointFile.resolve("latest", runDirectory: dir))
         XCTAssertEqual(loaded.progress, progress(first, c))
         XCTAssertEqual(path, dir + "/checkpoints/step-00000010.h5")
@@ -57,8 +61,9 @@ final class CheckpointTests: XCTestCase {
             t.step = s
             try CheckpointFile.save(t.checkpoint(progress: progress(t, c), vocabLayout: [:]), runDirectory: dir, keep: 2)
         }
-        XCTAssertEqual(CheckpointFile.list(runDirectory: dir).map { ($0 as NSString).lastPathComponent },
-                       ["step-00000010.h5", "step-00000015.h5"])
+        XCTAssertEqual(
+            CheckpointFile.list(runDirectory: dir).map { ($0 as NSString).lastPathComponent },
+            ["step-00000010.h5", "step-00000015.h5"])
         XCTAssertEqual(try CheckpointFile.resolve("latest", runDirectory: dir), dir + "/checkpoints/step-00000015.h5")
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir + "/checkpoints").filter { $0.contains(".tmp") }
         XCTAssertEqual(leftovers, [], "no temporary files left behind")
@@ -127,10 +132,12 @@ final class ExportTests: XCTestCase {
     func testPythonReadsCheckpointAndExportMatches() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("export-\(getpid())").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let c = try RunConfig.parse(yaml: "model: {d_model: 32, n_layers: 2, n_heads: 4, n_kv_heads: 2, ffn_hidden: 64, max_seq_len: 32}\ndata: {seq_len: 32}")
+        let c = try RunConfig.parse(
+            yaml: "model: {d_model: 32, n_layers: 2, n_heads: 4, n_kv_heads: 2, ffn_hidden: 64, max_seq_len: 32}\ndata: {seq_len: 32}")
         let t = try Trainer(config: c, model: c.modelConfig(vocabSize: 300))
-        let progress = TrainingProgress(step: 3, tokensSeen: 9, dataSeed: 1, dataState: "{}", vocabKind: "vanilla", vocabActive: 0,
-                                        vocabOrder: [], rngStates: [:], configYAML: c.yaml)
+        let progress = TrainingProgress(
+            step: 3, tokensSeen: 9, dataSeed: 1, dataState: "{}", vocabKind: "vanilla", vocabActive: 0,
+            vocabOrder: [], rngStates: [:], configYAML: c.yaml)
         let path = try CheckpointFile.save(t.checkpoint(progress: progress, vocabLayout: ["bos_id": 257]), runDirectory: dir, keep: 1)
         try SafetensorsExport.write(try CheckpointFile.read(path), to: dir + "/hf")
         let p = Process()
@@ -150,12 +157,14 @@ final class ExportTests: XCTestCase {
 final class StoredConfigTests: XCTestCase {
     func testAModelKeyThatDiffersFromTheStoredRunConfigIsNamed() throws {
         let m = ModelConfig(vocabSize: 300, dModel: 64, nLayers: 2, nHeads: 4, ffnHidden: 96, maxSeqLen: 32)
-        var c = try RunConfig.parse(yaml: "model: {d_model: 64, n_layers: 2, n_heads: 4, ffn_hidden: 96, max_seq_len: 32}\ndata: {seq_len: 32}")
+        var c = try RunConfig.parse(
+            yaml: "model: {d_model: 64, n_layers: 2, n_heads: 4, ffn_hidden: 96, max_seq_len: 32}\ndata: {seq_len: 32}")
         c.vocabSize = 300
         XCTAssertNil(CheckpointVerifier.configProblem(c.yaml, m), c.yaml)
         c.dModel = 48
-        XCTAssertEqual(CheckpointVerifier.configProblem(c.yaml, m),
-                       "d_model is 64 but the run config stored in /train says model.d_model: 48")
+        XCTAssertEqual(
+            CheckpointVerifier.configProblem(c.yaml, m),
+            "d_model is 64 but the run config stored in /train says model.d_model: 48")
         XCTAssertNil(CheckpointVerifier.configProblem("not: [yaml", m), "unreadable YAML names no key")
     }
 }

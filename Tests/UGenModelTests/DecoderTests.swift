@@ -1,5 +1,6 @@
-import XCTest
 import UGenKernels
+import XCTest
+
 @testable import UGenModel
 
 final class DecoderTests: XCTestCase {

@@ -1,9 +1,10 @@
-import XCTest
-import UGenData
 import UGenBench
+import UGenData
 import UGenKernels
 import UGenModel
 import UGenStore
+import XCTest
+
 @testable import UGenTraining
 
 /// A real little world, built once: prose + the 200 committed digits tokenized into real HDF5 files
@@ -45,26 +46,30 @@ final class EvalWorld {
         o.textVocab = 300; o.codebookSize = 16; o.kMeansIterations = 5; o.valFraction = 0.2
         summary = try TokenizeJob.run(o)
 
-        config = try RunConfig.parse(yaml: """
-        model: {d_model: 32, n_layers: 2, n_heads: 4, n_kv_heads: 2, ffn_hidden: 64, max_seq_len: 48}
-        data: {dir: "\(data)", seq_len: 48, batch_rows: 8}
-        train: {steps: \(trainedSteps), lr: 0.01, min_lr: 0.001, warmup_steps: 5, seed: 3}
-        vocab_schedule: {kind: progressive, text_only_steps: 5, start: 4, every: 2, add: 2, seed: 7}
-        cluster: {micro_batches: 1}
-        """)
+        config = try RunConfig.parse(
+            yaml: """
+                model: {d_model: 32, n_layers: 2, n_heads: 4, n_kv_heads: 2, ffn_hidden: 64, max_seq_len: 48}
+                data: {dir: "\(data)", seq_len: 48, batch_rows: 8}
+                train: {steps: \(trainedSteps), lr: 0.01, min_lr: 0.001, warmup_steps: 5, seed: 3}
+                vocab_schedule: {kind: progressive, text_only_steps: 5, start: 4, every: 2, add: 2, seed: 7}
+                cluster: {micro_batches: 1}
+                """)
         let run = try RunData.open(config)
         let trainer = try Trainer(config: config, model: config.modelConfig(vocabSize: run.vocabSize))
-        let layoutAttributes = ["text_vocab": run.layout.textVocab, "n_specials": run.layout.specialCount,
-                                "codebook": run.layout.codebookSize, "vocab_size": run.layout.vocabSize]
+        let layoutAttributes = [
+            "text_vocab": run.layout.textVocab, "n_specials": run.layout.specialCount,
+            "codebook": run.layout.codebookSize, "vocab_size": run.layout.vocabSize,
+        ]
         var saved: [String] = []
         for step in 0...trainedSteps {
             if [0, 2, 8, trainedSteps].contains(step) {
                 let s = run.schedule
                 // The activation order as codes (the cluster writes ids; the loader takes both).
-                let p = TrainingProgress(step: step, tokensSeen: 0, dataSeed: config.dataSeed, dataState: run.source.state,
-                                         vocabKind: step == 0 ? "vanilla" : s.kind.rawValue,
-                                         vocabActive: step == 0 ? s.codebook : s.activeCount(step: step),
-                                         vocabOrder: s.order.map { Int32($0) }, rngStates: [:], configYAML: config.yaml)
+                let p = TrainingProgress(
+                    step: step, tokensSeen: 0, dataSeed: config.dataSeed, dataState: run.source.state,
+                    vocabKind: step == 0 ? "vanilla" : s.kind.rawValue,
+                    vocabActive: step == 0 ? s.codebook : s.activeCount(step: step),
+                    vocabOrder: s.order.map { Int32($0) }, rngStates: [:], configYAML: config.yaml)
                 let path = root.appendingPathComponent("step-\(step).h5").path
                 try CheckpointFile.write(trainer.checkpoint(progress: p, vocabLayout: layoutAttributes), to: path)
                 saved.append(path)
@@ -139,8 +144,9 @@ final class EvaluationTests: XCTestCase {
         for i in stride(from: scrambled.count - 1, to: 0, by: -1) { scrambled.swapAt(i, rng.nextInt(below: i + 1)) }
         let fooled = PixelClassifier(x: x, labels: scrambled, features: 64, classes: 10)
         XCTAssertLessThan(fooled.accuracy(hx, labels: held.map(\.label)), 0.4, "scrambled labels must not predict held-out digits")
-        XCTAssertEqual(judge.predict(hx), PixelClassifier(x: x, labels: train.map(\.label), features: 64, classes: 10).predict(hx),
-                       "deterministic")
+        XCTAssertEqual(
+            judge.predict(hx), PixelClassifier(x: x, labels: train.map(\.label), features: 64, classes: 10).predict(hx),
+            "deterministic")
     }
 
     static func pixels(_ images: [PNGImage]) -> [Float] { images.flatMap { $0.pixels.map { Float($0) / 255 } } }
@@ -208,8 +214,9 @@ final class EvaluationTests: XCTestCase {
         let pointer = EvalWorld.root.appendingPathComponent("dangling-latest/latest").path
         try FileManager.default.createDirectory(atPath: (pointer as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         try "step-00000099.h5\n".write(toFile: pointer, atomically: true, encoding: .utf8)
-        XCTAssertEqual(message { try TrainedModel(checkpoint: pointer) },
-                       "\(pointer): names step-00000099.h5, which does not exist; no good checkpoint beside it")
+        XCTAssertEqual(
+            message { try TrainedModel(checkpoint: pointer) },
+            "\(pointer): names step-00000099.h5, which does not exist; no good checkpoint beside it")
     }
 
     // MARK: Generation
@@ -261,7 +268,11 @@ final class EvaluationTests: XCTestCase {
     func testTextMetricsMatchAHandComputation() throws {
         let w = try world()
         let m = try TrainedModel(checkpoint: w.trained)
-        let report = try Evaluator(model: m).run(valPath: w.val, options: { var o = EvaluationOptions(); o.maxCaptions = 0; o.maxImages = 0; return o }())
+        let report = try Evaluator(model: m).run(
+            valPath: w.val,
+            options: {
+                var o = EvaluationOptions(); o.maxCaptions = 0; o.maxImages = 0; return o
+            }())
         let reader = try DatasetReader(path: w.val)
         let texts = try reader.examples(0..<reader.count).filter { $0.task == .text }
         XCTAssertFalse(texts.isEmpty)

@@ -1,6 +1,7 @@
-import XCTest
 import UGenData
 import UGenModel
+import XCTest
+
 @testable import UGenTraining
 
 final class GeneratorTests: XCTestCase {

@@ -1,14 +1,16 @@
-import XCTest
 import UGenData
 import UGenKernels
+import XCTest
+
 @testable import UGenTraining
 
 /// What the colour-image experiment relies on: the frequency activation order and the masking ablations,
 /// the Fashion-MNIST class reader, the judge on real Fashion-MNIST images, and captioned sample PNGs.
 final class ImageExperimentTests: XCTestCase {
     func schedule(counts: [Int]?, masking: VocabSchedule.Masking = .all) -> VocabSchedule {
-        VocabSchedule(kind: .progressive, textOnlySteps: 0, start: 2, every: 1, add: 1, seed: 7, codebook: counts?.count ?? 6,
-                      firstVisualId: 100, unkImageId: 99, codeCounts: counts, masking: masking)
+        VocabSchedule(
+            kind: .progressive, textOnlySteps: 0, start: 2, every: 1, add: 1, seed: 7, codebook: counts?.count ?? 6,
+            firstVisualId: 100, unkImageId: 99, codeCounts: counts, masking: masking)
     }
 
     func testFrequencyOrderPutsTheMostFrequentCodesFirstAndBreaksTiesByTheSeededOrder() {
@@ -18,8 +20,9 @@ final class ImageExperimentTests: XCTestCase {
         XCTAssertEqual(s.order.map { counts[$0] }, [90, 90, 12, 5, 0, 0], "descending counts")
         for (a, b) in [(1, 3), (2, 5)] {
             let first = random.order.firstIndex(of: a)! < random.order.firstIndex(of: b)! ? a : b
-            XCTAssertEqual(s.order.firstIndex(of: first)! < s.order.firstIndex(of: first == a ? b : a)!, true,
-                           "a tie keeps the seeded random order")
+            XCTAssertEqual(
+                s.order.firstIndex(of: first)! < s.order.firstIndex(of: first == a ? b : a)!, true,
+                "a tie keeps the seeded random order")
         }
     }
 
@@ -71,10 +74,14 @@ final class ImageExperimentTests: XCTestCase {
 
     func testFashionCaptionsNameTheirClassAndOnlyIt() {
         let classes = CaptionClasses.fashion
-        let nouns = [("a", "t-shirt"), ("a pair of", "trousers"), ("a", "pullover"), ("a", "dress"), ("a", "coat"),
-                     ("a", "sandal"), ("a", "shirt"), ("a", "sneaker"), ("a", "bag"), ("an", "ankle boot")]
-        let templates = ["{a} {c}", "a photo of {a} {c}", "{a} {c} on a black background", "{c}", "a product photo: {c}",
-                         "{a} {c}, in greyscale", "{c}, seen from the front"]
+        let nouns = [
+            ("a", "t-shirt"), ("a pair of", "trousers"), ("a", "pullover"), ("a", "dress"), ("a", "coat"),
+            ("a", "sandal"), ("a", "shirt"), ("a", "sneaker"), ("a", "bag"), ("an", "ankle boot"),
+        ]
+        let templates = [
+            "{a} {c}", "a photo of {a} {c}", "{a} {c} on a black background", "{c}", "a product photo: {c}",
+            "{a} {c}, in greyscale", "{c}, seen from the front",
+        ]
         for (label, (article, noun)) in nouns.enumerated() {
             for t in templates {
                 let caption = t.replacingOccurrences(of: "{a}", with: article).replacingOccurrences(of: "{c}", with: noun)
@@ -137,7 +144,8 @@ final class ImageExperimentTests: XCTestCase {
         let ink = (0..<out.height).flatMap { y in (0..<strip).map { (y * out.width + $0) * 3 } }.filter { out.pixels[$0] == 0 }.count
         XCTAssertGreaterThan(ink, 8 * 4, "the caption is drawn")
         XCTAssertEqual(image.labelled("").width, 8 + 8, "an empty caption is just the margin")
-        XCTAssertEqual(PNGImage.wrap("a very long caption about a red apple", columns: 12), ["a very long", "caption", "about a red", "apple"])
+        XCTAssertEqual(
+            PNGImage.wrap("a very long caption about a red apple", columns: 12), ["a very long", "caption", "about a red", "apple"])
         XCTAssertTrue(BitmapFont.ink("A", x: 3, y: 5) || BitmapFont.ink("A", x: 2, y: 5), "glyphs have ink")
         XCTAssertFalse((0..<BitmapFont.height).contains { y in (0..<BitmapFont.width).contains { BitmapFont.ink(" ", x: $0, y: y) } })
     }

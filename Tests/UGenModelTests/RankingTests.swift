@@ -1,8 +1,9 @@
-import XCTest
 import UGenData
 import UGenKernels
 import UGenModel
 import UGenStore
+import XCTest
+
 @testable import UGenTraining
 
 /// The ranking metrics on a model whose answer is known: trained to memorise three image–caption pairs, it
@@ -33,13 +34,14 @@ final class RankingTests: XCTestCase {
         _ = try TokenizeJob.run(o)
 
         let steps = 150
-        let config = try RunConfig.parse(yaml: """
-        model: {d_model: 32, n_layers: 2, n_heads: 4, n_kv_heads: 2, ffn_hidden: 64, max_seq_len: 48}
-        data: {dir: "\(data)", seq_len: 48, batch_rows: 4}
-        train: {steps: \(steps), lr: 0.01, min_lr: 0.001, warmup_steps: 5, seed: 3}
-        vocab_schedule: {kind: vanilla}
-        cluster: {micro_batches: 1}
-        """)
+        let config = try RunConfig.parse(
+            yaml: """
+                model: {d_model: 32, n_layers: 2, n_heads: 4, n_kv_heads: 2, ffn_hidden: 64, max_seq_len: 48}
+                data: {dir: "\(data)", seq_len: 48, batch_rows: 4}
+                train: {steps: \(steps), lr: 0.01, min_lr: 0.001, warmup_steps: 5, seed: 3}
+                vocab_schedule: {kind: vanilla}
+                cluster: {micro_batches: 1}
+                """)
         let run = try RunData.open(config)
         let trainer = try Trainer(config: config, model: config.modelConfig(vocabSize: run.vocabSize))
         for step in 0..<steps {
@@ -47,11 +49,14 @@ final class RankingTests: XCTestCase {
             _ = trainer.train(batch, vocab: .at(step: step, schedule: run.schedule, vocabSize: run.vocabSize))
         }
         let s = run.schedule
-        let progress = TrainingProgress(step: steps, tokensSeen: 0, dataSeed: config.dataSeed, dataState: run.source.state,
-                                        vocabKind: "vanilla", vocabActive: s.codebook, vocabOrder: s.order.map { Int32($0) },
-                                        rngStates: [:], configYAML: config.yaml)
-        let layout = ["text_vocab": run.layout.textVocab, "n_specials": run.layout.specialCount,
-                      "codebook": run.layout.codebookSize, "vocab_size": run.layout.vocabSize]
+        let progress = TrainingProgress(
+            step: steps, tokensSeen: 0, dataSeed: config.dataSeed, dataState: run.source.state,
+            vocabKind: "vanilla", vocabActive: s.codebook, vocabOrder: s.order.map { Int32($0) },
+            rngStates: [:], configYAML: config.yaml)
+        let layout = [
+            "text_vocab": run.layout.textVocab, "n_specials": run.layout.specialCount,
+            "codebook": run.layout.codebookSize, "vocab_size": run.layout.vocabSize,
+        ]
         let checkpoint = root.appendingPathComponent("step-\(steps).h5").path
         try CheckpointFile.write(trainer.checkpoint(progress: progress, vocabLayout: layout), to: checkpoint)
 

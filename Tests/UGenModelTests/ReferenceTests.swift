@@ -1,7 +1,8 @@
-import XCTest
 import UGenKernels
 import UGenModel
 import UGenStore
+import XCTest
+
 @testable import UGenTraining
 
 /// The whole model and the optimizer against PyTorch autograd (float64) in the committed fixtures
@@ -35,8 +36,9 @@ final class ReferenceTests: XCTestCase {
         let groups = [a, b].map { $0.nHeads / $0.nKVHeads }
         XCTAssertNotEqual(groups[0], groups[1])
         XCTAssertFalse(groups.contains(1) || groups.contains(2), "grouping ratios \(groups): 2 (or none) hides index bugs")
-        XCTAssertTrue([a, b].contains { $0.nKVHeads > 1 && $0.nHeads / $0.nKVHeads > 2 },
-                      "one shape maps several query heads onto each of several KV heads (h / group, not h % n_kv_heads)")
+        XCTAssertTrue(
+            [a, b].contains { $0.nKVHeads > 1 && $0.nHeads / $0.nKVHeads > 2 },
+            "one shape maps several query heads onto each of several KV heads (h / group, not h % n_kv_heads)")
         let batches = try referenceFixtures.map { try H5File.open($0).shape(of: "/batch/inputs") }
         XCTAssertNotEqual(batches[0][0], batches[1][0], "batch size")
         XCTAssertNotEqual(batches[0][1], batches[1][1], "sequence length")
@@ -116,8 +118,9 @@ final class ReferenceTests: XCTestCase {
             for p in stage.parameters { try f.read("/expected/\(caseName)/grads/\(p.name)", into: p.grad.data, count: p.grad.count) }
             let norm = globalNorm(stage.gradSquares())
             XCTAssertEqual(norm, norms[i], accuracy: 1e-5 * norms[i])
-            state.update(stage.parameters, lr: 1e-3, hyper: AdamWHyper(beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1),
-                         clipScale: AdamW.clipScale(globalNorm: norm, maxNorm: 1.0))
+            state.update(
+                stage.parameters, lr: 1e-3, hyper: AdamWHyper(beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1),
+                clipScale: AdamW.clipScale(globalNorm: norm, maxNorm: 1.0))
         }
         var worst = 0.0
         for p in stage.parameters {
@@ -145,15 +148,26 @@ final class StageCutTests: XCTestCase {
             stages.forEach { $0.initialize(seed: 11) }
             let acts = stages.map { $0.activations(0) }
             for (i, s) in stages.enumerated() {
-                if i == 0 { tokens.withUnsafeBufferPointer { s.forward(acts[0], tokens: $0.baseAddress!) } }
-                else { acts[i].input.copy(from: acts[i - 1].output); s.forward(acts[i]) }
+                if i == 0 {
+                    tokens.withUnsafeBufferPointer { s.forward(acts[0], tokens: $0.baseAddress!) }
+                } else {
+                    acts[i].input.copy(from: acts[i - 1].output); s.forward(acts[i])
+                }
             }
-            let loss = targets.withUnsafeBufferPointer { t in mask.withUnsafeBufferPointer { m in
-                stages.last!.loss(acts.last!, targets: t.baseAddress!, mask: m.baseAddress!, gradScale: scale)
-            } }
+            let loss = targets.withUnsafeBufferPointer { t in
+                mask.withUnsafeBufferPointer { m in
+                    stages.last!.loss(acts.last!, targets: t.baseAddress!, mask: m.baseAddress!, gradScale: scale)
+                }
+            }
             var g: Tensor? = nil
             for i in stride(from: stages.count - 1, through: 0, by: -1) {
-                g = stages[i].backward(acts[i], gradOutput: i == stages.count - 1 ? nil : g.map { t in let c = Tensor(t.shape); c.copy(from: t); return c })
+                g = stages[i].backward(
+                    acts[i],
+                    gradOutput: i == stages.count - 1
+                        ? nil
+                        : g.map { t in
+                            let c = Tensor(t.shape); c.copy(from: t); return c
+                        })
             }
             var grads: [String: [Float]] = [:]
             for s in stages { for p in s.parameters { grads[p.name] = p.grad.array } }

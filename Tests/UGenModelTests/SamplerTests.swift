@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import UGenTraining
 
 final class SamplerTests: XCTestCase {

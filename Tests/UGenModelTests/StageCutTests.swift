@@ -1,7 +1,7 @@
 import Foundation
-import XCTest
 import UGenKernels
 import UGenModel
+import XCTest
 
 /// The model cut into two stages at any residual-block boundary — between layers or between a layer's
 /// attention and MLP halves — computes the same bits as the whole model, whether each micro-batch's
@@ -16,9 +16,10 @@ final class HalfLayerCutTests: XCTestCase {
         var rng = SplitMix64(seed: 4)
         let n = rows * seqLen
         return (0..<microBatches).map { _ in
-            Batch(tokens: (0..<n).map { _ in Int32(rng.nextInt(below: config.vocabSize)) },
-                  targets: (0..<n).map { _ in Int32(rng.nextInt(below: config.vocabSize)) },
-                  mask: (0..<n).map { _ in rng.nextInt(below: 5) == 0 ? 0 : 1 })
+            Batch(
+                tokens: (0..<n).map { _ in Int32(rng.nextInt(below: config.vocabSize)) },
+                targets: (0..<n).map { _ in Int32(rng.nextInt(below: config.vocabSize)) },
+                mask: (0..<n).map { _ in rng.nextInt(below: 5) == 0 ? 0 : 1 })
         }
     }
 
@@ -32,13 +33,22 @@ final class HalfLayerCutTests: XCTestCase {
             let a = stage.activations(0)
             for r in rowByRow ? Array(0..<rows) : [] {
                 b.tokens.withUnsafeBufferPointer { stage.forward(a, tokens: $0.baseAddress!, rows: r..<(r + 1)) }
-                b.targets.withUnsafeBufferPointer { t in b.mask.withUnsafeBufferPointer { m in
-                    stage.crossEntropy(a, targets: t.baseAddress!, mask: m.baseAddress!, gradScale: 0.01, rows: r..<(r + 1)) } }
+                b.targets.withUnsafeBufferPointer { t in
+                    b.mask.withUnsafeBufferPointer { m in
+                        stage.crossEntropy(a, targets: t.baseAddress!, mask: m.baseAddress!, gradScale: 0.01, rows: r..<(r + 1))
+                    }
+                }
             }
-            if rowByRow { losses.append(stage.lossSum(a)) } else {
+            if rowByRow {
+                losses.append(stage.lossSum(a))
+            } else {
                 b.tokens.withUnsafeBufferPointer { stage.forward(a, tokens: $0.baseAddress!) }
-                losses.append(b.targets.withUnsafeBufferPointer { t in b.mask.withUnsafeBufferPointer { m in
-                    stage.loss(a, targets: t.baseAddress!, mask: m.baseAddress!, gradScale: 0.01) } })
+                losses.append(
+                    b.targets.withUnsafeBufferPointer { t in
+                        b.mask.withUnsafeBufferPointer { m in
+                            stage.loss(a, targets: t.baseAddress!, mask: m.baseAddress!, gradScale: 0.01)
+                        }
+                    })
             }
             stage.backward(a)
         }
@@ -50,8 +60,10 @@ final class HalfLayerCutTests: XCTestCase {
     /// its first one.
     func split(at cut: Int, deferWeights: Bool, rowByRow: Bool = false) throws -> (losses: [Double], grads: [String: [Float]]) {
         let n = 2 * config.nLayers
-        let first = try Stage(config: config, spec: StageSpec(blocks: 0..<cut, hasEmbedding: true, hasHead: false), rows: rows, seqLen: seqLen)
-        let last = try Stage(config: config, spec: StageSpec(blocks: cut..<n, hasEmbedding: false, hasHead: true), rows: rows, seqLen: seqLen)
+        let first = try Stage(
+            config: config, spec: StageSpec(blocks: 0..<cut, hasEmbedding: true, hasHead: false), rows: rows, seqLen: seqLen)
+        let last = try Stage(
+            config: config, spec: StageSpec(blocks: cut..<n, hasEmbedding: false, hasHead: true), rows: rows, seqLen: seqLen)
         for s in [first, last] { s.initialize(seed: 3); s.zeroGrads() }
         var losses: [Double] = []
         let bs = batches()
@@ -63,8 +75,11 @@ final class HalfLayerCutTests: XCTestCase {
                     b.tokens.withUnsafeBufferPointer { first.forward(a0, tokens: $0.baseAddress!, rows: r..<(r + 1)) }
                     (a1.input.data + r * width).update(from: a0.output.data + r * width, count: width)
                     last.forward(a1, rows: r..<(r + 1))
-                    b.targets.withUnsafeBufferPointer { t in b.mask.withUnsafeBufferPointer { m in
-                        last.crossEntropy(a1, targets: t.baseAddress!, mask: m.baseAddress!, gradScale: 0.01, rows: r..<(r + 1)) } }
+                    b.targets.withUnsafeBufferPointer { t in
+                        b.mask.withUnsafeBufferPointer { m in
+                            last.crossEntropy(a1, targets: t.baseAddress!, mask: m.baseAddress!, gradScale: 0.01, rows: r..<(r + 1))
+                        }
+                    }
                 }
                 losses.append(last.lossSum(a1))
                 continue
@@ -72,8 +87,12 @@ final class HalfLayerCutTests: XCTestCase {
             b.tokens.withUnsafeBufferPointer { first.forward(a0, tokens: $0.baseAddress!) }
             a1.input.copy(from: a0.output)
             last.forward(a1)
-            losses.append(b.targets.withUnsafeBufferPointer { t in b.mask.withUnsafeBufferPointer { m in
-                last.loss(a1, targets: t.baseAddress!, mask: m.baseAddress!, gradScale: 0.01) } })
+            losses.append(
+                b.targets.withUnsafeBufferPointer { t in
+                    b.mask.withUnsafeBufferPointer { m in
+                        last.loss(a1, targets: t.baseAddress!, mask: m.baseAddress!, gradScale: 0.01)
+                    }
+                })
         }
         for k in 0..<bs.count {
             let g = last.backwardInput(last.activations(k))!
@@ -98,7 +117,8 @@ final class HalfLayerCutTests: XCTestCase {
                 let reference = rowByRow ? referenceByRow : reference
                 XCTAssertEqual(r.losses, reference.losses, "cut at block \(cut)")
                 for (name, g) in reference.grads {
-                    XCTAssertEqual(r.grads[name], g, "\(name), cut at block \(cut), weights deferred: \(deferWeights), row by row: \(rowByRow)")
+                    XCTAssertEqual(
+                        r.grads[name], g, "\(name), cut at block \(cut), weights deferred: \(deferWeights), row by row: \(rowByRow)")
                 }
             }
         }

@@ -1,17 +1,19 @@
-import XCTest
 import UGenKernels
 import UGenModel
+import XCTest
+
 @testable import UGenTraining
 
 /// Single-process training on real English text (Debian's fortunes, byte-level tokens).
 final class TrainingTests: XCTestCase {
     func tinyConfig(steps: Int) throws -> RunConfig {
-        try RunConfig.parse(yaml: """
-        model: {d_model: 64, n_layers: 2, n_heads: 4, n_kv_heads: 2, ffn_hidden: 172, max_seq_len: 64}
-        data: {seq_len: 64, batch_rows: 8}
-        train: {steps: \(steps), lr: 0.003, min_lr: 0.0003, warmup_steps: 20, seed: 5}
-        cluster: {micro_batches: 2}
-        """)
+        try RunConfig.parse(
+            yaml: """
+                model: {d_model: 64, n_layers: 2, n_heads: 4, n_kv_heads: 2, ffn_hidden: 172, max_seq_len: 64}
+                data: {seq_len: 64, batch_rows: 8}
+                train: {steps: \(steps), lr: 0.003, min_lr: 0.0003, warmup_steps: 20, seed: 5}
+                cluster: {micro_batches: 2}
+                """)
     }
 
     func losses(_ config: RunConfig, text: [UInt8], steps: Int) throws -> [Double] {
@@ -60,7 +62,8 @@ final class RunConfigTests: XCTestCase {
     }
 
     func testOverridesAndRoundTrip() throws {
-        let c = try RunConfig.parse(yaml: "train: {steps: 7}\ncluster: {stages: 2}", overrides: ["train.lr=0.01", "cluster.schedule=gpipe"])
+        let c = try RunConfig.parse(
+            yaml: "train: {steps: 7}\ncluster: {stages: 2}", overrides: ["train.lr=0.01", "cluster.schedule=gpipe"])
         XCTAssertEqual(c.steps, 7); XCTAssertEqual(c.lr, 0.01); XCTAssertEqual(c.stages, 2); XCTAssertEqual(c.schedule, "gpipe")
         XCTAssertEqual(try RunConfig.parse(yaml: c.yaml), c, "the resolved YAML reads back equal")
     }
@@ -76,14 +79,16 @@ final class RunConfigTests: XCTestCase {
 
 final class VocabScheduleTests: XCTestCase {
     func schedule(_ kind: VocabSchedule.Kind, seed: Int = 7) -> VocabSchedule {
-        VocabSchedule(kind: kind, textOnlySteps: 10, start: 4, every: 3, add: 2, seed: seed, codebook: 16, firstVisualId: 100, unkImageId: 99)
+        VocabSchedule(
+            kind: kind, textOnlySteps: 10, start: 4, every: 3, add: 2, seed: seed, codebook: 16, firstVisualId: 100, unkImageId: 99)
     }
 
     func testProgressiveGrowth() {
         let s = schedule(.progressive)
         XCTAssertTrue(s.isTextOnly(step: 9)); XCTAssertFalse(s.isTextOnly(step: 10))
-        XCTAssertEqual((0..<30).map { s.activeCount(step: $0) },
-                       [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 6, 6, 6, 8, 8, 8, 10, 10, 10, 12, 12, 12, 14, 14, 14, 16, 16])
+        XCTAssertEqual(
+            (0..<30).map { s.activeCount(step: $0) },
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 6, 6, 6, 8, 8, 8, 10, 10, 10, 12, 12, 12, 14, 14, 14, 16, 16])
         XCTAssertEqual(s.allActiveStep, 28)
         XCTAssertEqual(s.order, schedule(.progressive).order, "same seed, same order")
         XCTAssertNotEqual(s.order, schedule(.progressive, seed: 8).order)
