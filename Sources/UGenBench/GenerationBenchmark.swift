@@ -37,7 +37,7 @@ public enum GenerationBenchmark {
             for i in 1..<n where p[i] > p[best] { best = i }
             return Int32(best)
         }
-        let V = model.model.vocabSize
+        let vocab = model.model.vocabSize
 
         // With the cache.
         let decoder = CachedDecoder(stage: try model.stage(rows: 1, seqLen: 1))
@@ -46,7 +46,7 @@ public enum GenerationBenchmark {
         var t0 = Date()
         for t in prompt { decoder.append(t) }
         for i in 0..<newTokens {
-            let next = argmax(decoder.logits.data, V)
+            let next = argmax(decoder.logits.data, vocab)
             cachedLogits.append(decoder.logits.array)
             cached.append(next)
             if i + 1 < newTokens { decoder.append(next) }
@@ -62,9 +62,9 @@ public enum GenerationBenchmark {
             if stage?.seqLen != len { stage = nil; stage = try model.stage(rows: 1, seqLen: len) }
             t0 = Date()
             let logits = CachedDecoder.uncachedLogits(stage: stage!, tokens: uncached)
-            let next = logits.withUnsafeBufferPointer { argmax($0.baseAddress!, V) }
+            let next = logits.withUnsafeBufferPointer { argmax($0.baseAddress!, vocab) }
             seconds += Date().timeIntervalSince(t0)
-            for j in 0..<V { maxDiff = max(maxDiff, abs(logits[j] - cachedLogits[i][j])) }
+            for j in 0..<vocab { maxDiff = max(maxDiff, abs(logits[j] - cachedLogits[i][j])) }
             uncached.append(next)
         }
         let c = Double(newTokens) / max(cachedSeconds, 1e-9), u = Double(newTokens) / max(seconds, 1e-9)

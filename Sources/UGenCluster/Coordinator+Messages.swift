@@ -156,9 +156,9 @@ extension Coordinator {
                 if let from { waitsOn[id] = from }
                 let whom = from.map { "\(name($0)) (stage \(w.fromStage + 1))" } ?? "stage \(w.fromStage + 1)"
                 let what = w.what == .reduce ? "the gradient reduce" : "the \(w.what.rawValue) of micro-batch \(w.microBatch)"
-                log.warning(
-                    "hang: \(name(id)) (stage \(stage + 1), replica \(replica)) waits for \(what) of step \(w.step) from \(whom) for \(String(format: "%.1f", w.seconds)) s"
-                )
+                let seconds = String(format: "%.1f", w.seconds)
+                let who = "\(name(id)) (stage \(stage + 1), replica \(replica))"
+                log.warning("hang: \(who) waits for \(what) of step \(w.step) from \(whom) for \(seconds) s")
                 fields += [
                     ("waiting_for", .string(w.what.rawValue)), ("micro_batch", .int(w.microBatch)), ("step", .int(w.step)),
                     ("from", .string(from.map(name) ?? "?")), ("seconds", .double(w.seconds)),
@@ -204,7 +204,8 @@ extension Coordinator {
             }
             let what =
                 Int32(id) == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
-                ? "handshake failed (ZMTP protocol error 0x\(String(value, radix: 16)): plain text at a CURVE socket, another protocol, or garbage)"
+                ? "handshake failed (ZMTP protocol error 0x\(String(value, radix: 16)): plain text at a CURVE socket, another "
+                    + "protocol, or garbage)"
                 : "handshake failed (\(String(cString: zmq_strerror(Int32(bitPattern: value)))))"
             tell(
                 peer: "a client of \(PeerText.escape(String(decoding: event[1], as: UTF8.self), limit: 80))", reason: what,
@@ -254,7 +255,8 @@ extension Coordinator {
                     heartbeatIdentity[hb.workerId] = identity
                     if hb.answer == true { probeAnswers[hb.workerId] = .some(hb.wait) }
                 }
-                socket.sendNow([identity] + WireMessage(.heartbeat, Heartbeat(workerId: -1, coordinator: instance)).frames)  // never blocks on a peer that does not read
+                // Never blocks on a peer that does not read.
+                socket.sendNow([identity] + WireMessage(.heartbeat, Heartbeat(workerId: -1, coordinator: instance)).frames)
                 continue
             }
             if msg.kind == .hello {

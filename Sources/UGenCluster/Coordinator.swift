@@ -208,9 +208,9 @@ public final class Coordinator {
         // Handshakes that fail before ZAP is asked (plain text or garbage at a CURVE server) are logged too.
         monitor = try socket.monitor(events: ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
         endpoint = try socket.bind(options.bind)
-        log.info(
-            "listening on \(endpoint) (\(options.security == .plaintext ? "plain text" : "CURVE, \(options.authorizedKeys.count) admitted worker keys")) for \(config.stages * config.replicas) workers (\(config.stages) stages × \(config.replicas) replicas)"
-        )
+        let security = options.security == .plaintext ? "plain text" : "CURVE, \(options.authorizedKeys.count) admitted worker keys"
+        let workers = "\(config.stages * config.replicas) workers (\(config.stages) stages × \(config.replicas) replicas)"
+        log.info("listening on \(endpoint) (\(security)) for \(workers)")
         onBound?(endpoint)
         try runLog.writeConfig(config.yaml)
         if let ckpt = restorePoint {
@@ -361,8 +361,8 @@ public final class Coordinator {
     // MARK: Training
 
     func train() throws -> Outcome {
-        let m = config.microBatches, R = config.replicas
-        let rowsPer = config.batchRows / (R * m), n = rowsPer * config.seqLen, perReplica = m * n
+        let m = config.microBatches, replicas = config.replicas
+        let rowsPer = config.batchRows / (replicas * m), n = rowsPer * config.seqLen, perReplica = m * n
         let codebook = data.schedule.codebook
         // Squared norms each stage's worker sends (fixed until the next assignment, which a new train() follows).
         let parameterCounts = specs.map { model.parameterShapes(for: $0).count }
@@ -457,9 +457,9 @@ public final class Coordinator {
             onStep?(step)
             phaseEvents(after: step - 1)
             if step % max(1, config.logEvery) == 0 || step == config.steps {
-                log.info(
-                    "step \(step)/\(config.steps)  loss \(String(format: "%.4f", loss))  lr \(String(format: "%.2e", lr))  grad norm \(String(format: "%.3f", norm))  \(Int(Double(config.batchRows * config.seqLen) / seconds)) tok/s  visual ids \(vocab.activeVisual)/\(codebook)"
-                )
+                let numbers = String(format: "loss %.4f  lr %.2e  grad norm %.3f", loss, lr, norm)
+                let tokensPerS = Int(Double(config.batchRows * config.seqLen) / seconds)
+                log.info("step \(step)/\(config.steps)  \(numbers)  \(tokensPerS) tok/s  visual ids \(vocab.activeVisual)/\(codebook)")
             }
             if config.checkpointEvery > 0 && step % config.checkpointEvery == 0 && step < config.steps { try checkpoint() }
         }

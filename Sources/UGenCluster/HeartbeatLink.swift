@@ -79,7 +79,8 @@ final class HeartbeatLink: @unchecked Sendable {
             } else if let w = waitingSince {
                 let secs = Double(DispatchTime.now().uptimeNanoseconds - w.uptimeNanoseconds) / 1e9
                 s +=
-                    ", waiting for the \(p.forward ? "previous stage's activation" : "next stage's gradient") for \(String(format: "%.1f", secs)) s"
+                    ", waiting for the \(p.forward ? "previous stage's activation" : "next stage's gradient") for "
+                    + "\(String(format: "%.1f", secs)) s"
             }
             return s
         }

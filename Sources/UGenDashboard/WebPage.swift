@@ -99,7 +99,8 @@ enum WebPage {
         function sci(v) { v = num(v); return v == null ? "–" : Number.isFinite(v) ? v.toExponential(2) : String(v); }
         function grouped(v) { v = num(v); return v == null ? "–" : Number.isFinite(v) ? Math.round(v).toLocaleString("en-US") : String(v); }
         function clock(t) { return t == null ? "--:--:--" : new Date(t * 1000).toLocaleTimeString("en-GB"); }
-        function age(s) { s = Math.max(0, Math.floor(s)); return s < 120 ? s + "s" : s < 7200 ? Math.floor(s / 60) + "m" : s < 172800 ? Math.floor(s / 3600) + "h" : Math.floor(s / 86400) + "d"; }
+        function age(s) { s = Math.max(0, Math.floor(s)); return s < 120 ? s + "s" : s < 7200 ? Math.floor(s / 60) + "m" : \#
+        s < 172800 ? Math.floor(s / 3600) + "h" : Math.floor(s / 86400) + "d"; }
         function esc(s) { return String(s).replace(/[&<>"]/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})[c]); }
 
         // Same rule as the server's Series: a step at or before the last one means the run resumed from a
@@ -186,7 +187,8 @@ enum WebPage {
           const active = r ? r.active_visual_ids : null, K = st.codebook;
           $("vocab-bar").style.width = active != null && K ? Math.min(100, 100 * active / K) + "%" : "0";
           $("vocab-text").textContent = active == null ? "no active_visual_ids in metrics"
-            : K ? `${active} / ${K} visual ids active (${Math.floor(100 * active / K)}%)` : `${active} visual ids active (codebook size K unknown)`;
+            : K ? `${active} / ${K} visual ids active (${Math.floor(100 * active / K)}%)` : \#
+        `${active} visual ids active (codebook size K unknown)`;
 
           const all = [...Object.values(c.losses), c.lr, c.grad_norm, c.tokens_per_s];
           const firsts = all.filter(s => s.steps.length).map(s => s.steps[0]);
@@ -236,7 +238,8 @@ enum WebPage {
           es.onerror = () => { $("conn").textContent = "reconnecting"; $("conn").className = "down"; };
         }
         function poll() {
-          fetch("/api/state").then(r => r.json()).then(m => { onMessage(m); $("conn").textContent = "polling"; $("conn").className = "live"; })
+          fetch("/api/state").then(r => r.json()).then(m => { onMessage(m); $("conn").textContent = "polling"; \#
+        $("conn").className = "live"; })
             .catch(() => { $("conn").textContent = "no connection"; $("conn").className = "down"; });
         }
 

@@ -103,16 +103,16 @@ extension PNGImage {
         precondition(!images.isEmpty && scale >= 1, "no images to place")
         let w = images[0].width, h = images[0].height, c = images[0].channels
         precondition(images.allSatisfy { $0.width == w && $0.height == h && $0.channels == c }, "images differ in size")
-        let W = w * scale * images.count, H = h * scale
-        var pixels = [UInt8](repeating: 0, count: W * H * c)
+        let width = w * scale * images.count, height = h * scale
+        var pixels = [UInt8](repeating: 0, count: width * height * c)
         for (k, img) in images.enumerated() {
-            for y in 0..<H {
+            for y in 0..<height {
                 for x in 0..<(w * scale) {
-                    let src = ((y / scale) * w + x / scale) * c, dst = (y * W + k * w * scale + x) * c
+                    let src = ((y / scale) * w + x / scale) * c, dst = (y * width + k * w * scale + x) * c
                     for ch in 0..<c { pixels[dst + ch] = img.pixels[src + ch] }
                 }
             }
         }
-        return PNGImage(width: W, height: H, channels: c, pixels: pixels)
+        return PNGImage(width: width, height: height, channels: c, pixels: pixels)
     }
 }

@@ -18,34 +18,38 @@ public struct AttentionShape {
 }
 
 public enum Attention {
-    /// out[N, H·hd] = softmax(q·kᵀ/√hd + causal) · v; saves the probabilities in `probs` [B,H,T,T].
+    /// out[N, H·hd] = softmax(q·kᵀ/√hd + causal) · v; saves the probabilities in `probs` [B,H,T,T] (T = seqLen).
     public static func forward(
         out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
         qkv: UnsafePointer<Float>, shape s: AttentionShape, precision: Precision = .fp32
     ) {
-        let T = s.seqLen, hd = s.headDim, C = s.qkvWidth, D = s.outWidth
+        let seq = s.seqLen, hd = s.headDim, qkvW = s.qkvWidth, outW = s.outWidth
         let scale = 1 / Float(hd).squareRoot()
         Parallel.items(s.batch) { b in
             for h in 0..<s.heads {
                 let g = s.kvHead(h)
-                let q = qkv + b * T * C + h * hd
-                let k = qkv + b * T * C + (s.heads + g) * hd
-                let v = qkv + b * T * C + (s.heads + s.kvHeads + g) * hd
-                let p = probs + (b * s.heads + h) * T * T
-                BLAS.gemm(transB: true, m: T, n: T, k: hd, alpha: scale, a: q, lda: C, b: k, ldb: C, c: p, ldc: T, precision: precision)
-                causalSoftmaxRows(p, T)
-                BLAS.gemm(m: T, n: hd, k: T, a: p, lda: T, b: v, ldb: C, c: out + b * T * D + h * hd, ldc: D, precision: precision)
+                let q = qkv + b * seq * qkvW + h * hd
+                let k = qkv + b * seq * qkvW + (s.heads + g) * hd
+                let v = qkv + b * seq * qkvW + (s.heads + s.kvHeads + g) * hd
+                let p = probs + (b * s.heads + h) * seq * seq
+                BLAS.gemm(
+                    transB: true, m: seq, n: seq, k: hd, alpha: scale, a: q, lda: qkvW, b: k, ldb: qkvW, c: p, ldc: seq,
+                    precision: precision)
+                causalSoftmaxRows(p, seq)
+                BLAS.gemm(
+                    m: seq, n: hd, k: seq, a: p, lda: seq, b: v, ldb: qkvW, c: out + b * seq * outW + h * hd, ldc: outW,
+                    precision: precision)
             }
         }
     }
 
     /// Row i keeps columns 0...i (softmax over them) and zeroes the rest.
     @inline(__always)
-    static func causalSoftmaxRows(_ p: UnsafeMutablePointer<Float>, _ T: Int) {
-        for i in 0..<T {
-            let row = p + i * T
+    static func causalSoftmaxRows(_ p: UnsafeMutablePointer<Float>, _ seq: Int) {
+        for i in 0..<seq {
+            let row = p + i * seq
             softmaxRow(row, count: i + 1)
-            for j in (i + 1)..<T { row[j] = 0 }
+            for j in (i + 1)..<seq { row[j] = 0 }
         }
     }
 
@@ -65,39 +69,40 @@ public enum Attention {
         qkv: UnsafePointer<Float>, probs: UnsafePointer<Float>,
         scratch: UnsafeMutablePointer<Float>, shape s: AttentionShape, precision: Precision = .fp32
     ) {
-        let T = s.seqLen, hd = s.headDim, C = s.qkvWidth, D = s.outWidth
+        let seq = s.seqLen, hd = s.headDim, qkvW = s.qkvWidth, outW = s.outWidth
         let scale = 1 / Float(hd).squareRoot()
         let groupSize = s.heads / s.kvHeads
         Parallel.items(s.batch) { b in
-            let dp = scratch + b * T * T
+            let dp = scratch + b * seq * seq
             for h in 0..<s.heads {
                 let g = s.kvHead(h)
                 let first = h % groupSize == 0  // first query head of its group overwrites dk/dv, the rest add
-                let q = qkv + b * T * C + h * hd
-                let k = qkv + b * T * C + (s.heads + g) * hd
-                let v = qkv + b * T * C + (s.heads + s.kvHeads + g) * hd
-                let dq = dqkv + b * T * C + h * hd
-                let dk = dqkv + b * T * C + (s.heads + g) * hd
-                let dv = dqkv + b * T * C + (s.heads + s.kvHeads + g) * hd
-                let p = probs + (b * s.heads + h) * T * T
-                let dO = dout + b * T * D + h * hd
+                let q = qkv + b * seq * qkvW + h * hd
+                let k = qkv + b * seq * qkvW + (s.heads + g) * hd
+                let v = qkv + b * seq * qkvW + (s.heads + s.kvHeads + g) * hd
+                let dq = dqkv + b * seq * qkvW + h * hd
+                let dk = dqkv + b * seq * qkvW + (s.heads + g) * hd
+                let dv = dqkv + b * seq * qkvW + (s.heads + s.kvHeads + g) * hd
+                let p = probs + (b * s.heads + h) * seq * seq
+                let dO = dout + b * seq * outW + h * hd
                 // dP = dO · vᵀ ;  dv (+)= Pᵀ · dO
-                BLAS.gemm(transB: true, m: T, n: T, k: hd, a: dO, lda: D, b: v, ldb: C, c: dp, ldc: T, precision: precision)
+                BLAS.gemm(transB: true, m: seq, n: seq, k: hd, a: dO, lda: outW, b: v, ldb: qkvW, c: dp, ldc: seq, precision: precision)
                 BLAS.gemm(
-                    transA: true, m: T, n: hd, k: T, a: p, lda: T, b: dO, ldb: D, beta: first ? 0 : 1, c: dv, ldc: C, precision: precision)
+                    transA: true, m: seq, n: hd, k: seq, a: p, lda: seq, b: dO, ldb: outW, beta: first ? 0 : 1, c: dv, ldc: qkvW,
+                    precision: precision)
                 // dS = P ⊙ (dP − rowsum(dP ⊙ P))   (the softmax backward; zero above the diagonal)
-                for i in 0..<T {
-                    let pr = p + i * T, dr = dp + i * T
+                for i in 0..<seq {
+                    let pr = p + i * seq, dr = dp + i * seq
                     var dot: Float = 0
                     for j in 0...i { dot += pr[j] * dr[j] }
                     for j in 0...i { dr[j] = pr[j] * (dr[j] - dot) }
-                    for j in (i + 1)..<T { dr[j] = 0 }
+                    for j in (i + 1)..<seq { dr[j] = 0 }
                 }
                 // dq = scale · dS · k ;  dk (+)= scale · dSᵀ · q
-                BLAS.gemm(m: T, n: hd, k: T, alpha: scale, a: dp, lda: T, b: k, ldb: C, c: dq, ldc: C, precision: precision)
+                BLAS.gemm(m: seq, n: hd, k: seq, alpha: scale, a: dp, lda: seq, b: k, ldb: qkvW, c: dq, ldc: qkvW, precision: precision)
                 BLAS.gemm(
-                    transA: true, m: T, n: hd, k: T, alpha: scale, a: dp, lda: T, b: q, ldb: C,
-                    beta: first ? 0 : 1, c: dk, ldc: C, precision: precision)
+                    transA: true, m: seq, n: hd, k: seq, alpha: scale, a: dp, lda: seq, b: q, ldb: qkvW,
+                    beta: first ? 0 : 1, c: dk, ldc: qkvW, precision: precision)
             }
         }
     }

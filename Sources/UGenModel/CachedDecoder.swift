@@ -38,7 +38,7 @@ public final class CachedDecoder {
 
     /// Feeds one token at position `length` and leaves the next token's logits in `logits`.
     public func append(_ token: Int32) {
-        let c = model, d = c.dModel, f = c.ffnHidden, C = c.qkvWidth, hd = c.headDim, kvW = c.nKVHeads * hd
+        let c = model, d = c.dModel, f = c.ffnHidden, qkvW = c.qkvWidth, hd = c.headDim, kvW = c.nKVHeads * hd
         precondition(length < c.maxSeqLen, "sequence longer than model.max_seq_len \(c.maxSeqLen)")
         precondition(token >= 0 && Int(token) < c.vocabSize, "token id \(token) outside the vocabulary")
         let p = length, eps = Float(c.rmsEps)
@@ -46,9 +46,9 @@ public final class CachedDecoder {
         for (l, (aw, mw)) in layers.enumerated() {
             RMSNorm.forward(y: norm.data, rstd: rstd.data, x: x.data, w: aw.norm.value.data, n: 1, d: d, eps: eps)
             Linear.forward(
-                out: qkv.data, x: norm.data, w: aw.qkv.data, wBF16: aw.qkv.bf16, n: 1, inF: d, outF: C,
+                out: qkv.data, x: norm.data, w: aw.qkv.data, wBF16: aw.qkv.bf16, n: 1, inF: d, outF: qkvW,
                 precision: stage.precision)
-            RoPE.apply(qkv.data, rows: 1, seqLen: 1, ld: C, col: 0, heads: c.nHeads + c.nKVHeads, table: stage.rope, startPosition: p)
+            RoPE.apply(qkv.data, rows: 1, seqLen: 1, ld: qkvW, col: 0, heads: c.nHeads + c.nKVHeads, table: stage.rope, startPosition: p)
             (keys[l].data + p * kvW).update(from: qkv.data + c.nHeads * hd, count: kvW)
             (values[l].data + p * kvW).update(from: qkv.data + (c.nHeads + c.nKVHeads) * hd, count: kvW)
             attend(layer: l, position: p)
@@ -98,7 +98,7 @@ public final class CachedDecoder {
         padded += [Int32](repeating: 0, count: stage.seqLen - tokens.count)
         let a = stage.activations(0)
         padded.withUnsafeBufferPointer { stage.forward(a, tokens: $0.baseAddress!) }
-        let V = stage.config.vocabSize
-        return Array(UnsafeBufferPointer(start: a.logits!.data + (tokens.count - 1) * V, count: V))
+        let vocabSize = stage.config.vocabSize
+        return Array(UnsafeBufferPointer(start: a.logits!.data + (tokens.count - 1) * vocabSize, count: vocabSize))
     }
 }

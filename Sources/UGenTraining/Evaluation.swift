@@ -34,7 +34,8 @@ public struct EvaluationOptions: Sendable {
     public init() {}
 }
 
-/// Everything `ugen eval` measures; encoded as the JSON report (snake_case keys; null = not measured).
+/// Everything `ugen eval` measures; encoded as the JSON report (null = not measured). Its keys are the
+/// properties in snake_case (`json()` and `init(json:)` convert them).
 public struct EvaluationReport: Codable, Sendable {
     public struct Text: Codable, Sendable {
         public var examples: Int
@@ -46,7 +47,7 @@ public struct EvaluationReport: Codable, Sendable {
         public var loss: Double
         public var perplexity: Double
         /// Total cross-entropy in bits over the bytes of the text.
-        public var bits_per_byte: Double
+        public var bitsPerByte: Double
     }
     public struct CaptionSample: Codable, Sendable {
         public var reference: String
@@ -60,25 +61,25 @@ public struct EvaluationReport: Codable, Sendable {
         /// Examples whose reference caption names a class (the ones scored for accuracy).
         public var scored: Int
         /// Fraction of scored examples whose generated caption names exactly the right class.
-        public var caption_accuracy: Double?
+        public var captionAccuracy: Double?
         /// Fraction whose generated caption names exactly one class, right or wrong.
-        public var names_a_class: Double?
-        public var per_class_accuracy: [Double?]
+        public var namesAClass: Double?
+        public var perClassAccuracy: [Double?]
         public var samples: [CaptionSample]
     }
     public struct TextToImage: Codable, Sendable {
         public var examples: Int
         /// Teacher-forced loss on the visual tokens and `<eoi>`.
         public var loss: Double?
-        /// Generated images judged (`images_per_caption` for each caption that names a class).
+        /// Generated images judged (`imagesPerCaption` for each caption that names a class).
         public var scored: Int
-        public var images_per_caption: Int
+        public var imagesPerCaption: Int
         /// Fraction of generated images the judge assigns to the caption's class.
-        public var judge_accuracy: Double?
-        public var per_class_accuracy: [Double?]
+        public var judgeAccuracy: Double?
+        public var perClassAccuracy: [Double?]
         /// Distinct generated token sequences / images generated (1 = all different).
-        public var distinct_images: Double?
-        public var visual_tokens_per_image: Int
+        public var distinctImages: Double?
+        public var visualTokensPerImage: Int
     }
     /// Does the model prefer the true pairing? For each held-out example the true caption (image→text) or
     /// image (text→image) and up to `candidates` − 1 distractors taken from other held-out examples (seeded;
@@ -89,33 +90,33 @@ public struct EvaluationReport: Codable, Sendable {
         /// Candidates per example, the true one included (fewer when the split has fewer distinct ones).
         public var candidates: Int
         /// Fraction of examples whose true candidate is ranked first (chance: 1 / candidates).
-        public var top1_accuracy: Double
+        public var top1Accuracy: Double
         /// Mean rank of the true candidate (1 = first).
-        public var mean_rank: Double
+        public var meanRank: Double
     }
     public struct Judge: Codable, Sendable {
         public var kind: String
-        public var train_images: Int
+        public var trainImages: Int
         /// The classes it tells apart (`CaptionClasses.name`: digits, Fashion-MNIST).
         public var classes: String
-        public var train_accuracy: Double
+        public var trainAccuracy: Double
         /// Held-out real images of the classes (val split) as the image tokenizer reconstructs them — the
         /// judge's stated accuracy, and the ceiling for generated images, which live in the same space.
-        public var heldout_images: Int
-        public var heldout_accuracy: Double
+        public var heldoutImages: Int
+        public var heldoutAccuracy: Double
         /// 5-fold cross-validated accuracy over the training images, when the held-out split has under 1,000
         /// labelled images (a larger held-out sample than a small val; nil when val is large enough itself).
-        public var cross_validated_accuracy: Double?
+        public var crossValidatedAccuracy: Double?
         /// With the raw images (`--images PAIRS.jsonl`): the held-out images' original pixels.
-        public var raw_heldout_images: Int?
-        public var raw_heldout_accuracy: Double?
+        public var rawHeldoutImages: Int?
+        public var rawHeldoutAccuracy: Double?
         /// Mean squared error (0–255 scale) between held-out originals and their VQ reconstructions.
-        public var vq_reconstruction_mse: Double?
+        public var vqReconstructionMse: Double?
     }
     public var checkpoint: String
     public var step: Int
-    public var vocab_kind: String
-    public var active_visual_ids: Int
+    public var vocabKind: String
+    public var activeVisualIds: Int
     public var codebook: Int
     public var tokenizer: String
     public var data: String
@@ -124,8 +125,8 @@ public struct EvaluationReport: Codable, Sendable {
     public var txt2img: TextToImage?
     public var judge: Judge?
     /// Ranking the true caption among `candidates` by p(caption | image), and the true image by p(image | caption).
-    public var img2txt_ranking: Ranking?
-    public var txt2img_ranking: Ranking?
+    public var img2txtRanking: Ranking?
+    public var txt2imgRanking: Ranking?
     /// The classes captions are scored by (`CaptionClasses.name`), nil when the captions name none.
     public var classes: String?
     public var notes: [String]
@@ -163,10 +164,10 @@ public final class Evaluator {
         try checkHash(val)
         var notes: [String] = []
         var report = EvaluationReport(
-            checkpoint: model.checkpointPath, step: model.progress.step, vocab_kind: model.progress.vocabKind,
-            active_visual_ids: model.activeVisual?.count ?? layout.codebookSize, codebook: layout.codebookSize,
+            checkpoint: model.checkpointPath, step: model.progress.step, vocabKind: model.progress.vocabKind,
+            activeVisualIds: model.activeVisual?.count ?? layout.codebookSize, codebook: layout.codebookSize,
             tokenizer: model.tokenizerPath, data: valPath, text: nil, img2txt: nil, txt2img: nil, judge: nil,
-            img2txt_ranking: nil, txt2img_ranking: nil, classes: nil, notes: [], seconds: 0)
+            img2txtRanking: nil, txt2imgRanking: nil, classes: nil, notes: [], seconds: 0)
 
         let byTask = try examplesByTask(val)
         let text = Self.spread(byTask[0], o.maxText), captions = Self.spread(byTask[1], o.maxCaptions)
@@ -181,7 +182,7 @@ public final class Evaluator {
             let s = teacherForced(text, stage: stage, vocab: vocab)
             report.text = .init(
                 examples: text.count, tokens: s.tokens, bytes: s.bytes, loss: s.mean, perplexity: exp(s.mean),
-                bits_per_byte: s.bytes > 0 ? s.nats / M_LN2 / Double(s.bytes) : .infinity)
+                bitsPerByte: s.bytes > 0 ? s.nats / M_LN2 / Double(s.bytes) : .infinity)
             if s.truncated > 0 {
                 notes.append(
                     "text: \(s.truncated) examples longer than max_seq_len+1 were scored on their first \(model.model.maxSeqLen + 1) tokens"
@@ -211,10 +212,11 @@ public final class Evaluator {
         if o.rankExamples > 0 && !o.lossesOnly {
             for (task, examples) in [(ExampleTask.imageToText, captions), (.textToImage, drawings)] where !examples.isEmpty {
                 log(
-                    "ranking: \(task == .imageToText ? "captions" : "images") of \(min(o.rankExamples, examples.count)) examples among \(o.rankCandidates)"
+                    "ranking: \(task == .imageToText ? "captions" : "images") of \(min(o.rankExamples, examples.count)) examples "
+                        + "among \(o.rankCandidates)"
                 )
                 let r = ranking(examples, task: task, stage: stage, vocab: vocab, options: o)
-                if task == .imageToText { report.img2txt_ranking = r } else { report.txt2img_ranking = r }
+                if task == .imageToText { report.img2txtRanking = r } else { report.txt2imgRanking = r }
             }
         }
 
@@ -261,9 +263,9 @@ public final class Evaluator {
     /// Mean next-token loss over the examples' loss-masked targets, one example per row, under the
     /// checkpoint's vocabulary masks. Examples longer than max_seq_len + 1 are scored on their start.
     func teacherForced(_ examples: [Example], stage: Stage, vocab: StepVocab) -> LossSum {
-        let S = stage.seqLen, layout = model.layout, bpe = model.tokenizers.text
+        let seqLen = stage.seqLen, layout = model.layout, bpe = model.tokenizers.text
         var sum = LossSum()
-        sum.truncated = examples.filter { $0.tokens.count > S + 1 }.count
+        sum.truncated = examples.filter { $0.tokens.count > seqLen + 1 }.count
         lossBatches(examples, stage: stage, vocab: vocab) { _, targets, effective, loss in
             for i in 0..<targets.count where effective[i] != 0 {
                 sum.nats += Double(loss[i])
@@ -277,11 +279,11 @@ public final class Evaluator {
     /// Per example: the summed loss (nats) over its loss-masked targets — −log p(targets | the rest) — one
     /// example per row, under the checkpoint's vocabulary masks.
     func exampleNats(_ examples: [Example], stage: Stage, vocab: StepVocab) -> [Double] {
-        let R = stage.rows, S = stage.seqLen
+        let rows = stage.rows, seqLen = stage.seqLen
         var out = [Double](repeating: 0, count: examples.count)
         lossBatches(examples, stage: stage, vocab: vocab) { batchStart, _, effective, loss in
-            for r in 0..<min(R, examples.count - batchStart) {
-                for j in 0..<S where effective[r * S + j] != 0 { out[batchStart + r] += Double(loss[r * S + j]) }
+            for r in 0..<min(rows, examples.count - batchStart) {
+                for j in 0..<seqLen where effective[r * seqLen + j] != 0 { out[batchStart + r] += Double(loss[r * seqLen + j]) }
             }
         }
         return out
@@ -294,17 +296,18 @@ public final class Evaluator {
         _ examples: [Example], stage: Stage, vocab: StepVocab,
         _ body: (_ batchStart: Int, _ targets: [Int32], _ effective: Tensor, _ loss: Tensor) -> Void
     ) {
-        let R = stage.rows, S = stage.seqLen, layout = model.layout
-        var inputs = [Int32](repeating: layout.pad, count: R * S), targets = inputs, mask = [Float](repeating: 0, count: R * S)
+        let rows = stage.rows, seqLen = stage.seqLen, layout = model.layout
+        var inputs = [Int32](repeating: layout.pad, count: rows * seqLen), targets = inputs,
+            mask = [Float](repeating: 0, count: rows * seqLen)
         let a = stage.activations(0)
-        for batchStart in stride(from: 0, to: examples.count, by: R) {
-            for i in 0..<(R * S) { inputs[i] = layout.pad; targets[i] = layout.pad; mask[i] = 0 }
-            for (r, e) in examples[batchStart..<min(examples.count, batchStart + R)].enumerated() {
-                let L = min(e.tokens.count, S + 1)
-                for j in 0..<(L - 1) {
-                    inputs[r * S + j] = e.tokens[j]
-                    targets[r * S + j] = e.tokens[j + 1]
-                    mask[r * S + j] = Float(e.mask[j + 1])
+        for batchStart in stride(from: 0, to: examples.count, by: rows) {
+            for i in 0..<(rows * seqLen) { inputs[i] = layout.pad; targets[i] = layout.pad; mask[i] = 0 }
+            for (r, e) in examples[batchStart..<min(examples.count, batchStart + rows)].enumerated() {
+                let length = min(e.tokens.count, seqLen + 1)
+                for j in 0..<(length - 1) {
+                    inputs[r * seqLen + j] = e.tokens[j]
+                    targets[r * seqLen + j] = e.tokens[j + 1]
+                    mask[r * seqLen + j] = Float(e.mask[j + 1])
                 }
             }
             stage.forward(a, tokens: inputs, tokenMap: vocab.tokenMap)
@@ -357,7 +360,7 @@ public final class Evaluator {
             candidates = max(candidates, chosen.count)
         }
         let n = Double(max(examples.count, 1))
-        return .init(examples: examples.count, candidates: candidates, top1_accuracy: Double(top1) / n, mean_rank: Double(rankSum) / n)
+        return .init(examples: examples.count, candidates: candidates, top1Accuracy: Double(top1) / n, meanRank: Double(rankSum) / n)
     }
 
     // MARK: Image → text
@@ -379,7 +382,7 @@ public final class Evaluator {
         let loss = teacherForced(examples, stage: stage, vocab: vocab)
         var result = EvaluationReport.ImageToText(
             examples: examples.count, loss: loss.tokens > 0 ? loss.mean : nil, scored: 0,
-            caption_accuracy: nil, names_a_class: nil, per_class_accuracy: [], samples: [])
+            captionAccuracy: nil, namesAClass: nil, perClassAccuracy: [], samples: [])
         guard !o.lossesOnly else { return result }
         let gen = try model.generator()
         let bpe = model.tokenizers.text
@@ -401,9 +404,9 @@ public final class Evaluator {
             if samples.count < 12 { samples.append(.init(reference: reference, generated: generated, correct: got == want)) }
         }
         result.scored = scored
-        result.caption_accuracy = scored > 0 ? Double(right) / Double(scored) : nil
-        result.names_a_class = scored > 0 ? Double(named) / Double(scored) : nil
-        result.per_class_accuracy = perClass.map { $0.1 > 0 ? Double($0.0) / Double($0.1) : nil }
+        result.captionAccuracy = scored > 0 ? Double(right) / Double(scored) : nil
+        result.namesAClass = scored > 0 ? Double(named) / Double(scored) : nil
+        result.perClassAccuracy = perClass.map { $0.1 > 0 ? Double($0.0) / Double($0.1) : nil }
         result.samples = samples
         return result
     }
@@ -413,50 +416,60 @@ extension EvaluationReport {
     /// The JSON report (sorted keys, pretty-printed).
     public func json() throws -> Data {
         let enc = JSONEncoder()
+        enc.keyEncodingStrategy = .convertToSnakeCase
         enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         return try enc.encode(self)
+    }
+
+    /// Reads a report `json()` wrote.
+    public init(json: Data) throws {
+        let dec = JSONDecoder()
+        dec.keyDecodingStrategy = .convertFromSnakeCase
+        dec.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        self = try dec.decode(EvaluationReport.self, from: json)
     }
 
     /// The human-readable table.
     public var table: String {
         func pct(_ v: Double?) -> String { v.map { String(format: "%.1f%%", 100 * $0) } ?? "—" }
         func num(_ v: Double?, _ f: String = "%.4f") -> String { v.map { String(format: f, $0) } ?? "—" }
-        var out = "checkpoint  \(checkpoint) (step \(step), \(vocab_kind), \(active_visual_ids)/\(codebook) visual ids active)\n"
+        var out = "checkpoint  \(checkpoint) (step \(step), \(vocabKind), \(activeVisualIds)/\(codebook) visual ids active)\n"
         out += "data        \(data)\n\n"
         out += "task         examples  metric                        value\n"
         if let t = text {
             out += String(format: "text         %8d  loss (nats/token)             %@\n", t.examples, num(t.loss))
             out += "                       perplexity                    \(num(t.perplexity, "%.2f"))\n"
-            out += "                       bits per byte                 \(num(t.bits_per_byte))\n"
+            out += "                       bits per byte                 \(num(t.bitsPerByte))\n"
         }
         if let c = img2txt {
             out += String(format: "image→text   %8d  caption loss (nats/token)     %@\n", c.examples, num(c.loss))
-            out += "                       caption accuracy              \(pct(c.caption_accuracy)) of \(c.scored)\n"
-            out += "                       names a class                 \(pct(c.names_a_class))\n"
+            out += "                       caption accuracy              \(pct(c.captionAccuracy)) of \(c.scored)\n"
+            out += "                       names a class                 \(pct(c.namesAClass))\n"
         }
         if let g = txt2img {
             out += String(format: "text→image   %8d  image loss (nats/token)       %@\n", g.examples, num(g.loss))
-            out += "                       judged class accuracy         \(pct(g.judge_accuracy)) of \(g.scored)\n"
-            out += "                       distinct images               \(pct(g.distinct_images))\n"
+            out += "                       judged class accuracy         \(pct(g.judgeAccuracy)) of \(g.scored)\n"
+            out += "                       distinct images               \(pct(g.distinctImages))\n"
         }
         if let j = judge {
             out += "\njudge       \(j.kind)\n"
-            out += "            train accuracy \(pct(j.train_accuracy)) on \(j.train_images) images; "
-            out += "held-out (VQ-reconstructed real images, \(j.classes)) \(pct(j.heldout_accuracy)) on \(j.heldout_images)"
-            out += j.cross_validated_accuracy.map { "; 5-fold cross-validated \(pct($0))\n" } ?? "\n"
-            if let r = j.raw_heldout_accuracy {
+            out += "            train accuracy \(pct(j.trainAccuracy)) on \(j.trainImages) images; "
+            out += "held-out (VQ-reconstructed real images, \(j.classes)) \(pct(j.heldoutAccuracy)) on \(j.heldoutImages)"
+            out += j.crossValidatedAccuracy.map { "; 5-fold cross-validated \(pct($0))\n" } ?? "\n"
+            if let r = j.rawHeldoutAccuracy {
                 out +=
-                    "            held-out originals \(pct(r)) on \(j.raw_heldout_images ?? 0); VQ reconstruction MSE \(num(j.vq_reconstruction_mse, "%.1f")) (0–255 scale)\n"
+                    "            held-out originals \(pct(r)) on \(j.rawHeldoutImages ?? 0); VQ reconstruction MSE "
+                    + "\(num(j.vqReconstructionMse, "%.1f")) (0–255 scale)\n"
             }
         }
-        for (name, r) in [("image→text", img2txt_ranking), ("text→image", txt2img_ranking)] {
+        for (name, r) in [("image→text", img2txtRanking), ("text→image", txt2imgRanking)] {
             guard let r else { continue }
             out += String(
                 format: "%@ %8d  true %@ first among %d   %@ (chance %.1f%%), mean rank %.2f\n",
                 name.padding(toLength: 12, withPad: " ", startingAt: 0), r.examples,
-                name == "image→text" ? "caption" : "image  ", r.candidates, pct(r.top1_accuracy),
-                100 / Double(max(r.candidates, 1)), r.mean_rank)
+                name == "image→text" ? "caption" : "image  ", r.candidates, pct(r.top1Accuracy),
+                100 / Double(max(r.candidates, 1)), r.meanRank)
         }
         if let c = img2txt, !c.samples.isEmpty {
             out += "\ncaption samples (reference → generated):\n"

@@ -36,8 +36,8 @@ extension Evaluator {
         let loss = teacherForced(examples, stage: stage, vocab: vocab)
         var result = EvaluationReport.TextToImage(
             examples: examples.count, loss: loss.tokens > 0 ? loss.mean : nil, scored: 0,
-            images_per_caption: o.imagesPerCaption, judge_accuracy: nil, per_class_accuracy: [], distinct_images: nil,
-            visual_tokens_per_image: model.tokensPerImage)
+            imagesPerCaption: o.imagesPerCaption, judgeAccuracy: nil, perClassAccuracy: [], distinctImages: nil,
+            visualTokensPerImage: model.tokensPerImage)
         guard !o.lossesOnly else { return result }
         guard let vq = model.tokenizers.image else {
             notes.append("text→image: \(model.tokenizerPath) has no learned codebook, so images cannot be decoded and judged")
@@ -55,7 +55,8 @@ extension Evaluator {
         let heldout = labelledImages(allHeldout, vq: vq)
         guard let classes, Set(trainSet.labels).count >= 2, !heldout.labels.isEmpty else {
             notes.append(
-                "text→image: captions do not name the classes of a known set (digits, Fashion-MNIST), or name only one, so there is no judge"
+                "text→image: captions do not name the classes of a known set (digits, Fashion-MNIST), or name only one, so there is "
+                    + "no judge"
             )
             return result
         }
@@ -63,19 +64,19 @@ extension Evaluator {
         let trainX = Self.pixels(trainSet.images)
         let classifier = PixelClassifier(x: trainX, labels: trainSet.labels, features: d, classes: classes.count, options: o.judge)
         var j = EvaluationReport.Judge(
-            kind: "softmax regression on pixels (\(o.judge.iterations) iterations, L2 \(o.judge.l2))", train_images: trainSet.labels.count,
-            classes: classes.name, train_accuracy: classifier.accuracy(trainX, labels: trainSet.labels),
-            heldout_images: heldout.labels.count,
-            heldout_accuracy: classifier.accuracy(Self.pixels(heldout.images), labels: heldout.labels),
-            cross_validated_accuracy: heldout.labels.count >= 1000
+            kind: "softmax regression on pixels (\(o.judge.iterations) iterations, L2 \(o.judge.l2))", trainImages: trainSet.labels.count,
+            classes: classes.name, trainAccuracy: classifier.accuracy(trainX, labels: trainSet.labels),
+            heldoutImages: heldout.labels.count,
+            heldoutAccuracy: classifier.accuracy(Self.pixels(heldout.images), labels: heldout.labels),
+            crossValidatedAccuracy: heldout.labels.count >= 1000
                 ? nil
                 : Self.crossValidated(trainX, labels: trainSet.labels, features: d, classes: classes.count, options: o.judge),
-            raw_heldout_images: nil, raw_heldout_accuracy: nil, vq_reconstruction_mse: nil)
+            rawHeldoutImages: nil, rawHeldoutAccuracy: nil, vqReconstructionMse: nil)
         if let rawPairs { try rawNumbers(rawPairs, heldoutCaptions: captionExamples, vq: vq, classifier: classifier, judge: &j) }
         judge = j
         log(
             String(
-                format: "judge: %.1f%% on %d held-out images; drawing %d images", 100 * j.heldout_accuracy, j.heldout_images,
+                format: "judge: %.1f%% on %d held-out images; drawing %d images", 100 * j.heldoutAccuracy, j.heldoutImages,
                 examples.count * o.imagesPerCaption))
 
         // Generated images, one per held-out caption that names a class.
@@ -103,9 +104,9 @@ extension Evaluator {
         var perClass = [(Int, Int)](repeating: (0, 0), count: classes.count)
         for (p, l) in zip(predicted, labels) { perClass[l].1 += 1; if p == l { perClass[l].0 += 1 } }
         result.scored = labels.count
-        result.judge_accuracy = labels.isEmpty ? nil : Double(zip(predicted, labels).filter { $0 == $1 }.count) / Double(labels.count)
-        result.per_class_accuracy = perClass.map { $0.1 > 0 ? Double($0.0) / Double($0.1) : nil }
-        result.distinct_images = labels.isEmpty ? nil : Double(seen.count) / Double(labels.count)
+        result.judgeAccuracy = labels.isEmpty ? nil : Double(zip(predicted, labels).filter { $0 == $1 }.count) / Double(labels.count)
+        result.perClassAccuracy = perClass.map { $0.1 > 0 ? Double($0.0) / Double($0.1) : nil }
+        result.distinctImages = labels.isEmpty ? nil : Double(seen.count) / Double(labels.count)
         return result
     }
 
@@ -160,8 +161,8 @@ extension Evaluator {
         guard !raw.isEmpty else {
             throw GenerationError.noHeldOutImages(pairs: path)
         }
-        j.raw_heldout_images = raw.count
-        j.raw_heldout_accuracy = classifier.accuracy(Self.pixels(raw), labels: labels)
-        j.vq_reconstruction_mse = mse / Double(raw.count)
+        j.rawHeldoutImages = raw.count
+        j.rawHeldoutAccuracy = classifier.accuracy(Self.pixels(raw), labels: labels)
+        j.vqReconstructionMse = mse / Double(raw.count)
     }
 }

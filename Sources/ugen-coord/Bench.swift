@@ -139,10 +139,12 @@ struct Bench: ParsableCommand {
         guard let first = r.runs.first else { return out.joined(separator: "\n") }
         out.append("")
         out.append(
-            "Pipeline, config S dims over the dataset's vocabulary (V = \(first.vocabSize)): \(first.batchRows) rows × \(first.seqLen) tokens per step, "
+            "Pipeline, config S dims over the dataset's vocabulary (V = \(first.vocabSize)): \(first.batchRows) rows × "
+                + "\(first.seqLen) tokens per step, "
                 + "\(first.microBatches) micro-batches, \(first.timedSteps) timed steps")
         out.append(
-            "round layout                    median step ms (min–max)    tokens/s  GFLOP/s  sgemm GFLOP/s  ratio  bubble theory  wait  idle  comm"
+            "round layout                    median step ms (min–max)    tokens/s  GFLOP/s  sgemm GFLOP/s  ratio  bubble theory  "
+                + "wait  idle  comm"
         )
         for run in r.runs {
             out.append(
@@ -172,24 +174,29 @@ struct Bench: ParsableCommand {
         for sp in r.speedups {
             out.append(
                 "round \(sp.round): \(sp.name) \(f(sp.speedup, 2))× = \(f(sp.ceilingBalanced, 2)) 1F1B ceiling p·m/(m+p−1)"
-                    + " × \(f(sp.stageBalance, 2)) stage balance (mean/max busy) × \(f(sp.workRatio, 2)) work ratio (1 stage's busy / Σ stages' busy)"
+                    + " × \(f(sp.stageBalance, 2)) stage balance (mean/max busy) × \(f(sp.workRatio, 2)) work ratio (1 stage's busy "
+                    + "/ Σ stages' busy)"
                     + " × \(f(sp.stepVsModel, 2)) step vs pipeline model / \(f(sp.baselineBusyShare, 2)) 1-stage busy share")
         }
         out.append("")
         for su in r.summary {
             out.append(
                 "speed-up \(su.name) over 1 stage: median \(f(su.median, 2))× over \(su.perRound.count) rounds "
-                    + "(\(su.perRound.map { f($0, 2) }.joined(separator: ", "))); target ≥ \(f(su.target, 1))×: \(su.meetsTarget ? "met" : "NOT met")"
+                    + "(\(su.perRound.map { f($0, 2) }.joined(separator: ", "))); target ≥ \(f(su.target, 1))×: "
+                    + "\(su.meetsTarget ? "met" : "NOT met")"
                     + " (\(su.roundsMeetingTarget) of \(su.perRound.count) rounds)")
         }
         if let sp = r.speedups.first {
             out.append(
-                "1F1B ceiling with equal stages p·m/(m+p−1) = \(f(sp.ceilingBalanced, 2))×; zero bubble fills part of that bubble with weight passes, so it may pass it"
+                "1F1B ceiling with equal stages p·m/(m+p−1) = \(f(sp.ceilingBalanced, 2))×; zero bubble fills part of that bubble "
+                    + "with weight passes, so it may pass it"
             )
         }
         out.append(
-            "wait = mean over stages of time blocked on a neighbour / step time (the measured bubble); idle = 1 − (forward + backward) / step "
-                + "(also the optimizer update and the coordinator's round trip); comm = sends + receives of activations and gradients / step"
+            "wait = mean over stages of time blocked on a neighbour / step time (the measured bubble); idle = 1 − (forward + "
+                + "backward) / step "
+                + "(also the optimizer update and the coordinator's round trip); comm = sends + receives of activations and "
+                + "gradients / step"
         )
         return out.joined(separator: "\n")
     }
@@ -201,16 +208,20 @@ struct Bench: ParsableCommand {
             "Checkpoints, config \(c.model): \(c.parameters) parameters; file \(f(Double(c.fileBytes) / 1e6)) MB "
                 + "(tensors incl. AdamW m and v: \(f(Double(c.tensorBytes) / 1e6)) MB)")
         out.append(
-            "CheckpointFile.write (temp name, fsync, rename): \(list(c.writeMbPerS)) MB/s (median \(f(median(c.writeMbPerS), 0)); \(list(c.writeMs)) ms)"
+            "CheckpointFile.write (temp name, fsync, rename): \(list(c.writeMbPerS)) MB/s (median \(f(median(c.writeMbPerS), 0)); "
+                + "\(list(c.writeMs)) ms)"
         )
         out.append(
-            "CheckpointFile.read from disk (page cache dropped): \(list(c.readColdMbPerS)) MB/s (median \(f(median(c.readColdMbPerS), 0)); \(list(c.readColdMs)) ms)"
+            "CheckpointFile.read from disk (page cache dropped): \(list(c.readColdMbPerS)) MB/s (median "
+                + "\(f(median(c.readColdMbPerS), 0)); \(list(c.readColdMs)) ms)"
         )
         out.append(
-            "CheckpointFile.read from the page cache:   \(list(c.readWarmMbPerS)) MB/s (median \(f(median(c.readWarmMbPerS), 0)); \(list(c.readWarmMs)) ms)"
+            "CheckpointFile.read from the page cache:   \(list(c.readWarmMbPerS)) MB/s (median \(f(median(c.readWarmMbPerS), 0)); "
+                + "\(list(c.readWarmMs)) ms)"
         )
         out.append(
-            "training run (\(c.runLayout)): step \(f(c.runStepMs, 0)) ms; each checkpoint stopped training for \(list(c.runCheckpointMs)) ms "
+            "training run (\(c.runLayout)): step \(f(c.runStepMs, 0)) ms; each checkpoint stopped training for "
+                + "\(list(c.runCheckpointMs)) ms "
                 + "(gather from the workers + write + rotate)")
         let mean = c.runCheckpointMs.reduce(0, +) / Double(max(c.runCheckpointMs.count, 1))
         let write = median(c.writeMs)

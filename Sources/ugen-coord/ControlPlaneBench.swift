@@ -30,7 +30,8 @@ enum ControlPlaneBench {
                 + "\(o.microBatches) micro-batches of one 64-token row per replica, \(o.timedSteps) timed steps after \(o.warmupSteps)",
         ]
         out.append(
-            "workers  layout       steps/s  step ms median (max)  coordinator CPU ms/step  coordinator thread ms/step  simulated workers' CPU ms/step"
+            "workers  layout       steps/s  step ms median (max)  coordinator CPU ms/step  coordinator thread ms/step  simulated "
+                + "workers' CPU ms/step"
         )
         for r in rows {
             out.append(

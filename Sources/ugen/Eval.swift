@@ -7,7 +7,8 @@ struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
         abstract:
-            "Measure a checkpoint per task on a held-out split: text loss/perplexity/bits per byte, caption accuracy, judged image accuracy.",
+            "Measure a checkpoint per task on a held-out split: text loss/perplexity/bits per byte, caption accuracy, judged image "
+            + "accuracy.",
         discussion: """
             text        teacher-forced loss, perplexity and bits per byte on the text examples
             image→text  caption loss; greedy captions scored by the class they name (right class, and only it): digits,
@@ -20,7 +21,8 @@ struct EvalCommand: ParsableCommand {
                         of --rank-candidates (the rest other held-out captions) given the image, and the true image the
                         most likely given the caption; top-1 accuracy (chance 1/candidates) and mean rank.
 
-              ugen eval --checkpoint runs/demo/checkpoints/latest --data data/tokenized/val.h5 --images data/digits/pairs.jsonl --json eval.json
+              ugen eval --checkpoint runs/demo/checkpoints/latest --data data/tokenized/val.h5 \
+            --images data/digits/pairs.jsonl --json eval.json
             """)
 
     @Option(help: "A checkpoint file, RUN/checkpoints/latest, or a run folder.") var checkpoint: String

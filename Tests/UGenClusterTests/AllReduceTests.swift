@@ -12,13 +12,13 @@ final class AllReduceTests: XCTestCase {
         let pulls: [ZMQSocket], pushes: [[ZMQSocket?]], reducers: [ReplicaReduce], threads: [ReduceThread]
         let endpoints: [String]
         init(_ buckets: [[[Tensor]]]) throws {
-            let R = buckets.count
-            pulls = try (0..<R).map { _ in try ZMQSocket(.pull) }
+            let replicas = buckets.count
+            pulls = try (0..<replicas).map { _ in try ZMQSocket(.pull) }
             endpoints = try pulls.map { try $0.bind("tcp://127.0.0.1:*") }
-            reducers = try (0..<R).map { try ReplicaReduce(replica: $0, replicas: R, buckets: buckets[$0], peerKeys: nil) }
+            reducers = try (0..<replicas).map { try ReplicaReduce(replica: $0, replicas: replicas, buckets: buckets[$0], peerKeys: nil) }
             let endpoints = endpoints
             pushes = try reducers.map { r in
-                try (0..<R).map { to in
+                try (0..<replicas).map { to in
                     guard r.partners.contains(to) else { return nil }
                     let s = try ZMQSocket(.push); try s.connect(endpoints[to]); return s
                 }

@@ -561,7 +561,8 @@ final class HardeningTests: XCTestCase {
                     + (0..<Int.random(in: 1..<300, using: &rng)).map { _ in Data([0]) }
             case 10:
                 let body =
-                    #"{"workerId":\#(i % 3),"step":\#(Int.random(in: -5...1000, using: &rng)),"forwardMs":1e308,"backwardMs":-0.0,"waitMs":0,"commMs":0}"#
+                    #"{"workerId":\#(i % 3),"step":\#(Int.random(in: -5...1000, using: &rng)),"#
+                    + #""forwardMs":1e308,"backwardMs":-0.0,"waitMs":0,"commMs":0}"#
                 frames = [Data("UGEN".utf8) + Data([UInt8(Wire.version), 0, 6]) + Data(body.utf8), random(8), random(48), random(8)]
             default: frames = WireMessage(.heartbeat, Heartbeat(workerId: -1, status: String(repeating: "s", count: i % 2000))).frames
             }

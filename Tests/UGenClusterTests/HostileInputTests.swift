@@ -33,7 +33,10 @@ final class HostileInputTests: XCTestCase {
             case 4:  // out of order: messages only a joined worker may send, or only the coordinator sends
                 let kinds: [Wire.Kind] = [.ready, .stepDone, .saveReply, .failure, .assign, .step, .apply, .reset]
                 frames = WireMessage(kinds[i % kinds.count], Heartbeat(workerId: 0)).frames
-            case 5: var f = valid[0]; f[f.startIndex + 4] = UInt8.random(in: (UInt8(Wire.version) + 1)...255, using: &rng); frames = [f]  // wrong version
+            case 5:  // wrong version
+                var f = valid[0]
+                f[f.startIndex + 4] = UInt8.random(in: (UInt8(Wire.version) + 1)...255, using: &rng)
+                frames = [f]
             case 6: frames = [Data("UGEN".utf8) + Data([UInt8(Wire.version), 0, 1]) + Data("[1,2,3]".utf8)]  // hello with a bad body
             default:
                 frames =

@@ -57,8 +57,8 @@ final class BF16Tests: XCTestCase {
                         let b = (0..<(bRows * ldb)).map { _ in Float(rng.nextNormal()) }
                         let c0 = (0..<(m * ldc)).map { _ in Float(rng.nextNormal()) }
                         let alpha: Float = 0.75, beta: Float = 1
-                        func A(_ i: Int, _ p: Int) -> Double { Double(BF16.float(BF16.round(transA ? a[p * lda + i] : a[i * lda + p]))) }
-                        func B(_ p: Int, _ j: Int) -> Double { Double(BF16.float(BF16.round(transB ? b[j * ldb + p] : b[p * ldb + j]))) }
+                        func opA(_ i: Int, _ p: Int) -> Double { Double(BF16.float(BF16.round(transA ? a[p * lda + i] : a[i * lda + p]))) }
+                        func opB(_ p: Int, _ j: Int) -> Double { Double(BF16.float(BF16.round(transB ? b[j * ldb + p] : b[p * ldb + j]))) }
                         let bLow = b.map(BF16.round)
                         for useCopy in [false, true] {
                             var c = c0
@@ -79,7 +79,7 @@ final class BF16Tests: XCTestCase {
                             for i in stride(from: 0, to: m, by: m > 100 ? 7 : 1) {  // a sample of the large case's rows
                                 for j in 0..<n {
                                     var exact = 0.0, magnitude = 0.0
-                                    for p in 0..<k { exact += A(i, p) * B(p, j); magnitude += abs(A(i, p) * B(p, j)) }
+                                    for p in 0..<k { exact += opA(i, p) * opB(p, j); magnitude += abs(opA(i, p) * opB(p, j)) }
                                     exact = Double(alpha) * exact + Double(beta) * Double(c0[i * ldc + j])
                                     // float32 sums over k terms: at most k·2⁻²⁴ of the terms' magnitudes (and the output's rounding).
                                     let bound = Double(k + 2) * 0x1p-24 * (magnitude + abs(Double(c0[i * ldc + j]))) + 1e-30

@@ -280,8 +280,8 @@ final class EvaluationTests: XCTestCase {
         var nats = 0.0, tokens = 0, bytes = 0
         for e in texts {
             decoder.reset()
-            let L = min(e.tokens.count, m.model.maxSeqLen + 1)
-            for j in 0..<(L - 1) {
+            let length = min(e.tokens.count, m.model.maxSeqLen + 1)
+            for j in 0..<(length - 1) {
                 decoder.append(e.tokens[j])
                 guard e.mask[j + 1] != 0 else { continue }
                 let logits = decoder.logits.array.map(Double.init), mx = logits.max()!
@@ -297,8 +297,8 @@ final class EvaluationTests: XCTestCase {
         XCTAssertEqual(t.bytes, bytes)
         XCTAssertEqual(t.loss, nats / Double(tokens), accuracy: 1e-4 * t.loss)
         XCTAssertEqual(t.perplexity, exp(nats / Double(tokens)), accuracy: 1e-3 * t.perplexity)
-        XCTAssertEqual(t.bits_per_byte, nats / log(2) / Double(bytes), accuracy: 1e-4 * t.bits_per_byte)
-        XCTAssertNil(report.img2txt?.caption_accuracy)
+        XCTAssertEqual(t.bitsPerByte, nats / log(2) / Double(bytes), accuracy: 1e-4 * t.bitsPerByte)
+        XCTAssertNil(report.img2txt?.captionAccuracy)
     }
 
     /// The whole report on real files: every task measured, the judge measured before use, the raw-pixel
@@ -315,50 +315,50 @@ final class EvaluationTests: XCTestCase {
         let c = try XCTUnwrap(trained.img2txt), g = try XCTUnwrap(trained.txt2img), j = try XCTUnwrap(trained.judge)
         XCTAssertEqual(c.examples, valPairs); XCTAssertEqual(c.scored, valPairs)
         XCTAssertEqual(g.examples, valPairs); XCTAssertEqual(g.scored, valPairs)
-        XCTAssertEqual(g.visual_tokens_per_image, 16)
-        for v in [c.caption_accuracy, c.names_a_class, g.judge_accuracy, g.distinct_images] {
+        XCTAssertEqual(g.visualTokensPerImage, 16)
+        for v in [c.captionAccuracy, c.namesAClass, g.judgeAccuracy, g.distinctImages] {
             XCTAssertTrue((0...1).contains(try XCTUnwrap(v)))
         }
-        XCTAssertEqual(j.train_images, w.summary.examples["train"]![2])
-        XCTAssertEqual(j.heldout_images, valPairs)
-        XCTAssertGreaterThan(j.heldout_accuracy, 0.6, "the judge must be good before it judges")
-        XCTAssertGreaterThan(try XCTUnwrap(j.cross_validated_accuracy), 0.6)
-        XCTAssertEqual(j.raw_heldout_images, valPairs, "every held-out original found in the pairs file")
-        XCTAssertGreaterThan(try XCTUnwrap(j.raw_heldout_accuracy), 0.6)
-        XCTAssertTrue((1...3000).contains(try XCTUnwrap(j.vq_reconstruction_mse)), "\(j.vq_reconstruction_mse!)")
+        XCTAssertEqual(j.trainImages, w.summary.examples["train"]![2])
+        XCTAssertEqual(j.heldoutImages, valPairs)
+        XCTAssertGreaterThan(j.heldoutAccuracy, 0.6, "the judge must be good before it judges")
+        XCTAssertGreaterThan(try XCTUnwrap(j.crossValidatedAccuracy), 0.6)
+        XCTAssertEqual(j.rawHeldoutImages, valPairs, "every held-out original found in the pairs file")
+        XCTAssertGreaterThan(try XCTUnwrap(j.rawHeldoutAccuracy), 0.6)
+        XCTAssertTrue((1...3000).contains(try XCTUnwrap(j.vqReconstructionMse)), "\(j.vqReconstructionMse!)")
 
         // An untrained model is near uniform over V; training lowers the loss of every task.
-        let V = Double(w.summary.layout.vocabSize)
-        XCTAssertEqual(try XCTUnwrap(untrained.text?.loss), log(V), accuracy: 0.5)
+        let vocab = Double(w.summary.layout.vocabSize)
+        XCTAssertEqual(try XCTUnwrap(untrained.text?.loss), log(vocab), accuracy: 0.5)
         XCTAssertLessThan(try XCTUnwrap(trained.text?.loss), try XCTUnwrap(untrained.text?.loss) - 0.5)
         XCTAssertLessThan(try XCTUnwrap(c.loss), try XCTUnwrap(untrained.img2txt?.loss) - 0.5)
         XCTAssertLessThan(try XCTUnwrap(g.loss), try XCTUnwrap(untrained.txt2img?.loss) - 0.5)
 
         // JSON round trip and the table.
-        let back = try JSONDecoder().decode(EvaluationReport.self, from: try trained.json())
-        XCTAssertEqual(back.txt2img?.judge_accuracy, g.judge_accuracy)
-        XCTAssertEqual(back.judge?.heldout_accuracy, j.heldout_accuracy)
+        let back = try EvaluationReport(json: try trained.json())
+        XCTAssertEqual(back.txt2img?.judgeAccuracy, g.judgeAccuracy)
+        XCTAssertEqual(back.judge?.heldoutAccuracy, j.heldoutAccuracy)
         XCTAssertEqual(trained.classes, "digits"); XCTAssertEqual(j.classes, "digits")
         for needle in ["bits per byte", "caption accuracy", "judged class accuracy", "held-out (VQ-reconstructed real images, digits)"] {
             XCTAssertTrue(trained.table.contains(needle), needle)
         }
         // A checkpoint still in the text-only phase: text and captions measured, no image drawn, and said so.
         let early = try Evaluator(model: try TrainedModel(checkpoint: w.textOnly)).run(valPath: w.val, options: o)
-        XCTAssertEqual(early.active_visual_ids, 0)
+        XCTAssertEqual(early.activeVisualIds, 0)
         XCTAssertNotNil(early.text?.loss)
-        XCTAssertNotNil(early.img2txt?.caption_accuracy)
-        XCTAssertNil(early.txt2img?.judge_accuracy)
+        XCTAssertNotNil(early.img2txt?.captionAccuracy)
+        XCTAssertNil(early.txt2img?.judgeAccuracy)
         XCTAssertTrue(early.notes.contains { $0.contains("text-only phase") }, "\(early.notes)")
 
         // More samples per caption: that many images judged, the first of each the same as before.
         var o3 = o; o3.imagesPerCaption = 3
         let three = try Evaluator(model: try TrainedModel(checkpoint: w.trained)).run(valPath: w.val, options: o3)
         XCTAssertEqual(three.txt2img?.scored, 3 * valPairs)
-        XCTAssertEqual(three.txt2img?.images_per_caption, 3)
+        XCTAssertEqual(three.txt2img?.imagesPerCaption, 3)
 
         // Same checkpoint, same seed: the same numbers.
         let again = try Evaluator(model: try TrainedModel(checkpoint: w.trained)).run(valPath: w.val, rawPairs: w.pairs, options: o)
-        XCTAssertEqual(again.txt2img?.judge_accuracy, g.judge_accuracy)
-        XCTAssertEqual(again.img2txt?.caption_accuracy, c.caption_accuracy)
+        XCTAssertEqual(again.txt2img?.judgeAccuracy, g.judgeAccuracy)
+        XCTAssertEqual(again.img2txt?.captionAccuracy, c.captionAccuracy)
     }
 }

@@ -8,7 +8,7 @@ import XCTest
 /// The three masking rules of Documentation/progressive-vocabulary.md, on the single-process trainer.
 final class ProgressiveVocabTests: XCTestCase {
     // Vocabulary: 256 text + 6 specials (unk_img = 261) + 40 visual ids 262..<302.
-    let V = 302, firstVisual = 262, unk: Int32 = 261
+    let vocabSize = 302, firstVisual = 262, unk: Int32 = 261
 
     func config() throws -> RunConfig {
         try RunConfig.parse(
@@ -37,14 +37,14 @@ final class ProgressiveVocabTests: XCTestCase {
         let s = VocabSchedule(
             kind: .progressive, textOnlySteps: 0, start: active, every: 1, add: 1, seed: 3, codebook: 40,
             firstVisualId: firstVisual, unkImageId: Int(unk))
-        var inactive = [UInt8](repeating: 0, count: V), map = [Int32](repeating: 0, count: V)
+        var inactive = [UInt8](repeating: 0, count: vocabSize), map = [Int32](repeating: 0, count: vocabSize)
         s.masks(active: active, inactive: &inactive, tokenMap: &map)
         return StepVocab(activeVisual: active, inactive: inactive, tokenMap: map)
     }
 
     func testInactiveIdsGetNoGradientAndNeverEnterTheModel() throws {
         let c = try config()
-        let t = try Trainer(config: c, model: c.modelConfig(vocabSize: V))
+        let t = try Trainer(config: c, model: c.modelConfig(vocabSize: vocabSize))
         let v = vocab(active: 10)
         let b = batch(seed: 1)
         // Gradients of the micro-batches, before the optimizer step changes anything: run forward/backward by hand.
@@ -61,7 +61,7 @@ final class ProgressiveVocabTests: XCTestCase {
             }
             for r in 0..<32 { XCTAssertEqual(v.inactive![Int(a.tokens[r])], 0, "an inactive id reached the embedding") }
             XCTAssertTrue((0..<32).contains { a.tokens[$0] == unk }, "inactive inputs became <unk_img>")
-            let logits = Tensor([32, V])
+            let logits = Tensor([32, vocabSize])
             b.targets.withUnsafeBufferPointer { tg in
                 b.mask.withUnsafeBufferPointer { m in
                     v.inactive!.withUnsafeBufferPointer { ia in
@@ -71,12 +71,14 @@ final class ProgressiveVocabTests: XCTestCase {
                     }
                 }
             }
-            for r in 0..<32 { for id in 0..<V where v.inactive![id] != 0 { XCTAssertEqual(logits[r * V + id], -.infinity) } }
+            for r in 0..<32 {
+                for id in 0..<vocabSize where v.inactive![id] != 0 { XCTAssertEqual(logits[r * vocabSize + id], -.infinity) }
+            }
             t.stage.backward(a)
         }
         let head = t.stage.parameter(named: "lm_head.weight")!.grad, embed = t.stage.parameter(named: "model.embed_tokens.weight")!.grad
         var activeRowsTouched = 0
-        for id in 0..<V {
+        for id in 0..<vocabSize {
             let headRow = (0..<32).map { head[id * 32 + $0] }, embRow = (0..<32).map { embed[id * 32 + $0] }
             if v.inactive![id] != 0 {
                 XCTAssertEqual(headRow, [Float](repeating: 0, count: 32), "lm_head row of inactive id \(id)")
@@ -90,8 +92,8 @@ final class ProgressiveVocabTests: XCTestCase {
 
     func testVanillaEqualsProgressiveWithEverythingActive() throws {
         let c = try config()
-        let vanilla = try Trainer(config: c, model: c.modelConfig(vocabSize: V))
-        let progressive = try Trainer(config: c, model: c.modelConfig(vocabSize: V))
+        let vanilla = try Trainer(config: c, model: c.modelConfig(vocabSize: vocabSize))
+        let progressive = try Trainer(config: c, model: c.modelConfig(vocabSize: vocabSize))
         let all = vocab(active: 40)
         XCTAssertEqual(all.inactive!.reduce(0) { $0 + Int($1) }, 0)
         for s in 0..<4 {
@@ -99,9 +101,9 @@ final class ProgressiveVocabTests: XCTestCase {
             XCTAssertEqual(vanilla.train(b, vocab: nil).loss, progressive.train(b, vocab: all).loss, "step \(s)")
         }
         // And a schedule that still hides ids gives a different run.
-        let partial = try Trainer(config: c, model: c.modelConfig(vocabSize: V))
+        let partial = try Trainer(config: c, model: c.modelConfig(vocabSize: vocabSize))
         XCTAssertNotEqual(
             partial.train(batch(seed: 10), vocab: vocab(active: 5)).loss,
-            try Trainer(config: c, model: c.modelConfig(vocabSize: V)).train(batch(seed: 10), vocab: nil).loss)
+            try Trainer(config: c, model: c.modelConfig(vocabSize: vocabSize)).train(batch(seed: 10), vocab: nil).loss)
     }
 }

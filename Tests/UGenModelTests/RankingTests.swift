@@ -64,15 +64,15 @@ final class RankingTests: XCTestCase {
         options.rankExamples = 3
         options.rankCandidates = 10
         let report = try Evaluator(model: try TrainedModel(checkpoint: checkpoint)).run(valPath: data + "/val.h5", options: options)
-        let captions = try XCTUnwrap(report.img2txt_ranking), images = try XCTUnwrap(report.txt2img_ranking)
+        let captions = try XCTUnwrap(report.img2txtRanking), images = try XCTUnwrap(report.txt2imgRanking)
         print(report.table)
         XCTAssertEqual(captions.examples, 3)
         XCTAssertEqual(captions.candidates, 3, "only three distinct captions exist")
-        XCTAssertEqual(captions.top1_accuracy, 1)
-        XCTAssertEqual(captions.mean_rank, 1)
+        XCTAssertEqual(captions.top1Accuracy, 1)
+        XCTAssertEqual(captions.meanRank, 1)
         XCTAssertEqual(images.examples, 3)
         XCTAssertEqual(images.candidates, 3)
-        XCTAssertEqual(images.top1_accuracy, 1)
+        XCTAssertEqual(images.top1Accuracy, 1)
         XCTAssert(report.table.contains("true caption first among 3"), report.table)
         // Control: the same model with the pairings rotated (each image given another's caption) ranks none first.
         let model = try TrainedModel(checkpoint: checkpoint)
@@ -86,8 +86,8 @@ final class RankingTests: XCTestCase {
         }
         let stage = try model.stage(rows: 8, seqLen: model.model.maxSeqLen)
         let wrong = evaluator.ranking(rotated, task: .imageToText, stage: stage, vocab: model.stepVocab, options: options)
-        XCTAssertEqual(wrong.top1_accuracy, 0)
-        XCTAssertEqual(wrong.mean_rank, 3, accuracy: 1, "the memorised caption wins, the rotated one trails")
+        XCTAssertEqual(wrong.top1Accuracy, 0)
+        XCTAssertEqual(wrong.meanRank, 3, accuracy: 1, "the memorised caption wins, the rotated one trails")
 
         let json = String(decoding: try report.json(), as: UTF8.self)
         XCTAssert(json.contains("\"img2txt_ranking\"") && json.contains("\"top1_accuracy\""), json)

@@ -145,7 +145,7 @@ final class StageCutTests: XCTestCase {
 
         func run(_ specs: [StageSpec]) throws -> (Double, [String: [Float]]) {
             let stages = try specs.map { try Stage(config: c, spec: $0, rows: rows, seqLen: T) }
-            stages.forEach { $0.initialize(seed: 11) }
+            for s in stages { s.initialize(seed: 11) }
             let acts = stages.map { $0.activations(0) }
             for (i, s) in stages.enumerated() {
                 if i == 0 {
