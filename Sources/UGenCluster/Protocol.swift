@@ -238,16 +238,14 @@ public struct StepOrder: Codable, Sendable {
     public var masked: Bool
 }
 
-/// The arrays of a `step` message as one stage reads them (`StepOrder` lists them), by name rather
-/// than by position, each checked: byte counts, and every token and target id inside the vocabulary.
-public struct StepInputs {
-    /// First stage: token ids (m·rows·T) and, when masked, the input id map (V).
-    public var tokens: [Int32] = [], tokenMap: [Int32]? = nil
-    /// Last stage: targets, loss mask and task per position (m·rows·T), the inactive table (V) when masked.
-    public var targets: [Int32] = [], mask: [Float] = [], tasks: [UInt8] = [], inactive: [UInt8]? = nil
-
-    /// `positions`: m·rows·T of this worker; `vocab`: V.
-    public init(_ message: WireMessage, masked: Bool, embedding: Bool, head: Bool, positions: Int, vocab: Int) throws {
+extension MicroBatch {
+    /// The arrays of a `step` message as one stage reads them (`StepOrder` lists them), by name rather
+    /// than by position, each checked: byte counts, and every token and target id inside the vocabulary.
+    /// First stage: token ids (m·rows·T) and, when masked, the input id map (V). Last stage: targets, loss
+    /// mask and task per position (m·rows·T), the inactive table (V) when masked. Its index is 0: set it
+    /// to each micro-batch of the step in turn. `positions`: m·rows·T of this worker; `vocab`: V.
+    public init(stepMessage message: WireMessage, masked: Bool, embedding: Bool, head: Bool, positions: Int, vocab: Int) throws {
+        self.init()
         var part = 0
         func next<T>(_ type: T.Type, _ count: Int) throws -> [T] {
             defer { part += 1 }; return try message.array(part, T.self, count: count)

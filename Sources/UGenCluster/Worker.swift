@@ -253,8 +253,7 @@ public final class Worker {
 
     /// What a step's operations add up: the last stage's losses, and where the time went.
     private struct StepTally {
-        var lossSums: [Double]
-        var taskLosses = TaskLosses()
+        var losses: StepLosses
         var forwardMs = 0.0, backwardMs = 0.0, waitMs = 0.0
     }
 
@@ -263,15 +262,17 @@ public final class Worker {
     private func runStep(_ msg: WireMessage) throws {
         let order = try msg.decode(StepOrder.self)
         if let connect = connectPeers { try connect(); connectPeers = nil }
-        let inputs = try StepInputs(msg, masked: order.masked, embedding: stage.spec.hasEmbedding, head: stage.spec.hasHead,
+        var batch = try MicroBatch(stepMessage: msg, masked: order.masked, embedding: stage.spec.hasEmbedding, head: stage.spec.hasHead,
                                     positions: order.microBatches * stage.n, vocab: stage.config.vocabSize)
         prepare(order)
         defer { reduceThread?.abandon() }  // a step that fails or is interrupted leaves no reduce running
-        var tally = StepTally(lossSums: [Double](repeating: 0, count: stage.spec.hasHead ? order.microBatches : 0))
+        var tally = StepTally(losses: StepLosses(microBatches: stage.spec.hasHead ? order.microBatches : 0))
         let slots = schedule.slots(stage: assign.stage, stages: assign.stages, microBatches: order.microBatches)
         for op in schedule.ops(stage: assign.stage, stages: assign.stages, microBatches: order.microBatches) {
             switch op {
-            case .forward(let k): try forward(k, order, inputs, stage.activations(k % slots), &tally)
+            case .forward(let k):
+                batch.index = k
+                try forward(batch, order, stage.activations(k % slots), &tally)
             case .backward(let k) where toPrevious == nil:
                 // Nothing to send upstream: both halves interleaved, so reduce buckets go out during the pass.
                 try backwardInput(k, order, stage.activations(k % slots), &tally, withWeights: true)
@@ -303,37 +304,28 @@ public final class Worker {
 
     private func clock() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e6 }
 
-    /// Micro-batch `k`'s forward pass (and loss, on the last stage), piece by piece as its rows come in.
-    private func forward(_ k: Int, _ order: StepOrder, _ inputs: StepInputs, _ a: StageActivations, _ tally: inout StepTally) throws {
+    /// The micro-batch's forward pass (and loss, on the last stage), piece by piece as its rows come in.
+    private func forward(_ batch: MicroBatch, _ order: StepOrder, _ a: StageActivations, _ tally: inout StepTally) throws {
+        let k = batch.index
         heartbeat.setPosition(step: order.step, forward: true, microBatch: k)
-        let m = order.microBatches, n = stage.n, d = stage.config.dModel
+        let m = order.microBatches, d = stage.config.dModel
         let header = DataHeader(kind: .activation, generation: Int32(assign.generation), step: Int32(order.step), microBatch: Int32(k))
         // The step's first global micro-batch goes a row at a time (the pipeline fill), in every layout
         // alike: pieces by global index, so a replica's first micro-batch is cut as the single process cuts it.
         for rows in stage.forwardPieces(microBatch: assign.replica * m + k, of: config.replicas * m) {
             if !stage.spec.hasEmbedding { tally.waitMs += try waitFor(.activation, k, rows: rows.upperBound, step: order.step) }
             let t1 = clock()
-            if stage.spec.hasEmbedding {
-                stage.forward(a, tokens: inputs.tokens, at: k * n, tokenMap: inputs.tokenMap, rows: rows)
-            } else {
+            if !stage.spec.hasEmbedding {
                 let width = stage.seqLen * d, at = rows.lowerBound * width
                 (a.input.data + at).update(from: activationIn[k].data + at, count: rows.count * width)
-                stage.forward(a, rows: rows)
             }
+            stage.forward(a, batch, rows: rows)
             if stage.spec.hasHead {
-                if let sum = stage.crossEntropy(a, targets: inputs.targets, mask: inputs.mask, at: k * n, inactive: inputs.inactive,
-                                                gradScale: order.gradScale, rows: rows) {
-                    tally.lossSums[k] = sum
-                }
+                stage.crossEntropy(a, batch, gradScale: order.gradScale, rows: rows, into: &tally.losses)
             } else {
                 try sendRows(toNext!, header, a.output, rows: rows)
             }
             tally.forwardMs += clock() - t1
-        }
-        if stage.spec.hasHead {
-            inputs.tasks.withUnsafeBufferPointer { tk in
-                tally.taskLosses.add(tokenLoss: a.tokenLoss!.data, mask: stage.lastEffectiveMask.data, tasks: tk.baseAddress! + k * n, n: n)
-            }
         }
     }
 
@@ -365,12 +357,12 @@ public final class Worker {
     /// The step's results to the coordinator: `StepDone` and its `StepOutputs`.
     private func report(_ order: StepOrder, _ tally: StepTally, reduceWaitMs: Double) throws {
         var taskSums: [Double] = []
-        if stage.spec.hasHead { taskSums = tally.taskLosses.sum + tally.taskLosses.weight }
+        if stage.spec.hasHead { taskSums = tally.losses.tasks.sum + tally.losses.tasks.weight }
         let done = StepDone(workerId: assign.workerId, step: order.step, forwardMs: tally.forwardMs, backwardMs: tally.backwardMs,
                             waitMs: tally.waitMs, commMs: Double(commNanos) / 1e6, reduceBytesSent: reducer?.bytesSent,
                             reduceBytesReceived: reducer?.bytesReceived,
                             reduceMs: reduceThread.map { Double($0.reduceNanos) / 1e6 }, reduceWaitMs: reducer == nil ? nil : reduceWaitMs)
-        let outputs = StepOutputs(lossSums: tally.lossSums, taskSums: taskSums, gradSquares: stage.gradSquares())
+        let outputs = StepOutputs(lossSums: tally.losses.sums, taskSums: taskSums, gradSquares: stage.gradSquares())
         try control.send(WireMessage(.stepDone, done, arrays: outputs.parts).frames)
     }
 

@@ -310,8 +310,9 @@ public final class Evaluator {
                     mask[r * seqLen + j] = Float(e.mask[j + 1])
                 }
             }
-            stage.forward(a, tokens: inputs, tokenMap: vocab.tokenMap)
-            stage.crossEntropy(a, targets: targets, mask: mask, inactive: vocab.inactive, gradScale: 0)
+            let batch = MicroBatch(tokens: inputs, targets: targets, mask: mask, tokenMap: vocab.tokenMap, inactive: vocab.inactive)
+            stage.forward(a, batch)
+            stage.crossEntropy(a, batch, gradScale: 0)
             body(batchStart, targets, stage.lastEffectiveMask, a.tokenLoss!)
         }
     }

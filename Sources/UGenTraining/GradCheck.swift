@@ -121,11 +121,9 @@ public struct GradCheck {
             stage.zeroGrads()
             let a = stage.activations(0)
             let logits = Tensor([B * T, c.vocabSize])
-            var lossSum = 0.0
-            stage.forward(a, tokens: inputs, tokenMap: nil)
-            lossSum = stage.crossEntropy(
-                a, targets: targets, mask: mask, inactive: inactive, gradScale: 1 / maskSum,
-                logitsOut: logits.data)!
+            let batch = MicroBatch(tokens: inputs, targets: targets, mask: mask, inactive: inactive)
+            stage.forward(a, batch)
+            let lossSum = stage.crossEntropy(a, batch, gradScale: 1 / maskSum, logitsOut: logits.data)!
             stage.backward(a)
             let loss = lossSum / Double(maskSum)
             let refLoss: [Double] = try f.read("\(group)/loss")

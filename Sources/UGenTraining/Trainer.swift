@@ -4,16 +4,6 @@ import UGenKernels
 import UGenModel
 import UGenStore
 
-extension Batch {
-    /// Rows `r ..< r+count` as a smaller batch (a micro-batch).
-    public func slice(rows r: Int, count: Int) -> Batch {
-        let a = r * seqLen, b = (r + count) * seqLen
-        return Batch(
-            rows: count, seqLen: seqLen, inputs: Array(inputs[a..<b]), targets: Array(targets[a..<b]),
-            mask: Array(mask[a..<b]), tasks: Array(tasks[a..<b]))
-    }
-}
-
 /// The masks a step trains under: V bytes of inactive flags and the V-long input id map.
 public struct StepVocab: Sendable {
     public var activeVisual: Int
@@ -23,23 +13,6 @@ public struct StepVocab: Sendable {
         self.activeVisual = activeVisual; self.inactive = inactive; self.tokenMap = tokenMap
     }
     public static func allActive(codebook: Int) -> StepVocab { StepVocab(activeVisual: codebook, inactive: nil, tokenMap: nil) }
-}
-
-/// Loss sums by task: index 0 text, 1 image→text, 2 text→image.
-public struct TaskLosses: Sendable, Equatable {
-    public var sum = [Double](repeating: 0, count: 3)
-    public var weight = [Double](repeating: 0, count: 3)
-    public init() {}
-
-    public mutating func add(tokenLoss: UnsafePointer<Float>, mask: UnsafePointer<Float>, tasks: UnsafePointer<UInt8>, n: Int) {
-        for i in 0..<n where mask[i] != 0 && tasks[i] < 3 {
-            sum[Int(tasks[i])] += Double(mask[i]) * Double(tokenLoss[i])
-            weight[Int(tasks[i])] += Double(mask[i])
-        }
-    }
-    public mutating func add(_ o: TaskLosses) { for i in 0..<3 { sum[i] += o.sum[i]; weight[i] += o.weight[i] } }
-    /// Mean loss of a task, nil when the step had no such target.
-    public func mean(_ task: Int) -> Double? { weight[task] > 0 ? sum[task] / weight[task] : nil }
 }
 
 /// The mask that actually carries loss: the batch's mask, zero where the target is an inactive id.
@@ -129,30 +102,22 @@ public final class Trainer {
         let maskSum = effectiveMaskSum(targets: batch.targets, mask: batch.mask, inactive: vocab?.inactive)
         let gradScale = Float(1 / max(maskSum, 1))
         stage.zeroGrads(microBatches: microBatches)
-        var lossSum = 0.0
-        var tasks = TaskLosses()
-        let rowsPer = stage.rows
+        var losses = StepLosses(microBatches: microBatches)
+        var micro = MicroBatch(
+            tokens: batch.inputs, targets: batch.targets, mask: batch.mask, tasks: batch.tasks, tokenMap: vocab?.tokenMap,
+            inactive: vocab?.inactive)
         let a = stage.activations(0)
         for mb in 0..<microBatches {
-            let r0 = mb * rowsPer * batch.seqLen
-            let n = stage.n
+            micro.index = mb
             for rows in stage.forwardPieces(microBatch: mb, of: microBatches) {
-                stage.forward(a, tokens: batch.inputs, at: r0, tokenMap: vocab?.tokenMap, rows: rows)
-                if let sum = stage.crossEntropy(
-                    a, targets: batch.targets, mask: batch.mask, at: r0, inactive: vocab?.inactive,
-                    gradScale: gradScale, rows: rows)
-                {
-                    lossSum += sum
-                }
-            }
-            batch.tasks.withUnsafeBufferPointer { t in
-                tasks.add(tokenLoss: a.tokenLoss!.data, mask: stage.lastEffectiveMask.data, tasks: t.baseAddress! + r0, n: n)
+                stage.forward(a, micro, rows: rows)
+                stage.crossEntropy(a, micro, gradScale: gradScale, rows: rows, into: &losses)
             }
             stage.backward(a)
         }
         let norm = globalNorm(stage.gradSquares())
         let lr = config.lrSchedule.lr(at: step)
-        let loss = lossSum / max(maskSum, 1)
+        let loss = losses.total / max(maskSum, 1), tasks = losses.tasks
         if let what = NonFiniteGuard.problem(loss: loss, norm: norm) {  // never applied
             return StepResult(step: step + 1, loss: loss, taskLosses: tasks, lr: lr, gradNorm: norm, tokens: Int(maskSum), nonFinite: what)
         }

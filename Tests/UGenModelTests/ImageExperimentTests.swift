@@ -65,8 +65,8 @@ final class ImageExperimentTests: XCTestCase {
         XCTAssertEqual(curve.text?.loss, full.text?.loss)
         XCTAssertEqual(curve.img2txt?.loss, full.img2txt?.loss)
         XCTAssertEqual(curve.txt2img?.loss, full.txt2img?.loss)
-        XCTAssertNotNil(full.img2txt?.caption_accuracy); XCTAssertNotNil(full.judge)
-        XCTAssertNil(curve.img2txt?.caption_accuracy); XCTAssertNil(curve.txt2img?.judge_accuracy); XCTAssertNil(curve.judge)
+        XCTAssertNotNil(full.img2txt?.captionAccuracy); XCTAssertNotNil(full.judge)
+        XCTAssertNil(curve.img2txt?.captionAccuracy); XCTAssertNil(curve.txt2img?.judgeAccuracy); XCTAssertNil(curve.judge)
         let ten = (0..<10).map { Example(tokens: [Int32($0)], mask: [0], task: .text) }
         XCTAssertEqual(Evaluator.spread(ten, 4).map { $0.tokens[0] }, [0, 2, 5, 7], "evenly spaced, not the first four")
         XCTAssertEqual(Evaluator.spread(ten, nil).count, 10); XCTAssertEqual(Evaluator.spread(ten, 20).count, 10)
