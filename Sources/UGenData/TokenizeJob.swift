@@ -63,148 +63,44 @@ public struct TokenizeSummary: Sendable, CustomStringConvertible {
 public enum TokenizeJob {
     public static func run(_ o: TokenizeOptions, log: @escaping (String) -> Void = { _ in }) throws -> TokenizeSummary {
         let started = Date()
-        guard o.textVocab >= 256 else { throw DataError.textVocabTooSmall }
-        guard o.codebookSize > 0, o.patch > 0 else { throw DataError.codebookOrPatchNotPositive }
-        guard (0..<1).contains(o.valFraction) else { throw DataError.valFractionOutOfRange }
-        guard !o.textFiles.isEmpty || !o.pairFiles.isEmpty else { throw DataError.nothingToTokenize }
-
-        let documents = try o.textFiles.flatMap { try TextCorpus.documents(inFile: $0) }
-        if !documents.isEmpty {
-            let bytes = documents.reduce(0) { $0 + $1.count }
-            log(String(format: "text: %d documents, %.2f MB from %d file(s)", documents.count, Double(bytes) / 1e6, o.textFiles.count))
-        }
-        let read = { (files: [String]) in try files.flatMap { try ImageCaptionPairs.read($0, externalCodebook: o.externalCodebook) } }
-        var (givenPairs, heldOutPairs) = (try read(o.pairFiles), try read(o.valPairFiles))
-        if !givenPairs.isEmpty || !heldOutPairs.isEmpty {
-            log(
-                "pairs: \(givenPairs.count) image–caption pairs from \(o.pairFiles.count) file(s)"
-                    + (o.valPairFiles.isEmpty ? "" : ", \(heldOutPairs.count) held out from \(o.valPairFiles.count)"))
-        }
-        let geometry = try imageGeometry(givenPairs + heldOutPairs, patch: o.patch, canvas: o.imageSize)
-        // One shape for every image: the tokenizer's channels (RGB when any image is RGB; grey is repeated), centred
-        // on the canvas.
-        let normalise = { (pairs: [ImageCaptionPair]) -> [ImageCaptionPair] in
-            guard let g = geometry.png else { return pairs }
-            return pairs.map { pair in
-                guard case .png(let image) = pair.image else { return pair }
-                var p = pair
-                p.image = .png(image.converted(toChannels: g.channels).centred(inWidth: g.width, height: g.height))
-                return p
-            }
-        }
-        givenPairs = normalise(givenPairs)  // in place: the unconverted images are freed
-        heldOutPairs = normalise(heldOutPairs)
-        let (pairs, heldOut) = (givenPairs, heldOutPairs)
-
+        try check(o)
+        let input = try TokenizeInput(o, log: log)
         var rng = SplitMix64(seed: o.seed)
-        let valDocuments = validationIndices(documents.count, o.valFraction, &rng)
-        let trainDocuments = documents.indices.filter { !valDocuments.contains($0) }.map { documents[$0] }
-        let trainPairs: [ImageCaptionPair], valPairList: [ImageCaptionPair]
-        if o.valPairFiles.isEmpty {
-            let valPairs = validationIndices(pairs.count, o.valFraction, &rng)
-            trainPairs = pairs.indices.filter { !valPairs.contains($0) }.map { pairs[$0] }
-            valPairList = valPairs.sorted().map { pairs[$0] }
-        } else {
-            (trainPairs, valPairList) = (pairs, heldOut)
-        }
+        let split = TokenizeSplit(input, o, &rng)
 
         log("bpe: learning \(o.textVocab - 256) merges")
         let bpe = BPETokenizer.train(
-            documents: trainDocuments + trainPairs.map { Array($0.caption.utf8) },
+            documents: split.trainDocuments + split.trainPairs.map { Array($0.caption.utf8) },
             vocabSize: o.textVocab
         ) { done, total in log("bpe: \(done)/\(total) merges") }
-
-        var vq: VQTokenizer?
-        var codebookSize = 0, kind = "none"
-        if let k = o.externalCodebook, !pairs.isEmpty {
-            codebookSize = k
-            kind = "external"
-        } else if let (width, height, _) = geometry.png {
-            var images: [PNGImage] = [], groups: [Int] = [], files: [String: Int] = [:]
-            for pair in trainPairs.isEmpty ? valPairList : trainPairs {
-                guard case .png(let image) = pair.image else { continue }
-                images.append(image)
-                // Stratify the k-means sample by pairs file (the source's "file:line" up to the line).
-                let file = String(pair.source[..<(pair.source.lastIndex(of: ":") ?? pair.source.endIndex)])
-                groups.append(
-                    files[file]
-                        ?? {
-                            files[file] = files.count; return files.count - 1
-                        }())
-            }
-            log(
-                "vq: k-means, \(o.codebookSize) codes over \(o.patch)×\(o.patch) patches of \(images.count) \(width)×\(height) images"
-                    + (files.count > 1 ? ", sample stratified over \(files.count) pairs files" : ""))
-            vq = try VQTokenizer.train(
-                images: images, groups: groups, codebookSize: o.codebookSize, patch: o.patch,
-                iterations: o.kMeansIterations, seed: o.seed
-            ) { i, n in
-                if i % 5 == 0 || i == n { log("vq: iteration \(i)/\(n)") }
-            }
-            codebookSize = o.codebookSize
-            kind = "kmeans"
-        }
-        let layout = VocabLayout(textVocab: bpe.vocabSize, codebookSize: codebookSize)
-        let png = geometry.png
+        let images = try imageTokenizer(o, input, split, log: log)
+        let layout = VocabLayout(textVocab: bpe.vocabSize, codebookSize: images.codebookSize)
+        let png = input.geometry.png
         let tokenizer = TokenizerFile(
-            merges: bpe.flatMerges, codebook: vq?.codebook ?? [], codebookSize: codebookSize,
+            merges: bpe.flatMerges, codebook: images.vq?.codebook ?? [], codebookSize: images.codebookSize,
             patch: png == nil ? 0 : o.patch, channels: png?.channels ?? 0,
-            imageWidth: png?.width ?? 0, imageHeight: png?.height ?? 0, kind: kind)
-        let hash = tokenizer.contentHash
+            imageWidth: png?.width ?? 0, imageHeight: png?.height ?? 0, kind: images.kind)
 
         do {
             try FileManager.default.createDirectory(atPath: o.outDir, withIntermediateDirectories: true)
         } catch { throw DataError.cannotCreateDirectory(o.outDir) }
         let out = URL(fileURLWithPath: o.outDir)
         var summary = TokenizeSummary(
-            layout: layout, tokenizerHash: hash, examples: [:], tokens: [:],
-            visualTokensPerImage: geometry.tokensPerImage, seconds: 0)
-        var writers: [DatasetFileWriter] = []
-        for (split, docs, splitPairs) in [
-            ("train", trainDocuments, trainPairs),
-            ("val", valDocuments.sorted().map { documents[$0] }, valPairList),
-        ] {
-            let writer = try DatasetFileWriter(
-                path: out.appendingPathComponent("\(split).h5").path,
-                wideTokens: layout.vocabSize > 65536)
-            writers.append(writer)
-            var counts = [0, 0, 0]
-            func append(_ e: Example) throws {
-                try writer.append(tokens: e.tokens, mask: e.mask, task: e.task.rawValue)
-                counts[Int(e.task.rawValue)] += 1
-            }
-            let total = docs.count + splitPairs.count
-            var nextReport = 1
-            func report(_ done: Int) {
-                guard total >= 1000, done * 10 >= nextReport * total else { return }
-                log("encode \(split): \(nextReport * 10)%")
-                nextReport += 1
-            }
-            for (i, doc) in docs.enumerated() {
-                try append(layout.textExample(bpe.encode(doc)))
-                report(i + 1)
-            }
-            for (i, pair) in splitPairs.enumerated() {
-                let codes: [Int]
-                switch pair.image {
-                case .png(let image): codes = vq!.encode(image)
-                case .codes(let c): codes = c
-                }
-                let caption = bpe.encode(pair.caption)
-                try append(layout.imageToTextExample(codes: codes, caption: caption))
-                try append(layout.textToImageExample(caption: caption, codes: codes))
-                report(docs.count + i + 1)
-            }
-            summary.examples[split] = counts
-            summary.tokens[split] = writer.tokenCount
+            layout: layout, tokenizerHash: tokenizer.contentHash, examples: [:], tokens: [:],
+            visualTokensPerImage: input.geometry.tokensPerImage, seconds: 0)
+        let encoder = SplitEncoder(layout: layout, bpe: bpe, vq: images.vq, log: log)
+        let writers = try [
+            ("train", split.trainDocuments, split.trainPairs), ("val", split.valDocuments, split.valPairs),
+        ].map { name, documents, pairs in
+            try encoder.write(name, documents: documents, pairs: pairs, to: out.appendingPathComponent("\(name).h5").path, &summary)
         }
         try tokenizer.write(to: out.appendingPathComponent("tokenizer.h5").path)
         for (writer, split) in zip(writers, ["train", "val"]) {
             try writer.finish { file in
                 try layout.write(to: file)
-                try file.setAttribute("tokenizer_hash", hash)
+                try file.setAttribute("tokenizer_hash", summary.tokenizerHash)
                 try file.setAttribute("split", split)
-                try file.setAttribute("visual_tokens_per_image", geometry.tokensPerImage)
+                try file.setAttribute("visual_tokens_per_image", input.geometry.tokensPerImage)
                 try file.setAttribute("tasks", "0 text, 1 image-to-text, 2 text-to-image")
             }
         }
@@ -212,9 +108,44 @@ public enum TokenizeJob {
         return summary
     }
 
+    private static func check(_ o: TokenizeOptions) throws {
+        guard o.textVocab >= 256 else { throw DataError.textVocabTooSmall }
+        guard o.codebookSize > 0, o.patch > 0 else { throw DataError.codebookOrPatchNotPositive }
+        guard (0..<1).contains(o.valFraction) else { throw DataError.valFractionOutOfRange }
+        guard !o.textFiles.isEmpty || !o.pairFiles.isEmpty else { throw DataError.nothingToTokenize }
+    }
+
+    /// The image tokenizer: none, visual ids made elsewhere (`externalCodebook`), or a codebook learned by
+    /// k-means over the training split's images (the held-out ones when training has none).
+    private static func imageTokenizer(_ o: TokenizeOptions, _ input: TokenizeInput, _ split: TokenizeSplit, log: @escaping (String) -> Void)
+        throws -> (vq: VQTokenizer?, codebookSize: Int, kind: String)
+    {
+        if let k = o.externalCodebook, !input.pairs.isEmpty { return (nil, k, "external") }
+        guard let (width, height, _) = input.geometry.png else { return (nil, 0, "none") }
+        var images: [PNGImage] = [], groups: [Int] = [], files: [String: Int] = [:]
+        for pair in split.trainPairs.isEmpty ? split.valPairs : split.trainPairs {
+            guard case .png(let image) = pair.image else { continue }
+            images.append(image)
+            // Stratify the k-means sample by pairs file (the source's "file:line" up to the line).
+            let file = String(pair.source[..<(pair.source.lastIndex(of: ":") ?? pair.source.endIndex)])
+            if files[file] == nil { files[file] = files.count }
+            groups.append(files[file]!)
+        }
+        log(
+            "vq: k-means, \(o.codebookSize) codes over \(o.patch)×\(o.patch) patches of \(images.count) \(width)×\(height) images"
+                + (files.count > 1 ? ", sample stratified over \(files.count) pairs files" : ""))
+        let vq = try VQTokenizer.train(
+            images: images, groups: groups, codebookSize: o.codebookSize, patch: o.patch,
+            iterations: o.kMeansIterations, seed: o.seed
+        ) { i, n in
+            if i % 5 == 0 || i == n { log("vq: iteration \(i)/\(n)") }
+        }
+        return (vq, o.codebookSize, "kmeans")
+    }
+
     /// Image size and channels of the PNG pairs and visual tokens per image. Without a canvas all images must
     /// share the first one's size; with one, each must fit in it. Channels: 3 when any image is RGB, else 1.
-    private static func imageGeometry(_ pairs: [ImageCaptionPair], patch: Int, canvas: (width: Int, height: Int)?)
+    static func imageGeometry(_ pairs: [ImageCaptionPair], patch: Int, canvas: (width: Int, height: Int)?)
         throws -> (png: (width: Int, height: Int, channels: Int)?, tokensPerImage: Int)
     {
         var png: (width: Int, height: Int, channels: Int)?
@@ -262,7 +193,7 @@ public enum TokenizeJob {
 
     /// A seeded choice of round(fraction·n) indices (at least 1 and at most n−1 when n ≥ 2 and
     /// fraction > 0) for the validation split.
-    private static func validationIndices(_ n: Int, _ fraction: Double, _ rng: inout SplitMix64) -> Set<Int> {
+    static func validationIndices(_ n: Int, _ fraction: Double, _ rng: inout SplitMix64) -> Set<Int> {
         guard n >= 2, fraction > 0 else { return [] }
         let count = min(n - 1, max(1, Int((Double(n) * fraction).rounded())))
         var order = Array(0..<n)
