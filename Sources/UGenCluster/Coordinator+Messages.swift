@@ -69,26 +69,7 @@ extension Coordinator {
                     got[id] = inbound
                     continue
                 }
-                if msg.kind == .failure {
-                    let f = try? msg.decode(Failure.self)
-                    let reason = PeerText.escape(f?.reason ?? "failure")
-                    // A failure caused by a neighbour's data message is the sender's fault, not the reporter's.
-                    // Only a neighbour's key can reach a data socket (its ZAP handler admits no other), so a
-                    // failure naming any other key is the reporter's own fault (a lie or a bug).
-                    if let key = f?.peerKey {
-                        let reporter = members[id]?.name ?? "worker \(id)"
-                        guard let culprit = members.first(where: { $0.value.hello.publicKey == key })?.key, culprit != id,
-                            let a = slots.firstIndex(of: id), let b = slots.firstIndex(of: culprit),
-                            (a / stages == b / stages && abs(a % stages - b % stages) == 1) || (a % stages == b % stages)
-                        else {
-                            throw WorkerLost(
-                                workerId: id,
-                                reason: "blames CURVE key \(PeerText.escape(key, limit: 48)), which is none of its neighbours': \(reason)")
-                        }
-                        throw WorkerLost(workerId: culprit, reason: "sent \(reporter) a bad data message: \(reason)")
-                    }
-                    throw WorkerLost(workerId: id, reason: reason)
-                }
+                if msg.kind == .failure { throw lost(failure: msg, from: id) }
                 log.warning("unexpected \(msg.kind) from worker \(id) while waiting for \(kind)")
             }
             let now = Date()
@@ -104,21 +85,44 @@ extension Coordinator {
                 local?.restartDead()
             }
             if now.timeIntervalSince(start) > deadline {
-                let missing = ids.filter { got[$0] == nil }
-                let (culprit, why, waits) = diagnoseHang(missing: missing)
-                runLog.event(
-                    "hang",
-                    [
-                        ("waiting_for", .string("\(kind)")),
-                        ("workers", .array(missing.map { .string(members[$0]?.name ?? "?") })),
-                        ("status", .array(missing.map { .string(status[$0] ?? "unknown") })),
-                        ("waits", .array(waits)), ("blamed", .string(members[culprit]?.name ?? "?")),
-                    ])
-                throw WorkerLost(workerId: culprit, reason: "no \(kind) within \(Int(deadline)) s: \(why)")
+                throw lost(waitingFor: kind, missing: ids.filter { got[$0] == nil }, deadline: deadline)
             }
             if StopRequest.isSet && kind == .ready { throw StopBeforeStart() }
         }
         return got
+    }
+
+    /// Who a `failure` message from worker `id` loses. A failure caused by a neighbour's data message is
+    /// the sender's fault, not the reporter's. Only a neighbour's key can reach a data socket (its ZAP
+    /// handler admits no other), so a failure naming any other key is the reporter's own fault (a lie or a bug).
+    func lost(failure msg: WireMessage, from id: Int) -> WorkerLost {
+        let f = try? msg.decode(Failure.self)
+        let reason = PeerText.escape(f?.reason ?? "failure")
+        guard let key = f?.peerKey else { return WorkerLost(workerId: id, reason: reason) }
+        let reporter = members[id]?.name ?? "worker \(id)"
+        guard let culprit = members.first(where: { $0.value.hello.publicKey == key })?.key, culprit != id,
+            let a = slots.firstIndex(of: id), let b = slots.firstIndex(of: culprit),
+            (a / stages == b / stages && abs(a % stages - b % stages) == 1) || (a % stages == b % stages)
+        else {
+            return WorkerLost(
+                workerId: id, reason: "blames CURVE key \(PeerText.escape(key, limit: 48)), which is none of its neighbours': \(reason)")
+        }
+        return WorkerLost(workerId: culprit, reason: "sent \(reporter) a bad data message: \(reason)")
+    }
+
+    /// The `missing` workers sent no `kind` within `deadline`: the hang is diagnosed, logged as an event,
+    /// and the worker it blames is lost.
+    func lost(waitingFor kind: Wire.Kind, missing: [Int], deadline: Double) -> WorkerLost {
+        let (culprit, why, waits) = diagnoseHang(missing: missing)
+        runLog.event(
+            "hang",
+            [
+                ("waiting_for", .string("\(kind)")),
+                ("workers", .array(missing.map { .string(members[$0]?.name ?? "?") })),
+                ("status", .array(missing.map { .string(status[$0] ?? "unknown") })),
+                ("waits", .array(waits)), ("blamed", .string(members[culprit]?.name ?? "?")),
+            ])
+        return WorkerLost(workerId: culprit, reason: "no \(kind) within \(Int(deadline)) s: \(why)")
     }
 
     /// A step is past its deadline: asks every worker of the layout what it waits for (micro-batch, peer,
@@ -186,32 +190,7 @@ extension Coordinator {
     /// the order protocol.md gives ("What the coordinator refuses").
     func pump(timeoutMs: Int) throws -> (messages: [Inbound], joined: [Int]) {
         var out: [Inbound] = [], joined: [Int] = []
-        for d in ZAPHandler.shared.takeDenied() {
-            tell(
-                peer: "address \(d.address)", reason: "CURVE key \(PeerText.escape(d.key, limit: 48)) is not admitted",
-                event: "key not admitted",
-                sender: ZMQSocket.Sender(key: d.key, address: d.address), what: "a connection")
-        }
-        for (peer, n) in refusals.closedWindows() {
-            log.warning("refused \(n) more message(s) from \(peer) in the last \(Int(refusals.window)) s (not logged one by one)")
-            runLog.event(
-                "refused", [("peer", .string(peer)), ("reason", .string("more refusals, not logged one by one")), ("suppressed", .int(n))])
-        }
-        while let m = monitor, m.poll(timeoutMs: 0), let event = try? m.receive(), event.count >= 2, event[0].count >= 6 {
-            let id = UInt16(event[0][event[0].startIndex]) | UInt16(event[0][event[0].startIndex + 1]) << 8
-            let value = event[0].dropFirst(2).prefix(4).enumerated().reduce(UInt32(0)) {
-                $0 | UInt32($1.element) << (8 * UInt32($1.offset))
-            }
-            let what =
-                Int32(id) == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
-                ? "handshake failed (ZMTP protocol error 0x\(String(value, radix: 16)): plain text at a CURVE socket, another "
-                    + "protocol, or garbage)"
-                : "handshake failed (\(String(cString: zmq_strerror(Int32(bitPattern: value)))))"
-            tell(
-                peer: "a client of \(PeerText.escape(String(decoding: event[1], as: UTF8.self), limit: 80))", reason: what,
-                event: "handshake failed",
-                sender: nil, what: "a connection")
-        }
+        reportRefusedConnections()
         expireSpares()
         var wait = timeoutMs
         while socket.poll(timeoutMs: wait) {
@@ -241,22 +220,7 @@ extension Coordinator {
                 continue
             }
             if let hb = heartbeat {
-                if let m = members[hb.workerId] {
-                    // The heartbeat socket is not the control socket: its key tells whose it is (CURVE).
-                    guard options.security == .plaintext || m.hello.publicKey == sender.key else {
-                        refuse(
-                            identity, "heartbeat names worker \(hb.workerId) (\(m.name)) but comes from another key (spoofed id)",
-                            sender: sender,
-                            answer: false)
-                        continue
-                    }
-                    members[hb.workerId]!.lastSeen = Date()
-                    if let s = hb.status { status[hb.workerId] = PeerText.escape(s, limit: 200) }
-                    heartbeatIdentity[hb.workerId] = identity
-                    if hb.answer == true { probeAnswers[hb.workerId] = .some(hb.wait) }
-                }
-                // Never blocks on a peer that does not read.
-                socket.sendNow([identity] + WireMessage(.heartbeat, Heartbeat(workerId: -1, coordinator: instance)).frames)
+                answer(hb, identity, sender)
                 continue
             }
             if msg.kind == .hello {
@@ -278,6 +242,58 @@ extension Coordinator {
             out.append(Inbound(worker: id, message: msg, stepDone: stepDone))
         }
         return (out, joined)
+    }
+
+    /// Logs the connections refused before any message: keys ZAP did not admit, handshakes that failed
+    /// (plain text or garbage at a CURVE socket), and how many refusals were not logged one by one.
+    func reportRefusedConnections() {
+        for d in ZAPHandler.shared.takeDenied() {
+            tell(
+                peer: "address \(d.address)", reason: "CURVE key \(PeerText.escape(d.key, limit: 48)) is not admitted",
+                event: "key not admitted",
+                sender: ZMQSocket.Sender(key: d.key, address: d.address), what: "a connection")
+        }
+        for (peer, n) in refusals.closedWindows() {
+            log.warning("refused \(n) more message(s) from \(peer) in the last \(Int(refusals.window)) s (not logged one by one)")
+            runLog.event(
+                "refused", [("peer", .string(peer)), ("reason", .string("more refusals, not logged one by one")), ("suppressed", .int(n))])
+        }
+        while let m = monitor, m.poll(timeoutMs: 0), let event = try? m.receive(), event.count >= 2, event[0].count >= 6 {
+            let id = UInt16(event[0][event[0].startIndex]) | UInt16(event[0][event[0].startIndex + 1]) << 8
+            let value = event[0].dropFirst(2).prefix(4).enumerated().reduce(UInt32(0)) {
+                $0 | UInt32($1.element) << (8 * UInt32($1.offset))
+            }
+            let what =
+                Int32(id) == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                ? "handshake failed (ZMTP protocol error 0x\(String(value, radix: 16)): plain text at a CURVE socket, another "
+                    + "protocol, or garbage)"
+                : "handshake failed (\(String(cString: zmq_strerror(Int32(bitPattern: value)))))"
+            tell(
+                peer: "a client of \(PeerText.escape(String(decoding: event[1], as: UTF8.self), limit: 80))", reason: what,
+                event: "handshake failed",
+                sender: nil, what: "a connection")
+        }
+    }
+
+    /// Answers a heartbeat (never blocking on a peer that does not read) and notes what it tells of its
+    /// worker: alive, its status, its answer to a hang probe. One that names another worker is refused.
+    func answer(_ hb: Heartbeat, _ identity: Data, _ sender: ZMQSocket.Sender) {
+        if let m = members[hb.workerId] {
+            // The heartbeat socket is not the control socket: its key tells whose it is (CURVE).
+            guard options.security == .plaintext || m.hello.publicKey == sender.key else {
+                refuse(
+                    identity, "heartbeat names worker \(hb.workerId) (\(m.name)) but comes from another key (spoofed id)",
+                    sender: sender,
+                    answer: false)
+                return
+            }
+            members[hb.workerId]!.lastSeen = Date()
+            if let s = hb.status { status[hb.workerId] = PeerText.escape(s, limit: 200) }
+            heartbeatIdentity[hb.workerId] = identity
+            if hb.answer == true { probeAnswers[hb.workerId] = .some(hb.wait) }
+        }
+        // Never blocks on a peer that does not read.
+        socket.sendNow([identity] + WireMessage(.heartbeat, Heartbeat(workerId: -1, coordinator: instance)).frames)
     }
 
     /// A message from a joined worker, its body checked; a stepDone's body already decoded.

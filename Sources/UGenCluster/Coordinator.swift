@@ -193,25 +193,8 @@ public final class Coordinator {
     }
 
     func runToEnd() throws -> Outcome {
-        socket = try ZMQSocket(.router)
-        var localKeys: [CurveKeyPair] = []
-        if let keys = options.security.keys {
-            localKeys = try (0..<options.localWorkers).map { _ in try CurveKeyPair.generate() }
-            ZAPHandler.shared.allow(options.authorizedKeys.union(localKeys.map(\.publicKey)))
-            try socket.makeCurveServer(keys)
-        }
-        try socket.set(ZMQ_MAXMSGSIZE, int64: maxFrameBytes)
-        try socket.set(ZMQ_ROUTER_MANDATORY, 1)
-        // A worker whose queue stays full (it stopped reading its control socket) fails the send after 2 s
-        // (it is then lost) instead of blocking the coordinator for ever; replies to peers are never waited for.
-        try socket.set(ZMQ_SNDTIMEO, 2000)
-        // Handshakes that fail before ZAP is asked (plain text or garbage at a CURVE server) are logged too.
-        monitor = try socket.monitor(events: ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
-        endpoint = try socket.bind(options.bind)
-        let security = options.security == .plaintext ? "plain text" : "CURVE, \(options.authorizedKeys.count) admitted worker keys"
-        let workers = "\(config.stages * config.replicas) workers (\(config.stages) stages × \(config.replicas) replicas)"
-        log.info("listening on \(endpoint) (\(security)) for \(workers)")
-        onBound?(endpoint)
+        let localKeys = options.security.keys == nil ? [] : try (0..<options.localWorkers).map { _ in try CurveKeyPair.generate() }
+        try bindControlSocket(localKeys: localKeys)
         try runLog.writeConfig(config.yaml)
         if let ckpt = restorePoint {
             try rewind(to: ckpt)
@@ -256,6 +239,28 @@ public final class Coordinator {
                 return .stopped(step: step)
             }
         }
+    }
+
+    /// The control socket: a ROUTER, with CURVE a server admitting the authorized keys and `localKeys` (the
+    /// local workers' own), bound to `--bind`.
+    private func bindControlSocket(localKeys: [CurveKeyPair]) throws {
+        socket = try ZMQSocket(.router)
+        if let keys = options.security.keys {
+            ZAPHandler.shared.allow(options.authorizedKeys.union(localKeys.map(\.publicKey)))
+            try socket.makeCurveServer(keys)
+        }
+        try socket.set(ZMQ_MAXMSGSIZE, int64: maxFrameBytes)
+        try socket.set(ZMQ_ROUTER_MANDATORY, 1)
+        // A worker whose queue stays full (it stopped reading its control socket) fails the send after 2 s
+        // (it is then lost) instead of blocking the coordinator for ever; replies to peers are never waited for.
+        try socket.set(ZMQ_SNDTIMEO, 2000)
+        // Handshakes that fail before ZAP is asked (plain text or garbage at a CURVE server) are logged too.
+        monitor = try socket.monitor(events: ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+        endpoint = try socket.bind(options.bind)
+        let security = options.security == .plaintext ? "plain text" : "CURVE, \(options.authorizedKeys.count) admitted worker keys"
+        let workers = "\(config.stages * config.replicas) workers (\(config.stages) stages × \(config.replicas) replicas)"
+        log.info("listening on \(endpoint) (\(security)) for \(workers)")
+        onBound?(endpoint)
     }
 
     func outcomeReason(_ o: Outcome) -> String {
@@ -363,7 +368,6 @@ public final class Coordinator {
     func train() throws -> Outcome {
         let m = config.microBatches, replicas = config.replicas
         let rowsPer = config.batchRows / (replicas * m), n = rowsPer * config.seqLen, perReplica = m * n
-        let codebook = data.schedule.codebook
         // Squared norms each stage's worker sends (fixed until the next assignment, which a new train() follows).
         let parameterCounts = specs.map { model.parameterShapes(for: $0).count }
         var nonFinite = NonFiniteGuard(config)
@@ -382,62 +386,13 @@ public final class Coordinator {
                 try send(id!, frames: orders.frames(stage: slot % stages, of: stages, replica: slot / stages), kind: .step)
             }
             let done = try collect(.stepDone, from: slots.map { $0! }, deadline: stepDeadline, stepOf: step)
-
-            // Combine in the single process's order: losses by global micro-batch, norms by stage.
-            var lossSum = 0.0
-            var tasks = TaskLosses()
-            var squares: [Double] = [], stageOfSquares: [Int] = []
-            var timings: [StageTiming] = []
-            for (slot, id) in slots.enumerated() {
-                let msg = done[id!]!.message, stage = slot % stages, r = slot / stages
-                do {
-                    guard let body = done[id!]!.stepDone else { throw ProtocolError.malformedBody(.stepDone) }
-                    let count = parameterCounts[stage]
-                    let out = try StepOutputs(msg, microBatches: m, head: stage == stages - 1, parameters: count)
-                    for v in out.lossSums { lossSum += v }
-                    if !out.taskSums.isEmpty { for i in 0..<3 { tasks.sum[i] += out.taskSums[i]; tasks.weight[i] += out.taskSums[3 + i] } }
-                    if r == 0 {
-                        squares += out.gradSquares
-                        stageOfSquares += Array(repeating: stage, count: count)
-                    }
-                    let who = members[id!]!
-                    timings.append(
-                        StageTiming(
-                            stage: stage, replica: r, worker: who.name, host: who.host, forwardMs: body.forwardMs,
-                            backwardMs: body.backwardMs, waitMs: body.waitMs, commMs: body.commMs,
-                            reduceBytesSent: body.reduceBytesSent, reduceBytesReceived: body.reduceBytesReceived,
-                            reduceMs: body.reduceMs, reduceWaitMs: body.reduceWaitMs))
-                } catch {
-                    // A worker that answers with nonsense is treated like one that failed: the step is dropped.
-                    throw WorkerLost(workerId: id!, reason: "malformed stepDone: \(error)")
-                }
-            }
-            let norm = globalNorm(squares)
+            let totals = try combine(done, microBatches: m, parameterCounts: parameterCounts)
+            let norm = globalNorm(totals.squares)
             let lr = config.lrSchedule.lr(at: step)
-            let loss = lossSum / max(maskSum, 1)
+            let loss = totals.lossSum / max(maskSum, 1)
             if let what = NonFiniteGuard.problem(loss: loss, norm: norm) {
                 // Never applied: the workers drop the gradients at the next step (no `apply` is sent).
-                let stage = what == "loss" ? stages - 1 : stageOfSquares[squares.firstIndex { !$0.isFinite } ?? 0]
-                let who = members[slots[stage]!]
-                let producer = "pipeline stage \(stage + 1)/\(stages) (worker \(who?.name ?? "?") on \(who?.host ?? "?"))"
-                func event(_ action: String) {
-                    runLog.event(
-                        "nonfinite",
-                        [
-                            ("step", .int(step + 1)), ("quantity", .string(what)), ("stage", .int(stage)),
-                            ("worker", .string(who?.name ?? "?")), ("action", .string(action)),
-                            ("in_a_row", .int(nonFinite.inARow)),
-                        ])
-                }
-                do { _ = try nonFinite.check(step: step, loss: loss, norm: norm, stage: producer) } catch {
-                    event("stopped")
-                    throw error
-                }
-                event("skipped")
-                log.warning("step \(step + 1): non-finite \(what) from \(producer): step skipped (\(nonFinite.inARow) in a row)")
-                step += 1
-                phaseEvents(after: step - 1)
-                if config.checkpointEvery > 0 && step % config.checkpointEvery == 0 && step < config.steps { try checkpoint() }
+                try skip(what, totals, loss: loss, norm: norm, &nonFinite)
                 continue
             }
             _ = try nonFinite.check(step: step, loss: loss, norm: norm, stage: "")  // finite: ends a run of skips
@@ -447,20 +402,7 @@ public final class Coordinator {
                 for id in slots { if let m = members[id!] { quarantine.forgive(m.principal) } }
             }
             tokensSeen += Int(maskSum)
-            let seconds = Date().timeIntervalSince(t0)
-            runLog.metric(
-                MetricsRecord(
-                    step: step, loss: loss, precision: config.precision.rawValue, lossText: tasks.mean(0), lossImg2Txt: tasks.mean(1),
-                    lossTxt2Img: tasks.mean(2), lr: lr, gradNorm: norm, tokens: Int(maskSum),
-                    tokensPerS: Double(config.batchRows * config.seqLen) / seconds, activeVisualIds: vocab.activeVisual,
-                    visualCodebook: codebook, stepMs: seconds * 1000, time: Date().timeIntervalSince1970, stages: timings))
-            onStep?(step)
-            phaseEvents(after: step - 1)
-            if step % max(1, config.logEvery) == 0 || step == config.steps {
-                let numbers = String(format: "loss %.4f  lr %.2e  grad norm %.3f", loss, lr, norm)
-                let tokensPerS = Int(Double(config.batchRows * config.seqLen) / seconds)
-                log.info("step \(step)/\(config.steps)  \(numbers)  \(tokensPerS) tok/s  visual ids \(vocab.activeVisual)/\(codebook)")
-            }
+            record(totals, loss: loss, lr: lr, norm: norm, tokens: Int(maskSum), vocab: vocab, seconds: Date().timeIntervalSince(t0))
             if config.checkpointEvery > 0 && step % config.checkpointEvery == 0 && step < config.steps { try checkpoint() }
         }
         try checkpoint()
