@@ -11,26 +11,7 @@ extension BPETokenizer {
         progress: ((Int, Int) -> Void)? = nil
     ) -> BPETokenizer {
         let target = max(0, vocabSize - 256)
-        var pieceCounts: [[UInt8]: Int] = [:]
-        for doc in documents {
-            doc.withUnsafeBufferPointer { buf in
-                Pretokenizer.forEachPiece(buf) { pieceCounts[Array(buf[$0]), default: 0] += 1 }
-            }
-        }
-        var words: [[Int32]] = [], freq: [Int] = []
-        var counts: [UInt64: Int] = [:]
-        var occurs: [UInt64: [Int32]] = [:]
-        for (piece, f) in pieceCounts where piece.count > 1 {
-            let w = Int32(words.count)
-            let ids = piece.map { Int32($0) }
-            for i in 0..<ids.count - 1 {
-                let k = key(ids[i], ids[i + 1])
-                counts[k, default: 0] += f
-                occurs[k, default: []].append(w)
-            }
-            words.append(ids)
-            freq.append(f)
-        }
+        var (words, freq, counts, occurs) = pairCounts(documents)
         var heap = PairHeap()
         for (k, c) in counts { heap.push(count: c, key: k) }
 
@@ -47,18 +28,7 @@ extension BPETokenizer {
             for w in occurs.removeValue(forKey: top.key) ?? [] where stamp[Int(w)] != merges.count {
                 stamp[Int(w)] = merges.count
                 let old = words[Int(w)], f = freq[Int(w)]
-                var new: [Int32] = []
-                new.reserveCapacity(old.count)
-                var i = 0
-                while i < old.count {
-                    if i + 1 < old.count, old[i] == a, old[i + 1] == b {
-                        new.append(merged)
-                        i += 2
-                    } else {
-                        new.append(old[i])
-                        i += 1
-                    }
-                }
+                let new = replacing(a, b, with: merged, in: old)
                 if new.count == old.count { continue }
                 for i in 0..<old.count - 1 { delta[key(old[i], old[i + 1]), default: 0] -= f }
                 for i in 0..<max(new.count - 1, 0) {
@@ -81,6 +51,51 @@ extension BPETokenizer {
         }
         if merges.count % 256 != 0 { progress?(merges.count, target) }
         return try! BPETokenizer(merges: merges)  // valid by construction: each merge uses earlier ids
+    }
+
+    /// The documents' pieces (pretokenized), each distinct one of two or more bytes once as a word of byte
+    /// ids with its frequency; every adjacent pair's count, and the words it occurs in.
+    private static func pairCounts(_ documents: [[UInt8]])
+        -> (words: [[Int32]], freq: [Int], counts: [UInt64: Int], occurs: [UInt64: [Int32]])
+    {
+        var pieceCounts: [[UInt8]: Int] = [:]
+        for doc in documents {
+            doc.withUnsafeBufferPointer { buf in
+                Pretokenizer.forEachPiece(buf) { pieceCounts[Array(buf[$0]), default: 0] += 1 }
+            }
+        }
+        var words: [[Int32]] = [], freq: [Int] = []
+        var counts: [UInt64: Int] = [:]
+        var occurs: [UInt64: [Int32]] = [:]
+        for (piece, f) in pieceCounts where piece.count > 1 {
+            let w = Int32(words.count)
+            let ids = piece.map { Int32($0) }
+            for i in 0..<ids.count - 1 {
+                let k = key(ids[i], ids[i + 1])
+                counts[k, default: 0] += f
+                occurs[k, default: []].append(w)
+            }
+            words.append(ids)
+            freq.append(f)
+        }
+        return (words, freq, counts, occurs)
+    }
+
+    /// `old` with every non-overlapping (a, b), left to right, replaced by `merged`.
+    private static func replacing(_ a: Int32, _ b: Int32, with merged: Int32, in old: [Int32]) -> [Int32] {
+        var new: [Int32] = []
+        new.reserveCapacity(old.count)
+        var i = 0
+        while i < old.count {
+            if i + 1 < old.count, old[i] == a, old[i + 1] == b {
+                new.append(merged)
+                i += 2
+            } else {
+                new.append(old[i])
+                i += 1
+            }
+        }
+        return new
     }
 }
 

@@ -178,16 +178,7 @@ public final class Evaluator {
         let vocab = model.stepVocab
 
         if !text.isEmpty {
-            log("text: teacher-forced loss on \(text.count) examples")
-            let s = teacherForced(text, stage: stage, vocab: vocab)
-            report.text = .init(
-                examples: text.count, tokens: s.tokens, bytes: s.bytes, loss: s.mean, perplexity: exp(s.mean),
-                bitsPerByte: s.bytes > 0 ? s.nats / M_LN2 / Double(s.bytes) : .infinity)
-            if s.truncated > 0 {
-                notes.append(
-                    "text: \(s.truncated) examples longer than max_seq_len+1 were scored on their first \(model.model.maxSeqLen + 1) tokens"
-                )
-            }
+            report.text = textLoss(text, stage: stage, vocab: vocab, notes: &notes)
         } else {
             notes.append("text: no text examples in \(valPath)")
         }
@@ -223,6 +214,19 @@ public final class Evaluator {
         report.notes = notes
         report.seconds = Date().timeIntervalSince(start)
         return report
+    }
+
+    /// The text examples' teacher-forced loss, perplexity and bits per byte.
+    private func textLoss(_ text: [Example], stage: Stage, vocab: StepVocab, notes: inout [String]) -> EvaluationReport.Text {
+        log("text: teacher-forced loss on \(text.count) examples")
+        let s = teacherForced(text, stage: stage, vocab: vocab)
+        if s.truncated > 0 {
+            notes.append(
+                "text: \(s.truncated) examples longer than max_seq_len+1 were scored on their first \(model.model.maxSeqLen + 1) tokens")
+        }
+        return .init(
+            examples: text.count, tokens: s.tokens, bytes: s.bytes, loss: s.mean, perplexity: exp(s.mean),
+            bitsPerByte: s.bytes > 0 ? s.nats / M_LN2 / Double(s.bytes) : .infinity)
     }
 
     /// At most `n` of `examples`, evenly spaced (all when n is nil or not smaller).

@@ -84,6 +84,16 @@ extension Evaluator {
             notes.append("text→image: no visual id is active at step \(model.progress.step) (text-only phase), so no image was drawn")
             return result
         }
+        try judgeDrawings(examples, classes: classes, vq: vq, classifier: classifier, options: o, into: &result)
+        return result
+    }
+
+    /// Draws `imagesPerCaption` images (seeded) for each of `examples`' captions that names a class, and
+    /// scores them with the judge: accuracy overall and by class, and how many are distinct.
+    private func judgeDrawings(
+        _ examples: [Example], classes: CaptionClasses, vq: VQTokenizer, classifier: PixelClassifier, options o: EvaluationOptions,
+        into result: inout EvaluationReport.TextToImage
+    ) throws {
         let gen = try model.generator()
         var generated: [PNGImage] = [], labels: [Int] = [], seen = Set<[Int32]>()
         for (i, e) in examples.enumerated() {
@@ -107,7 +117,6 @@ extension Evaluator {
         result.judgeAccuracy = labels.isEmpty ? nil : Double(zip(predicted, labels).filter { $0 == $1 }.count) / Double(labels.count)
         result.perClassAccuracy = perClass.map { $0.1 > 0 ? Double($0.0) / Double($0.1) : nil }
         result.distinctImages = labels.isEmpty ? nil : Double(seen.count) / Double(labels.count)
-        return result
     }
 
     /// k-fold cross-validated accuracy (example i in fold i mod k).

@@ -118,37 +118,49 @@ public struct GradCheck {
                 for id in ids { table[Int(id)] = 1 }
                 inactive = table
             }
-            stage.zeroGrads()
-            let a = stage.activations(0)
-            let logits = Tensor([B * T, c.vocabSize])
             let batch = MicroBatch(tokens: inputs, targets: targets, mask: mask, inactive: inactive)
-            stage.forward(a, batch)
-            let lossSum = stage.crossEntropy(a, batch, gradScale: 1 / maskSum, logitsOut: logits.data)!
-            stage.backward(a)
-            let loss = lossSum / Double(maskSum)
-            let refLoss: [Double] = try f.read("\(group)/loss")
+            rows += try compare(f, group, caseName, stage: stage, batch: batch, maskSum: maskSum, tolerances: tol)
+        }
+        return rows
+    }
+
+    /// One case: the batch forward and backward on `stage`, its loss, logits and every parameter
+    /// gradient against `group`'s.
+    private static func compare(
+        _ f: H5File, _ group: String, _ caseName: String, stage: Stage, batch: MicroBatch, maskSum: Float,
+        tolerances tol: Tolerances
+    ) throws -> [Row] {
+        let path = f.path
+        var rows: [Row] = []
+        stage.zeroGrads()
+        let a = stage.activations(0)
+        let logits = Tensor([stage.n, stage.config.vocabSize])
+        stage.forward(a, batch)
+        let lossSum = stage.crossEntropy(a, batch, gradScale: 1 / maskSum, logitsOut: logits.data)!
+        stage.backward(a)
+        let loss = lossSum / Double(maskSum)
+        let refLoss: [Double] = try f.read("\(group)/loss")
+        rows.append(
+            Row(
+                caseName: caseName, quantity: "loss", relativeError: abs(loss - refLoss[0]) / abs(refLoss[0]),
+                tolerance: tol.loss))
+        if f.exists("\(group)/logits") {
+            let refLogits: [Double] = try f.read("\(group)/logits")
+            guard refLogits.count == logits.count else { throw StoreError(path, .wrongSize("\(group)/logits")) }
             rows.append(
                 Row(
-                    caseName: caseName, quantity: "loss", relativeError: abs(loss - refLoss[0]) / abs(refLoss[0]),
-                    tolerance: tol.loss))
-            if f.exists("\(group)/logits") {
-                let refLogits: [Double] = try f.read("\(group)/logits")
-                guard refLogits.count == logits.count else { throw StoreError(path, .wrongSize("\(group)/logits")) }
-                rows.append(
-                    Row(
-                        caseName: caseName, quantity: "logits", relativeError: relativeError(logits.data, refLogits),
-                        tolerance: tol.logits))
-            }
-            for p in stage.parameters {
-                let name = "\(group)/grads/\(p.name)"
-                guard f.exists(name) else { throw StoreError(path, .missingDataset(name, notOurs: false)) }
-                let ref: [Double] = try f.read(name)
-                guard ref.count == p.grad.count else { throw StoreError(path, .wrongSize(name)) }
-                rows.append(
-                    Row(
-                        caseName: caseName, quantity: p.name, relativeError: relativeError(p.grad.data, ref),
-                        tolerance: tol.grad))
-            }
+                    caseName: caseName, quantity: "logits", relativeError: relativeError(logits.data, refLogits),
+                    tolerance: tol.logits))
+        }
+        for p in stage.parameters {
+            let name = "\(group)/grads/\(p.name)"
+            guard f.exists(name) else { throw StoreError(path, .missingDataset(name, notOurs: false)) }
+            let ref: [Double] = try f.read(name)
+            guard ref.count == p.grad.count else { throw StoreError(path, .wrongSize(name)) }
+            rows.append(
+                Row(
+                    caseName: caseName, quantity: p.name, relativeError: relativeError(p.grad.data, ref),
+                    tolerance: tol.grad))
         }
         return rows
     }

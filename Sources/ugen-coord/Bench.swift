@@ -62,11 +62,8 @@ struct Bench: ParsableCommand {
     /// What runs: `--part`s, else only the control plane when `--control-plane` is given, else everything.
     var parts: [Part] { !part.isEmpty ? part : controlPlane != nil ? [.controlPlane] : Part.allCases }
 
-    func run() throws {
-        guard FileManager.default.fileExists(atPath: dataDir + "/train.h5") else {
-            fail("\(dataDir)/train.h5: no dataset (run `make data`, or pass --data-dir)")
-        }
-        PipelineBenchmark.quietLogs()
+    /// The pipeline and checkpoint parts' options, from the command line.
+    var pipelineOptions: PipelineBenchmark.Options {
         var opt = PipelineBenchmark.Options()
         opt.dataDir = dataDir
         opt.precision = precision
@@ -80,6 +77,15 @@ struct Bench: ParsableCommand {
         opt.fileRepeats = repeats
         opt.workerExecutable = workerExecutable
         opt.keep = keep != nil
+        return opt
+    }
+
+    func run() throws {
+        guard FileManager.default.fileExists(atPath: dataDir + "/train.h5") else {
+            fail("\(dataDir)/train.h5: no dataset (run `make data`, or pass --data-dir)")
+        }
+        PipelineBenchmark.quietLogs()
+        let opt = pipelineOptions
         let root = keep ?? NSTemporaryDirectory() + "ugen-bench-\(getpid())"
         defer { if keep == nil { try? FileManager.default.removeItem(atPath: root) } }
         let say: (String) -> Void = { line in
@@ -170,6 +176,13 @@ struct Bench: ParsableCommand {
                 "activations between stages: \(twoStage.activationBytes / 1024) KiB per micro-batch each way; "
                     + "send + receive time \(f(twoStage.commMsPerStep, 2)) ms per step (\(pct(twoStage.commShare)) of the step)")
         }
+        out += speedupLines(r)
+        return out.joined(separator: "\n")
+    }
+
+    /// What the speed-ups are made of, the rounds' summary against the target, and how to read the table.
+    static func speedupLines(_ r: PipelineBenchmark.PipelineReport) -> [String] {
+        var out: [String] = []
         out.append("")
         for sp in r.speedups {
             out.append(
@@ -198,7 +211,7 @@ struct Bench: ParsableCommand {
                 + "(also the optimizer update and the coordinator's round trip); comm = sends + receives of activations and "
                 + "gradients / step"
         )
-        return out.joined(separator: "\n")
+        return out
     }
 
     static func render(_ c: PipelineBenchmark.CheckpointReport) -> String {

@@ -49,25 +49,7 @@ struct Join: ParsableCommand {
             coordinator: coord, name: name ?? "\(host)-\(getpid())", threads: threads,
             secret: secret ?? ProcessInfo.processInfo.environment["UGEN_SECRET"] ?? "",
             advertise: advertise, coordinatorTimeout: coordinatorTimeout)
-        let env = ProcessInfo.processInfo.environment
-        do {
-            let secretKey = try key.map(CurveKeyPair.readKey) ?? env["UGEN_CURVE_SECRET_KEY"]
-            // --coord-key is the 40-character key itself, or a file holding it.
-            let coordinatorKey =
-                try coordKey.map {
-                    $0.utf8.count == 40 && !FileManager.default.fileExists(atPath: $0) ? $0 : try CurveKeyPair.readKey($0)
-                }
-                ?? env["UGEN_COORD_PUBLIC_KEY"]
-            switch (secretKey, coordinatorKey) {
-            case (let s?, let c?): options.security = .curve(try CurveKeyPair(secretKey: s)); options.coordinatorKey = c
-            case (nil, nil): break
-            case (_?, nil): throw SecurityError.keyNeedsCoordinatorKey
-            case (nil, _?): throw SecurityError.coordinatorKeyNeedsKey
-            }
-        } catch {
-            FileHandle.standardError.write("error: \(error)\n".data(using: .utf8)!)
-            throw ExitCode(1)
-        }
+        try setKeys(&options)
         var lostSince: Date?
         while true {
             let outcome: Worker.Outcome
@@ -98,6 +80,30 @@ struct Join: ParsableCommand {
                 print("coordinator lost; trying to rejoin \(coord)")
                 sleep(1)
             }
+        }
+    }
+
+    /// With `--key` and `--coord-key` (or their variables), CURVE with those keys; one without the other
+    /// is an error (printed, exit 1).
+    private func setKeys(_ options: inout Worker.Options) throws {
+        let env = ProcessInfo.processInfo.environment
+        do {
+            let secretKey = try key.map(CurveKeyPair.readKey) ?? env["UGEN_CURVE_SECRET_KEY"]
+            // --coord-key is the 40-character key itself, or a file holding it.
+            let coordinatorKey =
+                try coordKey.map {
+                    $0.utf8.count == 40 && !FileManager.default.fileExists(atPath: $0) ? $0 : try CurveKeyPair.readKey($0)
+                }
+                ?? env["UGEN_COORD_PUBLIC_KEY"]
+            switch (secretKey, coordinatorKey) {
+            case (let s?, let c?): options.security = .curve(try CurveKeyPair(secretKey: s)); options.coordinatorKey = c
+            case (nil, nil): break
+            case (_?, nil): throw SecurityError.keyNeedsCoordinatorKey
+            case (nil, _?): throw SecurityError.coordinatorKeyNeedsKey
+            }
+        } catch {
+            FileHandle.standardError.write("error: \(error)\n".data(using: .utf8)!)
+            throw ExitCode(1)
         }
     }
 }
