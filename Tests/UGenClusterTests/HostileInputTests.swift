@@ -9,6 +9,7 @@ import XCTest
 /// worker still trains afterwards. Oversized messages are dropped by libzmq (ZMQ_MAXMSGSIZE) before
 /// anything is allocated for them.
 final class HostileInputTests: XCTestCase {
+    /// Over 60 lines on purpose: one scenario (the bad messages, then a good worker trains) that reads in order.
     func testAThousandBadMessagesThenAGoodWorkerTrains() throws {
         let tmp = try temporaryDirectory(self)
         var o = Coordinator.Options(config: try tinyConfig(["train.steps=3"]), runDirectory: tmp + "/run")

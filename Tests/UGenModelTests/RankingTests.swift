@@ -9,6 +9,7 @@ import XCTest
 /// The ranking metrics on a model whose answer is known: trained to memorise three image–caption pairs, it
 /// must rank each true caption first given its image, and each true image first given its caption.
 final class RankingTests: XCTestCase {
+    /// Over 60 lines on purpose: one scenario (train, rank, check every number) that reads in order.
     func testAModelThatMemorisedThreePairsRanksThemFirst() throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("ugen-rank-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
