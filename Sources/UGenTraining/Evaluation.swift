@@ -200,20 +200,26 @@ public final class Evaluator {
             notes.append("text→image: no such examples in \(valPath)")
         }
 
-        if o.rankExamples > 0 && !o.lossesOnly {
-            for (task, examples) in [(ExampleTask.imageToText, captions), (.textToImage, drawings)] where !examples.isEmpty {
-                log(
-                    "ranking: \(task == .imageToText ? "captions" : "images") of \(min(o.rankExamples, examples.count)) examples "
-                        + "among \(o.rankCandidates)"
-                )
-                let r = ranking(examples, task: task, stage: stage, vocab: vocab, options: o)
-                if task == .imageToText { report.img2txtRanking = r } else { report.txt2imgRanking = r }
-            }
-        }
+        if o.rankExamples > 0 && !o.lossesOnly { rank(captions, drawings, stage: stage, vocab: vocab, options: o, into: &report) }
 
         report.notes = notes
         report.seconds = Date().timeIntervalSince(start)
         return report
+    }
+
+    /// Ranks the true caption (image→text) and the true image (text→image) among distractors.
+    private func rank(
+        _ captions: [Example], _ drawings: [Example], stage: Stage, vocab: StepVocab, options o: EvaluationOptions,
+        into report: inout EvaluationReport
+    ) {
+        for (task, examples) in [(ExampleTask.imageToText, captions), (.textToImage, drawings)] where !examples.isEmpty {
+            log(
+                "ranking: \(task == .imageToText ? "captions" : "images") of \(min(o.rankExamples, examples.count)) examples "
+                    + "among \(o.rankCandidates)"
+            )
+            let r = ranking(examples, task: task, stage: stage, vocab: vocab, options: o)
+            if task == .imageToText { report.img2txtRanking = r } else { report.txt2imgRanking = r }
+        }
     }
 
     /// The text examples' teacher-forced loss, perplexity and bits per byte.
