@@ -24,9 +24,9 @@ extension Coordinator {
                 guard let body = done[id!]!.stepDone else { throw ProtocolError.malformedBody(.stepDone) }
                 let count = parameterCounts[stage]
                 let out = try StepOutputs(msg, microBatches: m, head: stage == stages - 1, parameters: count)
-                for v in out.lossSums { totals.lossSum += v }
-                if !out.taskSums.isEmpty {
-                    for i in 0..<3 { totals.tasks.sum[i] += out.taskSums[i]; totals.tasks.weight[i] += out.taskSums[3 + i] }
+                if let losses = out.losses {
+                    for v in losses.sums { totals.lossSum += v }
+                    totals.tasks.add(losses.tasks)
                 }
                 if r == 0 {
                     totals.squares += out.gradSquares

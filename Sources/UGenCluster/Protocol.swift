@@ -267,26 +267,32 @@ extension MicroBatch {
 
 /// The arrays of a `stepDone` message (`StepDone` lists them), by name.
 public struct StepOutputs {
-    /// Last stage: Σ mask·loss of each micro-batch, in order (else empty).
-    public var lossSums: [Double]
-    /// Last stage: the task loss sums, then their weights (3 + 3; else empty).
-    public var taskSums: [Double]
+    /// Last stage: Σ mask·loss of each micro-batch, in order, and the losses by task (else nil).
+    public var losses: StepLosses?
     /// Σ grad² of every parameter the stage holds, in canonical order.
     public var gradSquares: [Double]
 
-    public init(lossSums: [Double], taskSums: [Double], gradSquares: [Double]) {
-        self.lossSums = lossSums; self.taskSums = taskSums; self.gradSquares = gradSquares
+    public init(losses: StepLosses?, gradSquares: [Double]) {
+        self.losses = losses; self.gradSquares = gradSquares
     }
 
     /// Reads them from a worker's message, checking each byte count: `microBatches` loss sums and the
-    /// task sums when the stage has the head, `parameters` squared norms.
+    /// task sums then weights (3 + 3) when the stage has the head, `parameters` squared norms.
     public init(_ message: WireMessage, microBatches: Int, head: Bool, parameters: Int) throws {
-        lossSums = head ? try message.array(0, Double.self, count: microBatches) : []
-        taskSums = head ? try message.array(1, Double.self, count: 6) : []
+        if head {
+            var losses = StepLosses(microBatches: 0)
+            losses.sums = try message.array(0, Double.self, count: microBatches)
+            let tasks = try message.array(1, Double.self, count: 6)
+            losses.tasks.sum = Array(tasks[0..<3])
+            losses.tasks.weight = Array(tasks[3..<6])
+            self.losses = losses
+        }
         gradSquares = try message.array(2, Double.self, count: parameters)
     }
 
-    public var parts: [Data] { [bytes(lossSums), bytes(taskSums), bytes(gradSquares)] }
+    public var parts: [Data] {
+        [bytes(losses?.sums ?? []), bytes(losses.map { $0.tasks.sum + $0.tasks.weight } ?? []), bytes(gradSquares)]
+    }
 }
 
 /// worker → coordinator: the step's results (arrays: `StepOutputs`). Arrays: loss sums per micro-batch (Float64, m; last stage,

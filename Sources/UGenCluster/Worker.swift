@@ -356,13 +356,11 @@ public final class Worker {
 
     /// The step's results to the coordinator: `StepDone` and its `StepOutputs`.
     private func report(_ order: StepOrder, _ tally: StepTally, reduceWaitMs: Double) throws {
-        var taskSums: [Double] = []
-        if stage.spec.hasHead { taskSums = tally.losses.tasks.sum + tally.losses.tasks.weight }
         let done = StepDone(workerId: assign.workerId, step: order.step, forwardMs: tally.forwardMs, backwardMs: tally.backwardMs,
                             waitMs: tally.waitMs, commMs: Double(commNanos) / 1e6, reduceBytesSent: reducer?.bytesSent,
                             reduceBytesReceived: reducer?.bytesReceived,
                             reduceMs: reduceThread.map { Double($0.reduceNanos) / 1e6 }, reduceWaitMs: reducer == nil ? nil : reduceWaitMs)
-        let outputs = StepOutputs(lossSums: tally.losses.sums, taskSums: taskSums, gradSquares: stage.gradSquares())
+        let outputs = StepOutputs(losses: stage.spec.hasHead ? tally.losses : nil, gradSquares: stage.gradSquares())
         try control.send(WireMessage(.stepDone, done, arrays: outputs.parts).frames)
     }
 

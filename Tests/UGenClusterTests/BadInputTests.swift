@@ -1,5 +1,6 @@
 import Foundation
 import UGenCluster
+import UGenModel
 import UGenTraining
 import XCTest
 
@@ -114,6 +115,27 @@ final class ClusterBadInputTests: XCTestCase {
         var unknown = b; unknown[0] = 9
         XCTAssertThrowsError(try unknown.withUnsafeBytes { try DataHeader($0) })
         XCTAssertThrowsError(try Array(b.dropLast()).withUnsafeBytes { try DataHeader($0) })
+    }
+
+    /// A stepDone's arrays read back as written: the loss sums, the task sums and weights where protocol.md
+    /// puts them (six float64s: sums, then weights), the squared norms; a wrong count is refused.
+    func testStepOutputsRoundTripInProtocolOrder() throws {
+        var losses = StepLosses(microBatches: 2)
+        losses.sums = [1.5, -0.25]
+        losses.tasks.sum = [3, 0.5, 7]
+        losses.tasks.weight = [10, 2, 4]
+        let done = Heartbeat(workerId: 1)  // the arrays do not depend on the body
+        let frames = WireMessage(.stepDone, done, arrays: StepOutputs(losses: losses, gradSquares: [9, 16, 25]).parts).frames
+        let message = try WireMessage(frames: frames)
+        XCTAssertEqual(try message.array(1, Double.self, count: 6), [3, 0.5, 7, 10, 2, 4])
+        let back = try StepOutputs(message, microBatches: 2, head: true, parameters: 3)
+        XCTAssertEqual(back.losses?.sums, losses.sums)
+        XCTAssertEqual(back.losses?.tasks, losses.tasks)
+        XCTAssertEqual(back.gradSquares, [9, 16, 25])
+        let middle = try WireMessage(frames: WireMessage(.stepDone, done, arrays: StepOutputs(losses: nil, gradSquares: [1]).parts).frames)
+        XCTAssertNil(try StepOutputs(middle, microBatches: 2, head: false, parameters: 1).losses)
+        XCTAssertThrowsError(try StepOutputs(message, microBatches: 3, head: true, parameters: 3))
+        XCTAssertThrowsError(try StepOutputs(middle, microBatches: 2, head: true, parameters: 1))
     }
 }
 
