@@ -23,8 +23,10 @@ public final class Worker {
         /// `.curve(keys)` with the coordinator's public key: every socket is CURVE-encrypted.
         public var security: Security = .plaintext
         public var coordinatorKey: String?
-        public init(coordinator: String, name: String, threads: Int = 1, secret: String = "", advertise: String? = nil,
-                    coordinatorTimeout: Double = 10) {
+        public init(
+            coordinator: String, name: String, threads: Int = 1, secret: String = "", advertise: String? = nil,
+            coordinatorTimeout: Double = 10
+        ) {
             self.coordinator = coordinator; self.name = name; self.threads = threads; self.secret = secret
             self.advertise = advertise; self.coordinatorTimeout = coordinatorTimeout
         }
@@ -75,8 +77,9 @@ public final class Worker {
             try data.makeCurveServer(keys)
             ZAPHandler.shared.replaceAllowed([])  // nobody may send data before the assignment names the peers
         }
-        heartbeat = HeartbeatLink(coordinator: options.coordinator, timeout: options.coordinatorTimeout,
-                                  curve: options.security.keys.map { ($0, options.coordinatorKey ?? "") }, log: log)
+        heartbeat = HeartbeatLink(
+            coordinator: options.coordinator, timeout: options.coordinatorTimeout,
+            curve: options.security.keys.map { ($0, options.coordinatorKey ?? "") }, log: log)
     }
 
     /// Call once, after the last worker is gone and just before the process exits: sends what is still
@@ -89,11 +92,14 @@ public final class Worker {
         try control.connect(options.coordinator)
         let bound = try data.bind("tcp://\(bindHost()):*")
         dataEndpoint = bound.replacingOccurrences(of: "0.0.0.0", with: advertiseHost())
-        let hello = Hello(protocolVersion: Int(Wire.version), name: options.name, host: ProcessInfo.processInfo.hostName,
-                          cores: ProcessInfo.processInfo.activeProcessorCount, secret: options.secret, dataEndpoint: dataEndpoint,
-                          publicKey: options.security.keys?.publicKey)
+        let hello = Hello(
+            protocolVersion: Int(Wire.version), name: options.name, host: ProcessInfo.processInfo.hostName,
+            cores: ProcessInfo.processInfo.activeProcessorCount, secret: options.secret, dataEndpoint: dataEndpoint,
+            publicKey: options.security.keys?.publicKey)
         do { try control.send(WireMessage(.hello, hello).frames) } catch {
-            log.error("cannot reach the coordinator at \(options.coordinator) (\(options.security == .plaintext ? "plain text" : "CURVE handshake not completed"))")
+            log.error(
+                "cannot reach the coordinator at \(options.coordinator) (\(options.security == .plaintext ? "plain text" : "CURVE handshake not completed"))"
+            )
             return .coordinatorLost
         }
         log.info("joining \(options.coordinator) as \(options.name), data socket \(dataEndpoint)")
@@ -101,7 +107,9 @@ public final class Worker {
         defer { heartbeat.stop(); reduceThread?.stop() }
         while true {
             guard let msg = try nextControlMessage(timeoutMs: 200) else {
-                if heartbeat.lost { log.error("lost the coordinator: no answer for \(options.coordinatorTimeout) s"); return .coordinatorLost }
+                if heartbeat.lost {
+                    log.error("lost the coordinator: no answer for \(options.coordinatorTimeout) s"); return .coordinatorLost
+                }
                 if coordinatorRestarted {
                     log.warning("the coordinator was restarted; joining it again")
                     return .dropped("the coordinator was restarted")
@@ -125,7 +133,8 @@ public final class Worker {
                 } catch {
                     log.error("step failed: \(error)")
                     let culprit = (error as? PeerFault)?.key  // a neighbour's bad data message: its fault, named
-                    try control.send(WireMessage(.failure, Failure(workerId: assign?.workerId ?? -1, reason: "\(error)", peerKey: culprit)).frames)
+                    try control.send(
+                        WireMessage(.failure, Failure(workerId: assign?.workerId ?? -1, reason: "\(error)", peerKey: culprit)).frames)
                 }
                 heartbeat.setStatus("idle")
             case .apply: try apply(msg)
@@ -241,8 +250,9 @@ public final class Worker {
         reduceThread?.stop()
         reducer = nil; reduceThread = nil
         guard config.replicas > 1 else { return }
-        let reducer = try ReplicaReduce(replica: a.replica, replicas: config.replicas, buckets: stage.gradientBuckets,
-                                        peerKeys: options.security.keys == nil ? nil : a.replicaPeerKeys)
+        let reducer = try ReplicaReduce(
+            replica: a.replica, replicas: config.replicas, buckets: stage.gradientBuckets,
+            peerKeys: options.security.keys == nil ? nil : a.replicaPeerKeys)
         let heartbeat = heartbeat
         let thread = ReduceThread(reducer, onWait: { heartbeat.setWaiting(true, reduceFrom: $0) })
         stage.onBucketFinal = { thread.bucketFinal($0) }
@@ -262,8 +272,9 @@ public final class Worker {
     private func runStep(_ msg: WireMessage) throws {
         let order = try msg.decode(StepOrder.self)
         if let connect = connectPeers { try connect(); connectPeers = nil }
-        var batch = try MicroBatch(stepMessage: msg, masked: order.masked, embedding: stage.spec.hasEmbedding, head: stage.spec.hasHead,
-                                    positions: order.microBatches * stage.n, vocab: stage.config.vocabSize)
+        var batch = try MicroBatch(
+            stepMessage: msg, masked: order.masked, embedding: stage.spec.hasEmbedding, head: stage.spec.hasHead,
+            positions: order.microBatches * stage.n, vocab: stage.config.vocabSize)
         prepare(order)
         defer { reduceThread?.abandon() }  // a step that fails or is interrupted leaves no reduce running
         var tally = StepTally(losses: StepLosses(microBatches: stage.spec.hasHead ? order.microBatches : 0))
@@ -331,8 +342,10 @@ public final class Worker {
 
     /// Micro-batch `k`'s input-gradient half, its result sent to the previous stage; `withWeights`: the
     /// whole backward pass, interleaved (`Stage.backward`).
-    private func backwardInput(_ k: Int, _ order: StepOrder, _ a: StageActivations, _ tally: inout StepTally,
-                               withWeights: Bool = false) throws {
+    private func backwardInput(
+        _ k: Int, _ order: StepOrder, _ a: StageActivations, _ tally: inout StepTally,
+        withWeights: Bool = false
+    ) throws {
         heartbeat.setPosition(step: order.step, forward: false, microBatch: k)
         var gradOut: Tensor? = nil
         if !stage.spec.hasHead {
@@ -356,10 +369,11 @@ public final class Worker {
 
     /// The step's results to the coordinator: `StepDone` and its `StepOutputs`.
     private func report(_ order: StepOrder, _ tally: StepTally, reduceWaitMs: Double) throws {
-        let done = StepDone(workerId: assign.workerId, step: order.step, forwardMs: tally.forwardMs, backwardMs: tally.backwardMs,
-                            waitMs: tally.waitMs, commMs: Double(commNanos) / 1e6, reduceBytesSent: reducer?.bytesSent,
-                            reduceBytesReceived: reducer?.bytesReceived,
-                            reduceMs: reduceThread.map { Double($0.reduceNanos) / 1e6 }, reduceWaitMs: reducer == nil ? nil : reduceWaitMs)
+        let done = StepDone(
+            workerId: assign.workerId, step: order.step, forwardMs: tally.forwardMs, backwardMs: tally.backwardMs,
+            waitMs: tally.waitMs, commMs: Double(commNanos) / 1e6, reduceBytesSent: reducer?.bytesSent,
+            reduceBytesReceived: reducer?.bytesReceived,
+            reduceMs: reduceThread.map { Double($0.reduceNanos) / 1e6 }, reduceWaitMs: reducer == nil ? nil : reduceWaitMs)
         let outputs = StepOutputs(losses: stage.spec.hasHead ? tally.losses : nil, gradSquares: stage.gradSquares())
         try control.send(WireMessage(.stepDone, done, arrays: outputs.parts).frames)
     }
@@ -376,7 +390,6 @@ public final class Worker {
         try h.withBytes { try socket.sendPart($0, more: true) }  // part by part: no array of parts per send
         try socket.sendPart(UnsafeRawBufferPointer(start: t.data + rows.lowerBound * width, count: rows.count * width * 4), more: false)
     }
-
 
     /// Receives data messages (into their micro-batch's buffer) until the first `rows` rows of `kind`
     /// for micro-batch `k` are in, and returns the milliseconds that took (the heartbeat says it is
@@ -395,7 +408,10 @@ public final class Worker {
     /// micro-batch, or a segment of the replicas' all-reduce (`ReduceHeader`, kind 2).
     private func receiveData(step: Int) throws {
         while true {
-            for d in ZAPHandler.shared.takeDenied() { log.warning("refused a data connection from \(PeerText.escape(d.address)): CURVE key \(PeerText.escape(d.key)) is not a neighbour") }
+            for d in ZAPHandler.shared.takeDenied() {
+                log.warning(
+                    "refused a data connection from \(PeerText.escape(d.address)): CURVE key \(PeerText.escape(d.key)) is not a neighbour")
+            }
             let ready = pollAny([data, control], timeoutMs: 500)
             if ready.contains(0) { break }
             try checkCoordinator(step: step, messageWaiting: ready.contains(1))
@@ -408,7 +424,8 @@ public final class Worker {
         }
         if headerBuffer[0] == ReduceHeader.kind { return try receiveReduce(step: step) }
         let header: DataHeader
-        do { header = try headerBuffer.withUnsafeBytes { try DataHeader(UnsafeRawBufferPointer(rebasing: $0[0..<DataHeader.size])) } } catch {
+        do { header = try headerBuffer.withUnsafeBytes { try DataHeader(UnsafeRawBufferPointer(rebasing: $0[0..<DataHeader.size])) } } catch
+        {
             try data.discardRest(); throw fault("malformed data header")
         }
         let k = Int(header.microBatch)
@@ -423,7 +440,8 @@ public final class Worker {
         let expected = rowsIn[Int(header.kind.rawValue)][k]
         guard first == expected, count >= 1, first + count <= stage.rows else {
             try data.discardRest()
-            throw fault("data message with rows \(first)..<\(first + count) of micro-batch \(k), expected row \(expected) next of \(stage.rows)")
+            throw fault(
+                "data message with rows \(first)..<\(first + count) of micro-batch \(k), expected row \(expected) next of \(stage.rows)")
         }
         let dest = header.kind == .activation ? activationIn[k] : gradientIn[k]
         let width = dest.count / stage.rows
@@ -450,8 +468,9 @@ public final class Worker {
         }
         let t0 = DispatchTime.now().uptimeNanoseconds
         try headerBuffer.withUnsafeBytes {
-            try reducer.receive(header: UnsafeRawBufferPointer(rebasing: $0[0..<DataHeader.size]), from: data,
-                                generation: assign.generation, step: step)
+            try reducer.receive(
+                header: UnsafeRawBufferPointer(rebasing: $0[0..<DataHeader.size]), from: data,
+                generation: assign.generation, step: step)
         }
         commNanos += DispatchTime.now().uptimeNanoseconds - t0
     }
@@ -496,4 +515,3 @@ struct PeerFault: Error, CustomStringConvertible {
         self.reason = reason + (key.map { " from CURVE key \(PeerText.escape($0, limit: 48))" } ?? "")
     }
 }
-

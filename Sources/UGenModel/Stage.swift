@@ -28,7 +28,9 @@ public final class StageActivations {
         tokens.initialize(repeating: 0, count: n)
         residual = (0...spec.blocks.count).map { _ in Tensor([n, d]) }
         gradResidual = (0...spec.blocks.count).map { _ in Tensor([n, d]) }
-        blocks = spec.blocks.map { $0 % 2 == 0 ? .attention(AttentionActivations(c, rows: rows, seqLen: seqLen)) : .mlp(MLPActivations(c, n: n)) }
+        blocks = spec.blocks.map {
+            $0 % 2 == 0 ? .attention(AttentionActivations(c, rows: rows, seqLen: seqLen)) : .mlp(MLPActivations(c, n: n))
+        }
         if spec.hasHead {
             finalRstd = Tensor([n]); finalNorm = Tensor([n, d]); logits = Tensor([n, c.vocabSize]); tokenLoss = Tensor([n])
         } else {
@@ -74,13 +76,22 @@ final class MLPActivations {
 enum BlockWeights {
     case attention(AttentionWeights), mlp(MLPWeights)
     var parameters: [Parameter] {
-        switch self { case .attention(let w): w.parameters; case .mlp(let w): w.parameters }
+        switch self {
+        case .attention(let w): w.parameters;
+        case .mlp(let w): w.parameters
+        }
     }
     var gradStorage: [Tensor] {
-        switch self { case .attention(let w): w.gradStorage; case .mlp(let w): w.gradStorage }
+        switch self {
+        case .attention(let w): w.gradStorage;
+        case .mlp(let w): w.gradStorage
+        }
     }
     var normGrad: Tensor {
-        switch self { case .attention(let w): w.norm.grad; case .mlp(let w): w.norm.grad }
+        switch self {
+        case .attention(let w): w.norm.grad;
+        case .mlp(let w): w.norm.grad
+        }
     }
 }
 
@@ -156,13 +167,18 @@ public final class Stage {
         dProbs = Tensor([rows * seqLen * seqLen]); effectiveMask = Tensor([n])
         let normGrads = blocks.map(\.normGrad) + [finalNorm?.grad].compactMap { $0 }
         let blockWeights = blocks.reversed().map { $0.gradStorage.filter { g in !normGrads.contains { $0 === g } } }
-        gradientBuckets = [head?.grad].compactMap { $0 }.map { [$0] } + blockWeights + [embed?.grad].compactMap { $0 }.map { [$0] } + [normGrads]
+        gradientBuckets =
+            [head?.grad].compactMap { $0 }.map { [$0] } + blockWeights + [embed?.grad].compactMap { $0 }.map { [$0] } + [normGrads]
         headBucket = 0; lastBlockBucket = head == nil ? 0 : 1
         embedBucket = lastBlockBucket + blocks.count; normBucket = gradientBuckets.count - 1
         trees = gradientBuckets.map(GradientTree.init)
-        productWeights = blocks.flatMap { b -> [Tensor] in
-            switch b { case .attention(let w): [w.qkv, w.o.value]; case .mlp(let w): [w.gateUp, w.down.value] }
-        } + [head?.value].compactMap { $0 }
+        productWeights =
+            blocks.flatMap { b -> [Tensor] in
+                switch b {
+                case .attention(let w): [w.qkv, w.o.value];
+                case .mlp(let w): [w.gateUp, w.down.value]
+                }
+            } + [head?.value].compactMap { $0 }
     }
 
     /// The mask the last `loss` call used: the batch's mask with inactive-id targets zeroed.
@@ -184,7 +200,6 @@ public final class Stage {
         for p in parameters { Initializer.initialize(p, seed: seed, nLayers: config.nLayers) }
         refreshLowPrecisionWeights()
     }
-
 
     /// One AdamW update of this stage's parameters, then their bf16 copies (in bf16): the one place a
     /// training step changes the weights.
@@ -232,8 +247,10 @@ public final class Stage {
     /// The forward pass of some of the micro-batch's rows (sequences), which depend on no other row
     /// (`tokens` and the activations still point at the micro-batch's start). With `crossEntropy` of
     /// the same rows, a micro-batch can be taken piece by piece (`forwardPieces`).
-    public func forward(_ a: StageActivations, tokens: UnsafePointer<Int32>? = nil, tokenMap: UnsafePointer<Int32>? = nil,
-                        rows: Range<Int>) {
+    public func forward(
+        _ a: StageActivations, tokens: UnsafePointer<Int32>? = nil, tokenMap: UnsafePointer<Int32>? = nil,
+        rows: Range<Int>
+    ) {
         precondition(rows.lowerBound >= 0 && rows.upperBound <= self.rows, "rows \(rows) outside a micro-batch of \(self.rows)")
         let c = config, d = c.dModel, t0 = rows.lowerBound * seqLen, n = rows.count * seqLen
         if let embed {
@@ -254,17 +271,21 @@ public final class Stage {
             }
         }
         if let finalNorm, let head {
-            RMSNorm.forward(y: a.finalNorm!.data + t0 * d, rstd: a.finalRstd!.data + t0, x: a.output.data + t0 * d,
-                            w: finalNorm.value.data, n: n, d: d, eps: Float(c.rmsEps))
-            Linear.forward(out: a.logits!.data + t0 * c.vocabSize, x: a.finalNorm!.data + t0 * d, w: head.value.data,
-                           wBF16: head.value.bf16, n: n, inF: d, outF: c.vocabSize, precision: precision)
+            RMSNorm.forward(
+                y: a.finalNorm!.data + t0 * d, rstd: a.finalRstd!.data + t0, x: a.output.data + t0 * d,
+                w: finalNorm.value.data, n: n, d: d, eps: Float(c.rmsEps))
+            Linear.forward(
+                out: a.logits!.data + t0 * c.vocabSize, x: a.finalNorm!.data + t0 * d, w: head.value.data,
+                wBF16: head.value.bf16, n: n, inF: d, outF: c.vocabSize, precision: precision)
         }
     }
 
     /// out = h + o_proj(attention(RoPE(qkv_proj(RMSNorm₁(h))))) for the micro-batch's `rows`
     /// (x and out already point at the first of them).
-    private func attentionForward(_ w: AttentionWeights, _ s: AttentionActivations, x: UnsafePointer<Float>,
-                                  out: UnsafeMutablePointer<Float>, rows: Range<Int>) {
+    private func attentionForward(
+        _ w: AttentionWeights, _ s: AttentionActivations, x: UnsafePointer<Float>,
+        out: UnsafeMutablePointer<Float>, rows: Range<Int>
+    ) {
         let c = config, d = c.dModel, C = c.qkvWidth, A = c.nHeads * c.headDim
         let t0 = rows.lowerBound * seqLen, n = rows.count * seqLen
         let norm = s.norm.data + t0 * d, qkv = s.qkv.data + t0 * C, attn = s.attn.data + t0 * A
@@ -280,8 +301,10 @@ public final class Stage {
 
     /// out = h + down_proj(silu(gate_proj(m)) · up_proj(m)), m = RMSNorm₂(h), for the micro-batch's
     /// `rows` (x and out already point at the first of them).
-    private func mlpForward(_ w: MLPWeights, _ s: MLPActivations, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
-                            rows: Range<Int>) {
+    private func mlpForward(
+        _ w: MLPWeights, _ s: MLPActivations, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+        rows: Range<Int>
+    ) {
         let c = config, d = c.dModel, f = c.ffnHidden, t0 = rows.lowerBound * seqLen, n = rows.count * seqLen
         let norm = s.norm.data + t0 * d, gateUp = s.gateUp.data + t0 * 2 * f, act = s.act.data + t0 * f
         RMSNorm.forward(y: norm, rstd: s.rstd.data + t0, x: x, w: w.norm.value.data, n: n, d: d, eps: Float(c.rmsEps))
@@ -299,9 +322,11 @@ public final class Stage {
     /// ids from the softmax; a position whose target is inactive carries no loss. `logitsOut`
     /// receives the (masked) logits when given.
     @discardableResult
-    public func loss(_ a: StageActivations, targets: UnsafePointer<Int32>, mask: UnsafePointer<Float>,
-                     inactive: UnsafePointer<UInt8>? = nil, gradScale: Float,
-                     logitsOut: UnsafeMutablePointer<Float>? = nil) -> Double {
+    public func loss(
+        _ a: StageActivations, targets: UnsafePointer<Int32>, mask: UnsafePointer<Float>,
+        inactive: UnsafePointer<UInt8>? = nil, gradScale: Float,
+        logitsOut: UnsafeMutablePointer<Float>? = nil
+    ) -> Double {
         crossEntropy(a, targets: targets, mask: mask, inactive: inactive, gradScale: gradScale, logitsOut: logitsOut, rows: 0..<rows)
         return lossSum(a)
     }
@@ -309,10 +334,14 @@ public final class Stage {
     /// `loss` for some rows (a pipeline takes it row by row as `forward(rows:)` delivers them): the
     /// positions' losses and logit gradients, which depend on no other row. All pointers point at the
     /// micro-batch's start. `lossSum` adds them up once every row is in.
-    public func crossEntropy(_ a: StageActivations, targets: UnsafePointer<Int32>, mask: UnsafePointer<Float>,
-                             inactive: UnsafePointer<UInt8>? = nil, gradScale: Float,
-                             logitsOut: UnsafeMutablePointer<Float>? = nil, rows: Range<Int>) {
-        guard spec.hasHead, let logits = a.logits, let tokenLoss = a.tokenLoss else { preconditionFailure("loss on a stage without the head") }
+    public func crossEntropy(
+        _ a: StageActivations, targets: UnsafePointer<Int32>, mask: UnsafePointer<Float>,
+        inactive: UnsafePointer<UInt8>? = nil, gradScale: Float,
+        logitsOut: UnsafeMutablePointer<Float>? = nil, rows: Range<Int>
+    ) {
+        guard spec.hasHead, let logits = a.logits, let tokenLoss = a.tokenLoss else {
+            preconditionFailure("loss on a stage without the head")
+        }
         let effective = effectiveMask, V = config.vocabSize
         let t0 = rows.lowerBound * seqLen, n = rows.count * seqLen
         for r in t0..<(t0 + n) {
@@ -320,9 +349,10 @@ public final class Stage {
             precondition(t >= 0 && t < V, "target id \(t) outside the vocabulary")
             effective[r] = (inactive.map { $0[t] != 0 } ?? false) ? 0 : mask[r]
         }
-        CrossEntropy.forwardBackward(logits: logits.data + t0 * V, tokenLoss: tokenLoss.data + t0, targets: targets + t0,
-                                     mask: effective.data + t0, inactive: inactive, gradScale: gradScale, n: n, v: V,
-                                     logitsOut: logitsOut.map { $0 + t0 * V })
+        CrossEntropy.forwardBackward(
+            logits: logits.data + t0 * V, tokenLoss: tokenLoss.data + t0, targets: targets + t0,
+            mask: effective.data + t0, inactive: inactive, gradScale: gradScale, n: n, v: V,
+            logitsOut: logitsOut.map { $0 + t0 * V })
     }
 
     /// Σ mask·loss over the micro-batch, in position order, after `crossEntropy` of every row.
@@ -374,11 +404,13 @@ public final class Stage {
         let top = a.gradResidual[blocks.count]
         if let finalNorm, let head {
             // dx only: the head's weight product waits for backwardWeights.
-            Linear.inputGradient(dx: dNorm.data, dout: a.logits!.data, w: head.value.data, wBF16: head.value.bf16, n: n, inF: d, outF: c.vocabSize,
-                                 precision: precision)
+            Linear.inputGradient(
+                dx: dNorm.data, dout: a.logits!.data, w: head.value.data, wBF16: head.value.bf16, n: n, inF: d, outF: c.vocabSize,
+                precision: precision)
             top.zero()
-            RMSNorm.backward(dx: top.data, dw: finalNorm.grad.data, dy: dNorm.data, x: a.output.data,
-                             w: finalNorm.value.data, rstd: a.finalRstd!.data, n: n, d: d)
+            RMSNorm.backward(
+                dx: top.data, dw: finalNorm.grad.data, dy: dNorm.data, x: a.output.data,
+                w: finalNorm.value.data, rstd: a.finalRstd!.data, n: n, d: d)
         } else {
             guard let gradOutput else { preconditionFailure("backward on a middle stage needs gradOutput") }
             top.copy(from: gradOutput)
@@ -406,8 +438,9 @@ public final class Stage {
 
     private func headWeights(_ a: StageActivations) {
         guard let head else { return }
-        Linear.weightGradient(dw: head.grad.data, dout: a.logits!.data, x: a.finalNorm!.data, n: n, inF: config.dModel,
-                              outF: config.vocabSize, precision: precision)
+        Linear.weightGradient(
+            dw: head.grad.data, dout: a.logits!.data, x: a.finalNorm!.data, n: n, inF: config.dModel,
+            outF: config.vocabSize, precision: precision)
         summed(bucket: headBucket)
     }
 
@@ -421,8 +454,9 @@ public final class Stage {
             Linear.weightGradient(dw: w.qkvGrad.data, dout: s.dQKV.data, x: s.norm.data, n: n, inF: d, outF: C, precision: precision)
         case (.mlp(let w), .mlp(let s)):
             Linear.weightGradient(dw: w.down.grad.data, dout: dOut, x: s.act.data, n: n, inF: f, outF: d, precision: precision)
-            Linear.weightGradient(dw: w.gateUpGrad.data, dout: s.dGateUp.data, x: s.norm.data, n: n, inF: d, outF: 2 * f,
-                                  precision: precision)
+            Linear.weightGradient(
+                dw: w.gateUpGrad.data, dout: s.dGateUp.data, x: s.norm.data, n: n, inF: d, outF: 2 * f,
+                precision: precision)
         default: preconditionFailure("activation slot does not match the stage's blocks")
         }
         summed(bucket: lastBlockBucket + blocks.count - 1 - i)
@@ -441,28 +475,37 @@ public final class Stage {
     }
 
     /// h = x + o(attn): from d(h) adds the attention branch's d(x) into `dIn` (which holds d(h) on entry).
-    private func attentionBackwardInput(_ w: AttentionWeights, _ s: AttentionActivations, x: UnsafePointer<Float>,
-                                        dOut: UnsafePointer<Float>, dIn: UnsafeMutablePointer<Float>) {
+    private func attentionBackwardInput(
+        _ w: AttentionWeights, _ s: AttentionActivations, x: UnsafePointer<Float>,
+        dOut: UnsafePointer<Float>, dIn: UnsafeMutablePointer<Float>
+    ) {
         let c = config, d = c.dModel, C = c.qkvWidth, A = c.nHeads * c.headDim
-        Linear.inputGradient(dx: dAttn.data, dout: dOut, w: w.o.value.data, wBF16: w.o.value.bf16, n: n, inF: A, outF: d,
-                             precision: precision)
-        Attention.backward(dqkv: s.dQKV.data, dout: dAttn.data, qkv: s.qkv.data, probs: s.probs.data,
-                           scratch: dProbs.data, shape: attnShape, precision: precision)
+        Linear.inputGradient(
+            dx: dAttn.data, dout: dOut, w: w.o.value.data, wBF16: w.o.value.bf16, n: n, inF: A, outF: d,
+            precision: precision)
+        Attention.backward(
+            dqkv: s.dQKV.data, dout: dAttn.data, qkv: s.qkv.data, probs: s.probs.data,
+            scratch: dProbs.data, shape: attnShape, precision: precision)
         RoPE.apply(s.dQKV.data, rows: n, seqLen: seqLen, ld: C, col: 0, heads: c.nHeads + c.nKVHeads, table: rope, inverse: true)
-        Linear.inputGradient(dx: dNorm.data, dout: s.dQKV.data, w: w.qkv.data, wBF16: w.qkv.bf16, n: n, inF: d, outF: C,
-                             precision: precision)
+        Linear.inputGradient(
+            dx: dNorm.data, dout: s.dQKV.data, w: w.qkv.data, wBF16: w.qkv.bf16, n: n, inF: d, outF: C,
+            precision: precision)
         RMSNorm.backward(dx: dIn, dw: w.norm.grad.data, dy: dNorm.data, x: x, w: w.norm.value.data, rstd: s.rstd.data, n: n, d: d)
     }
 
     /// out = h + down(act): from d(out) adds the MLP branch's d(h) into `dIn` (which holds d(out) on entry).
-    private func mlpBackwardInput(_ w: MLPWeights, _ s: MLPActivations, x: UnsafePointer<Float>,
-                                  dOut: UnsafePointer<Float>, dIn: UnsafeMutablePointer<Float>) {
+    private func mlpBackwardInput(
+        _ w: MLPWeights, _ s: MLPActivations, x: UnsafePointer<Float>,
+        dOut: UnsafePointer<Float>, dIn: UnsafeMutablePointer<Float>
+    ) {
         let c = config, d = c.dModel, f = c.ffnHidden
-        Linear.inputGradient(dx: dAct.data, dout: dOut, w: w.down.value.data, wBF16: w.down.value.bf16, n: n, inF: f, outF: d,
-                             precision: precision)
+        Linear.inputGradient(
+            dx: dAct.data, dout: dOut, w: w.down.value.data, wBF16: w.down.value.bf16, n: n, inF: f, outF: d,
+            precision: precision)
         SwiGLU.backward(dGateUp: s.dGateUp.data, dAct: dAct.data, gateUp: s.gateUp.data, n: n, f: f)
-        Linear.inputGradient(dx: dNorm.data, dout: s.dGateUp.data, w: w.gateUp.data, wBF16: w.gateUp.bf16, n: n, inF: d, outF: 2 * f,
-                             precision: precision)
+        Linear.inputGradient(
+            dx: dNorm.data, dout: s.dGateUp.data, w: w.gateUp.data, wBF16: w.gateUp.bf16, n: n, inF: d, outF: 2 * f,
+            precision: precision)
         RMSNorm.backward(dx: dIn, dw: w.norm.grad.data, dy: dNorm.data, x: x, w: w.norm.value.data, rstd: s.rstd.data, n: n, d: d)
     }
 
