@@ -10,31 +10,6 @@ import UGenTraining
 /// activations and gradients directly with its neighbours, and step the optimizer for its own
 /// parameters.
 public final class Worker {
-    public struct Options: Sendable {
-        public var coordinator: String
-        public var name: String
-        public var threads: Int
-        public var secret: String
-        /// The address neighbours use to reach this worker's data socket (default: derived from the
-        /// coordinator's address: loopback stays loopback, otherwise this host's name).
-        public var advertise: String?
-        /// Seconds without any message from the coordinator after which it is considered gone.
-        public var coordinatorTimeout: Double
-        /// `.curve(keys)` with the coordinator's public key: every socket is CURVE-encrypted.
-        public var security: Security = .plaintext
-        public var coordinatorKey: String?
-        public init(
-            coordinator: String, name: String, threads: Int = 1, secret: String = "", advertise: String? = nil,
-            coordinatorTimeout: Double = 10
-        ) {
-            self.coordinator = coordinator; self.name = name; self.threads = threads; self.secret = secret
-            self.advertise = advertise; self.coordinatorTimeout = coordinatorTimeout
-        }
-    }
-
-    /// `deferred`: refused for now (quarantined, or its name or key still held by a live worker); join
-    /// again after that many seconds.
-    public enum Outcome: Equatable, Sendable { case finished, rejected(String), coordinatorLost, dropped(String), deferred(String, Double) }
 
     let options: Options
     var log: Logger
@@ -88,21 +63,7 @@ public final class Worker {
 
     /// Joins and works until the coordinator says shutdown (or refuses, or disappears).
     public func run() throws -> Outcome {
-        BLAS.setThreads(options.threads)
-        try control.connect(options.coordinator)
-        let bound = try data.bind("tcp://\(bindHost()):*")
-        dataEndpoint = bound.replacingOccurrences(of: "0.0.0.0", with: advertiseHost())
-        let hello = Hello(
-            protocolVersion: Int(Wire.version), name: options.name, host: ProcessInfo.processInfo.hostName,
-            cores: ProcessInfo.processInfo.activeProcessorCount, secret: options.secret, dataEndpoint: dataEndpoint,
-            publicKey: options.security.keys?.publicKey)
-        do { try control.send(WireMessage(.hello, hello).frames) } catch {
-            log.error(
-                "cannot reach the coordinator at \(options.coordinator) (\(options.security == .plaintext ? "plain text" : "CURVE handshake not completed"))"
-            )
-            return .coordinatorLost
-        }
-        log.info("joining \(options.coordinator) as \(options.name), data socket \(dataEndpoint)")
+        guard try join() else { return .coordinatorLost }
         heartbeat.start(workerId: -1)
         defer { heartbeat.stop(); reduceThread?.stop() }
         while true {
@@ -116,49 +77,74 @@ public final class Worker {
                 }
                 continue
             }
-            switch msg.kind {
-            case .reject:
-                let reject = try? msg.decode(Reject.self)
-                let reason = reject?.reason ?? "?"
-                if let later = reject?.retryAfter, later.isFinite, later >= 0 {
-                    log.warning("refused by the coordinator for now: \(reason); joining again in \(String(format: "%.1f", later)) s")
-                    return .deferred(reason, min(later, 600))
-                }
-                log.error("refused by the coordinator: \(reason)")
-                return .rejected(reason)
-            case .assign: try setUp(msg)
-            case .step:
-                do { try runStep(msg) } catch let e as Interrupted {
-                    log.warning("step abandoned: \(e.reason)")
-                } catch {
-                    log.error("step failed: \(error)")
-                    let culprit = (error as? PeerFault)?.key  // a neighbour's bad data message: its fault, named
-                    try control.send(
-                        WireMessage(.failure, Failure(workerId: assign?.workerId ?? -1, reason: "\(error)", peerKey: culprit)).frames)
-                }
-                heartbeat.setStatus("idle")
-            case .apply: try apply(msg)
-            case .saveRequest: try save(msg)
-            case .reset:
-                let reset = try? msg.decode(Reset.self)
-                let reason = reset?.reason ?? "?"
-                if reset?.rejoin == true {
-                    log.warning("dropped by the coordinator (\(reason)); joining again")
-                    return .dropped(reason)
-                }
-                log.info("reset by the coordinator (\(reason)); waiting for a new assignment")
-                heartbeat.setStatus("waiting for an assignment")
-            case .shutdown:
-                let reason = (try? msg.decode(Shutdown.self).reason) ?? "?"
-                log.info("shutdown: \(reason)")
-                // The coordinator waits for the goodbye; `flushBeforeExit` gets it onto the wire.
-                try? control.set(ZMQ_LINGER, 1000)
-                try? control.send(WireMessage(.shutdown, Shutdown(reason: "goodbye")).frames)
-                return .finished
-            case .heartbeat: continue
-            default: log.warning("ignoring unexpected \(msg.kind) from the coordinator")
-            }
+            if let outcome = try handle(msg) { return outcome }
         }
+    }
+
+    /// Binds the data socket and says hello; false when the coordinator cannot be reached.
+    private func join() throws -> Bool {
+        BLAS.setThreads(options.threads)
+        try control.connect(options.coordinator)
+        let bound = try data.bind("tcp://\(bindHost()):*")
+        dataEndpoint = bound.replacingOccurrences(of: "0.0.0.0", with: advertiseHost())
+        let hello = Hello(
+            protocolVersion: Int(Wire.version), name: options.name, host: ProcessInfo.processInfo.hostName,
+            cores: ProcessInfo.processInfo.activeProcessorCount, secret: options.secret, dataEndpoint: dataEndpoint,
+            publicKey: options.security.keys?.publicKey)
+        do { try control.send(WireMessage(.hello, hello).frames) } catch {
+            let how = options.security == .plaintext ? "plain text" : "CURVE handshake not completed"
+            log.error("cannot reach the coordinator at \(options.coordinator) (\(how))")
+            return false
+        }
+        log.info("joining \(options.coordinator) as \(options.name), data socket \(dataEndpoint)")
+        return true
+    }
+
+    /// One message from the coordinator: the outcome when it ends this worker's membership, else nil.
+    private func handle(_ msg: WireMessage) throws -> Outcome? {
+        switch msg.kind {
+        case .reject:
+            let reject = try? msg.decode(Reject.self)
+            let reason = reject?.reason ?? "?"
+            if let later = reject?.retryAfter, later.isFinite, later >= 0 {
+                log.warning("refused by the coordinator for now: \(reason); joining again in \(String(format: "%.1f", later)) s")
+                return .deferred(reason, min(later, 600))
+            }
+            log.error("refused by the coordinator: \(reason)")
+            return .rejected(reason)
+        case .assign: try setUp(msg)
+        case .step:
+            do { try runStep(msg) } catch let e as Interrupted {
+                log.warning("step abandoned: \(e.reason)")
+            } catch {
+                log.error("step failed: \(error)")
+                let culprit = (error as? PeerFault)?.key  // a neighbour's bad data message: its fault, named
+                try control.send(
+                    WireMessage(.failure, Failure(workerId: assign?.workerId ?? -1, reason: "\(error)", peerKey: culprit)).frames)
+            }
+            heartbeat.setStatus("idle")
+        case .apply: try apply(msg)
+        case .saveRequest: try save(msg)
+        case .reset:
+            let reset = try? msg.decode(Reset.self)
+            let reason = reset?.reason ?? "?"
+            if reset?.rejoin == true {
+                log.warning("dropped by the coordinator (\(reason)); joining again")
+                return .dropped(reason)
+            }
+            log.info("reset by the coordinator (\(reason)); waiting for a new assignment")
+            heartbeat.setStatus("waiting for an assignment")
+        case .shutdown:
+            let reason = (try? msg.decode(Shutdown.self).reason) ?? "?"
+            log.info("shutdown: \(reason)")
+            // The coordinator waits for the goodbye; `flushBeforeExit` gets it onto the wire.
+            try? control.set(ZMQ_LINGER, 1000)
+            try? control.send(WireMessage(.shutdown, Shutdown(reason: "goodbye")).frames)
+            return .finished
+        case .heartbeat: break
+        default: log.warning("ignoring unexpected \(msg.kind) from the coordinator")
+        }
+        return nil
     }
 
     /// True when the coordinator answering heartbeats is not the one that gave the assignment.
@@ -500,18 +486,5 @@ public final class Worker {
         let tensors = stage.parameters.indices.flatMap { i in [stage.parameters[i].value, optimizer.m[i], optimizer.v[i]] }
         let parts = tensors.map { UnsafeRawBufferPointer(start: $0.data, count: $0.count * 4) }
         try WireMessage(.saveReply, reply).frames[0].withUnsafeBytes { try control.send([$0] + parts) }
-    }
-}
-
-/// A data message a neighbour should not have sent; `key`: the sender's CURVE key (nil in plain text).
-struct PeerFault: Error, CustomStringConvertible {
-    var key: String?
-    var reason: String
-    var description: String { reason }
-
-    /// The fault of whoever sent `socket`'s last message: the reason ends naming its CURVE key (escaped).
-    init(lastSenderOf socket: ZMQSocket, _ reason: String) {
-        key = socket.lastSender
-        self.reason = reason + (key.map { " from CURVE key \(PeerText.escape($0, limit: 48))" } ?? "")
     }
 }

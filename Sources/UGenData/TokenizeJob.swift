@@ -117,7 +117,9 @@ public enum TokenizeJob {
 
     /// The image tokenizer: none, visual ids made elsewhere (`externalCodebook`), or a codebook learned by
     /// k-means over the training split's images (the held-out ones when training has none).
-    private static func imageTokenizer(_ o: TokenizeOptions, _ input: TokenizeInput, _ split: TokenizeSplit, log: @escaping (String) -> Void)
+    private static func imageTokenizer(
+        _ o: TokenizeOptions, _ input: TokenizeInput, _ split: TokenizeSplit, log: @escaping (String) -> Void
+    )
         throws -> (vq: VQTokenizer?, codebookSize: Int, kind: String)
     {
         if let k = o.externalCodebook, !input.pairs.isEmpty { return (nil, k, "external") }

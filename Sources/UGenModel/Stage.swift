@@ -1,77 +1,6 @@
 import Foundation
 import UGenKernels
 
-/// What one micro-batch leaves behind in a stage for its backward passes. A stage keeps a pool of these
-/// so a pipeline schedule can hold several micro-batches in flight; they are allocated once and reused.
-///
-/// The backward pass comes in two halves (`Stage.backwardInput`, then `Stage.backwardWeights`), which a
-/// schedule may run far apart, so the first half leaves here everything the second needs: the gradient
-/// of the residual stream at every block boundary and each block's gradient at its fused projection.
-public final class StageActivations {
-    /// Token ids as fed to the embedding (after any substitution), first stage only.
-    public let tokens: UnsafeMutablePointer<Int32>
-    /// residual[0] is the stage input; residual[i+1] the output of its i-th residual block.
-    public let residual: [Tensor]
-    /// gradResidual[i] = d(loss)/d(residual[i]), written by `backwardInput`.
-    let gradResidual: [Tensor]
-    let blocks: [BlockActivations]
-    // Head (last stage only).
-    let finalRstd: Tensor?, finalNorm: Tensor?
-    /// Logits until the loss is taken, then d(loss)/d(logits).
-    let logits: Tensor?
-    /// Each position's loss (0 where masked), after `loss(...)`.
-    public let tokenLoss: Tensor?
-
-    init(_ c: ModelConfig, _ spec: StageSpec, rows: Int, seqLen: Int) {
-        let n = rows * seqLen, d = c.dModel
-        tokens = .allocate(capacity: n)
-        tokens.initialize(repeating: 0, count: n)
-        residual = (0...spec.blocks.count).map { _ in Tensor([n, d]) }
-        gradResidual = (0...spec.blocks.count).map { _ in Tensor([n, d]) }
-        blocks = spec.blocks.map {
-            $0 % 2 == 0 ? .attention(AttentionActivations(c, rows: rows, seqLen: seqLen)) : .mlp(MLPActivations(c, n: n))
-        }
-        if spec.hasHead {
-            finalRstd = Tensor([n]); finalNorm = Tensor([n, d]); logits = Tensor([n, c.vocabSize]); tokenLoss = Tensor([n])
-        } else {
-            finalRstd = nil; finalNorm = nil; logits = nil; tokenLoss = nil
-        }
-    }
-
-    deinit { tokens.deallocate() }
-
-    /// The stage's input activations [rows·seqLen, d] (fill this on a stage without the embedding).
-    public var input: Tensor { residual[0] }
-    /// The stage's output activations (meaningless on the last stage, whose output is the loss).
-    public var output: Tensor { residual[residual.count - 1] }
-}
-
-enum BlockActivations {
-    case attention(AttentionActivations), mlp(MLPActivations)
-}
-
-final class AttentionActivations {
-    let rstd, norm, qkv, probs, attn: Tensor
-    /// d(loss)/d(q, k, v) after RoPE's inverse: what the fused projection's weight gradient needs.
-    let dQKV: Tensor
-    init(_ c: ModelConfig, rows: Int, seqLen: Int) {
-        let n = rows * seqLen
-        rstd = Tensor([n]); norm = Tensor([n, c.dModel]); qkv = Tensor([n, c.qkvWidth])
-        probs = Tensor([rows * c.nHeads * seqLen * seqLen]); attn = Tensor([n, c.nHeads * c.headDim])
-        dQKV = Tensor([n, c.qkvWidth])
-    }
-}
-
-final class MLPActivations {
-    let rstd, norm, gateUp, act: Tensor
-    /// d(loss)/d(gate, up): what the fused projection's weight gradient needs.
-    let dGateUp: Tensor
-    init(_ c: ModelConfig, n: Int) {
-        rstd = Tensor([n]); norm = Tensor([n, c.dModel]); gateUp = Tensor([n, 2 * c.ffnHidden]); act = Tensor([n, c.ffnHidden])
-        dGateUp = Tensor([n, 2 * c.ffnHidden])
-    }
-}
-
 /// One residual block's weights: a layer's attention half or its MLP half.
 enum BlockWeights {
     case attention(AttentionWeights), mlp(MLPWeights)
@@ -154,11 +83,12 @@ public final class Stage {
         }
         guard seqLen <= c.maxSeqLen else { throw ModelError.sequenceTooLong(length: seqLen, maxSeqLen: c.maxSeqLen) }
         config = c; self.spec = spec; self.rows = rows; self.seqLen = seqLen; self.precision = precision
-        let d = c.dModel, V = c.vocabSize
-        embed = spec.hasEmbedding ? Parameter(name: "model.embed_tokens.weight", value: Tensor([V, d]), grad: Tensor([V, d])) : nil
+        let d = c.dModel, vocab = c.vocabSize
+        embed =
+            spec.hasEmbedding ? Parameter(name: "model.embed_tokens.weight", value: Tensor([vocab, d]), grad: Tensor([vocab, d])) : nil
         blocks = spec.blocks.map { $0 % 2 == 0 ? .attention(AttentionWeights(c, layer: $0 / 2)) : .mlp(MLPWeights(c, layer: $0 / 2)) }
         finalNorm = spec.hasHead ? Parameter(name: "model.norm.weight", value: Tensor([d]), grad: Tensor([d])) : nil
-        head = spec.hasHead ? Parameter(name: "lm_head.weight", value: Tensor([V, d]), grad: Tensor([V, d])) : nil
+        head = spec.hasHead ? Parameter(name: "lm_head.weight", value: Tensor([vocab, d]), grad: Tensor([vocab, d])) : nil
         parameters = [embed].compactMap { $0 } + blocks.flatMap(\.parameters) + [finalNorm, head].compactMap { $0 }
         rope = RoPETable(headDim: c.headDim, maxLen: c.maxSeqLen, theta: c.ropeTheta)
         attnShape = AttentionShape(batch: rows, seqLen: seqLen, heads: c.nHeads, kvHeads: c.nKVHeads, headDim: c.headDim)
@@ -286,16 +216,16 @@ public final class Stage {
         _ w: AttentionWeights, _ s: AttentionActivations, x: UnsafePointer<Float>,
         out: UnsafeMutablePointer<Float>, rows: Range<Int>
     ) {
-        let c = config, d = c.dModel, C = c.qkvWidth, A = c.nHeads * c.headDim
+        let c = config, d = c.dModel, qkvW = c.qkvWidth, attnW = c.nHeads * c.headDim
         let t0 = rows.lowerBound * seqLen, n = rows.count * seqLen
-        let norm = s.norm.data + t0 * d, qkv = s.qkv.data + t0 * C, attn = s.attn.data + t0 * A
+        let norm = s.norm.data + t0 * d, qkv = s.qkv.data + t0 * qkvW, attn = s.attn.data + t0 * attnW
         let probs = s.probs.data + rows.lowerBound * c.nHeads * seqLen * seqLen
         let shape = AttentionShape(batch: rows.count, seqLen: seqLen, heads: c.nHeads, kvHeads: c.nKVHeads, headDim: c.headDim)
         RMSNorm.forward(y: norm, rstd: s.rstd.data + t0, x: x, w: w.norm.value.data, n: n, d: d, eps: Float(c.rmsEps))
-        Linear.forward(out: qkv, x: norm, w: w.qkv.data, wBF16: w.qkv.bf16, n: n, inF: d, outF: C, precision: precision)
-        RoPE.apply(qkv, rows: n, seqLen: seqLen, ld: C, col: 0, heads: c.nHeads + c.nKVHeads, table: rope)
+        Linear.forward(out: qkv, x: norm, w: w.qkv.data, wBF16: w.qkv.bf16, n: n, inF: d, outF: qkvW, precision: precision)
+        RoPE.apply(qkv, rows: n, seqLen: seqLen, ld: qkvW, col: 0, heads: c.nHeads + c.nKVHeads, table: rope)
         Attention.forward(out: attn, probs: probs, qkv: qkv, shape: shape, precision: precision)
-        Linear.forward(out: out, x: attn, w: w.o.value.data, wBF16: w.o.value.bf16, n: n, inF: A, outF: d, precision: precision)
+        Linear.forward(out: out, x: attn, w: w.o.value.data, wBF16: w.o.value.bf16, n: n, inF: attnW, outF: d, precision: precision)
         addInPlace(out, x, count: n * d)
     }
 
@@ -342,17 +272,17 @@ public final class Stage {
         guard spec.hasHead, let logits = a.logits, let tokenLoss = a.tokenLoss else {
             preconditionFailure("loss on a stage without the head")
         }
-        let effective = effectiveMask, V = config.vocabSize
+        let effective = effectiveMask, vocab = config.vocabSize
         let t0 = rows.lowerBound * seqLen, n = rows.count * seqLen
         for r in t0..<(t0 + n) {
             let t = Int(targets[r])
-            precondition(t >= 0 && t < V, "target id \(t) outside the vocabulary")
+            precondition(t >= 0 && t < vocab, "target id \(t) outside the vocabulary")
             effective[r] = (inactive.map { $0[t] != 0 } ?? false) ? 0 : mask[r]
         }
         CrossEntropy.forwardBackward(
-            logits: logits.data + t0 * V, tokenLoss: tokenLoss.data + t0, targets: targets + t0,
-            mask: effective.data + t0, inactive: inactive, gradScale: gradScale, n: n, v: V,
-            logitsOut: logitsOut.map { $0 + t0 * V })
+            logits: logits.data + t0 * vocab, tokenLoss: tokenLoss.data + t0, targets: targets + t0,
+            mask: effective.data + t0, inactive: inactive, gradScale: gradScale, n: n, v: vocab,
+            logitsOut: logitsOut.map { $0 + t0 * vocab })
     }
 
     /// Σ mask·loss over the micro-batch, in position order, after `crossEntropy` of every row.
@@ -446,12 +376,12 @@ public final class Stage {
 
     /// Block `i`'s weight products, from what its input-gradient half saved.
     private func blockWeights(_ i: Int, _ a: StageActivations) {
-        let c = config, d = c.dModel, f = c.ffnHidden, C = c.qkvWidth, A = c.nHeads * c.headDim
+        let c = config, d = c.dModel, f = c.ffnHidden, qkvW = c.qkvWidth, attnW = c.nHeads * c.headDim
         let dOut = a.gradResidual[i + 1].data
         switch (blocks[i], a.blocks[i]) {
         case (.attention(let w), .attention(let s)):
-            Linear.weightGradient(dw: w.o.grad.data, dout: dOut, x: s.attn.data, n: n, inF: A, outF: d, precision: precision)
-            Linear.weightGradient(dw: w.qkvGrad.data, dout: s.dQKV.data, x: s.norm.data, n: n, inF: d, outF: C, precision: precision)
+            Linear.weightGradient(dw: w.o.grad.data, dout: dOut, x: s.attn.data, n: n, inF: attnW, outF: d, precision: precision)
+            Linear.weightGradient(dw: w.qkvGrad.data, dout: s.dQKV.data, x: s.norm.data, n: n, inF: d, outF: qkvW, precision: precision)
         case (.mlp(let w), .mlp(let s)):
             Linear.weightGradient(dw: w.down.grad.data, dout: dOut, x: s.act.data, n: n, inF: f, outF: d, precision: precision)
             Linear.weightGradient(
@@ -479,16 +409,16 @@ public final class Stage {
         _ w: AttentionWeights, _ s: AttentionActivations, x: UnsafePointer<Float>,
         dOut: UnsafePointer<Float>, dIn: UnsafeMutablePointer<Float>
     ) {
-        let c = config, d = c.dModel, C = c.qkvWidth, A = c.nHeads * c.headDim
+        let c = config, d = c.dModel, qkvW = c.qkvWidth, attnW = c.nHeads * c.headDim
         Linear.inputGradient(
-            dx: dAttn.data, dout: dOut, w: w.o.value.data, wBF16: w.o.value.bf16, n: n, inF: A, outF: d,
+            dx: dAttn.data, dout: dOut, w: w.o.value.data, wBF16: w.o.value.bf16, n: n, inF: attnW, outF: d,
             precision: precision)
         Attention.backward(
             dqkv: s.dQKV.data, dout: dAttn.data, qkv: s.qkv.data, probs: s.probs.data,
             scratch: dProbs.data, shape: attnShape, precision: precision)
-        RoPE.apply(s.dQKV.data, rows: n, seqLen: seqLen, ld: C, col: 0, heads: c.nHeads + c.nKVHeads, table: rope, inverse: true)
+        RoPE.apply(s.dQKV.data, rows: n, seqLen: seqLen, ld: qkvW, col: 0, heads: c.nHeads + c.nKVHeads, table: rope, inverse: true)
         Linear.inputGradient(
-            dx: dNorm.data, dout: s.dQKV.data, w: w.qkv.data, wBF16: w.qkv.bf16, n: n, inF: d, outF: C,
+            dx: dNorm.data, dout: s.dQKV.data, w: w.qkv.data, wBF16: w.qkv.bf16, n: n, inF: d, outF: qkvW,
             precision: precision)
         RMSNorm.backward(dx: dIn, dw: w.norm.grad.data, dy: dNorm.data, x: x, w: w.norm.value.data, rstd: s.rstd.data, n: n, d: d)
     }
