@@ -114,7 +114,8 @@ final class ReplicaReduce: @unchecked Sendable {
         }
         guard Int(h.offset) == s.segment.lowerBound, !arrived[round], socket.hasMore else {
             try refuse(
-                "reduce message of round \(round) at offset \(h.offset)\(arrived[round] ? ", a duplicate" : ""), expected offset \(s.segment.lowerBound)"
+                "reduce message of round \(round) at offset \(h.offset)\(arrived[round] ? ", a duplicate" : ""), "
+                    + "expected offset \(s.segment.lowerBound)"
             )
         }
         let expected = s.segment.count * 4
