@@ -32,6 +32,11 @@ final class ReplicaReduce: @unchecked Sendable {
     /// incoming[b][s]: the partner's copy of the segment kept in bucket b's round s.
     private let incoming: [[Tensor]]
     private var arrived: [Bool]
+    /// progress[b]: the round (0..<2p, counted within the bucket) whose segment bucket b waits for; 2p
+    /// once it is reduced, −1 before it starts.
+    private var progress: [Int]
+    /// Buckets started and not yet reduced; buckets not yet reduced (started or not).
+    private(set) var inFlight = 0, unfinished = 0
     private let peerKeys: [String]?
     let partners: [Int]
     private(set) var bytesSent = 0, bytesReceived = 0
@@ -54,6 +59,7 @@ final class ReplicaReduce: @unchecked Sendable {
         flat = Tensor([count])
         incoming = plans.map { $0.map { Tensor([$0.keep.count]) } }
         arrived = Array(repeating: false, count: 2 * partners.count * buckets.count)
+        progress = Array(repeating: -1, count: buckets.count)
     }
 
     /// Halves `region` once per partner distance 1, 2, 4, …: the segments this replica keeps and gives.
@@ -75,6 +81,9 @@ final class ReplicaReduce: @unchecked Sendable {
     /// Before a step: nothing has arrived, nothing was sent.
     func beginStep() {
         for i in arrived.indices { arrived[i] = false }
+        for b in progress.indices { progress[b] = -1 }
+        inFlight = 0
+        unfinished = buckets.count
         bytesSent = 0; bytesReceived = 0
     }
 
@@ -90,21 +99,26 @@ final class ReplicaReduce: @unchecked Sendable {
 
     /// Receives the segment of a message whose header `h` was just read from `socket`, after checking
     /// its generation (an old one is dropped), step, round, sender (its CURVE key when encrypted), offset
-    /// and size. A message that does not fit is discarded and thrown as the sender's fault.
-    func receive(header raw: UnsafeRawBufferPointer, from socket: ZMQSocket, generation: Int, step: Int) throws {
+    /// and size. A message that does not fit is discarded and thrown as the sender's fault. Returns the
+    /// bucket the segment belongs to (nil: an old generation's message, dropped).
+    @discardableResult
+    func receive(header raw: UnsafeRawBufferPointer, from socket: ZMQSocket, generation: Int, step: Int) throws -> Int? {
         let h: ReduceHeader
         do { h = try ReduceHeader(raw) } catch {
             try socket.discardRest(); throw PeerFault(lastSenderOf: socket, "malformed reduce header")
         }
-        try receive(h, from: socket, generation: generation, step: step)
+        return try receive(h, from: socket, generation: generation, step: step)
     }
 
-    private func receive(_ h: ReduceHeader, from socket: ZMQSocket, generation: Int, step: Int) throws {
+    private func receive(_ h: ReduceHeader, from socket: ZMQSocket, generation: Int, step: Int) throws -> Int? {
         func refuse(_ reason: String) throws -> Never {
             try socket.discardRest()
             throw PeerFault(lastSenderOf: socket, reason)
         }
-        guard Int(h.generation) == generation else { try socket.discardRest(); return }  // from before a recovery
+        guard Int(h.generation) == generation else {  // from before a recovery
+            try socket.discardRest()
+            return nil
+        }
         guard Int(h.step) == step else { try refuse("reduce message for step \(h.step) during step \(step)") }
         let round = Int(h.round), from = Int(h.fromReplica)
         guard let s = slot(round) else { try refuse("reduce message for round \(round) of \(arrived.count)") }
@@ -123,43 +137,87 @@ final class ReplicaReduce: @unchecked Sendable {
         guard got == expected else { try refuse("reduce message of round \(round) with \(got) bytes, expected \(expected)") }
         arrived[round] = true
         bytesReceived += DataHeader.size + got
+        return round / (2 * partners.count)
     }
 
-    /// All-reduces bucket `b` (final in the stage's gradients): copies it into `flat`, runs the rounds
-    /// (sending through `sockets`, indexed by replica; `receive` takes one message in), copies the sum back.
-    func reduce(
-        bucket b: Int, generation: Int32, step: Int32, sockets: [ZMQSocket?], receive: () throws -> Void,
-        waiting: (Int) -> Void
-    ) throws {
+    /// Where a step's segments go: the sockets to the replicas (indexed by replica), and the step's
+    /// generation and number for their headers.
+    struct Wire {
+        let sockets: [ZMQSocket?]
+        let generation: Int32, step: Int32
+    }
+
+    /// Starts bucket `b` (final in the stage's gradients): copies it into `flat`, sends its first
+    /// segment, and moves it on past whatever its partners sent already.
+    func start(bucket b: Int, _ wire: Wire) throws {
         var o = regions[b].lowerBound
-        for g in buckets[b] { (flat.data + o).update(from: g.data, count: g.count); o += g.count }
+        for g in buckets[b] {
+            (flat.data + o).update(from: g.data, count: g.count)
+            o += g.count
+        }
+        progress[b] = 0
+        inFlight += 1
+        try send(bucket: b, round: 0, wire)
+        try advance(bucket: b, wire)
+    }
+
+    /// Moves a started bucket on past every round whose segment has arrived: a reduce-scatter segment is
+    /// added into the half kept (the same additions, in the same order per bucket, as a reduce run alone,
+    /// so the same bits) and the next round's segment goes out at once; after the last round the sum is
+    /// copied back into the gradients. Each bucket waits only for its own segments, so several buckets
+    /// are in flight at once and the links never idle between one bucket's rounds while another has data.
+    func advance(bucket b: Int, _ wire: Wire) throws {
         let p = partners.count, base = b * 2 * p
-        func send(_ round: Int, _ to: Int, _ segment: Range<Int>) throws {
-            guard let socket = sockets.indices.contains(to) ? sockets[to] : nil else {
-                throw ProtocolError.allReduce(reason: "no socket to replica \(to)")
+        while progress[b] >= 0, progress[b] < 2 * p, arrived[base + progress[b]] {
+            let k = progress[b]
+            if k < p {
+                let r = plans[b][k]
+                addInPlace(flat.data + r.keep.lowerBound, incoming[b][k].data, count: r.keep.count)
             }
-            let h = ReduceHeader(
-                generation: generation, step: step, round: Int32(round), fromReplica: Int32(replica),
-                offset: Int32(segment.lowerBound))
-            try h.withBytes { try socket.sendPart($0, more: true) }
-            try socket.sendPart(UnsafeRawBufferPointer(start: flat.data + segment.lowerBound, count: segment.count * 4), more: false)
-            bytesSent += DataHeader.size + segment.count * 4
+            progress[b] = k + 1
+            if k + 1 < 2 * p {
+                try send(bucket: b, round: k + 1, wire)
+            } else {
+                var o = regions[b].lowerBound
+                for g in buckets[b] {
+                    g.data.update(from: flat.data + o, count: g.count)
+                    o += g.count
+                }
+                inFlight -= 1
+                unfinished -= 1
+            }
         }
-        func wait(_ round: Int, _ partner: Int) throws {
-            waiting(partner)
-            while !arrived[round] { try receive() }
+    }
+
+    /// Sends bucket `b`'s segment of its wire round `k`: the half given away in reduce-scatter round k,
+    /// or, in the all-gather (k ≥ p), the summed segment kept in round 2p−1−k.
+    private func send(bucket b: Int, round k: Int, _ wire: Wire) throws {
+        let p = partners.count
+        let r = plans[b][k < p ? k : 2 * p - 1 - k], segment = k < p ? r.give : r.keep
+        guard let socket = wire.sockets.indices.contains(r.partner) ? wire.sockets[r.partner] : nil else {
+            throw ProtocolError.allReduce(reason: "no socket to replica \(r.partner)")
         }
-        for (s, r) in plans[b].enumerated() {
-            try send(base + s, r.partner, r.give)
-            try wait(base + s, r.partner)
-            addInPlace(flat.data + r.keep.lowerBound, incoming[b][s].data, count: r.keep.count)
-        }
-        for s in stride(from: p - 1, through: 0, by: -1) {
-            let r = plans[b][s], round = base + 2 * p - 1 - s
-            try send(round, r.partner, r.keep)
-            try wait(round, r.partner)
-        }
-        o = regions[b].lowerBound
-        for g in buckets[b] { g.data.update(from: flat.data + o, count: g.count); o += g.count }
+        let h = ReduceHeader(
+            generation: wire.generation, step: wire.step, round: Int32(b * 2 * p + k), fromReplica: Int32(replica),
+            offset: Int32(segment.lowerBound))
+        try h.withBytes { try socket.sendPart($0, more: true) }
+        try socket.sendPart(
+            UnsafeRawBufferPointer(start: flat.data + segment.lowerBound, count: segment.count * 4), more: false)
+        bytesSent += DataHeader.size + segment.count * 4
+    }
+
+    /// Whether bucket `b` was started this step.
+    func hasStarted(_ b: Int) -> Bool { progress[b] >= 0 }
+
+    /// Every bucket is reduced and back in the gradients.
+    var isDone: Bool { unfinished == 0 }
+
+    /// The replica whose segment the first bucket under way waits for (nil when none is under way): what
+    /// the heartbeat's hang report names.
+    var awaitedReplica: Int? {
+        let p = partners.count
+        guard let b = progress.firstIndex(where: { $0 >= 0 && $0 < 2 * p }) else { return nil }
+        let k = progress[b]
+        return plans[b][k < p ? k : 2 * p - 1 - k].partner
     }
 }
