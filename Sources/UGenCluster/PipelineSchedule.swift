@@ -10,7 +10,8 @@
 ///   the next forward if one is left, and the W passes of the oldest micro-batches until at most `s` are
 ///   held back (`s + 1` on the last stage); the held-back W passes close the step. B reaches the previous stage sooner than a whole
 ///   backward would, the earlier stages get their next input sooner, and the held-back W passes fill
-///   the time a stage would otherwise spend waiting at the end of the step.
+///   the time a stage would otherwise spend waiting at the end of the step. A B right before its own W
+///   is one `.backward` (the same passes; a first stage then interleaves them).
 ///
 /// Every schedule runs a stage's forwards, its B halves and its W halves each in micro-batch order, so
 /// every gradient accumulates in the same order as in the single process: the schedule changes the
@@ -51,8 +52,24 @@ public enum PipelineSchedule: String, Sendable, CaseIterable {
                 while i + 1 - nextWeights > holdBack { ops.append(.backwardWeights(nextWeights)); nextWeights += 1 }
             }
             ops += (nextWeights..<m).map { .backwardWeights($0) }
-            return ops
+            return Self.joiningHalves(ops)
         }
+    }
+
+    /// B(k) right before W(k) (nothing to fit between them) becomes one `.backward(k)`: the same passes in
+    /// the same order, but a first stage runs it with the halves interleaved block by block, so its
+    /// gradient buckets become final during the pass and a data-parallel reduce overlaps the rest of it
+    /// (split, the buckets would wait for the whole input half: on one stage, every step's last pair).
+    private static func joiningHalves(_ ops: [Op]) -> [Op] {
+        var joined: [Op] = []
+        for op in ops {
+            if case .backwardWeights(let k) = op, joined.last == .backwardInput(k) {
+                joined[joined.count - 1] = .backward(k)
+            } else {
+                joined.append(op)
+            }
+        }
+        return joined
     }
 
     /// How many activation slots stage s needs (micro-batch k uses slot k % slots): the most micro-batches
