@@ -303,6 +303,11 @@ public struct StepDone: Codable, Sendable {
     public var reduceBytesReceived: Int? = nil
     public var reduceMs: Double? = nil
     public var reduceWaitMs: Double? = nil
+    /// Of `reduceMs`, the milliseconds the reduce thread had nothing under way and waited for a bucket to
+    /// become final; and the milliseconds from the first bucket final to the last (the backward pass a
+    /// reduce can hide behind). Where the exposed reduce time goes.
+    public var reduceIdleMs: Double? = nil
+    public var reduceWindowMs: Double? = nil
 }
 
 /// coordinator → worker: apply the optimizer step with the global clip factor.

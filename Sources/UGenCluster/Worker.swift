@@ -369,7 +369,9 @@ public final class Worker {
         let done = StepDone(workerId: assign.workerId, step: order.step, forwardMs: tally.forwardMs, backwardMs: tally.backwardMs,
                             waitMs: tally.waitMs, commMs: Double(commNanos) / 1e6, reduceBytesSent: reducer?.bytesSent,
                             reduceBytesReceived: reducer?.bytesReceived,
-                            reduceMs: reduceThread.map { Double($0.reduceNanos) / 1e6 }, reduceWaitMs: reducer == nil ? nil : reduceWaitMs)
+                            reduceMs: reduceThread.map { Double($0.reduceNanos) / 1e6 }, reduceWaitMs: reducer == nil ? nil : reduceWaitMs,
+                            reduceIdleMs: reduceThread.map { Double($0.idleNanos) / 1e6 },
+                            reduceWindowMs: reduceThread.map { Double($0.windowNanos) / 1e6 })
         let outputs = StepOutputs(lossSums: tally.lossSums, taskSums: taskSums, gradSquares: stage.gradSquares())
         try control.send(WireMessage(.stepDone, done, arrays: outputs.parts).frames)
     }
