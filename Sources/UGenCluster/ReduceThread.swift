@@ -155,7 +155,7 @@ final class ReduceThread: @unchecked Sendable {
             let idle = reducer.inFlight == 0, t = DispatchTime.now().uptimeNanoseconds
             let message = data.poll(timeoutMs: 50, orReadable: wake.read)
             if idle { idleNanos += DispatchTime.now().uptimeNanoseconds - t }
-            if message, let b = try receiveOne() { try reducer.advance(bucket: b, wire) }
+            if message, let q = try receiveOne() { try reducer.advance(piece: q, wire) }
         }
     }
 
@@ -180,7 +180,7 @@ final class ReduceThread: @unchecked Sendable {
     }
 
     /// Takes one message from the data socket (polling, so an abandon is noticed): after the hand-over
-    /// only the partners' segments may come. Returns the bucket of the segment (nil: dropped as old).
+    /// only the partners' segments may come. Returns the piece of the segment (nil: dropped as old).
     private func receiveOne() throws -> Int? {
         guard let data else { throw ProtocolError.allReduce(reason: "the all-reduce has no data socket") }
         while !data.poll(timeoutMs: 50) {
