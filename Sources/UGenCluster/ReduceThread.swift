@@ -39,11 +39,14 @@ final class ReduceThread: @unchecked Sendable {
     private var firstFinal: UInt64 = 0, lastFinal: UInt64 = 0
 
     /// `onWait(partner)`: the thread now waits for that replica's segment (for the heartbeat's hang report).
-    init(_ reducer: ReplicaReduce, onWait: @escaping (Int) -> Void) {
+    /// Throws when the process has no file descriptor left for the wake-up pipe.
+    init(_ reducer: ReplicaReduce, onWait: @escaping (Int) -> Void) throws {
         self.reducer = reducer; self.onWait = onWait
         final = Array(repeating: false, count: reducer.bucketCount)
         var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else { fatalError("no pipe for the all-reduce thread's wake-up: errno \(errno)") }
+        guard pipe(&fds) == 0 else {
+            throw ProtocolError.allReduce(reason: "no pipe for the all-reduce thread's wake-up (errno \(errno))")
+        }
         for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
         wake = (fds[0], fds[1])
         let t = Thread { [self] in loop() }
@@ -138,8 +141,8 @@ final class ReduceThread: @unchecked Sendable {
     }
 
     /// The step's reduce, driven by events: a bucket made final is started at once, a segment that
-    /// arrives moves its bucket on at once, so the buckets' rounds interleave on the links (a bucket
-    /// never waits for the one before it). Sleeps in one poll on the data socket and the wake-up.
+    /// arrives moves its piece on at once, so the buckets' rounds interleave on the links (a bucket
+    /// never waits for the one before it). Sleeps in one poll on the data socket and the wake-up pipe.
     private func reduceStep() throws {
         let wire = ReplicaReduce.Wire(sockets: sockets, generation: Int32(generation), step: Int32(step))
         var waitingFor: Int? = nil

@@ -244,7 +244,7 @@ public final class Worker {
         let reducer = try ReplicaReduce(replica: a.replica, replicas: config.replicas, buckets: stage.gradientBuckets,
                                         peerKeys: options.security.keys == nil ? nil : a.replicaPeerKeys)
         let heartbeat = heartbeat
-        let thread = ReduceThread(reducer, onWait: { heartbeat.setWaiting(true, reduceFrom: $0) })
+        let thread = try ReduceThread(reducer, onWait: { heartbeat.setWaiting(true, reduceFrom: $0) })
         stage.onBucketFinal = { thread.bucketFinal($0) }
         self.reducer = reducer; reduceThread = thread
     }

@@ -20,7 +20,7 @@ final class AllReduceTests: XCTestCase {
                 guard r.partners.contains(to) else { return nil }
                 let s = try ZMQSocket(.push); try s.connect(endpoints[to]); return s
             } }
-            threads = reducers.map { ReduceThread($0, onWait: { _ in }) }
+            threads = try reducers.map { try ReduceThread($0, onWait: { _ in }) }
         }
         deinit { for t in threads { t.stop() } }
 
