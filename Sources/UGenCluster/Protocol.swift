@@ -13,7 +13,7 @@ import UGenModel
 /// body and every array's byte count against what the body declares before anything is allocated for it.
 public enum Wire {
     public static let magic: [UInt8] = Array("UGEN".utf8)
-    public static let version: UInt16 = 4  // 2: stage specs count residual blocks (half layers); 3: data headers name rows; 4: halving-doubling all-reduce messages
+    public static let version: UInt16 = 5  // 2: stage specs count residual blocks (half layers); 3: data headers name rows; 4: halving-doubling all-reduce messages; 5: their rounds count pieces of buckets
     /// Largest message the coordinator's control socket accepts (libzmq drops bigger ones before allocating).
     /// Most parts a control message has (identity, head, and three arrays per parameter of the largest
     /// stage stay far below); more is dropped unread.

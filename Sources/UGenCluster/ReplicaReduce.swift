@@ -67,7 +67,7 @@ final class ReplicaReduce: @unchecked Sendable {
         self.regions = regions
         var pieces: [Range<Int>] = [], pieceBucket: [Int] = [], bucketPieces: [Range<Int>] = []
         for (b, region) in regions.enumerated() {
-            let n = max(1, (region.count + pieceLimit - 1) / max(pieceLimit, 1))
+            let limit = max(pieceLimit, 1), n = max(1, (region.count + limit - 1) / limit)
             bucketPieces.append(pieces.count..<(pieces.count + n))
             for i in 0..<n {
                 pieces.append((region.lowerBound + region.count * i / n)..<(region.lowerBound + region.count * (i + 1) / n))
