@@ -8,7 +8,7 @@
 ///   into its input half B (what the previous stage waits for) and its weight half W (what nobody waits
 ///   for). Stage s runs `min(m, 2(p − s) − 1)` warm-up forwards; then for each micro-batch i in order: B(i),
 ///   the next forward if one is left, and the W passes of the oldest micro-batches until at most `s` are
-///   held back (`s + 1` on the last stage); the held-back W passes close the step. B reaches the previous stage sooner than a whole
+///   held back (`s + 1` on the last stage, none on a lone stage); the held-back W passes close the step. B reaches the previous stage sooner than a whole
 ///   backward would, the earlier stages get their next input sooner, and the held-back W passes fill
 ///   the time a stage would otherwise spend waiting at the end of the step. A B right before its own W
 ///   is one `.backward` (the same passes; a first stage then interleaves them).
@@ -42,8 +42,11 @@ public enum PipelineSchedule: String, Sendable, CaseIterable {
             return ops
         case .zeroBubble:
             // The last stage holds back one W more: its input halves are what every earlier stage's end
-            // of step waits for, and B costs more than W (attention's backward is all B).
-            let warmup = min(m, 2 * (p - s) - 1), holdBack = s == p - 1 ? s + 1 : s
+            // of step waits for, and B costs more than W (attention's backward is all B). A lone stage
+            // has no pipeline and no bubble to fill: it holds nothing back, so each B meets its W (one
+            // interleaved backward below) and the step's last one has every bucket of a replica's
+            // reduce final during it, not after a W held back in between.
+            let warmup = min(m, 2 * (p - s) - 1), holdBack = p == 1 ? 0 : s == p - 1 ? s + 1 : s
             var ops: [Op] = (0..<warmup).map { .forward($0) }
             var nextForward = warmup, nextWeights = 0
             for i in 0..<m {
