@@ -38,7 +38,8 @@ extension Coordinator {
                         stage: stage, replica: r, worker: who.name, host: who.host, forwardMs: body.forwardMs,
                         backwardMs: body.backwardMs, waitMs: body.waitMs, commMs: body.commMs,
                         reduceBytesSent: body.reduceBytesSent, reduceBytesReceived: body.reduceBytesReceived,
-                        reduceMs: body.reduceMs, reduceWaitMs: body.reduceWaitMs))
+                        reduceMs: body.reduceMs, reduceWaitMs: body.reduceWaitMs, reduceIdleMs: body.reduceIdleMs,
+                        reduceWindowMs: body.reduceWindowMs))
             } catch {
                 // A worker that answers with nonsense is treated like one that failed: the step is dropped.
                 throw WorkerLost(workerId: id!, reason: "malformed stepDone: \(error)")

@@ -14,8 +14,8 @@ import UGenModel
 public enum Wire {
     public static let magic: [UInt8] = Array("UGEN".utf8)
     /// 2: stage specs count residual blocks (half layers); 3: data headers name rows; 4: halving-doubling
-    /// all-reduce messages.
-    public static let version: UInt16 = 4
+    /// all-reduce messages; 5: their rounds count pieces of buckets.
+    public static let version: UInt16 = 5
     /// Largest message the coordinator's control socket accepts (libzmq drops bigger ones before allocating).
     /// Most parts a control message has (identity, head, and three arrays per parameter of the largest
     /// stage stay far below); more is dropped unread.
@@ -313,6 +313,11 @@ public struct StepDone: Codable, Sendable {
     public var reduceBytesReceived: Int? = nil
     public var reduceMs: Double? = nil
     public var reduceWaitMs: Double? = nil
+    /// Of `reduceMs`, the milliseconds the reduce thread had nothing under way and waited for a bucket to
+    /// become final; and the milliseconds from the first bucket final to the last (the backward pass a
+    /// reduce can hide behind). Where the exposed reduce time goes.
+    public var reduceIdleMs: Double? = nil
+    public var reduceWindowMs: Double? = nil
 }
 
 /// coordinator → worker: apply the optimizer step with the global clip factor.

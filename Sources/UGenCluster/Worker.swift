@@ -240,7 +240,7 @@ public final class Worker {
             replica: a.replica, replicas: config.replicas, buckets: stage.gradientBuckets,
             peerKeys: options.security.keys == nil ? nil : a.replicaPeerKeys)
         let heartbeat = heartbeat
-        let thread = ReduceThread(reducer, onWait: { heartbeat.setWaiting(true, reduceFrom: $0) })
+        let thread = try ReduceThread(reducer, onWait: { heartbeat.setWaiting(true, reduceFrom: $0) })
         stage.onBucketFinal = { thread.bucketFinal($0) }
         self.reducer = reducer; reduceThread = thread
     }
@@ -359,7 +359,9 @@ public final class Worker {
             workerId: assign.workerId, step: order.step, forwardMs: tally.forwardMs, backwardMs: tally.backwardMs,
             waitMs: tally.waitMs, commMs: Double(commNanos) / 1e6, reduceBytesSent: reducer?.bytesSent,
             reduceBytesReceived: reducer?.bytesReceived,
-            reduceMs: reduceThread.map { Double($0.reduceNanos) / 1e6 }, reduceWaitMs: reducer == nil ? nil : reduceWaitMs)
+            reduceMs: reduceThread.map { Double($0.reduceNanos) / 1e6 }, reduceWaitMs: reducer == nil ? nil : reduceWaitMs,
+            reduceIdleMs: reduceThread.map { Double($0.idleNanos) / 1e6 },
+            reduceWindowMs: reduceThread.map { Double($0.windowNanos) / 1e6 })
         let outputs = StepOutputs(losses: stage.spec.hasHead ? tally.losses : nil, gradSquares: stage.gradSquares())
         try control.send(WireMessage(.stepDone, done, arrays: outputs.parts).frames)
     }

@@ -144,6 +144,17 @@ public final class ZMQSocket {
         }
     }
 
+    /// Whether a message is waiting within `timeoutMs`; returns early (false, unless a message came too)
+    /// when file descriptor `fd` becomes readable: how another thread wakes a thread that sleeps here.
+    public func poll(timeoutMs: Int, orReadable fd: Int32) -> Bool {
+        var items = (
+            zmq_pollitem_t(socket: handle, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0),
+            zmq_pollitem_t(socket: nil, fd: fd, events: Int16(ZMQ_POLLIN), revents: 0)
+        )
+        let r = withUnsafeMutableBytes(of: &items) { zmq_poll($0.baseAddress!.assumingMemoryBound(to: zmq_pollitem_t.self), 2, timeoutMs) }
+        return r > 0 && items.0.revents & Int16(ZMQ_POLLIN) != 0
+    }
+
     /// Whether a message is waiting within `timeoutMs` (-1: wait for ever).
     public func poll(timeoutMs: Int) -> Bool {
         var item = zmq_pollitem_t(socket: handle, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)

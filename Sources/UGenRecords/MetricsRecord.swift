@@ -10,22 +10,26 @@ public struct StageTiming: Codable, Sendable, Equatable {
     public var forwardMs: Double?, backwardMs: Double?, waitMs: Double?, commMs: Double?
     /// With replicas only: the gradient all-reduce's traffic and time (absent without replicas).
     public var reduceBytesSent: Int?, reduceBytesReceived: Int?, reduceMs: Double?, reduceWaitMs: Double?
+    /// With replicas only: where the reduce's time went (the reduce thread idle for want of a final bucket;
+    /// the backward time from the first bucket final to the last, which is all a reduce can hide behind).
+    public var reduceIdleMs: Double?, reduceWindowMs: Double?
 
     enum CodingKeys: String, CodingKey {
         case stage, replica, worker, host, forwardMs = "forward_ms", backwardMs = "backward_ms", waitMs = "wait_ms", commMs = "comm_ms"
         case reduceBytesSent = "reduce_bytes_sent", reduceBytesReceived = "reduce_bytes_received", reduceMs = "reduce_ms"
-        case reduceWaitMs = "reduce_wait_ms"
+        case reduceWaitMs = "reduce_wait_ms", reduceIdleMs = "reduce_idle_ms", reduceWindowMs = "reduce_window_ms"
     }
 
     public init(
         stage: Int, replica: Int, worker: String, host: String?, forwardMs: Double?, backwardMs: Double?,
         waitMs: Double?, commMs: Double?, reduceBytesSent: Int? = nil, reduceBytesReceived: Int? = nil,
-        reduceMs: Double? = nil, reduceWaitMs: Double? = nil
+        reduceMs: Double? = nil, reduceWaitMs: Double? = nil, reduceIdleMs: Double? = nil, reduceWindowMs: Double? = nil
     ) {
         self.stage = stage; self.replica = replica; self.worker = worker; self.host = host
         self.forwardMs = forwardMs; self.backwardMs = backwardMs; self.waitMs = waitMs; self.commMs = commMs
         self.reduceBytesSent = reduceBytesSent; self.reduceBytesReceived = reduceBytesReceived
         self.reduceMs = reduceMs; self.reduceWaitMs = reduceWaitMs
+        self.reduceIdleMs = reduceIdleMs; self.reduceWindowMs = reduceWindowMs
     }
 
     /// Lenient like every reader of run files: a number written as text still counts, a worker named by
@@ -40,6 +44,7 @@ public struct StageTiming: Codable, Sendable, Equatable {
         waitMs = c.lenient(Double.self, .waitMs); commMs = c.lenient(Double.self, .commMs)
         reduceBytesSent = c.lenient(Int.self, .reduceBytesSent); reduceBytesReceived = c.lenient(Int.self, .reduceBytesReceived)
         reduceMs = c.lenient(Double.self, .reduceMs); reduceWaitMs = c.lenient(Double.self, .reduceWaitMs)
+        reduceIdleMs = c.lenient(Double.self, .reduceIdleMs); reduceWindowMs = c.lenient(Double.self, .reduceWindowMs)
     }
 }
 
@@ -143,6 +148,7 @@ extension StageTiming {
         try c.encodeIfPresent(reduceBytesSent, forKey: .reduceBytesSent)
         try c.encodeIfPresent(reduceBytesReceived, forKey: .reduceBytesReceived)
         try c.encodeNumber(reduceMs, .reduceMs); try c.encodeNumber(reduceWaitMs, .reduceWaitMs)
+        try c.encodeNumber(reduceIdleMs, .reduceIdleMs); try c.encodeNumber(reduceWindowMs, .reduceWindowMs)
     }
 }
 

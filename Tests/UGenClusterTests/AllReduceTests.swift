@@ -11,11 +11,13 @@ final class AllReduceTests: XCTestCase {
     final class Replicas {
         let pulls: [ZMQSocket], pushes: [[ZMQSocket?]], reducers: [ReplicaReduce], threads: [ReduceThread]
         let endpoints: [String]
-        init(_ buckets: [[[Tensor]]]) throws {
+        init(_ buckets: [[[Tensor]]], pieceLimit: Int = 1 << 15) throws {
             let replicas = buckets.count
             pulls = try (0..<replicas).map { _ in try ZMQSocket(.pull) }
             endpoints = try pulls.map { try $0.bind("tcp://127.0.0.1:*") }
-            reducers = try (0..<replicas).map { try ReplicaReduce(replica: $0, replicas: replicas, buckets: buckets[$0], peerKeys: nil) }
+            reducers = try (0..<replicas).map {
+                try ReplicaReduce(replica: $0, replicas: replicas, buckets: buckets[$0], peerKeys: nil, pieceLimit: pieceLimit)
+            }
             let endpoints = endpoints
             pushes = try reducers.map { r in
                 try (0..<replicas).map { to in
@@ -23,7 +25,7 @@ final class AllReduceTests: XCTestCase {
                     let s = try ZMQSocket(.push); try s.connect(endpoints[to]); return s
                 }
             }
-            threads = reducers.map { ReduceThread($0, onWait: { _ in }) }
+            threads = try reducers.map { try ReduceThread($0, onWait: { _ in }) }
         }
         deinit { for t in threads { t.stop() } }
 
@@ -49,6 +51,16 @@ final class AllReduceTests: XCTestCase {
     }
 
     func testFourReplicasEndWithTheTreeSumToTheBit() throws {
+        try checkFourReplicas(pieceLimit: 1 << 15, messagesPerRound: 4)
+    }
+
+    /// Buckets cut into pieces of at most 8 elements (37 → 5 pieces, 6 + 1 → 1, 3 + 64 → 9, the empty
+    /// bucket 1), each halved and doubled on its own and all in flight at once: the same bits.
+    func testBucketsCutIntoPiecesGiveTheSameBits() throws {
+        try checkFourReplicas(pieceLimit: 8, messagesPerRound: 16)
+    }
+
+    func checkFourReplicas(pieceLimit: Int, messagesPerRound: Int) throws {
         let buckets = (0..<4).map { randomBuckets(seed: UInt64(10 + $0)) }
         // The tree over replicas: (r0 + r1) + (r2 + r3), element by element.
         let expected = buckets[0].indices.map { b in
@@ -58,7 +70,7 @@ final class AllReduceTests: XCTestCase {
                 }
             }
         }
-        let replicas = try Replicas(buckets)
+        let replicas = try Replicas(buckets, pieceLimit: pieceLimit)
         XCTAssertTrue(replicas.run(step: 7).allSatisfy { $0 == nil })
         for r in 0..<4 {
             for b in buckets[r].indices {
@@ -67,7 +79,7 @@ final class AllReduceTests: XCTestCase {
                 }
             }
             // 2·(R−1)/R of the gradient's bytes, up to the rounding of odd halves (a float per bucket and round).
-            let total = Double(buckets[r].joined().reduce(0) { $0 + $1.count } * 4), messages = 4 * 4
+            let total = Double(buckets[r].joined().reduce(0) { $0 + $1.count } * 4), messages = messagesPerRound * 4
             for bytes in [replicas.reducers[r].bytesSent, replicas.reducers[r].bytesReceived] {
                 XCTAssertEqual(Double(bytes - DataHeader.size * messages), 1.5 * total, accuracy: Double(4 * messages), "replica \(r)")
             }

@@ -68,12 +68,22 @@ final class ScheduleTests: XCTestCase {
 
     func testZeroBubbleOrderForTwoStages() {
         let zb = PipelineSchedule.zeroBubble
-        // Stage 0: three warm-up forwards, then B, F, W per micro-batch (nothing held back).
+        // Stage 0: three warm-up forwards, then B, F, W per micro-batch (nothing held back); a B right
+        // before its own W is one whole backward.
         XCTAssertEqual(
             zb.ops(stage: 0, stages: 2, microBatches: 4),
             [
                 .forward(0), .forward(1), .forward(2), .backwardInput(0), .forward(3), .backwardWeights(0),
-                .backwardInput(1), .backwardWeights(1), .backwardInput(2), .backwardWeights(2), .backwardInput(3), .backwardWeights(3),
+                .backward(1), .backward(2), .backward(3),
+            ])
+        // One stage: the step's last B and W are one backward, so a replica's reduce overlaps all of it.
+        XCTAssertEqual(zb.ops(stage: 0, stages: 1, microBatches: 1), [.forward(0), .backward(0)])
+        // A lone stage holds no W back (no bubble to fill): with four micro-batches the last backward is whole too.
+        XCTAssertEqual(
+            zb.ops(stage: 0, stages: 1, microBatches: 4),
+            [
+                .forward(0), .backwardInput(0), .forward(1), .backwardWeights(0), .backwardInput(1), .forward(2),
+                .backwardWeights(1), .backwardInput(2), .forward(3), .backwardWeights(2), .backward(3),
             ])
         // The last stage turns each forward around with B at once and holds two W back.
         XCTAssertEqual(

@@ -27,6 +27,7 @@
 #   BW_MBIT=100 BURST=32kb DELAY_MS=0 REPLICAS="1 2 4" STEPS=30 WARMUP=5 ROWS=8 CONFIG=configs/tiny.yaml OUT=file.json \
 #     cluster/bench/data-parallel.sh
 #
+# KEEP=1 keeps the run folders (logs, metrics) of a run that succeeded.
 # UGEN_BIN: folder with ugen-coord and ugen-worker (default: .build/release if built, else .build/debug).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -86,7 +87,7 @@ cleanup() {
   for h in "${hosts[@]}"; do ip netns del "$tag-$h" 2>/dev/null; done
   ip netns del "$sw" 2>/dev/null
   if ip netns list | grep -q "^$tag-"; then echo "data-parallel: FAILED: namespaces left" >&2; rc=1; fi
-  if [ "$rc" = 0 ]; then rm -rf "$work"; else
+  if [ "$rc" = 0 ] && [ -z "${KEEP:-}" ]; then rm -rf "$work"; elif [ "$rc" = 0 ]; then say "kept $work (KEEP)"; else
     for f in "$work"/*/*/log; do [ -f "$f" ] && { echo "--- $f" >&2; tail -n 15 "$f" >&2; }; done
     echo "data-parallel: kept $work for inspection" >&2
   fi

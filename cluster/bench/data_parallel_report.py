@@ -21,8 +21,10 @@ def gradient_bytes(run):
         return 4 * sum(d.size for d in h["params"].values())
 
 
-def field(entry, pattern, exclude=None):
-    """The first key of a stages[] entry matching pattern (and not exclude), or None."""
+def field(entry, pattern, exclude=None, exact=None):
+    """Key `exact` of a stages[] entry when it has it, else the first key matching pattern (and not exclude), or None."""
+    if exact in entry:
+        return exact
     for k in sorted(entry):
         if re.search(pattern, k) and not (exclude and re.search(exclude, k)):
             return k
@@ -67,8 +69,10 @@ def report(r, d, bandwidth_bytes, warmup):
     entry = window[0]["stages"][0]
     sent_k = field(entry, r"reduce.*(sent|tx)")
     recv_k = field(entry, r"reduce.*(recv|received|rx)")
-    time_k = field(entry, r"reduce.*(_ms|time)", exclude=r"wait|exposed|blocked")
-    blocked_k = field(entry, r"reduce.*(wait|exposed|blocked)")
+    time_k = field(entry, r"reduce.*(_ms|time)", exclude=r"wait|exposed|blocked|idle|window", exact="reduce_ms")
+    blocked_k = field(entry, r"reduce.*(wait|exposed|blocked)", exact="reduce_wait_ms")
+    idle_k = "reduce_idle_ms" if "reduce_idle_ms" in entry else None
+    window_k = "reduce_window_ms" if "reduce_window_ms" in entry else None
     ports = counters(os.path.join(d, "counters"))
     replicas = []
     for rep in sorted({s["replica"] for s in window[0]["stages"]}):
@@ -91,22 +95,31 @@ def report(r, d, bandwidth_bytes, warmup):
         reduce_ms = statistics.median(s[time_k] if time_k else s["wait_ms"] for s in per)
         blocked_ms = statistics.median(s[blocked_k] if blocked_k else s["wait_ms"] for s in per)
         compute_ms = statistics.median(s["forward_ms"] + s["backward_ms"] for s in per)
+        backward_ms = statistics.median(s["backward_ms"] for s in per)
+        idle_ms = statistics.median(s[idle_k] for s in per) if idle_k else None
+        window_ms = statistics.median(s[window_k] for s in per) if window_k else None
         replicas.append(dict(replica=rep, worker=worker, bytes_sent=sent, bytes_received=recv, bytes_source=source,
                              interface_sent=iface[0], interface_received=iface[1],
-                             reduce_ms=reduce_ms, blocked_ms=blocked_ms, compute_ms=compute_ms))
+                             reduce_ms=reduce_ms, blocked_ms=blocked_ms, compute_ms=compute_ms, backward_ms=backward_ms,
+                             idle_ms=idle_ms, window_ms=window_ms))
     model_s = 2 * (r - 1) / r * g / bandwidth_bytes
     star_s = (r - 1) * g / bandwidth_bytes  # replica 0 sends and receives (R−1)·|g| (full duplex)
     reduce_ms = statistics.mean(x["reduce_ms"] for x in replicas)
     blocked_ms = statistics.mean(x["blocked_ms"] for x in replicas)
+    mean_of = lambda k: statistics.mean(x[k] for x in replicas) if all(x[k] is not None for x in replicas) else None
     # Each direction of a link is a bandwidth of its own: what a replica sends, and what it receives,
     # are each 2·(R−1)/R·|g| for a bandwidth-optimal all-reduce; a star's replica 0 sends and receives (R−1)·|g|.
     per_bytes = [max(x["bytes_sent"], x["bytes_received"]) for x in replicas]
     return dict(replicas=r, steps=n, gradient_bytes=g, step_ms=statistics.median(m["step_ms"] for m in window),
-                compute_ms=statistics.mean(x["compute_ms"] for x in replicas),
+                compute_ms=statistics.mean(x["compute_ms"] for x in replicas), backward_ms=mean_of("backward_ms"),
+                blocked_ms=blocked_ms, idle_ms=mean_of("idle_ms"), window_ms=mean_of("window_ms"),
                 bytes_per_replica_per_step=per_bytes, bytes_spread=(max(per_bytes) / min(per_bytes) - 1) if min(per_bytes) > 0 else None,
                 model_bytes_per_replica=2 * (r - 1) / r * g, star_bytes_replica0=(r - 1) * g, reduce_ms=reduce_ms, model_reduce_ms=model_s * 1000,
                 star_model_reduce_ms=star_s * 1000, reduce_vs_model=(reduce_ms / (model_s * 1000)) if r > 1 else None,
                 hidden_share=(1 - blocked_ms / reduce_ms) if r > 1 and reduce_ms > 0 else None,
+                # The same against the model: a reduce stretched over the backward pass (waiting for buckets) looks more
+                # hidden by the line above than it is; this one asks how much of the bandwidth-bound time nobody waited for.
+                hidden_vs_model=(1 - blocked_ms / (model_s * 1000)) if r > 1 else None,
                 fields=dict(sent=sent_k, received=recv_k, time=time_k, blocked=blocked_k), per_replica=replicas)
 
 
@@ -128,6 +141,15 @@ def main():
         hidden = f"{100 * x['hidden_share']:.0f}%" if x["hidden_share"] is not None else "—"
         print(f"{x['replicas']:4d} {x['step_ms']:8.0f} {x['compute_ms']:11.0f}  {per:52s} {mb(x['model_bytes_per_replica']):>9} {x['reduce_ms']:10.0f}"
               f" {x['model_reduce_ms']:9.0f} {x['star_model_reduce_ms']:14.0f} {ratio:>13} {hidden:>7}")
+    if any(x["window_ms"] is not None for x in rows if x["replicas"] > 1):
+        # Where the reduce's time goes: waited for by the training thread (exposed), the reduce thread idle for
+        # want of a final bucket, the window (first bucket final to the last) that is all it can hide behind,
+        # and the share of the model's time nobody waited for (1 − exposed / model ms).
+        print("   R  backward ms  window ms  reduce ms  exposed ms  reduce idle ms  after the last bucket final ms  hidden vs model")
+        for x in rows:
+            if x["replicas"] > 1 and x["window_ms"] is not None:
+                print(f"{x['replicas']:4d} {x['backward_ms']:12.0f} {x['window_ms']:10.0f} {x['reduce_ms']:10.0f} {x['blocked_ms']:11.0f}"
+                      f" {x['idle_ms']:15.0f} {x['reduce_ms'] - x['window_ms']:31.0f} {100 * x['hidden_vs_model']:15.0f}%")
     src = {p["bytes_source"] for x in rows for p in x["per_replica"]}
     f = rows[-1]["fields"]
     for x in rows:
