@@ -4,7 +4,8 @@ import Foundation
 ///
 /// `qkv` is [N = B·T, C] with C = (H + 2·Hkv)·hd: query head h at column h·hd, key head g at
 /// (H + g)·hd, value head g at (H + Hkv + g)·hd. Query head h reads kv head h / (H / Hkv). Every
-/// product is one sgemm on a head's strided slice; the softmax is a plain loop.
+/// product is a few `BLAS.gemm` calls on a head's strided slice, cut into row blocks so that the zero
+/// upper triangle is not multiplied; the softmax is a plain loop.
 public struct AttentionShape {
     public let batch: Int, seqLen: Int, heads: Int, kvHeads: Int, headDim: Int
     public init(batch: Int, seqLen: Int, heads: Int, kvHeads: Int, headDim: Int) {
@@ -32,15 +33,30 @@ public enum Attention {
                 let k = qkv + b * seq * qkvW + (s.heads + g) * hd
                 let v = qkv + b * seq * qkvW + (s.heads + s.kvHeads + g) * hd
                 let p = probs + (b * s.heads + h) * seq * seq
-                BLAS.gemm(
-                    transB: true, m: seq, n: seq, k: hd, alpha: scale, a: q, lda: qkvW, b: k, ldb: qkvW, c: p, ldc: seq,
-                    precision: precision)
+                // Row block r0..<r1 needs keys 0..<r1 only (causal): the rest of its scores are never read.
+                for r in causalBlocks(seq) {
+                    BLAS.gemm(
+                        transB: true, m: r.count, n: r.upperBound, k: hd, alpha: scale, a: q + r.lowerBound * qkvW, lda: qkvW,
+                        b: k, ldb: qkvW, c: p + r.lowerBound * seq, ldc: seq, precision: precision)
+                }
                 causalSoftmaxRows(p, seq)
-                BLAS.gemm(
-                    m: seq, n: hd, k: seq, a: p, lda: seq, b: v, ldb: qkvW, c: out + b * seq * outW + h * hd, ldc: outW,
-                    precision: precision)
+                for r in causalBlocks(seq) {
+                    BLAS.gemm(
+                        m: r.count, n: hd, k: r.upperBound, a: p + r.lowerBound * seq, lda: seq, b: v, ldb: qkvW,
+                        c: out + b * seq * outW + r.lowerBound * outW + h * hd, ldc: outW, precision: precision)
+                }
             }
         }
+    }
+
+    /// The row blocks of a causal product: query rows r0..<r1 meet keys 0..<r1, so a block skips the
+    /// keys after it — in four blocks, 10/16 of the full T×T products are computed (in two, 3/4). The
+    /// skipped part is exactly the zero upper triangle, so the result is the same product; blocks of
+    /// fewer than 32 rows would cost more in calls than they save.
+    @inline(__always)
+    static func causalBlocks(_ seq: Int) -> LazyMapSequence<StrideTo<Int>, Range<Int>> {
+        let count = max(1, min(4, seq / 32)), size = (seq + count - 1) / count
+        return stride(from: 0, to: seq, by: size).lazy.map { $0..<min($0 + size, seq) }  // lazy: nothing allocated
     }
 
     /// Row i keeps columns 0...i (softmax over them) and zeroes the rest.
@@ -85,11 +101,20 @@ public enum Attention {
                 let dv = dqkv + b * seq * qkvW + (s.heads + s.kvHeads + g) * hd
                 let p = probs + (b * s.heads + h) * seq * seq
                 let dO = dout + b * seq * outW + h * hd
-                // dP = dO · vᵀ ;  dv (+)= Pᵀ · dO
-                BLAS.gemm(transB: true, m: seq, n: seq, k: hd, a: dO, lda: outW, b: v, ldb: qkvW, c: dp, ldc: seq, precision: precision)
-                BLAS.gemm(
-                    transA: true, m: seq, n: hd, k: seq, a: p, lda: seq, b: dO, ldb: outW, beta: first ? 0 : 1, c: dv, ldc: qkvW,
-                    precision: precision)
+                // dP = dO · vᵀ (row block r0..<r1: keys 0..<r1) ;  dv (+)= Pᵀ · dO (key block c0..<c1: the
+                // queries c0..<T that see it)
+                let blocks = causalBlocks(seq)
+                for r in blocks {
+                    BLAS.gemm(
+                        transB: true, m: r.count, n: r.upperBound, k: hd, a: dO + r.lowerBound * outW, lda: outW, b: v, ldb: qkvW,
+                        c: dp + r.lowerBound * seq, ldc: seq, precision: precision)
+                }
+                for c in blocks {
+                    let c0 = c.lowerBound
+                    BLAS.gemm(
+                        transA: true, m: c.count, n: hd, k: seq - c0, a: p + c0 * seq + c0, lda: seq, b: dO + c0 * outW, ldb: outW,
+                        beta: first ? 0 : 1, c: dv + c0 * qkvW, ldc: qkvW, precision: precision)
+                }
                 // dS = P ⊙ (dP − rowsum(dP ⊙ P))   (the softmax backward; zero above the diagonal)
                 for i in 0..<seq {
                     let pr = p + i * seq, dr = dp + i * seq
@@ -98,11 +123,18 @@ public enum Attention {
                     for j in 0...i { dr[j] = pr[j] * (dr[j] - dot) }
                     for j in (i + 1)..<seq { dr[j] = 0 }
                 }
-                // dq = scale · dS · k ;  dk (+)= scale · dSᵀ · q
-                BLAS.gemm(m: seq, n: hd, k: seq, alpha: scale, a: dp, lda: seq, b: k, ldb: qkvW, c: dq, ldc: qkvW, precision: precision)
-                BLAS.gemm(
-                    transA: true, m: seq, n: hd, k: seq, alpha: scale, a: dp, lda: seq, b: q, ldb: qkvW,
-                    beta: first ? 0 : 1, c: dk, ldc: qkvW, precision: precision)
+                // dq = scale · dS · k ;  dk (+)= scale · dSᵀ · q   (the same blocks: dS is zero above the diagonal)
+                for r in blocks {
+                    BLAS.gemm(
+                        m: r.count, n: hd, k: r.upperBound, alpha: scale, a: dp + r.lowerBound * seq, lda: seq, b: k, ldb: qkvW,
+                        c: dq + r.lowerBound * qkvW, ldc: qkvW, precision: precision)
+                }
+                for c in blocks {
+                    let c0 = c.lowerBound
+                    BLAS.gemm(
+                        transA: true, m: c.count, n: hd, k: seq - c0, alpha: scale, a: dp + c0 * seq + c0, lda: seq,
+                        b: q + c0 * qkvW, ldb: qkvW, beta: first ? 0 : 1, c: dk + c0 * qkvW, ldc: qkvW, precision: precision)
+                }
             }
         }
     }

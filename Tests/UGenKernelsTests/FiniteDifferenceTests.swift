@@ -100,6 +100,29 @@ final class FiniteDifferenceTests: XCTestCase {
         for j in 1..<s.seqLen { XCTAssertEqual(probs[j], 0) }
     }
 
+    /// Long enough that the products are cut into uneven row blocks (three: 34, 34 and 32 rows), each
+    /// skipping the keys after it: the gradient still matches finite differences, and every output row
+    /// still sees exactly its own prefix.
+    func testAttentionInCausalBlocks() {
+        let s = AttentionShape(batch: 1, seqLen: 100, heads: 2, kvHeads: 1, headDim: 4)
+        XCTAssertEqual(Array(Attention.causalBlocks(s.seqLen)), [0..<34, 34..<68, 68..<100])
+        let n = s.batch * s.seqLen
+        let qkv = randomTensor([n, s.qkvWidth], scale: 0.7), r = randomTensor([n, s.outWidth])
+        let out = Tensor([n, s.outWidth]), probs = Tensor([s.probsCount])
+        func loss() -> Double { Attention.forward(out: out.data, probs: probs.data, qkv: qkv.data, shape: s); return dot(out, r) }
+        _ = loss()
+        let dqkv = Tensor([n, s.qkvWidth]), scratch = Tensor([s.batch * s.seqLen * s.seqLen])
+        Attention.backward(dqkv: dqkv.data, dout: r.data, qkv: qkv.data, probs: probs.data, scratch: scratch.data, shape: s)
+        assertGradient("attention dqkv in blocks", x: qkv, analytic: dqkv, loss: loss)
+        for h in 0..<s.heads {
+            for i in [0, 33, 34, 67, 68, 99] {
+                let row = probs.data + (h * s.seqLen + i) * s.seqLen
+                XCTAssertEqual(Double((0...i).reduce(Float(0)) { $0 + row[$1] }), 1, accuracy: 1e-5)
+                for j in (i + 1)..<s.seqLen { XCTAssertEqual(row[j], 0) }
+            }
+        }
+    }
+
     func testSwiGLU() {
         let (n, f) = (3, 5)
         let gu = randomTensor([n, 2 * f]), r = randomTensor([n, f])
