@@ -86,18 +86,10 @@ final class FiniteDifferenceTests: XCTestCase {
     }
 
     func testAttentionGroupedQuery() {
-        let s = AttentionShape(batch: 2, seqLen: 5, heads: 4, kvHeads: 2, headDim: 4)
-        let n = s.batch * s.seqLen
-        let qkv = randomTensor([n, s.qkvWidth], scale: 0.7), r = randomTensor([n, s.outWidth])
-        let out = Tensor([n, s.outWidth]), probs = Tensor([s.probsCount])
-        func loss() -> Double { Attention.forward(out: out.data, probs: probs.data, qkv: qkv.data, shape: s); return dot(out, r) }
-        _ = loss()
-        let dqkv = Tensor([n, s.qkvWidth]), scratch = Tensor([s.batch * s.seqLen * s.seqLen])
-        Attention.backward(dqkv: dqkv.data, dout: r.data, qkv: qkv.data, probs: probs.data, scratch: scratch.data, shape: s)
-        assertGradient("attention dqkv", x: qkv, analytic: dqkv, loss: loss)
+        let probs = assertAttentionGradient(AttentionShape(batch: 2, seqLen: 5, heads: 4, kvHeads: 2, headDim: 4))
         // Causality: position 0's output depends only on position 0 (its probability row is [1, 0, 0…]).
         XCTAssertEqual(probs[0], 1)
-        for j in 1..<s.seqLen { XCTAssertEqual(probs[j], 0) }
+        for j in 1..<5 { XCTAssertEqual(probs[j], 0) }
     }
 
     /// Long enough that the products are cut into uneven row blocks (three: 34, 34 and 32 rows), each
@@ -106,14 +98,7 @@ final class FiniteDifferenceTests: XCTestCase {
     func testAttentionInCausalBlocks() {
         let s = AttentionShape(batch: 1, seqLen: 100, heads: 2, kvHeads: 1, headDim: 4)
         XCTAssertEqual(Array(Attention.causalBlocks(s.seqLen)), [0..<34, 34..<68, 68..<100])
-        let n = s.batch * s.seqLen
-        let qkv = randomTensor([n, s.qkvWidth], scale: 0.7), r = randomTensor([n, s.outWidth])
-        let out = Tensor([n, s.outWidth]), probs = Tensor([s.probsCount])
-        func loss() -> Double { Attention.forward(out: out.data, probs: probs.data, qkv: qkv.data, shape: s); return dot(out, r) }
-        _ = loss()
-        let dqkv = Tensor([n, s.qkvWidth]), scratch = Tensor([s.batch * s.seqLen * s.seqLen])
-        Attention.backward(dqkv: dqkv.data, dout: r.data, qkv: qkv.data, probs: probs.data, scratch: scratch.data, shape: s)
-        assertGradient("attention dqkv in blocks", x: qkv, analytic: dqkv, loss: loss)
+        let probs = assertAttentionGradient(s)
         for h in 0..<s.heads {
             for i in [0, 33, 34, 67, 68, 99] {
                 let row = probs.data + (h * s.seqLen + i) * s.seqLen
@@ -121,6 +106,21 @@ final class FiniteDifferenceTests: XCTestCase {
                 for j in (i + 1)..<s.seqLen { XCTAssertEqual(row[j], 0) }
             }
         }
+    }
+
+    /// Attention's d(qkv) against finite differences of ⟨out, r⟩ for random q/k/v and r; returns the
+    /// saved probabilities [B, H, T, T] of that forward pass.
+    private func assertAttentionGradient(_ s: AttentionShape, file: StaticString = #filePath, line: UInt = #line) -> Tensor {
+        let n = s.batch * s.seqLen
+        let qkv = randomTensor([n, s.qkvWidth], scale: 0.7), r = randomTensor([n, s.outWidth])
+        let out = Tensor([n, s.outWidth]), probs = Tensor([s.probsCount])
+        func loss() -> Double { Attention.forward(out: out.data, probs: probs.data, qkv: qkv.data, shape: s); return dot(out, r) }
+        _ = loss()
+        let dqkv = Tensor([n, s.qkvWidth]), scratch = Tensor([s.batch * s.seqLen * s.seqLen])
+        Attention.backward(dqkv: dqkv.data, dout: r.data, qkv: qkv.data, probs: probs.data, scratch: scratch.data, shape: s)
+        assertGradient("attention dqkv, T = \(s.seqLen)", x: qkv, analytic: dqkv, loss: loss, file: file, line: line)
+        _ = loss()  // the probabilities of the unperturbed inputs
+        return probs
     }
 
     func testSwiGLU() {
