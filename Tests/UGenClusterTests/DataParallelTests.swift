@@ -77,15 +77,9 @@ final class DataParallelTests: XCTestCase {
     /// partner the round names; 2 stages × 2 replicas still give the single process's bits.
     func testReplicasUnderCurveMatchTheSingleProcess() throws {
         let dir = try temporaryDirectory(self) + "/run"
-        var o = Coordinator.Options(
-            config: try tinyConfig(["cluster.stages=2", "cluster.replicas=2", "cluster.micro_batches=2", "train.steps=4"]),
-            runDirectory: dir)
-        o.bind = "tcp://127.0.0.1:0"
-        o.localWorkers = 4
-        o.workerExecutable = workerExecutable
-        (o.security, o.authorizedKeys) = try SecurityPolicy.coordinator(
-            keyFile: nil, authorized: nil, insecure: false, bind: o.bind,
-            localWorkers: 4, workersNeeded: 4)
+        let o = try localCurveOptions(
+            try tinyConfig(["cluster.stages=2", "cluster.replicas=2", "cluster.micro_batches=2", "train.steps=4"]), run: dir,
+            workers: 4)
         XCTAssertNotEqual(o.security, .plaintext)
         XCTAssertEqual(try Coordinator(o).run(), .finished(step: 4))
         XCTAssertEqual(try exactLosses(dir), try referenceRun(try tinyConfig(["train.steps=4"])).losses)

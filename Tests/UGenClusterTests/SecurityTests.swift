@@ -90,13 +90,7 @@ final class SecurityTests: XCTestCase {
 
     func testTwoLocalStagesTalkCurveByDefault() throws {
         let tmp = try temporaryDirectory(self)
-        var o = Coordinator.Options(config: try tinyConfig(["cluster.stages=2", "train.steps=4"]), runDirectory: tmp + "/run")
-        o.bind = "tcp://127.0.0.1:0"
-        o.localWorkers = 2
-        o.workerExecutable = workerExecutable
-        (o.security, o.authorizedKeys) = try SecurityPolicy.coordinator(
-            keyFile: nil, authorized: nil, insecure: false, bind: o.bind,
-            localWorkers: 2, workersNeeded: 2)
+        let o = try localCurveOptions(try tinyConfig(["cluster.stages=2", "train.steps=4"]), run: tmp + "/run", workers: 2)
         XCTAssertEqual(try Coordinator(o).run(), .finished(step: 4))
         XCTAssertEqual(try exactLosses(tmp + "/run"), Array(try referenceRun(try tinyConfig(["train.steps=4"])).losses))
     }

@@ -117,6 +117,18 @@ func clusterRun(
     return (outcome, try exactLosses(dir))
 }
 
+/// Options for a run on loopback with local worker processes under CURVE, as `ugen-coord start
+/// --local-workers` sets it up by default (keys made for the run, no --insecure).
+func localCurveOptions(_ config: RunConfig, run dir: String, workers: Int) throws -> Coordinator.Options {
+    var o = Coordinator.Options(config: config, runDirectory: dir)
+    o.bind = "tcp://127.0.0.1:0"
+    o.localWorkers = workers
+    o.workerExecutable = workerExecutable
+    (o.security, o.authorizedKeys) = try SecurityPolicy.coordinator(
+        keyFile: nil, authorized: nil, insecure: false, bind: o.bind, localWorkers: workers, workersNeeded: workers)
+    return o
+}
+
 /// The `loss` of every metrics line, parsed with Swift's exact decimal reader (Foundation's
 /// JSONSerialization on Linux can be off by one ulp on 17-digit numbers).
 func exactLosses(_ dir: String) throws -> [Double] {
