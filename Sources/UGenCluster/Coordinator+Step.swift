@@ -9,8 +9,9 @@ struct StepTotals {
     var lossSum = 0.0
     var tasks = TaskLosses()
     var squares: [Double] = []
-    /// The stage each of `squares` came from (to name the stage of a non-finite norm).
-    var stageOfSquares: [Int] = []
+    /// The first stage (in pipeline order) whose squared norms are not all finite: the one a non-finite
+    /// norm is blamed on.
+    var nonFiniteStage: Int?
     var timings: [StageTiming] = []
 }
 
@@ -30,7 +31,9 @@ extension Coordinator {
                 }
                 if r == 0 {
                     totals.squares += out.gradSquares
-                    totals.stageOfSquares += Array(repeating: stage, count: count)
+                    if totals.nonFiniteStage == nil && out.gradSquares.contains(where: { !$0.isFinite }) {
+                        totals.nonFiniteStage = stage
+                    }
                 }
                 let who = members[id!]!
                 totals.timings.append(
@@ -51,7 +54,7 @@ extension Coordinator {
     /// A step whose loss or norm (`what`) is not finite, never applied: names the stage that produced it,
     /// and either skips the step (`train.on_nonfinite: skip`) or throws `NonFiniteStep`; an event either way.
     func skip(_ what: String, _ totals: StepTotals, loss: Double, norm: Double, _ nonFinite: inout NonFiniteGuard) throws {
-        let stage = what == "loss" ? stages - 1 : totals.stageOfSquares[totals.squares.firstIndex { !$0.isFinite } ?? 0]
+        let stage = what == "loss" ? stages - 1 : totals.nonFiniteStage ?? 0
         let who = members[slots[stage]!]
         let producer = "pipeline stage \(stage + 1)/\(stages) (worker \(who?.name ?? "?") on \(who?.host ?? "?"))"
         func event(_ action: String, inARow: Int) {
