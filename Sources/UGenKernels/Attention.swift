@@ -26,27 +26,57 @@ public enum Attention {
     ) {
         let seq = s.seqLen, hd = s.headDim, qkvW = s.qkvWidth, outW = s.outWidth
         let scale = 1 / Float(hd).squareRoot()
+        let qkvLow = precision == .bf16 ? bf16Copy(qkv, rows: s.batch * seq, cols: qkvW, into: &OneDNN.thread.qkv) : nil
         Parallel.items(s.batch) { b in
             for h in 0..<s.heads {
                 let g = s.kvHead(h)
-                let q = qkv + b * seq * qkvW + h * hd
-                let k = qkv + b * seq * qkvW + (s.heads + g) * hd
-                let v = qkv + b * seq * qkvW + (s.heads + s.kvHeads + g) * hd
+                let qAt = b * seq * qkvW + h * hd, kAt = b * seq * qkvW + (s.heads + g) * hd
+                let vAt = b * seq * qkvW + (s.heads + s.kvHeads + g) * hd
                 let p = probs + (b * s.heads + h) * seq * seq
                 // Row block r0..<r1 needs keys 0..<r1 only (causal): the rest of its scores are never read.
                 for r in causalBlocks(seq) {
+                    let rowAt = qAt + r.lowerBound * qkvW
                     BLAS.gemm(
-                        transB: true, m: r.count, n: r.upperBound, k: hd, alpha: scale, a: q + r.lowerBound * qkvW, lda: qkvW,
-                        b: k, ldb: qkvW, c: p + r.lowerBound * seq, ldc: seq, precision: precision)
+                        transB: true, m: r.count, n: r.upperBound, k: hd, alpha: scale, a: qkv + rowAt, lda: qkvW,
+                        aBF16: qkvLow.map { $0 + rowAt }, b: qkv + kAt, ldb: qkvW, bBF16: qkvLow.map { $0 + kAt },
+                        c: p + r.lowerBound * seq, ldc: seq, precision: precision)
                 }
                 causalSoftmaxRows(p, seq)
                 for r in causalBlocks(seq) {
                     BLAS.gemm(
-                        m: r.count, n: hd, k: r.upperBound, a: p + r.lowerBound * seq, lda: seq, b: v, ldb: qkvW,
-                        c: out + b * seq * outW + r.lowerBound * outW + h * hd, ldc: outW, precision: precision)
+                        m: r.count, n: hd, k: r.upperBound, a: p + r.lowerBound * seq, lda: seq, b: qkv + vAt, ldb: qkvW,
+                        bBF16: qkvLow.map { $0 + vAt }, c: out + b * seq * outW + r.lowerBound * outW + h * hd, ldc: outW,
+                        precision: precision)
                 }
             }
         }
+    }
+
+    /// dS = P ⊙ (dP − rowsum(dP ⊙ P)) in place of dP (the softmax backward; zero above the diagonal), and in
+    /// bf16 its rounded copy, made while each row is in cache.
+    @inline(__always)
+    static func causalSoftmaxBackwardRows(
+        _ p: UnsafePointer<Float>, _ dp: UnsafeMutablePointer<Float>, _ seq: Int, bf16Copy: UnsafeMutablePointer<UInt16>?
+    ) {
+        for i in 0..<seq {
+            let pr = p + i * seq, dr = dp + i * seq
+            let dot = Float(Reduce.dot(pr, dr, i + 1))
+            for j in 0...i { dr[j] = pr[j] * (dr[j] - dot) }
+            for j in (i + 1)..<seq { dr[j] = 0 }
+            if let bf16Copy { BF16.convertRow(dr, bf16Copy + i * seq, seq) }
+        }
+    }
+
+    /// A dense bf16 copy of the [rows, cols] array x in this thread's `scratch`. In bf16, q, k, v and d(out)
+    /// are each read by several of a head's products (k and v by every row block): rounded once here,
+    /// instead of once per product that reads them.
+    @inline(__always)
+    static func bf16Copy(
+        _ x: UnsafePointer<Float>, rows: Int, cols: Int, into scratch: inout OneDNN.Scratch
+    ) -> UnsafePointer<UInt16> {
+        let low = scratch.reserve(rows * cols)
+        BF16.convert(x, ld: cols, rows: rows, cols: cols, into: low)
+        return UnsafePointer(low)
     }
 
     /// The row blocks of a causal product: query rows r0..<r1 meet keys 0..<r1, so a block skips the
@@ -88,52 +118,53 @@ public enum Attention {
         let seq = s.seqLen, hd = s.headDim, qkvW = s.qkvWidth, outW = s.outWidth
         let scale = 1 / Float(hd).squareRoot()
         let groupSize = s.heads / s.kvHeads
+        let bf16 = precision == .bf16
+        let qkvLow = bf16 ? bf16Copy(qkv, rows: s.batch * seq, cols: qkvW, into: &OneDNN.thread.qkv) : nil
+        let doutLow = bf16 ? bf16Copy(dout, rows: s.batch * seq, cols: outW, into: &OneDNN.thread.dout) : nil
         Parallel.items(s.batch) { b in
             let dp = scratch + b * seq * seq
+            // This thread's bf16 copy of one head's dS, which both dq's and dk's products read.
+            let dsLow = bf16 ? OneDNN.thread.scores.reserve(seq * seq) : nil
             for h in 0..<s.heads {
                 let g = s.kvHead(h)
                 let first = h % groupSize == 0  // first query head of its group overwrites dk/dv, the rest add
-                let q = qkv + b * seq * qkvW + h * hd
-                let k = qkv + b * seq * qkvW + (s.heads + g) * hd
-                let v = qkv + b * seq * qkvW + (s.heads + s.kvHeads + g) * hd
-                let dq = dqkv + b * seq * qkvW + h * hd
-                let dk = dqkv + b * seq * qkvW + (s.heads + g) * hd
-                let dv = dqkv + b * seq * qkvW + (s.heads + s.kvHeads + g) * hd
+                let qAt = b * seq * qkvW + h * hd, kAt = b * seq * qkvW + (s.heads + g) * hd
+                let vAt = b * seq * qkvW + (s.heads + s.kvHeads + g) * hd
+                let dq = dqkv + qAt, dk = dqkv + kAt, dv = dqkv + vAt
                 let p = probs + (b * s.heads + h) * seq * seq
-                let dO = dout + b * seq * outW + h * hd
+                let oAt = b * seq * outW + h * hd
                 // dP = dO · vᵀ (row block r0..<r1: keys 0..<r1) ;  dv (+)= Pᵀ · dO (key block c0..<c1: the
                 // queries c0..<T that see it)
                 let blocks = causalBlocks(seq)
                 for r in blocks {
+                    let rowAt = oAt + r.lowerBound * outW
                     BLAS.gemm(
-                        transB: true, m: r.count, n: r.upperBound, k: hd, a: dO + r.lowerBound * outW, lda: outW, b: v, ldb: qkvW,
+                        transB: true, m: r.count, n: r.upperBound, k: hd, a: dout + rowAt, lda: outW,
+                        aBF16: doutLow.map { $0 + rowAt }, b: qkv + vAt, ldb: qkvW, bBF16: qkvLow.map { $0 + vAt },
                         c: dp + r.lowerBound * seq, ldc: seq, precision: precision)
                 }
                 for c in blocks {
-                    let c0 = c.lowerBound
+                    let c0 = c.lowerBound, rowAt = oAt + c0 * outW
                     BLAS.gemm(
-                        transA: true, m: c.count, n: hd, k: seq - c0, a: p + c0 * seq + c0, lda: seq, b: dO + c0 * outW, ldb: outW,
-                        beta: first ? 0 : 1, c: dv + c0 * qkvW, ldc: qkvW, precision: precision)
+                        transA: true, m: c.count, n: hd, k: seq - c0, a: p + c0 * seq + c0, lda: seq, b: dout + rowAt,
+                        ldb: outW, bBF16: doutLow.map { $0 + rowAt }, beta: first ? 0 : 1, c: dv + c0 * qkvW, ldc: qkvW,
+                        precision: precision)
                 }
-                // dS = P ⊙ (dP − rowsum(dP ⊙ P))   (the softmax backward; zero above the diagonal)
-                for i in 0..<seq {
-                    let pr = p + i * seq, dr = dp + i * seq
-                    var dot: Float = 0
-                    for j in 0...i { dot += pr[j] * dr[j] }
-                    for j in 0...i { dr[j] = pr[j] * (dr[j] - dot) }
-                    for j in (i + 1)..<seq { dr[j] = 0 }
-                }
+                causalSoftmaxBackwardRows(p, dp, seq, bf16Copy: dsLow)
                 // dq = scale · dS · k ;  dk (+)= scale · dSᵀ · q   (the same blocks: dS is zero above the diagonal)
                 for r in blocks {
+                    let at = r.lowerBound * seq
                     BLAS.gemm(
-                        m: r.count, n: hd, k: r.upperBound, alpha: scale, a: dp + r.lowerBound * seq, lda: seq, b: k, ldb: qkvW,
+                        m: r.count, n: hd, k: r.upperBound, alpha: scale, a: dp + at, lda: seq,
+                        aBF16: dsLow.map { UnsafePointer($0 + at) }, b: qkv + kAt, ldb: qkvW, bBF16: qkvLow.map { $0 + kAt },
                         c: dq + r.lowerBound * qkvW, ldc: qkvW, precision: precision)
                 }
                 for c in blocks {
-                    let c0 = c.lowerBound
+                    let c0 = c.lowerBound, at = c0 * seq + c0, rowAt = qAt + c0 * qkvW
                     BLAS.gemm(
-                        transA: true, m: c.count, n: hd, k: seq - c0, alpha: scale, a: dp + c0 * seq + c0, lda: seq,
-                        b: q + c0 * qkvW, ldb: qkvW, beta: first ? 0 : 1, c: dk + c0 * qkvW, ldc: qkvW, precision: precision)
+                        transA: true, m: c.count, n: hd, k: seq - c0, alpha: scale, a: dp + at, lda: seq,
+                        aBF16: dsLow.map { UnsafePointer($0 + at) }, b: qkv + rowAt, ldb: qkvW, bBF16: qkvLow.map { $0 + rowAt },
+                        beta: first ? 0 : 1, c: dk + c0 * qkvW, ldc: qkvW, precision: precision)
                 }
             }
         }

@@ -33,19 +33,21 @@ public enum BLAS {
     /// C[M,N] = alpha · op(A)[M,K] · op(B)[K,N] + beta · C, row-major with explicit leading dimensions
     /// (so a head's slice of a fused q/k/v row can be used in place).
     ///
-    /// In bf16, A and B are rounded to bf16 (into this thread's scratch) unless `bBF16` already holds B's
-    /// bf16 copy, laid out like `b` with the same `ldb`: a weight's copy, made once per optimizer step.
+    /// In bf16, A and B are rounded to bf16 (into this thread's scratch) unless `aBF16` / `bBF16` already
+    /// hold their bf16 copies, laid out like `a` / `b` with the same `lda` / `ldb`: a weight's copy, made
+    /// once per optimizer step, or an activation that several products read (attention's q, k, v). fp32
+    /// ignores them.
     @inline(__always)
     public static func gemm(
         transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
-        alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+        alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, aBF16: UnsafePointer<UInt16>? = nil,
         b: UnsafePointer<Float>, ldb: Int, bBF16: UnsafePointer<UInt16>? = nil,
         beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, precision: Precision = .fp32
     ) {
         if precision == .bf16 {
             gemmBF16(
-                transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-                bBF16: bBF16, beta: beta, c: c, ldc: ldc)
+                transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, aBF16: aBF16, b: b,
+                ldb: ldb, bBF16: bBF16, beta: beta, c: c, ldc: ldc)
             return
         }
         blocks(m: m, n: n, k: k) { rows, cols in
@@ -82,18 +84,24 @@ public enum BLAS {
         }
     }
 
-    /// The bf16 path of `gemm`: operands converted once in the calling thread, then the product cut into
-    /// blocks of C exactly as sgemm's is, each block one single-threaded oneDNN matmul.
+    /// The bf16 path of `gemm`: operands converted once in the calling thread (unless given in bf16), then
+    /// the product cut into blocks of C exactly as sgemm's is, each block one single-threaded oneDNN matmul.
     static func gemmBF16(
         transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
-        b: UnsafePointer<Float>, ldb: Int, bBF16: UnsafePointer<UInt16>?,
+        aBF16: UnsafePointer<UInt16>?, b: UnsafePointer<Float>, ldb: Int, bBF16: UnsafePointer<UInt16>?,
         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         let state = OneDNN.thread
         // Stored shapes: op(A) is [m, k], so A is stored [k, m] when transposed; likewise B.
-        let (aRows, aCols) = transA ? (k, m) : (m, k)
-        let aLow = state.a.reserve(aRows * aCols)
-        BF16.convert(a, ld: lda, rows: aRows, cols: aCols, into: aLow)
+        let aLow: UnsafePointer<UInt16>, aLd: Int
+        if let aBF16 {
+            (aLow, aLd) = (aBF16, lda)
+        } else {
+            let (aRows, aCols) = transA ? (k, m) : (m, k)
+            let scratch = state.a.reserve(aRows * aCols)
+            BF16.convert(a, ld: lda, rows: aRows, cols: aCols, into: scratch)
+            (aLow, aLd) = (UnsafePointer(scratch), aCols)
+        }
         let bLow: UnsafePointer<UInt16>, bLd: Int
         if let bBF16 {
             (bLow, bLd) = (bBF16, ldb)
@@ -104,7 +112,7 @@ public enum BLAS {
             (bLow, bLd) = (UnsafePointer(scratch), bCols)
         }
         productBF16(
-            transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: aLow, lda: aCols, b: bLow, ldb: bLd,
+            transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: aLow, lda: aLd, b: bLow, ldb: bLd,
             beta: beta, c: c, ldc: ldc)
     }
 

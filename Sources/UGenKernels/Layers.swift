@@ -33,24 +33,25 @@ public enum Linear {
     }
 
     /// dx (+)= dout · W: the half of backward the previous layer waits for.
+    /// `doutBF16`: dout's bf16 copy when the caller made one (the weight gradient reads it too).
     public static func inputGradient(
-        dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, w: UnsafePointer<Float>,
-        wBF16: UnsafePointer<UInt16>? = nil, n: Int, inF: Int, outF: Int, accumulate: Bool = false,
+        dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, doutBF16: UnsafePointer<UInt16>? = nil,
+        w: UnsafePointer<Float>, wBF16: UnsafePointer<UInt16>? = nil, n: Int, inF: Int, outF: Int, accumulate: Bool = false,
         precision: Precision = .fp32
     ) {
         BLAS.gemm(
-            m: n, n: inF, k: outF, a: dout, lda: outF, b: w, ldb: inF, bBF16: wBF16, beta: accumulate ? 1 : 0, c: dx, ldc: inF,
-            precision: precision)
+            m: n, n: inF, k: outF, a: dout, lda: outF, aBF16: doutBF16, b: w, ldb: inF, bBF16: wBF16, beta: accumulate ? 1 : 0,
+            c: dx, ldc: inF, precision: precision)
     }
 
     /// dW += doutᵀ · x: the half nothing else waits for, which a pipeline schedule may run later.
     public static func weightGradient(
-        dw: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, x: UnsafePointer<Float>,
-        n: Int, inF: Int, outF: Int, precision: Precision = .fp32
+        dw: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, doutBF16: UnsafePointer<UInt16>? = nil,
+        x: UnsafePointer<Float>, n: Int, inF: Int, outF: Int, precision: Precision = .fp32
     ) {
         BLAS.gemm(
-            transA: true, m: outF, n: inF, k: n, a: dout, lda: outF, b: x, ldb: inF, beta: 1, c: dw, ldc: inF,
-            precision: precision)
+            transA: true, m: outF, n: inF, k: n, a: dout, lda: outF, aBF16: doutBF16, b: x, ldb: inF, beta: 1, c: dw,
+            ldc: inF, precision: precision)
     }
 }
 
@@ -65,9 +66,10 @@ public enum RMSNorm {
         Parallel.rows(n) { range in
             for r in range {
                 let xr = x + r * d, yr = y + r * d
-                var ss: Float = 0
-                for j in 0..<d { ss += xr[j] * xr[j] }
-                let s = 1 / (ss / Float(d) + eps).squareRoot()
+                // The mean square in double lanes (`Reduce`): one running float sum is a chain of d
+                // dependent additions, which took most of the norm's time.
+                let meanSquare = Float(Reduce.sumOfSquares(xr, d) / Double(d))
+                let s = 1 / (meanSquare + eps).squareRoot()
                 rstd[r] = s
                 for j in 0..<d { yr[j] = xr[j] * s * w[j] }
             }
@@ -84,8 +86,7 @@ public enum RMSNorm {
             for r in range {
                 let xr = x + r * d, dyr = dy + r * d, dxr = dx + r * d
                 let s = rstd[r]
-                var dot: Float = 0
-                for j in 0..<d { dot += dyr[j] * w[j] * xr[j] }
+                let dot = Float(Reduce.dot(dyr, w, xr, d))
                 let c = dot * s * s * s / Float(d)
                 for j in 0..<d { dxr[j] += dyr[j] * w[j] * s - xr[j] * c }
             }

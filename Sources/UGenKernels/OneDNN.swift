@@ -88,6 +88,9 @@ enum OneDNN {
         let stream: dnnl_stream_t
         var products: [Shape: Product] = [:]
         var a = Scratch(), b = Scratch()
+        /// bf16 copies of activations that several products read (`Attention`): the q/k/v buffer, d(out),
+        /// and one head's d(scores).
+        var qkv = Scratch(), dout = Scratch(), scores = Scratch()
         init() {
             omp_set_num_threads(1)
             var s: dnnl_stream_t? = nil

@@ -1,6 +1,7 @@
 import Foundation
 
-/// Reductions over a float array: the softmaxes' max and sum, the gradient norm's sum of squares. Sums run
+/// Reductions over float arrays: the softmaxes' max and sum, the norms' sums of squares and dot products,
+/// the softmax backward's dot products, the gradient norm's sum of squares. Sums run
 /// in double, element i in lane i mod 8 (eight doubles: one AVX-512 register), the lanes added at the end
 /// and then the tail: a fixed order for a given length, whatever the vector width the build has, so the
 /// result is deterministic, with a chain of dependent additions eight times shorter than one running sum.
@@ -29,6 +30,39 @@ public enum Reduce {
     /// Σ x[i]², in double.
     @inline(__always)
     public static func sumOfSquares(_ x: UnsafePointer<Float>, _ n: Int) -> Double { laneSum(x, n) { $0 * $0 } }
+
+    /// Σ a[i]·b[i], in double (each product exact in double).
+    @inline(__always)
+    public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Double {
+        var acc = SIMD8<Double>(repeating: 0)
+        var i = 0
+        while i + 8 <= n {
+            acc += lanes(a + i) * lanes(b + i)
+            i += 8
+        }
+        var s = (acc.lowHalf + acc.highHalf).sum()
+        while i < n { s += Double(a[i]) * Double(b[i]); i += 1 }
+        return s
+    }
+
+    /// Σ a[i]·b[i]·c[i], in double, multiplied in that order.
+    @inline(__always)
+    public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafePointer<Float>, _ n: Int) -> Double {
+        var acc = SIMD8<Double>(repeating: 0)
+        var i = 0
+        while i + 8 <= n {
+            acc += lanes(a + i) * lanes(b + i) * lanes(c + i)
+            i += 8
+        }
+        var s = (acc.lowHalf + acc.highHalf).sum()
+        while i < n { s += Double(a[i]) * Double(b[i]) * Double(c[i]); i += 1 }
+        return s
+    }
+
+    @inline(__always)
+    static func lanes(_ x: UnsafePointer<Float>) -> SIMD8<Double> {
+        SIMD8<Double>(UnsafeRawPointer(x).loadUnaligned(as: SIMD8<Float>.self))
+    }
 
     @inline(__always)
     static func laneSum(_ x: UnsafePointer<Float>, _ n: Int, _ f: (SIMD8<Double>) -> SIMD8<Double>) -> Double {

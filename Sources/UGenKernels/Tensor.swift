@@ -9,7 +9,8 @@ public final class Tensor: @unchecked Sendable {
     public let data: UnsafeMutablePointer<Float>
     private let owner: Tensor?
     private let owns: Bool
-    /// The bf16 copy a bf16 run multiplies this weight with: made by `refreshBF16()`, nil until then.
+    /// The bf16 copy a bf16 run multiplies this tensor with (a weight, or a gradient that two products
+    /// read): made by `refreshBF16()`, nil until then.
     public private(set) var bf16: UnsafeMutablePointer<UInt16>? = nil
 
     /// A new zero-filled tensor.
@@ -45,7 +46,7 @@ public final class Tensor: @unchecked Sendable {
         bf16?.deallocate()
     }
 
-    /// Rounds the values into the bf16 copy (allocated on the first call): after the weights change.
+    /// Rounds the values into the bf16 copy (allocated on the first call): after the values change.
     public func refreshBF16() {
         if bf16 == nil { bf16 = .allocate(capacity: max(count, 1)) }
         // By rows of the matrix, so the rows are spread over the threads (one long row would take one).

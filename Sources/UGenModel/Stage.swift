@@ -335,8 +335,8 @@ public final class Stage {
         if let finalNorm, let head {
             // dx only: the head's weight product waits for backwardWeights.
             Linear.inputGradient(
-                dx: dNorm.data, dout: a.logits!.data, w: head.value.data, wBF16: head.value.bf16, n: n, inF: d, outF: c.vocabSize,
-                precision: precision)
+                dx: dNorm.data, dout: a.logits!.data, doutBF16: lowCopy(a.logits!), w: head.value.data, wBF16: head.value.bf16,
+                n: n, inF: d, outF: c.vocabSize, precision: precision)
             top.zero()
             RMSNorm.backward(
                 dx: top.data, dw: finalNorm.grad.data, dy: dNorm.data, x: a.output.data,
@@ -351,9 +351,11 @@ public final class Stage {
     private func blockInput(_ i: Int, _ a: StageActivations) {
         let dOut = a.gradResidual[i + 1], dIn = a.gradResidual[i]
         dIn.copy(from: dOut)  // the residual path; each branch adds its part below
+        let dOutLow = lowCopy(dOut)
         switch (blocks[i], a.blocks[i]) {
-        case (.attention(let w), .attention(let s)): attentionBackwardInput(w, s, x: a.residual[i].data, dOut: dOut.data, dIn: dIn.data)
-        case (.mlp(let w), .mlp(let s)): mlpBackwardInput(w, s, x: a.residual[i].data, dOut: dOut.data, dIn: dIn.data)
+        case (.attention(let w), .attention(let s)):
+            attentionBackwardInput(w, s, x: a.residual[i].data, dOut: dOut.data, dOutLow: dOutLow, dIn: dIn.data)
+        case (.mlp(let w), .mlp(let s)): mlpBackwardInput(w, s, x: a.residual[i].data, dOut: dOut.data, dOutLow: dOutLow, dIn: dIn.data)
         default: preconditionFailure("activation slot does not match the stage's blocks")
         }
     }
@@ -369,24 +371,28 @@ public final class Stage {
     private func headWeights(_ a: StageActivations) {
         guard let head else { return }
         Linear.weightGradient(
-            dw: head.grad.data, dout: a.logits!.data, x: a.finalNorm!.data, n: n, inF: config.dModel,
-            outF: config.vocabSize, precision: precision)
+            dw: head.grad.data, dout: a.logits!.data, doutBF16: lowCopyMade(a.logits!), x: a.finalNorm!.data, n: n,
+            inF: config.dModel, outF: config.vocabSize, precision: precision)
         summed(bucket: headBucket)
     }
 
     /// Block `i`'s weight products, from what its input-gradient half saved.
     private func blockWeights(_ i: Int, _ a: StageActivations) {
         let c = config, d = c.dModel, f = c.ffnHidden, qkvW = c.qkvWidth, attnW = c.nHeads * c.headDim
-        let dOut = a.gradResidual[i + 1].data
+        let dOut = a.gradResidual[i + 1].data, dOutLow = lowCopyMade(a.gradResidual[i + 1])
         switch (blocks[i], a.blocks[i]) {
         case (.attention(let w), .attention(let s)):
-            Linear.weightGradient(dw: w.o.grad.data, dout: dOut, x: s.attn.data, n: n, inF: attnW, outF: d, precision: precision)
-            Linear.weightGradient(dw: w.qkvGrad.data, dout: s.dQKV.data, x: s.norm.data, n: n, inF: d, outF: qkvW, precision: precision)
-        case (.mlp(let w), .mlp(let s)):
-            Linear.weightGradient(dw: w.down.grad.data, dout: dOut, x: s.act.data, n: n, inF: f, outF: d, precision: precision)
             Linear.weightGradient(
-                dw: w.gateUpGrad.data, dout: s.dGateUp.data, x: s.norm.data, n: n, inF: d, outF: 2 * f,
+                dw: w.o.grad.data, dout: dOut, doutBF16: dOutLow, x: s.attn.data, n: n, inF: attnW, outF: d, precision: precision)
+            Linear.weightGradient(
+                dw: w.qkvGrad.data, dout: s.dQKV.data, doutBF16: lowCopyMade(s.dQKV), x: s.norm.data, n: n, inF: d, outF: qkvW,
                 precision: precision)
+        case (.mlp(let w), .mlp(let s)):
+            Linear.weightGradient(
+                dw: w.down.grad.data, dout: dOut, doutBF16: dOutLow, x: s.act.data, n: n, inF: f, outF: d, precision: precision)
+            Linear.weightGradient(
+                dw: w.gateUpGrad.data, dout: s.dGateUp.data, doutBF16: lowCopyMade(s.dGateUp), x: s.norm.data, n: n, inF: d,
+                outF: 2 * f, precision: precision)
         default: preconditionFailure("activation slot does not match the stage's blocks")
         }
         summed(bucket: lastBlockBucket + blocks.count - 1 - i)
@@ -398,6 +404,20 @@ public final class Stage {
         summed(bucket: embedBucket)
     }
 
+    /// In bf16, rounds a gradient that two products read (the input half's, then the weight half's) into
+    /// its bf16 copy once, in the input half; nil in fp32. The copy lives in the micro-batch's
+    /// activation slot, so it is still there when a pipeline schedule runs the weight half later.
+    private func lowCopy(_ t: Tensor) -> UnsafePointer<UInt16>? {
+        guard precision == .bf16 else { return nil }
+        t.refreshBF16()
+        return t.bf16.map { UnsafePointer($0) }
+    }
+
+    /// The copy `lowCopy` made in the input half (nil in fp32).
+    private func lowCopyMade(_ t: Tensor) -> UnsafePointer<UInt16>? {
+        precision == .bf16 ? t.bf16.map { UnsafePointer($0) } : nil
+    }
+
     /// A micro-batch's contribution to a bucket is written: folds it into the bucket's tree.
     private func summed(bucket b: Int) {
         trees[b].leafDone()
@@ -407,35 +427,35 @@ public final class Stage {
     /// h = x + o(attn): from d(h) adds the attention branch's d(x) into `dIn` (which holds d(h) on entry).
     private func attentionBackwardInput(
         _ w: AttentionWeights, _ s: AttentionActivations, x: UnsafePointer<Float>,
-        dOut: UnsafePointer<Float>, dIn: UnsafeMutablePointer<Float>
+        dOut: UnsafePointer<Float>, dOutLow: UnsafePointer<UInt16>?, dIn: UnsafeMutablePointer<Float>
     ) {
         let c = config, d = c.dModel, qkvW = c.qkvWidth, attnW = c.nHeads * c.headDim
         Linear.inputGradient(
-            dx: dAttn.data, dout: dOut, w: w.o.value.data, wBF16: w.o.value.bf16, n: n, inF: attnW, outF: d,
+            dx: dAttn.data, dout: dOut, doutBF16: dOutLow, w: w.o.value.data, wBF16: w.o.value.bf16, n: n, inF: attnW, outF: d,
             precision: precision)
         Attention.backward(
             dqkv: s.dQKV.data, dout: dAttn.data, qkv: s.qkv.data, probs: s.probs.data,
             scratch: dProbs.data, shape: attnShape, precision: precision)
         RoPE.apply(s.dQKV.data, rows: n, seqLen: seqLen, ld: qkvW, col: 0, heads: c.nHeads + c.nKVHeads, table: rope, inverse: true)
         Linear.inputGradient(
-            dx: dNorm.data, dout: s.dQKV.data, w: w.qkv.data, wBF16: w.qkv.bf16, n: n, inF: d, outF: qkvW,
-            precision: precision)
+            dx: dNorm.data, dout: s.dQKV.data, doutBF16: lowCopy(s.dQKV), w: w.qkv.data, wBF16: w.qkv.bf16, n: n, inF: d,
+            outF: qkvW, precision: precision)
         RMSNorm.backward(dx: dIn, dw: w.norm.grad.data, dy: dNorm.data, x: x, w: w.norm.value.data, rstd: s.rstd.data, n: n, d: d)
     }
 
     /// out = h + down(act): from d(out) adds the MLP branch's d(h) into `dIn` (which holds d(out) on entry).
     private func mlpBackwardInput(
         _ w: MLPWeights, _ s: MLPActivations, x: UnsafePointer<Float>,
-        dOut: UnsafePointer<Float>, dIn: UnsafeMutablePointer<Float>
+        dOut: UnsafePointer<Float>, dOutLow: UnsafePointer<UInt16>?, dIn: UnsafeMutablePointer<Float>
     ) {
         let c = config, d = c.dModel, f = c.ffnHidden
         Linear.inputGradient(
-            dx: dAct.data, dout: dOut, w: w.down.value.data, wBF16: w.down.value.bf16, n: n, inF: f, outF: d,
+            dx: dAct.data, dout: dOut, doutBF16: dOutLow, w: w.down.value.data, wBF16: w.down.value.bf16, n: n, inF: f, outF: d,
             precision: precision)
         SwiGLU.backward(dGateUp: s.dGateUp.data, dAct: dAct.data, gateUp: s.gateUp.data, n: n, f: f)
         Linear.inputGradient(
-            dx: dNorm.data, dout: s.dGateUp.data, w: w.gateUp.data, wBF16: w.gateUp.bf16, n: n, inF: d, outF: 2 * f,
-            precision: precision)
+            dx: dNorm.data, dout: s.dGateUp.data, doutBF16: lowCopy(s.dGateUp), w: w.gateUp.data, wBF16: w.gateUp.bf16, n: n,
+            inF: d, outF: 2 * f, precision: precision)
         RMSNorm.backward(dx: dIn, dw: w.norm.grad.data, dy: dNorm.data, x: x, w: w.norm.value.data, rstd: s.rstd.data, n: n, d: d)
     }
 
