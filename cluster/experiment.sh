@@ -19,6 +19,7 @@
 #   inputs-only    progressive with rule 2 only (inactive ids stay in the softmax and carry loss)
 #   no-text-phase  progressive without the text-only steps
 # Environment: DATASET (images or digits), BIN (ugen, ugen-coord, ugen-worker; default .build/release),
+# SETS (extra --set overrides for every run, e.g. "train.checkpoint_every=500 train.keep_checkpoints=20"),
 # TRAIN_BIN (the binaries that train; default BIN — a copy lets BIN be rebuilt while runs go on), OUT
 # (default runs/experiment-DATASET), SEEDS (default "1 2 3"), METHODS, STEPS (overrides train.steps),
 # WORKERS (local workers; default cluster.stages × replicas of the config), EVAL_ARGS (extra ugen eval
@@ -89,6 +90,8 @@ train() {
     read -r cfg sets <<< "$(method_args "$method")"
     local extra=()
     [ -n "${STEPS:-}" ] && extra+=(--set "train.steps=$STEPS")
+    local kv
+    for kv in ${SETS:-}; do extra+=(--set "$kv"); done
     local resume=() attempt
     [ -f "$run/checkpoints/latest" ] && resume=(--resume latest)
     for attempt in 1 2 3 4; do
