@@ -97,11 +97,14 @@ def report(r, d, bandwidth_bytes, warmup):
         compute_ms = statistics.median(s["forward_ms"] + s["backward_ms"] for s in per)
         backward_ms = statistics.median(s["backward_ms"] for s in per)
         idle_ms = statistics.median(s[idle_k] for s in per) if idle_k else None
+        # The reduce at work: its span less the time it had nothing under way (every started piece done, the
+        # next bucket not final yet). Waiting for a partner's segment counts as work.
+        busy_ms = statistics.median(s[time_k] - s[idle_k] for s in per) if idle_k and time_k else None
         window_ms = statistics.median(s[window_k] for s in per) if window_k else None
         replicas.append(dict(replica=rep, worker=worker, bytes_sent=sent, bytes_received=recv, bytes_source=source,
                              interface_sent=iface[0], interface_received=iface[1],
                              reduce_ms=reduce_ms, blocked_ms=blocked_ms, compute_ms=compute_ms, backward_ms=backward_ms,
-                             idle_ms=idle_ms, window_ms=window_ms))
+                             idle_ms=idle_ms, window_ms=window_ms, busy_ms=busy_ms))
     model_s = 2 * (r - 1) / r * g / bandwidth_bytes
     star_s = (r - 1) * g / bandwidth_bytes  # replica 0 sends and receives (R−1)·|g| (full duplex)
     reduce_ms = statistics.mean(x["reduce_ms"] for x in replicas)
@@ -120,6 +123,12 @@ def report(r, d, bandwidth_bytes, warmup):
                 # The same against the model: a reduce stretched over the backward pass (waiting for buckets) looks more
                 # hidden by the line above than it is; this one asks how much of the bandwidth-bound time nobody waited for.
                 hidden_vs_model=(1 - blocked_ms / (model_s * 1000)) if r > 1 else None,
+                # The bandwidth model predicts the time the links carry the reduce, not its span over a backward
+                # pass that makes buckets final one by one: the busy time is what compares with it, and the
+                # share of that busy time nobody waited for is the hidden share it implies.
+                busy_ms=mean_of("busy_ms"),
+                busy_vs_model=(mean_of("busy_ms") / (model_s * 1000)) if r > 1 and mean_of("busy_ms") is not None else None,
+                hidden_of_busy=(1 - blocked_ms / mean_of("busy_ms")) if r > 1 and (mean_of("busy_ms") or 0) > 0 else None,
                 fields=dict(sent=sent_k, received=recv_k, time=time_k, blocked=blocked_k), per_replica=replicas)
 
 
@@ -145,11 +154,16 @@ def main():
         # Where the reduce's time goes: waited for by the training thread (exposed), the reduce thread idle for
         # want of a final bucket, the window (first bucket final to the last) that is all it can hide behind,
         # and the share of the model's time nobody waited for (1 − exposed / model ms).
-        print("   R  backward ms  window ms  reduce ms  exposed ms  reduce idle ms  after the last bucket final ms  hidden vs model")
+        print("   R  backward ms  window ms  reduce ms  exposed ms  reduce idle ms  after the last bucket final ms  hidden vs model"
+              "  busy ms  busy/model  hidden of busy")
         for x in rows:
             if x["replicas"] > 1 and x["window_ms"] is not None:
+                busy = (f" {x['busy_ms']:8.0f} {x['busy_vs_model']:11.2f} {100 * x['hidden_of_busy']:14.0f}%"
+                        if x["busy_ms"] is not None else "")
                 print(f"{x['replicas']:4d} {x['backward_ms']:12.0f} {x['window_ms']:10.0f} {x['reduce_ms']:10.0f} {x['blocked_ms']:11.0f}"
-                      f" {x['idle_ms']:15.0f} {x['reduce_ms'] - x['window_ms']:31.0f} {100 * x['hidden_vs_model']:15.0f}%")
+                      f" {x['idle_ms']:15.0f} {x['reduce_ms'] - x['window_ms']:31.0f} {100 * x['hidden_vs_model']:15.0f}%{busy}")
+        print("busy ms: the reduce's span less the time it had nothing under way (the links' work, which the bandwidth model"
+              " predicts); hidden of busy: 1 − exposed / busy")
     src = {p["bytes_source"] for x in rows for p in x["per_replica"]}
     f = rows[-1]["fields"]
     for x in rows:
