@@ -93,27 +93,24 @@ public enum BLAS {
     ) {
         let state = OneDNN.thread
         // Stored shapes: op(A) is [m, k], so A is stored [k, m] when transposed; likewise B.
-        let aLow: UnsafePointer<UInt16>, aLd: Int
-        if let aBF16 {
-            (aLow, aLd) = (aBF16, lda)
-        } else {
-            let (aRows, aCols) = transA ? (k, m) : (m, k)
-            let scratch = state.a.reserve(aRows * aCols)
-            BF16.convert(a, ld: lda, rows: aRows, cols: aCols, into: scratch)
-            (aLow, aLd) = (UnsafePointer(scratch), aCols)
-        }
-        let bLow: UnsafePointer<UInt16>, bLd: Int
-        if let bBF16 {
-            (bLow, bLd) = (bBF16, ldb)
-        } else {
-            let (bRows, bCols) = transB ? (n, k) : (k, n)
-            let scratch = state.b.reserve(bRows * bCols)
-            BF16.convert(b, ld: ldb, rows: bRows, cols: bCols, into: scratch)
-            (bLow, bLd) = (UnsafePointer(scratch), bCols)
-        }
+        let (aLow, aLd) = lowOperand(a, ld: lda, stored: transA ? (k, m) : (m, k), given: aBF16, scratch: &state.a)
+        let (bLow, bLd) = lowOperand(b, ld: ldb, stored: transB ? (n, k) : (k, n), given: bBF16, scratch: &state.b)
         productBF16(
             transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: aLow, lda: aLd, b: bLow, ldb: bLd,
             beta: beta, c: c, ldc: ldc)
+    }
+
+    /// An operand in bf16 and its leading dimension: the copy the caller gave, or the stored [rows, cols]
+    /// rounded into `scratch` (dense).
+    @inline(__always)
+    static func lowOperand(
+        _ x: UnsafePointer<Float>, ld: Int, stored: (rows: Int, cols: Int), given: UnsafePointer<UInt16>?,
+        scratch: inout OneDNN.Scratch
+    ) -> (UnsafePointer<UInt16>, Int) {
+        if let given { return (given, ld) }
+        let low = scratch.reserve(stored.rows * stored.cols)
+        BF16.convert(x, ld: ld, rows: stored.rows, cols: stored.cols, into: low)
+        return (UnsafePointer(low), stored.cols)
     }
 
     /// A product of bf16 operands, cut over the threads like sgemm's.
