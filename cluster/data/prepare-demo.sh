@@ -3,7 +3,7 @@
 # smiling faces, sea animals, flowers — each captioned by its name and by a templated caption
 # (cluster/data/images.py --demo-pairs), and seven of the fortune files, tokenized into data/demo/tokenized: 4×4 RGB
 # patches, a 256-code k-means codebook, 64 visual tokens per 32×32 image, a 1,024-token BPE. Every pair
-# trains but one (--val-fraction 0.001 holds out 17 text documents and one pair): the demo shows what a minute of
+# trains but one (--val-fraction 0.001 holds out 2 text documents and one pair): the demo shows what a minute of
 # training draws, the experiment (Documentation/experiments.md) is where held-out numbers come from.
 # Needs the Debian packages fonts-noto-color-emoji, unicode-data, fortunes and Pillow. Build first.
 set -euo pipefail
