@@ -26,7 +26,8 @@ public enum Attention {
     ) {
         let seq = s.seqLen, hd = s.headDim, qkvW = s.qkvWidth, outW = s.outWidth
         let scale = 1 / Float(hd).squareRoot()
-        let qkvLow = precision == .bf16 ? bf16Copy(qkv, rows: s.batch * seq, cols: qkvW, into: &OneDNN.thread.qkv) : nil
+        // In bf16, q, k and v are rounded once here: every row block's products read k and v.
+        let qkvLow = precision == .bf16 ? OneDNN.thread.qkv.round(qkv, ld: qkvW, rows: s.batch * seq, cols: qkvW) : nil
         Parallel.items(s.batch) { b in
             for h in 0..<s.heads {
                 let g = s.kvHead(h)
@@ -65,18 +66,6 @@ public enum Attention {
             for j in (i + 1)..<seq { dr[j] = 0 }
             if let bf16Copy { BF16.convertRow(dr, bf16Copy + i * seq, seq) }
         }
-    }
-
-    /// A dense bf16 copy of the [rows, cols] array x in this thread's `scratch`. In bf16, q, k, v and d(out)
-    /// are each read by several of a head's products (k and v by every row block): rounded once here,
-    /// instead of once per product that reads them.
-    @inline(__always)
-    static func bf16Copy(
-        _ x: UnsafePointer<Float>, rows: Int, cols: Int, into scratch: inout OneDNN.Scratch
-    ) -> UnsafePointer<UInt16> {
-        let low = scratch.reserve(rows * cols)
-        BF16.convert(x, ld: cols, rows: rows, cols: cols, into: low)
-        return UnsafePointer(low)
     }
 
     /// The row blocks of a causal product: query rows r0..<r1 meet keys 0..<r1, so a block skips the
@@ -119,8 +108,9 @@ public enum Attention {
         let scale = 1 / Float(hd).squareRoot()
         let groupSize = s.heads / s.kvHeads
         let bf16 = precision == .bf16
-        let qkvLow = bf16 ? bf16Copy(qkv, rows: s.batch * seq, cols: qkvW, into: &OneDNN.thread.qkv) : nil
-        let doutLow = bf16 ? bf16Copy(dout, rows: s.batch * seq, cols: outW, into: &OneDNN.thread.dout) : nil
+        // In bf16, q, k, v and d(out) are rounded once here, not once per row block and product.
+        let qkvLow = bf16 ? OneDNN.thread.qkv.round(qkv, ld: qkvW, rows: s.batch * seq, cols: qkvW) : nil
+        let doutLow = bf16 ? OneDNN.thread.dout.round(dout, ld: outW, rows: s.batch * seq, cols: outW) : nil
         Parallel.items(s.batch) { b in
             let dp = scratch + b * seq * seq
             // This thread's bf16 copy of one head's dS, which both dq's and dk's products read.

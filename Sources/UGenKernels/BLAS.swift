@@ -108,9 +108,7 @@ public enum BLAS {
         scratch: inout OneDNN.Scratch
     ) -> (UnsafePointer<UInt16>, Int) {
         if let given { return (given, ld) }
-        let low = scratch.reserve(stored.rows * stored.cols)
-        BF16.convert(x, ld: ld, rows: stored.rows, cols: stored.cols, into: low)
-        return (UnsafePointer(low), stored.cols)
+        return (scratch.round(x, ld: ld, rows: stored.rows, cols: stored.cols), stored.cols)
     }
 
     /// A product of bf16 operands, cut over the threads like sgemm's.

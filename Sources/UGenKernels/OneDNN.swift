@@ -117,6 +117,13 @@ enum OneDNN {
             if n > capacity { pointer.deallocate(); pointer = .allocate(capacity: n); capacity = n }
             return pointer
         }
+
+        /// Rounds the [rows, cols] floats at x (row stride `ld`) into this buffer, dense (row stride cols).
+        mutating func round(_ x: UnsafePointer<Float>, ld: Int, rows: Int, cols: Int) -> UnsafePointer<UInt16> {
+            let low = reserve(rows * cols)
+            BF16.convert(x, ld: ld, rows: rows, cols: cols, into: low)
+            return UnsafePointer(low)
+        }
     }
 
     private static let key: pthread_key_t = {

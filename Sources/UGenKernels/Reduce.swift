@@ -25,55 +25,46 @@ public enum Reduce {
 
     /// Σ x[i], in double.
     @inline(__always)
-    public static func sum(_ x: UnsafePointer<Float>, _ n: Int) -> Double { laneSum(x, n) { $0 } }
+    public static func sum(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
+        laneSum(n, { lanes(x + $0) }, { Double(x[$0]) })
+    }
 
     /// Σ x[i]², in double.
     @inline(__always)
-    public static func sumOfSquares(_ x: UnsafePointer<Float>, _ n: Int) -> Double { laneSum(x, n) { $0 * $0 } }
+    public static func sumOfSquares(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
+        laneSum(n, { lanes(x + $0) * lanes(x + $0) }, { Double(x[$0]) * Double(x[$0]) })
+    }
 
     /// Σ a[i]·b[i], in double (each product exact in double).
     @inline(__always)
     public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Double {
-        var acc = SIMD8<Double>(repeating: 0)
-        var i = 0
-        while i + 8 <= n {
-            acc += lanes(a + i) * lanes(b + i)
-            i += 8
-        }
-        var s = (acc.lowHalf + acc.highHalf).sum()
-        while i < n { s += Double(a[i]) * Double(b[i]); i += 1 }
-        return s
+        laneSum(n, { lanes(a + $0) * lanes(b + $0) }, { Double(a[$0]) * Double(b[$0]) })
     }
 
     /// Σ a[i]·b[i]·c[i], in double, multiplied in that order.
     @inline(__always)
     public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafePointer<Float>, _ n: Int) -> Double {
-        var acc = SIMD8<Double>(repeating: 0)
-        var i = 0
-        while i + 8 <= n {
-            acc += lanes(a + i) * lanes(b + i) * lanes(c + i)
-            i += 8
-        }
-        var s = (acc.lowHalf + acc.highHalf).sum()
-        while i < n { s += Double(a[i]) * Double(b[i]) * Double(c[i]); i += 1 }
-        return s
+        laneSum(n, { lanes(a + $0) * lanes(b + $0) * lanes(c + $0) }, { Double(a[$0]) * Double(b[$0]) * Double(c[$0]) })
     }
 
+    /// Eight floats from x on, in double.
     @inline(__always)
     static func lanes(_ x: UnsafePointer<Float>) -> SIMD8<Double> {
         SIMD8<Double>(UnsafeRawPointer(x).loadUnaligned(as: SIMD8<Float>.self))
     }
 
+    /// The order every sum here keeps: `eight(i)` gives the terms of elements i..<i+8, added into lane
+    /// i mod 8; the lanes are added, then the tail's terms `one(i)` one by one.
     @inline(__always)
-    static func laneSum(_ x: UnsafePointer<Float>, _ n: Int, _ f: (SIMD8<Double>) -> SIMD8<Double>) -> Double {
+    static func laneSum(_ n: Int, _ eight: (Int) -> SIMD8<Double>, _ one: (Int) -> Double) -> Double {
         var acc = SIMD8<Double>(repeating: 0)
         var i = 0
         while i + 8 <= n {
-            acc += f(SIMD8<Double>(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)))
+            acc += eight(i)
             i += 8
         }
         var s = (acc.lowHalf + acc.highHalf).sum()
-        while i < n { s += f(SIMD8<Double>(repeating: Double(x[i])))[0]; i += 1 }
+        while i < n { s += one(i); i += 1 }
         return s
     }
 }
