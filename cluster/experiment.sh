@@ -18,7 +18,10 @@
 #   no-input-map   progressive without masking rule 2 (inactive ids enter the model as themselves)
 #   inputs-only    progressive with rule 2 only (inactive ids stay in the softmax and carry loss)
 #   no-text-phase  progressive without the text-only steps
-# Environment: DATASET (images or digits), BIN (ugen, ugen-coord, ugen-worker; default .build/release),
+#   text-first-vanilla      a text model first: TEXT_STEPS text-only steps, then every visual id at once
+#   text-first-progressive  the same text model, then the ids join as in progressive (the paper's setting:
+#                           visual ids added to a model that already knows text)
+# Environment: TEXT_STEPS (the text-first methods' text-only steps; default 1500), DATASET (images or digits), BIN (ugen, ugen-coord, ugen-worker; default .build/release),
 # SETS (extra --set overrides for every run, e.g. "train.checkpoint_every=500 train.keep_checkpoints=20"),
 # TRAIN_BIN (the binaries that train; default BIN — a copy lets BIN be rebuilt while runs go on), OUT
 # (default runs/experiment-DATASET), SEEDS (default "1 2 3"), METHODS, STEPS (overrides train.steps),
@@ -37,6 +40,7 @@ OUT=${OUT:-runs/experiment-$DATASET}
 SEEDS=${SEEDS:-"1 2 3"}
 CURVES=${CURVES:-1}
 PHASE=${PHASE:-all}
+TEXT_STEPS=${TEXT_STEPS:-1500}
 case "$DATASET" in
     images)
         METHODS=${METHODS:-"vanilla progressive frequency"}
@@ -80,6 +84,12 @@ method_args() {
         no-input-map)  echo "$cfg" "--set vocab_schedule.kind=progressive --set vocab_schedule.masking=softmax-and-loss" ;;
         inputs-only)   echo "$cfg" "--set vocab_schedule.kind=progressive --set vocab_schedule.masking=inputs-only" ;;
         no-text-phase) echo "$cfg" "--set vocab_schedule.kind=progressive --set vocab_schedule.text_only_steps=0" ;;
+        # The two text-first methods are the same run (same weights, same text batches, bit for bit) until
+        # step TEXT_STEPS; there one switches every id on (start = all of them), the other starts its ramp.
+        text-first-vanilla)
+            echo "$cfg" "--set vocab_schedule.kind=progressive --set vocab_schedule.text_only_steps=$TEXT_STEPS --set vocab_schedule.start=1000000" ;;
+        text-first-progressive)
+            echo "$cfg" "--set vocab_schedule.kind=progressive --set vocab_schedule.order=random --set vocab_schedule.text_only_steps=$TEXT_STEPS" ;;
         *) echo "error: unknown method $1" >&2; return 1 ;;
     esac
 }
