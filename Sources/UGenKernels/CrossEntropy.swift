@@ -10,15 +10,19 @@ import Foundation
 public enum CrossEntropy {
     /// Overwrites `logits` with d(loss)/d(logits) and writes each position's unweighted loss to
     /// `tokenLoss` (0 where the mask is 0). `logitsOut`, when given, receives the logits first.
+    /// `gradBF16`, when given ([n, v]), receives d(logits) rounded to bf16 as each row is finished, while
+    /// the row is still in cache: a bf16 run's head products read only that copy, so a second pass over
+    /// the whole [n, v] gradient to round it is spared (the same bits as rounding afterwards).
     public static func forwardBackward(
         logits: UnsafeMutablePointer<Float>, tokenLoss: UnsafeMutablePointer<Float>,
         targets: UnsafePointer<Int32>, mask: UnsafePointer<Float>,
         inactive: UnsafePointer<UInt8>?, gradScale: Float,
-        n: Int, v: Int, logitsOut: UnsafeMutablePointer<Float>? = nil
+        n: Int, v: Int, logitsOut: UnsafeMutablePointer<Float>? = nil, gradBF16: UnsafeMutablePointer<UInt16>? = nil
     ) {
         Parallel.rows(n) { range in
             for r in range {
                 let row = logits + r * v
+                defer { if let gradBF16 { BF16.convertRow(row, gradBF16 + r * v, v) } }
                 if let inactive { for j in 0..<v where inactive[j] != 0 { row[j] = -.infinity } }
                 if let logitsOut { (logitsOut + r * v).update(from: row, count: v) }
                 let m = mask[r]

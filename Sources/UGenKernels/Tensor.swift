@@ -48,10 +48,16 @@ public final class Tensor: @unchecked Sendable {
 
     /// Rounds the values into the bf16 copy (allocated on the first call): after the values change.
     public func refreshBF16() {
-        if bf16 == nil { bf16 = .allocate(capacity: max(count, 1)) }
         // By rows of the matrix, so the rows are spread over the threads (one long row would take one).
         let cols = shape.count == 2 ? shape[1] : count
-        BF16.convert(data, ld: cols, rows: count / max(cols, 1), cols: cols, into: bf16!)
+        BF16.convert(data, ld: cols, rows: count / max(cols, 1), cols: cols, into: reserveBF16())
+    }
+
+    /// The bf16 copy's storage (allocated on the first call), for a kernel that writes the copy itself
+    /// while the values are in cache (`CrossEntropy`'s logit gradients).
+    public func reserveBF16() -> UnsafeMutablePointer<UInt16> {
+        if bf16 == nil { bf16 = .allocate(capacity: max(count, 1)) }
+        return bf16!
     }
 
     public func zero() { data.update(repeating: 0, count: count) }

@@ -282,7 +282,8 @@ public final class Stage {
         CrossEntropy.forwardBackward(
             logits: logits.data + t0 * vocab, tokenLoss: tokenLoss.data + t0, targets: targets + t0,
             mask: effective.data + t0, inactive: inactive, gradScale: gradScale, n: n, v: vocab,
-            logitsOut: logitsOut.map { $0 + t0 * vocab })
+            logitsOut: logitsOut.map { $0 + t0 * vocab },
+            gradBF16: precision == .bf16 ? logits.reserveBF16() + t0 * vocab : nil)
     }
 
     /// Σ mask·loss over the micro-batch, in position order, after `crossEntropy` of every row.
@@ -333,9 +334,10 @@ public final class Stage {
         let c = config, d = c.dModel
         let top = a.gradResidual[blocks.count]
         if let finalNorm, let head {
-            // dx only: the head's weight product waits for backwardWeights.
+            // dx only: the head's weight product waits for backwardWeights. In bf16 the loss has written
+            // d(logits)'s bf16 copy already.
             Linear.inputGradient(
-                dx: dNorm.data, dout: a.logits!.data, doutBF16: lowCopy(a.logits!), w: head.value.data, wBF16: head.value.bf16,
+                dx: dNorm.data, dout: a.logits!.data, doutBF16: lowCopyMade(a.logits!), w: head.value.data, wBF16: head.value.bf16,
                 n: n, inF: d, outF: c.vocabSize, precision: precision)
             top.zero()
             RMSNorm.backward(
@@ -413,7 +415,8 @@ public final class Stage {
         return t.bf16.map { UnsafePointer($0) }
     }
 
-    /// The copy `lowCopy` made in the input half (nil in fp32).
+    /// The copy `lowCopy` made in the input half, or that the loss wrote for the logits' gradient (nil in
+    /// fp32; nil too if none was made, and then the product rounds the fp32 values itself).
     private func lowCopyMade(_ t: Tensor) -> UnsafePointer<UInt16>? {
         precision == .bf16 ? t.bf16.map { UnsafePointer($0) } : nil
     }
