@@ -85,7 +85,7 @@ method_args() {
         inputs-only)   echo "$cfg" "--set vocab_schedule.kind=progressive --set vocab_schedule.masking=inputs-only" ;;
         no-text-phase) echo "$cfg" "--set vocab_schedule.kind=progressive --set vocab_schedule.text_only_steps=0" ;;
         # The two text-first methods are the same run (same weights, same text batches, bit for bit) until
-        # step TEXT_STEPS; there one switches every id on (start = all of them), the other starts its ramp.
+        # step TEXT_STEPS; there one switches every id on (a start above any codebook's size), the other starts its ramp.
         text-first-vanilla)
             echo "$cfg" "--set vocab_schedule.kind=progressive --set vocab_schedule.text_only_steps=$TEXT_STEPS --set vocab_schedule.start=1000000" ;;
         text-first-progressive)

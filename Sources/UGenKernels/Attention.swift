@@ -16,6 +16,12 @@ public struct AttentionShape {
     /// Elements of the saved probabilities [B, H, T, T].
     public var probsCount: Int { batch * heads * seqLen * seqLen }
     @inline(__always) func kvHead(_ h: Int) -> Int { h / (heads / kvHeads) }
+    /// Where batch row b's query head h, and the key and value heads it reads, start in `qkv` (and in
+    /// d(qkv), which has the same layout): element offsets, with row stride `qkvWidth`.
+    @inline(__always) func columns(batch b: Int, head h: Int) -> (q: Int, k: Int, v: Int) {
+        let row = b * seqLen * qkvWidth, g = kvHead(h)
+        return (row + h * headDim, row + (heads + g) * headDim, row + (heads + kvHeads + g) * headDim)
+    }
 }
 
 public enum Attention {
@@ -30,9 +36,7 @@ public enum Attention {
         let qkvLow = precision == .bf16 ? OneDNN.thread.qkv.round(qkv, ld: qkvW, rows: s.batch * seq, cols: qkvW) : nil
         Parallel.items(s.batch) { b in
             for h in 0..<s.heads {
-                let g = s.kvHead(h)
-                let qAt = b * seq * qkvW + h * hd, kAt = b * seq * qkvW + (s.heads + g) * hd
-                let vAt = b * seq * qkvW + (s.heads + s.kvHeads + g) * hd
+                let (qAt, kAt, vAt) = s.columns(batch: b, head: h)
                 let p = probs + (b * s.heads + h) * seq * seq
                 // Row block r0..<r1 needs keys 0..<r1 only (causal): the rest of its scores are never read.
                 for r in causalBlocks(seq) {
@@ -116,10 +120,8 @@ public enum Attention {
             // This thread's bf16 copy of one head's dS, which both dq's and dk's products read.
             let dsLow = bf16 ? OneDNN.thread.scores.reserve(seq * seq) : nil
             for h in 0..<s.heads {
-                let g = s.kvHead(h)
                 let first = h % groupSize == 0  // first query head of its group overwrites dk/dv, the rest add
-                let qAt = b * seq * qkvW + h * hd, kAt = b * seq * qkvW + (s.heads + g) * hd
-                let vAt = b * seq * qkvW + (s.heads + s.kvHeads + g) * hd
+                let (qAt, kAt, vAt) = s.columns(batch: b, head: h)
                 let dq = dqkv + qAt, dk = dqkv + kAt, dv = dqkv + vAt
                 let p = probs + (b * s.heads + h) * seq * seq
                 let oAt = b * seq * outW + h * hd

@@ -410,9 +410,8 @@ public final class Stage {
     /// its bf16 copy once, in the input half; nil in fp32. The copy lives in the micro-batch's
     /// activation slot, so it is still there when a pipeline schedule runs the weight half later.
     private func lowCopy(_ t: Tensor) -> UnsafePointer<UInt16>? {
-        guard precision == .bf16 else { return nil }
-        t.refreshBF16()
-        return t.bf16.map { UnsafePointer($0) }
+        if precision == .bf16 { t.refreshBF16() }
+        return lowCopyMade(t)
     }
 
     /// The copy `lowCopy` made in the input half, or that the loss wrote for the logits' gradient (nil in

@@ -110,6 +110,7 @@ def report(r, d, bandwidth_bytes, warmup):
     reduce_ms = statistics.mean(x["reduce_ms"] for x in replicas)
     blocked_ms = statistics.mean(x["blocked_ms"] for x in replicas)
     mean_of = lambda k: statistics.mean(x[k] for x in replicas) if all(x[k] is not None for x in replicas) else None
+    busy_ms = mean_of("busy_ms")
     # Each direction of a link is a bandwidth of its own: what a replica sends, and what it receives,
     # are each 2·(R−1)/R·|g| for a bandwidth-optimal all-reduce; a star's replica 0 sends and receives (R−1)·|g|.
     per_bytes = [max(x["bytes_sent"], x["bytes_received"]) for x in replicas]
@@ -126,9 +127,9 @@ def report(r, d, bandwidth_bytes, warmup):
                 # The bandwidth model predicts the time the links carry the reduce, not its span over a backward
                 # pass that makes buckets final one by one: the busy time is what compares with it, and the
                 # share of that busy time nobody waited for is the hidden share it implies.
-                busy_ms=mean_of("busy_ms"),
-                busy_vs_model=(mean_of("busy_ms") / (model_s * 1000)) if r > 1 and mean_of("busy_ms") is not None else None,
-                hidden_of_busy=(1 - blocked_ms / mean_of("busy_ms")) if r > 1 and (mean_of("busy_ms") or 0) > 0 else None,
+                busy_ms=busy_ms,
+                busy_vs_model=(busy_ms / (model_s * 1000)) if r > 1 and busy_ms is not None else None,
+                hidden_of_busy=(1 - blocked_ms / busy_ms) if r > 1 and (busy_ms or 0) > 0 else None,
                 fields=dict(sent=sent_k, received=recv_k, time=time_k, blocked=blocked_k), per_replica=replicas)
 
 
