@@ -39,13 +39,14 @@ data-images: release
 	@python3 -c "import PIL" 2>/dev/null || python3 -m pip install -q pillow
 	@[ -f data/images-tokenized/train.h5 ] || UGEN=$(RELEASE)/ugen bash cluster/data/prepare-images.sh
 
-# The demo's data: 142 colour emoji with their names + the fortunes (cluster/data/prepare-demo.sh; ~15 s; the emoji
-# font and names are about 18 MB of Debian packages, so they are installed here rather than in APT_PKGS). Made once.
+# The demo's data: 142 colour emoji with their names + the fortune-cookie sayings (cluster/data/prepare-demo.sh; ~15 s; the emoji
+# font and names are about 18 MB of Debian packages, so they are installed here rather than in APT_PKGS). Made once;
+# the script remakes it when its list of text files changes.
 DEMO_APT   := fonts-noto-color-emoji unicode-data libfribidi0
 data-demo: build
 	@$(MAKE) --no-print-directory deps APT_PKGS="$(APT_PKGS) $(DEMO_APT)" PIP_PKGS="$(PIP_PKGS)"
 	@python3 -c "import PIL" 2>/dev/null || python3 -m pip install -q pillow
-	@[ -f data/demo/tokenized/train.h5 ] || UGEN=$(BIN)/ugen bash cluster/data/prepare-demo.sh
+	@UGEN=$(BIN)/ugen bash cluster/data/prepare-demo.sh
 
 # Counts what data-images extracted: every fully-qualified emoji of emoji-test.txt, 70,000 Fashion-MNIST images.
 check-data-images:
@@ -56,13 +57,16 @@ test-data:
 	@[ -f data/tokenized/train.h5 ] || UGEN=$(BIN)/ugen bash cluster/data/prepare.sh $(DATA_ARGS)
 
 # A real training job: coordinator + 2 local workers, 2 pipeline stages, 1,000 steps on the demo's emoji and text
-# (configs/demo.yaml, bf16, the debug build make test uses); then draws 8 images for each of four captions into $(DEMO_RUN)/samples/*.png (caption at the left).
+# (configs/demo.yaml, bf16, the debug build make test uses); then draws 8 images for each of four captions into
+# $(DEMO_RUN)/samples/*.png (caption at the left) and prints five sayings it writes after "You will" (seeds 1–5).
 DEMO_CAPTIONS := "red apple" "blue heart" "grinning face" "sunflower"
 demo: data-demo
 	$(BIN)/ugen-coord start --config configs/demo.yaml --run $(DEMO_RUN) --local-workers 2
 	@mkdir -p $(DEMO_RUN)/samples; for c in $(DEMO_CAPTIONS); do \
 	  $(BIN)/ugen generate --checkpoint $(DEMO_RUN)/checkpoints/latest --caption "$$c" --grid 8 --temperature 0.8 --seed 1 \
 	    --out "$(DEMO_RUN)/samples/$$(echo $$c | tr ' ' -).png" || exit 1; done
+	@for s in 1 2 3 4 5; do t=$$($(BIN)/ugen generate --checkpoint $(DEMO_RUN)/checkpoints/latest --prompt "You will" \
+	    --temperature 0.7 --top-p 0.9 --seed $$s) || exit 1; echo "text: $$t"; done
 
 # swift-format (ships with the toolchain) against .swift-format, strict: any finding fails, over every Swift
 # file (`swift format format -i -r Sources Tests` fixes most findings). Lines stay within 140 columns, functions

@@ -14,7 +14,7 @@ struct GenerateCommand: ParsableCommand {
             ever emits legal ids: text (or <eos>) outside an image, the checkpoint's active visual ids inside one; an image \
             always has exactly the tokenizer's number of visual tokens.
 
-              ugen generate --checkpoint runs/demo/checkpoints/latest --prompt "The meaning of life"
+              ugen generate --checkpoint runs/demo/checkpoints/latest --prompt "You will"
               ugen generate --checkpoint runs/demo/checkpoints/latest --image data/images/emoji/images/00001.png --greedy
               ugen generate --checkpoint runs/demo/checkpoints/latest --caption "red apple" --out apple.png --grid 8
               ugen generate --checkpoint runs/demo/checkpoints/latest --bench
