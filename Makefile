@@ -58,15 +58,17 @@ test-data:
 
 # A real training job: coordinator + 2 local workers, 2 pipeline stages, 1,000 steps on the demo's emoji and text
 # (configs/demo.yaml, bf16, the debug build make test uses); then draws 8 images for each of four captions into
-# $(DEMO_RUN)/samples/*.png (caption at the left) and prints five sayings it writes after "You will" (seeds 1–5).
+# $(DEMO_RUN)/samples/*.png (caption at the left) and prints a saying it writes after each of the five commonest
+# first words of the sayings (seed 1).
 DEMO_CAPTIONS := "red apple" "blue heart" "grinning face" "sunflower"
+DEMO_PROMPTS  := "You" "Your" "Don't" "You're" "A"
 demo: data-demo
 	$(BIN)/ugen-coord start --config configs/demo.yaml --run $(DEMO_RUN) --local-workers 2
 	@mkdir -p $(DEMO_RUN)/samples; for c in $(DEMO_CAPTIONS); do \
 	  $(BIN)/ugen generate --checkpoint $(DEMO_RUN)/checkpoints/latest --caption "$$c" --grid 8 --temperature 0.8 --seed 1 \
 	    --out "$(DEMO_RUN)/samples/$$(echo $$c | tr ' ' -).png" || exit 1; done
-	@for s in 1 2 3 4 5; do t=$$($(BIN)/ugen generate --checkpoint $(DEMO_RUN)/checkpoints/latest --prompt "You will" \
-	    --temperature 0.7 --top-p 0.9 --seed $$s) || exit 1; echo "text: $$t"; done
+	@for p in $(DEMO_PROMPTS); do t=$$($(BIN)/ugen generate --checkpoint $(DEMO_RUN)/checkpoints/latest --prompt "$$p" \
+	    --temperature 0.7 --top-p 0.9 --seed 1) || exit 1; echo "text: $$t"; done
 
 # swift-format (ships with the toolchain) against .swift-format, strict: any finding fails, over every Swift
 # file (`swift format format -i -r Sources Tests` fixes most findings). Lines stay within 140 columns, functions

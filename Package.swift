@@ -54,8 +54,13 @@ let package = Package(
                 swiftSettings: [.swiftLanguageMode(.v5), .unsafeFlags(["-Xcc", "-fno-math-errno"]),
                                 .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
                                 // Optimised in debug builds too: the vector loops (FastExp) run ~50× slower
-                                // unoptimised, and the test suite trains real models through them.
-                                .unsafeFlags(["-O"], .when(configuration: .debug))] + vectorISA),
+                                // unoptimised, and the test suite and `make demo` train real models through them.
+                                // Whole-module (-wmo), as a release build is: file by file, FastExp.exp is not
+                                // inlined into SwiGLU's and the softmaxes' loops in other files, which then stay
+                                // scalar calls (the demo's step 80 ms, against 51–56 ms whole-module, the release
+                                // build's rate, same bits). -num-threads keeps one object file per source, which
+                                // the debug build's index store expects.
+                                .unsafeFlags(["-O", "-wmo", "-num-threads", "2"], .when(configuration: .debug))] + vectorISA),
         // The model's configuration and its cut into stages: plain values, no kernels (a leaf).
         .target(name: "UGenSchema", dependencies: []),
         // Named parameters, the stage (a cut of the chain), loss, init.
