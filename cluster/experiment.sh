@@ -21,7 +21,9 @@
 #   text-first-vanilla      a text model first: TEXT_STEPS text-only steps, then every visual id at once
 #   text-first-progressive  the same text model, then the ids join as in progressive (the paper's setting:
 #                           visual ids added to a model that already knows text)
-# Environment: TEXT_STEPS (the text-first methods' text-only steps; default 1500), DATASET (images or digits), BIN (ugen, ugen-coord, ugen-worker; default .build/release),
+# Environment: TEXT_STEPS (the text-first methods' text-only steps; default 1500), DATASET (images or digits),
+# TOKENIZED (the images' tokenized folder; default data/images-tokenized, made by make data-images if missing — another
+# tokenization of the same pairs, e.g. a larger codebook, must be made beforehand), BIN (ugen, ugen-coord, ugen-worker; default .build/release),
 # SETS (extra --set overrides for every run, e.g. "train.checkpoint_every=500 train.keep_checkpoints=20"),
 # TRAIN_BIN (the binaries that train; default BIN — a copy lets BIN be rebuilt while runs go on), OUT
 # (default runs/experiment-DATASET), SEEDS (default "1 2 3"), METHODS, STEPS (overrides train.steps),
@@ -44,7 +46,7 @@ TEXT_STEPS=${TEXT_STEPS:-1500}
 case "$DATASET" in
     images)
         METHODS=${METHODS:-"vanilla progressive frequency"}
-        CONFIG=configs/experiments/images.yaml; DATA=data/images-tokenized; WORKERS=${WORKERS:-1}
+        CONFIG=configs/experiments/images.yaml; DATA=${TOKENIZED:-data/images-tokenized}; WORKERS=${WORKERS:-1}
         PAIRS=""  # the judge learns from the training split's decoded images
         EVAL_DEFAULT=(--max-captions 1000 --max-images 500 --images-per-caption 1 --rank-examples 300) ;;
     digits)
@@ -64,7 +66,9 @@ started=$(date +%s)
 
 # The data.
 if [ ! -f "$DATA/val.h5" ]; then
-    if [ "$DATASET" = images ]; then
+    if [ "$DATASET" = images ] && [ -n "${TOKENIZED:-}" ]; then
+        echo "error: TOKENIZED=$TOKENIZED has no val.h5: tokenize the pairs there first (Documentation/experiments.md)" >&2; exit 1
+    elif [ "$DATASET" = images ]; then
         UGEN="$BIN/ugen" cluster/data/prepare-images.sh
     else
         DATA=data cluster/data/fetch.sh
@@ -107,7 +111,7 @@ train() {
     for attempt in 1 2 3 4; do
         # shellcheck disable=SC2086
         "$TRAIN_BIN/ugen-coord" start --config "$cfg" --run "$run" --local-workers "$WORKERS" --bind tcp://127.0.0.1:0 \
-            $sets --set "train.seed=$seed" --set "data.seed=$seed" --set "vocab_schedule.seed=$seed" \
+            $sets --set "data.dir=$DATA" --set "train.seed=$seed" --set "data.seed=$seed" --set "vocab_schedule.seed=$seed" \
             ${extra[@]+"${extra[@]}"} ${resume[@]+"${resume[@]}"} >> "$run.train.log" 2>&1 || true
         grep -q "^run finished at step" "$run.train.log" && return 0
         [ "$attempt" = 4 ] && { echo "error: training $run did not finish; see $run.train.log" >&2; tail -5 "$run.train.log" >&2; exit 1; }
