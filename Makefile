@@ -8,7 +8,7 @@ BIN        := .build/debug
 RELEASE    := .build/release
 DEMO_RUN   ?= runs/demo
 
-.PHONY: lint deps build release data test-data data-images data-demo check-data-images check-image-extraction bench-data demo test bench bench-pytorch bench-bf16-loss bench-data-parallel clean cluster-checks fixtures
+.PHONY: lint deps build release data test-data data-images data-demo check-data-images check-image-extraction image-deps bench-data demo test bench bench-pytorch bench-bf16-loss bench-data-parallel clean cluster-checks fixtures
 
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -34,18 +34,20 @@ data: release
 # Captioned colour emoji + Fashion-MNIST + fortunes (Documentation/data.md), offline from three Debian packages
 # (about 49 MB to download, so not in APT_PKGS; libfribidi0 lets Pillow's wheel shape emoji sequences) and Pillow: data/images/, data/images-tokenized/. Made once.
 IMAGE_APT  := fonts-noto-color-emoji unicode-data dataset-fashion-mnist libfribidi0
-data-images: release
-	@$(MAKE) --no-print-directory deps APT_PKGS="$(APT_PKGS) $(IMAGE_APT)" PIP_PKGS="$(PIP_PKGS)"
-	@python3 -c "import PIL" 2>/dev/null || python3 -m pip install -q pillow
+data-images: release image-deps
 	@[ -f data/images-tokenized/train.h5 ] || UGEN=$(RELEASE)/ugen bash cluster/data/prepare-images.sh
+
+# What the image scripts need beyond deps: the Debian packages of IMAGE_APT (the demo passes its smaller list) and Pillow.
+image-deps:
+	@$(MAKE) --no-print-directory deps APT_PKGS="$(APT_PKGS) $(IMAGE_APT)"
+	@python3 -c "import PIL" 2>/dev/null || python3 -m pip install -q pillow
 
 # The demo's data: 142 colour emoji with their names + the fortune-cookie sayings (cluster/data/prepare-demo.sh; ~15 s; the emoji
 # font and names are about 18 MB of Debian packages, so they are installed here rather than in APT_PKGS). Made once;
-# the script remakes it when its list of text files changes.
+# the script remakes it when its text files or arguments change.
 DEMO_APT   := fonts-noto-color-emoji unicode-data libfribidi0
 data-demo: build
-	@$(MAKE) --no-print-directory deps APT_PKGS="$(APT_PKGS) $(DEMO_APT)" PIP_PKGS="$(PIP_PKGS)"
-	@python3 -c "import PIL" 2>/dev/null || python3 -m pip install -q pillow
+	@$(MAKE) --no-print-directory image-deps IMAGE_APT="$(DEMO_APT)"
 	@UGEN=$(BIN)/ugen bash cluster/data/prepare-demo.sh
 
 # Counts what data-images extracted: every fully-qualified emoji of emoji-test.txt, 70,000 Fashion-MNIST images.
@@ -55,9 +57,7 @@ check-data-images:
 # The same counts on the real packages, for make test: extracts into a scratch folder (about 25 s; it refuses if one
 # emoji of the test file maps to no single glyph or Fashion-MNIST is not 70,000 images), recounts, removes it.
 # The unit tests cover the parsing on a made-up excerpt; this is the one check that needs the 49 MB of packages.
-check-image-extraction:
-	@$(MAKE) --no-print-directory deps APT_PKGS="$(APT_PKGS) $(IMAGE_APT)" PIP_PKGS="$(PIP_PKGS)"
-	@python3 -c "import PIL" 2>/dev/null || python3 -m pip install -q pillow
+check-image-extraction: image-deps
 	@d=$$(mktemp -d) && python3 cluster/data/images.py --out "$$d" && python3 cluster/data/images.py --check "$$d"; \
 	  rc=$$?; rm -rf "$$d"; exit $$rc
 
